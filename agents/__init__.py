@@ -1,0 +1,48 @@
+"""Provider backends behind one interface: see `agents.base` for the contract, `agents.registry` for kinds."""
+
+from agents.base import (
+    Agent,
+    AgentAuthError,
+    AgentError,
+    AgentEvent,
+    AgentProtocolError,
+    AgentRateLimited,
+    AgentSettings,
+    AgentUnavailable,
+    Button,
+    Buttons,
+    HandoffRequested,
+    HistoryEntry,
+    Media,
+    Message,
+    SessionEnded,
+    Sources,
+    TextDelta,
+    Turn,
+    TurnEnd,
+)
+from agents.registry import KINDS, create_agent
+
+__all__ = [
+    "KINDS",
+    "Agent",
+    "AgentAuthError",
+    "AgentError",
+    "AgentEvent",
+    "AgentProtocolError",
+    "AgentRateLimited",
+    "AgentSettings",
+    "AgentUnavailable",
+    "Button",
+    "Buttons",
+    "HandoffRequested",
+    "HistoryEntry",
+    "Media",
+    "Message",
+    "SessionEnded",
+    "Sources",
+    "TextDelta",
+    "Turn",
+    "TurnEnd",
+    "create_agent",
+]

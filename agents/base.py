@@ -1,0 +1,175 @@
+"""The one interface every provider backend implements, and the neutral events it yields.
+
+Agents never know which platform is in front of them: a turn comes in as a `Turn`, the reply goes out
+as a stream of frozen event dataclasses that always ends with `TurnEnd`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict
+
+JSONDict = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Button:
+    """A choice offered to the user. `payload` is what goes back to the provider when it is pressed."""
+
+    label: str
+    payload: JSONDict = field(default_factory=dict)
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One earlier transcript line, for stateless providers that need the conversation replayed."""
+
+    role: Literal["user", "agent", "moderator"]
+    text: str
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What the user did: typed `text`, or pressed `button` (whose payload the provider expects back)."""
+
+    text: str
+    user_id: str
+    display_name: str
+    platform: str
+    provider_state: Mapping[str, Any]
+    button: Button | None = None
+    history: tuple[HistoryEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A streamed fragment appended to the message being written."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Media:
+    url: str
+    kind: Literal["image", "video", "audio", "file"] = "image"
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Message:
+    """A whole message; it closes any message that was being streamed with `TextDelta`s."""
+
+    text: str
+    buttons: tuple[Button, ...] = ()
+    media: tuple[Media, ...] = ()
+
+
+@dataclass(frozen=True)
+class Buttons:
+    buttons: tuple[Button, ...]
+
+
+@dataclass(frozen=True)
+class Sources:
+    urls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HandoffRequested:
+    reason: str
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    reason: str
+
+
+@dataclass(frozen=True)
+class TurnEnd:
+    """Always the last event: the provider state the session must keep for the next turn."""
+
+    provider_state: JSONDict
+
+
+AgentEvent = TextDelta | Message | Buttons | Media | Sources | HandoffRequested | SessionEnded | TurnEnd
+
+
+class AgentError(Exception):
+    """Base of every provider failure. `user_message` is safe to show a user; `str(err)` is for logs."""
+
+    default_user_message = "The assistant had a problem answering. Please try again in a moment."
+
+    def __init__(self, detail: str, *, user_message: str | None = None) -> None:
+        super().__init__(detail)
+        self.user_message = user_message or self.default_user_message
+
+
+class AgentUnavailable(AgentError):
+    default_user_message = (
+        "The assistant is unreachable right now. Your message is saved; please try again soon."
+    )
+
+
+class AgentRateLimited(AgentError):
+    default_user_message = "The assistant is busy right now. Please try again in a minute."
+
+    def __init__(
+        self, detail: str, *, retry_after: float | None = None, user_message: str | None = None
+    ) -> None:
+        super().__init__(detail, user_message=user_message)
+        self.retry_after = retry_after
+
+
+class AgentProtocolError(AgentError):
+    default_user_message = "The assistant sent something I could not understand. Please try again."
+
+
+class AgentAuthError(AgentError):
+    default_user_message = (
+        "The assistant is misconfigured. An operator has been told; please try again later."
+    )
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """A provider backend. Built from its config section; used as an async context manager."""
+
+    name: str
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+    def stream(self, turn: Turn) -> AsyncIterator[AgentEvent]:
+        """Yield the reply's events, ending with `TurnEnd`; raise an `AgentError` on failure."""
+        ...
+
+
+class BaseAgent:
+    """Lifecycle defaults for agents that hold no connection of their own."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+
+class AgentSettings(BaseModel):
+    """Base of every `[agents.NAME]` section: unknown keys are errors, `kind` picks the backend."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str

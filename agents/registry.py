@@ -1,0 +1,32 @@
+"""Which agent kinds exist. Adding a provider means adding one module and one line to `KINDS`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from agents.base import Agent, AgentSettings
+from agents.demo import DemoAgent, DemoSettings
+
+
+@dataclass(frozen=True)
+class AgentKind:
+    settings: type[AgentSettings]
+    build: Callable[[str, Any, httpx.AsyncClient], Agent]
+
+
+KINDS: dict[str, AgentKind] = {
+    "demo": AgentKind(DemoSettings, lambda name, settings, http: DemoAgent(name, settings)),
+}
+
+
+def create_agent(name: str, settings: AgentSettings, *, http: httpx.AsyncClient) -> Agent:
+    """Build the agent for one `[agents.NAME]` section; `http` is the process-wide shared client."""
+    try:
+        kind = KINDS[settings.kind]
+    except KeyError:
+        raise ValueError(f"agents.{name}.kind: unknown agent kind {settings.kind!r}") from None
+    return kind.build(name, settings, http)

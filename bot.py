@@ -1,0 +1,147 @@
+"""Switchboard's composition root: the CLI (run, migrate, check-config) and the wiring of one process.
+
+`python bot.py` with no platform tokens runs the console bridge against the built-in demo agent on
+SQLite, so the whole flow can be tried with no credentials at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from datetime import timedelta
+
+import httpx
+
+import migrations
+from agents import create_agent
+from bridges.console import ConsoleBridge
+from bridges.relay import Relay, RelayPolicy
+from models import create_engine, safe_url, session_factory
+from settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("switchboard")
+
+
+class RedactSecrets(logging.Filter):
+    """Last line of defence: no configured secret ever reaches a log line, whatever the caller logged."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        redacted = self._redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        if record.exc_text:
+            record.exc_text = self._redact(record.exc_text)
+        return True
+
+    def _redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+
+def configure_logging(settings: Settings, *, quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets(settings.secrets()))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    level = logging.getLevelName(settings.logging.level)
+    root.setLevel(max(level, logging.WARNING) if quiet else level)
+
+
+async def migrate(settings: Settings) -> str | None:
+    engine = create_engine(settings.database.url.get_secret_value())
+    try:
+        await migrations.upgrade(engine)
+        return await migrations.current_revision(engine)
+    finally:
+        await engine.dispose()
+
+
+async def run(settings: Settings) -> None:
+    """Build everything, serve until the bridge stops, and tear down in reverse order."""
+    unavailable = [name for name in ("discord", "telegram") if getattr(settings, name) is not None]
+    if unavailable:
+        raise ConfigError(f"{unavailable[0]}: this build has no {unavailable[0]} bridge yet; remove the section")
+    url = settings.database.url.get_secret_value()
+    async with AsyncExitStack() as stack:
+        engine = create_engine(url, echo=settings.database.echo)
+        stack.push_async_callback(engine.dispose)
+        if settings.database.auto_migrate:
+            await migrations.upgrade(engine)
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)))
+        agents = {
+            name: await stack.enter_async_context(create_agent(name, agent_settings, http=http))
+            for name, agent_settings in settings.agents.items()
+        }
+        relay = Relay(
+            session_factory(engine),
+            agents,
+            RelayPolicy(
+                default_agent=settings.routing.default_agent,
+                idle_timeout=timedelta(minutes=settings.routing.idle_timeout_minutes),
+                handoff_expiry=timedelta(minutes=settings.handoff.expire_after_minutes),
+                bindings={(b.scope, b.id): b.agent for b in settings.routing.bindings},
+            ),
+        )
+        default = settings.routing.default_agent
+        print(
+            f"Switchboard: no platform tokens configured, so running the console bridge with agent "
+            f"{default!r} ({settings.agents[default].kind}) on {safe_url(url)}.",
+            file=sys.stderr,
+        )
+        bridge = ConsoleBridge(
+            relay,
+            user_id=settings.console.user_id,
+            display_name=settings.console.display_name,
+            edit_interval=settings.streaming.console_edit_interval,
+        )
+        await bridge.run()
+
+
+def describe(settings: Settings) -> str:
+    agents = ", ".join(f"{name} ({cfg.kind})" for name, cfg in settings.agents.items())
+    bridges = [name for name in ("discord", "telegram") if getattr(settings, name) is not None] or ["console"]
+    return (
+        f"config OK: database {safe_url(settings.database.url.get_secret_value())}; agents: {agents}; "
+        f"default agent: {settings.routing.default_agent}; bridges: {', '.join(bridges)}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__.splitlines()[0])
+    parser.add_argument("command", nargs="?", default="run", choices=["run", "migrate", "check-config"])
+    parser.add_argument("--config", help="TOML file (default: $SWITCHBOARD_CONFIG or ./switchboard.toml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show INFO logs in console mode")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        configure_logging(settings, quiet=args.command == "run" and not args.verbose)
+        if args.command == "check-config":
+            print(describe(settings))
+        elif args.command == "migrate":
+            revision = asyncio.run(migrate(settings))
+            print(f"database {safe_url(settings.database.url.get_secret_value())} is at revision {revision} (head)")
+        else:
+            asyncio.run(run(settings))
+    except ConfigError as exc:
+        print(f"switchboard: config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

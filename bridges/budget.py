@@ -1,0 +1,81 @@
+"""Shared rate budgets: one token bucket per platform scope (bot, channel, chat, group), not per reply.
+
+Requests that must happen (the first and the final text) wait for a token in arrival order;
+intermediate edits only take a token when one is free and nobody is waiting, so under load they thin
+out instead of queueing in front of the text that matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+
+class RateBudget:
+    def __init__(
+        self,
+        rate: float,
+        per: float = 1.0,
+        *,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate <= 0 or per <= 0:
+            raise ValueError("rate and per must be positive")
+        self.refill_per_second = rate / per
+        self.capacity = burst if burst is not None else rate
+        self._tokens = self.capacity
+        self._clock = clock
+        self._stamp = clock()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.refill_per_second)
+        self._stamp = now
+
+    def available(self) -> bool:
+        """A token is free now and no waiting request is ahead of the caller."""
+        self._refill()
+        return not self._waiters and self._tokens >= 1
+
+    def take(self) -> None:
+        """Consume a token the caller checked with `available()` in the same event-loop step."""
+        self._tokens -= 1
+
+    async def acquire(self) -> None:
+        if self.available():
+            self.take()
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            while True:
+                if self._waiters[0] is waiter:
+                    self._refill()
+                    if self._tokens >= 1:
+                        self._tokens -= 1
+                        return
+                    await asyncio.sleep((1 - self._tokens) / self.refill_per_second)
+                else:
+                    await asyncio.shield(waiter)
+        finally:
+            self._waiters.remove(waiter)
+            if self._waiters and not self._waiters[0].done():
+                self._waiters[0].set_result(None)
+
+
+def try_acquire_all(budgets: Sequence[RateBudget]) -> bool:
+    """Take one token from every budget, or from none of them."""
+    if all(budget.available() for budget in budgets):
+        for budget in budgets:
+            budget.take()
+        return True
+    return False
+
+
+async def acquire_all(budgets: Sequence[RateBudget]) -> None:
+    for budget in budgets:
+        await budget.acquire()

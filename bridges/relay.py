@@ -1,0 +1,361 @@
+"""The Relay: the one place that decides which session a message belongs to, where it goes, and what
+the transcript records.
+
+Turns run one at a time per conversation, in arrival order. The user's message is committed before the
+agent is called, so nothing typed is lost whatever the provider or platform does next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agents.base import Agent, Button, HistoryEntry, Turn
+from bridges.render import RenderFailed, RenderResult, ReplyRenderer
+from bridges.surface import Inbound, Surface, SurfaceError
+from models import (
+    OPEN_HANDOFF_STATUSES,
+    AgentBinding,
+    BindingScope,
+    Conversation,
+    ConversationStatus,
+    Handoff,
+    HandoffStatus,
+    Role,
+    TranscriptEntry,
+    User,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+HISTORY_LENGTH = 20
+
+
+class Notices:
+    """Everything the Relay itself says to a user, in one place."""
+
+    handoff_requested = "I've asked a human moderator to join. They'll see this conversation and reply here."
+    handoff_pending = "A moderator has been asked to join; your message is saved and they will see it."
+    handoff_already_open = "A moderator has already been asked to join this conversation."
+    handoff_expired = "No moderator was available in time, so the assistant is back. Your message is below."
+    reset = "Started a new conversation. What can I help you with?"
+    session_ended = "This conversation has ended. Send a message any time to start a new one."
+    delivery_failed = "Sorry, I couldn't post the whole reply here. Please try again."
+
+
+@dataclass(frozen=True)
+class RelayPolicy:
+    default_agent: str
+    idle_timeout: timedelta
+    handoff_expiry: timedelta
+    bindings: Mapping[tuple[BindingScope, str], str]
+    """Bindings from configuration; bindings stored in the database take precedence."""
+
+
+class Relay:
+    def __init__(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        agents: Mapping[str, Agent],
+        policy: RelayPolicy,
+        *,
+        renderer: Callable[[Surface], ReplyRenderer] = ReplyRenderer,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        if policy.default_agent not in agents:
+            raise ValueError(f"default agent {policy.default_agent!r} is not configured")
+        self.db = db
+        self.agents = agents
+        self.policy = policy
+        self._renderer = renderer
+        self._now = now
+        self._locks: dict[tuple[str, str, str, str], tuple[asyncio.Lock, int]] = {}
+
+    async def handle(self, inbound: Inbound, surface: Surface) -> RenderResult | None:
+        """Route one user message: to the agent (returning the rendered reply) or, during a handoff, aside."""
+        async with self._turn_lock(inbound):
+            conversation, notice = await self._conversation_for(inbound)
+            if notice:
+                await _tell(surface, notice)
+            await self._record(conversation.id, Role.USER, inbound.text, [inbound.message_id])
+            if conversation.status in (ConversationStatus.HANDOFF_REQUESTED, ConversationStatus.HUMAN):
+                await _tell(surface, Notices.handoff_pending)
+                return None
+            return await self._agent_turn(conversation, inbound, surface)
+
+    async def reset(self, inbound: Inbound, surface: Surface) -> None:
+        """Close the current conversation (and any open handoff); the next message starts afresh."""
+        async with self._turn_lock(inbound), self.db.begin() as session:
+            conversation = await self._open_conversation(session, inbound)
+            if conversation is not None:
+                await self._close_handoff(
+                    session, conversation, HandoffStatus.RETURNED, f"user:{inbound.user_id}"
+                )
+                _close(conversation, self._now())
+        await _tell(surface, Notices.reset)
+
+    async def request_human(
+        self, inbound: Inbound, surface: Surface, reason: str = "the user asked for a human"
+    ) -> None:
+        async with self._turn_lock(inbound):
+            conversation, notice = await self._conversation_for(inbound)
+            if notice:
+                await _tell(surface, notice)
+            created = await self._open_handoff(conversation.id, reason, requested_by="user")
+        await _tell(surface, Notices.handoff_requested if created else Notices.handoff_already_open)
+
+    async def _agent_turn(
+        self, conversation: Conversation, inbound: Inbound, surface: Surface
+    ) -> RenderResult:
+        agent = self._agent_for(conversation)
+        turn = Turn(
+            text=inbound.text,
+            user_id=inbound.user_id,
+            display_name=inbound.display_name,
+            platform=inbound.platform,
+            provider_state=conversation.provider_state,
+            button=inbound.button,
+            history=await self._history(conversation.id),
+        )
+        renderer = self._renderer(surface)
+        try:
+            result = await renderer.render(agent.stream(turn))
+        except RenderFailed as exc:
+            log.error("conversation %s: reply could not be delivered: %s", conversation.id, exc)
+            result = RenderResult(text="", error=None)
+            await _tell(surface, Notices.delivery_failed)
+        if result.error is not None:
+            log.warning("conversation %s: agent %s failed: %s", conversation.id, agent.name, result.error)
+            await self._record(conversation.id, Role.SYSTEM, f"agent error: {type(result.error).__name__}")
+        if result.text:
+            await self._record(conversation.id, Role.AGENT, result.text, result.message_ids)
+        await self._finish_turn(conversation.id, result)
+        if result.handoff is not None:
+            created = await self._open_handoff(conversation.id, result.handoff.reason, requested_by="agent")
+            await _tell(surface, Notices.handoff_requested if created else Notices.handoff_already_open)
+        elif result.session_ended is not None:
+            await _tell(surface, Notices.session_ended)
+        return result
+
+    def _agent_for(self, conversation: Conversation) -> Agent:
+        agent = self.agents.get(conversation.agent_name)
+        if agent is None:
+            log.warning(
+                "conversation %s is bound to agent %r, which is no longer configured; using %r",
+                conversation.id,
+                conversation.agent_name,
+                self.policy.default_agent,
+            )
+            agent = self.agents[self.policy.default_agent]
+        return agent
+
+    async def _conversation_for(self, inbound: Inbound) -> tuple[Conversation, str | None]:
+        """The live conversation for this user in this place, after idle and handoff timeouts."""
+        now = self._now()
+        notice = None
+        async with self.db.begin() as session:
+            user = await self._user(session, inbound)
+            conversation = await self._open_conversation(session, inbound)
+            if conversation is not None and conversation.status == ConversationStatus.HANDOFF_REQUESTED:
+                handoff = await _open_handoff_of(session, conversation.id)
+                if handoff is None or handoff.requested_at + self.policy.handoff_expiry <= now:
+                    await self._close_handoff(session, conversation, HandoffStatus.EXPIRED, "timeout")
+                    notice = Notices.handoff_expired
+            if (
+                conversation is not None
+                and conversation.status == ConversationStatus.BOT
+                and conversation.last_activity_at + self.policy.idle_timeout <= now
+            ):
+                _close(conversation, now)
+                conversation = None
+            if conversation is None:
+                conversation = Conversation(
+                    user_id=user.id,
+                    platform=inbound.platform,
+                    chat_id=inbound.chat_id,
+                    thread_id=inbound.thread_id,
+                    agent_name=await self._bound_agent(session, inbound),
+                    provider_state={},
+                    status=ConversationStatus.BOT,
+                    last_activity_at=now,
+                )
+                session.add(conversation)
+            conversation.last_activity_at = now
+        return conversation, notice
+
+    async def _user(self, session: AsyncSession, inbound: Inbound) -> User:
+        user = await session.scalar(
+            select(User).where(User.platform == inbound.platform, User.external_id == inbound.user_id)
+        )
+        if user is None:
+            user = User(
+                platform=inbound.platform, external_id=inbound.user_id, display_name=inbound.display_name
+            )
+            session.add(user)
+            await session.flush()
+        elif inbound.display_name and user.display_name != inbound.display_name:
+            user.display_name = inbound.display_name
+        return user
+
+    async def _open_conversation(self, session: AsyncSession, inbound: Inbound) -> Conversation | None:
+        return await session.scalar(
+            select(Conversation)
+            .join(User)
+            .where(
+                User.platform == inbound.platform,
+                User.external_id == inbound.user_id,
+                Conversation.platform == inbound.platform,
+                Conversation.chat_id == inbound.chat_id,
+                Conversation.thread_id == inbound.thread_id,
+                Conversation.status != ConversationStatus.CLOSED,
+            )
+            .order_by(Conversation.id.desc())
+            .limit(1)
+        )
+
+    async def _bound_agent(self, session: AsyncSession, inbound: Inbound) -> str:
+        scopes = list(_binding_scopes(inbound))
+        stored = {
+            (binding.scope, binding.scope_id): binding.agent_name
+            for binding in await session.scalars(
+                select(AgentBinding).where(AgentBinding.scope.in_({scope for scope, _ in scopes}))
+            )
+        }
+        for scope in scopes:
+            for source in (stored, self.policy.bindings):
+                name = source.get(scope)
+                if name in self.agents:
+                    return name
+        return self.policy.default_agent
+
+    async def _history(self, conversation_id: int) -> tuple[HistoryEntry, ...]:
+        async with self.db() as session:
+            entries = await session.scalars(
+                select(TranscriptEntry)
+                .where(
+                    TranscriptEntry.conversation_id == conversation_id, TranscriptEntry.role != Role.SYSTEM
+                )
+                .order_by(TranscriptEntry.id.desc())
+                .limit(HISTORY_LENGTH + 1)
+            )
+            rows = list(entries)[1:]  # the newest is the message being answered now
+        return tuple(HistoryEntry(role=row.role.value, text=row.text) for row in reversed(rows))  # type: ignore[arg-type]
+
+    async def _record(
+        self,
+        conversation_id: int,
+        role: Role,
+        text: str,
+        message_ids: Sequence[str] = (),
+        author_id: str = "",
+    ) -> None:
+        async with self.db.begin() as session:
+            session.add(
+                TranscriptEntry(
+                    conversation_id=conversation_id,
+                    role=role,
+                    text=text,
+                    author_id=author_id,
+                    platform_message_ids=[mid for mid in message_ids if mid],
+                )
+            )
+
+    async def _finish_turn(self, conversation_id: int, result: RenderResult) -> None:
+        async with self.db.begin() as session:
+            conversation = await session.get_one(Conversation, conversation_id)
+            now = self._now()
+            conversation.last_activity_at = now
+            if result.provider_state is not None:
+                conversation.provider_state = result.provider_state
+            if result.session_ended is not None and result.handoff is None:
+                _close(conversation, now)
+
+    async def _open_handoff(self, conversation_id: int, reason: str, *, requested_by: str) -> bool:
+        """Open a handoff unless one is already open. Returns whether this call opened it."""
+        async with self.db.begin() as session:
+            conversation = await session.get_one(Conversation, conversation_id)
+            if await _open_handoff_of(session, conversation_id) is not None:
+                return False
+            session.add(
+                Handoff(
+                    conversation_id=conversation_id,
+                    status=HandoffStatus.REQUESTED,
+                    reason=reason,
+                    requested_by=requested_by,
+                    requested_at=self._now(),
+                )
+            )
+            conversation.status = ConversationStatus.HANDOFF_REQUESTED
+            conversation.closed_at = None
+        log.info("conversation %s: handoff requested by %s", conversation_id, requested_by)
+        return True
+
+    async def _close_handoff(
+        self, session: AsyncSession, conversation: Conversation, status: HandoffStatus, closed_by: str
+    ) -> None:
+        handoff = await _open_handoff_of(session, conversation.id)
+        if handoff is not None:
+            handoff.status = status
+            handoff.closed_by = closed_by
+            handoff.closed_at = self._now()
+            log.info(
+                "conversation %s: handoff %s %s by %s", conversation.id, handoff.id, status.value, closed_by
+            )
+        if conversation.status in (ConversationStatus.HANDOFF_REQUESTED, ConversationStatus.HUMAN):
+            conversation.status = ConversationStatus.BOT
+
+    @asynccontextmanager
+    async def _turn_lock(self, inbound: Inbound) -> AsyncIterator[None]:
+        """Serialise turns per conversation. asyncio.Lock wakes waiters first in, first out, and the
+        lock is taken before the first await, so turns run in the order the bridge received them."""
+        key = (inbound.platform, inbound.chat_id, inbound.thread_id, inbound.user_id)
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+def _binding_scopes(inbound: Inbound) -> Iterator[tuple[BindingScope, str]]:
+    """Most specific first."""
+    if inbound.platform == "discord":
+        yield BindingScope.DISCORD_CHANNEL, inbound.chat_id
+        if inbound.guild_id:
+            yield BindingScope.DISCORD_GUILD, inbound.guild_id
+    elif inbound.platform == "telegram":
+        yield BindingScope.TELEGRAM_CHAT, inbound.chat_id
+    yield BindingScope.GLOBAL, ""
+
+
+async def _open_handoff_of(session: AsyncSession, conversation_id: int) -> Handoff | None:
+    return await session.scalar(
+        select(Handoff).where(
+            Handoff.conversation_id == conversation_id, Handoff.status.in_(OPEN_HANDOFF_STATUSES)
+        )
+    )
+
+
+def _close(conversation: Conversation, now: datetime) -> None:
+    conversation.status = ConversationStatus.CLOSED
+    conversation.closed_at = now
+
+
+async def _tell(surface: Surface, text: str, buttons: Sequence[Button] = ()) -> None:
+    try:
+        await surface.send(text, buttons)
+    except SurfaceError as exc:
+        log.warning("could not post a notice: %s", exc)

@@ -1,0 +1,61 @@
+"""What a bridge hands the Relay: the message as `Inbound`, and the platform's primitives as a `Surface`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from agents.base import Button, Media
+from bridges.budget import RateBudget
+from bridges.split import Measure
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One user message (or button press), platform-neutral."""
+
+    platform: str
+    chat_id: str
+    user_id: str
+    display_name: str
+    text: str
+    message_id: str = ""
+    thread_id: str = ""
+    guild_id: str = ""
+    is_dm: bool = False
+    button: Button | None = None
+
+
+class SurfaceError(Exception):
+    """A platform request failed. `permanent` means retrying the same request cannot succeed."""
+
+    def __init__(self, detail: str, *, permanent: bool = False) -> None:
+        super().__init__(detail)
+        self.permanent = permanent
+
+
+class Surface(Protocol):
+    """The small set of platform primitives the renderer needs, bound to one chat or thread."""
+
+    max_length: int
+    """Longest message the platform accepts, in units of `measure`."""
+
+    measure: Measure
+    edit_interval: float
+    """Seconds between two intermediate edits of one message."""
+
+    budgets: Sequence[RateBudget]
+    """Shared budgets every request here spends from (bot-wide, per chat, ...)."""
+
+    async def send(self, text: str, buttons: Sequence[Button] = ()) -> str:
+        """Post a message; return its platform id."""
+        ...
+
+    async def edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None: ...
+
+    async def send_media(self, media: Media) -> str: ...
+
+    async def typing(self) -> None:
+        """Show that the bot is working; called again every few seconds until text arrives."""
+        ...

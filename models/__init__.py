@@ -1,0 +1,26 @@
+"""The data model (SQLAlchemy 2 typed declarative) and the engine/session factory."""
+
+from models.base import Base, utcnow
+from models.binding import AgentBinding, BindingScope
+from models.conversation import Conversation, ConversationStatus, Role, TranscriptEntry, User
+from models.db import create_engine, normalize_url, safe_url, session_factory
+from models.handoff import OPEN_HANDOFF_STATUSES, Handoff, HandoffStatus
+
+__all__ = [
+    "OPEN_HANDOFF_STATUSES",
+    "AgentBinding",
+    "Base",
+    "BindingScope",
+    "Conversation",
+    "ConversationStatus",
+    "Handoff",
+    "HandoffStatus",
+    "Role",
+    "TranscriptEntry",
+    "User",
+    "create_engine",
+    "normalize_url",
+    "safe_url",
+    "session_factory",
+    "utcnow",
+]

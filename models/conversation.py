@@ -1,0 +1,85 @@
+"""Users, their conversations with an agent, and the transcript of each conversation."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.base import Base, UTCDateTime, str_enum, utcnow
+
+
+class ConversationStatus(enum.StrEnum):
+    BOT = "bot"
+    HANDOFF_REQUESTED = "handoff_requested"
+    HUMAN = "human"
+    CLOSED = "closed"
+
+
+class Role(enum.StrEnum):
+    USER = "user"
+    AGENT = "agent"
+    MODERATOR = "moderator"
+    SYSTEM = "system"
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("platform", "external_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(64))
+    display_name: Mapped[str] = mapped_column(String(255), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    conversations: Mapped[list[Conversation]] = relationship(back_populates="user")
+
+
+class Conversation(Base):
+    """One user's session with one agent in one place (chat, channel, thread or topic)."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (
+        Index("ix_conversations_place", "user_id", "platform", "chat_id", "thread_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(16))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    thread_id: Mapped[str] = mapped_column(String(64), default="", doc="'' when not in a thread or topic")
+    agent_name: Mapped[str] = mapped_column(String(64))
+    provider_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[ConversationStatus] = mapped_column(
+        str_enum(ConversationStatus, "conversation_status"), default=ConversationStatus.BOT
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    user: Mapped[User] = relationship(back_populates="conversations")
+    transcript: Mapped[list[TranscriptEntry]] = relationship(
+        back_populates="conversation", order_by="TranscriptEntry.id"
+    )
+
+
+class TranscriptEntry(Base):
+    __tablename__ = "transcript_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[Role] = mapped_column(str_enum(Role, "transcript_role"))
+    text: Mapped[str] = mapped_column(Text)
+    author_id: Mapped[str] = mapped_column(String(64), default="", doc="platform id of a moderator author")
+    platform_message_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    conversation: Mapped[Conversation] = relationship(back_populates="transcript")

@@ -1,0 +1,57 @@
+"""A request for a human moderator, and its life: requested -> claimed -> resolved / returned / expired."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, str_enum, utcnow
+
+
+class HandoffStatus(enum.StrEnum):
+    REQUESTED = "requested"
+    CLAIMED = "claimed"
+    RESOLVED = "resolved"
+    RETURNED = "returned"
+    EXPIRED = "expired"
+
+
+OPEN_HANDOFF_STATUSES = (HandoffStatus.REQUESTED, HandoffStatus.CLAIMED)
+_OPEN_WHERE = text("status IN ('requested', 'claimed')")
+
+
+class Handoff(Base):
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        # At most one open handoff per conversation, enforced by the database itself.
+        Index(
+            "uq_handoffs_one_open_per_conversation",
+            "conversation_id",
+            unique=True,
+            sqlite_where=_OPEN_WHERE,
+            postgresql_where=_OPEN_WHERE,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[HandoffStatus] = mapped_column(
+        str_enum(HandoffStatus, "handoff_status"),
+        default=HandoffStatus.REQUESTED,
+    )
+    reason: Mapped[str] = mapped_column(Text, default="")
+    requested_by: Mapped[str] = mapped_column(String(16), doc="'agent' or 'user'")
+    claimed_by: Mapped[str | None] = mapped_column(String(64), default=None, doc="platform:user id")
+    claimed_by_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    closed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    notification_refs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

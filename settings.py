@@ -1,0 +1,310 @@
+"""Typed, validated configuration: one TOML file plus `SWITCHBOARD_*` environment variables.
+
+Secrets never come from the file: a secret key is either set in the environment
+(`SWITCHBOARD_DISCORD__TOKEN`) or named through a `*_env` indirection (`token_env = "MY_TOKEN"`).
+Every problem becomes one `ConfigError` line naming the key, and never echoes a value.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy.engine import make_url
+
+from agents.demo import DemoSettings
+from agents.registry import KINDS
+from models.binding import BindingScope
+
+ENV_PREFIX = "SWITCHBOARD_"
+CONFIG_PATH_ENV = "SWITCHBOARD_CONFIG"
+DEFAULT_CONFIG_PATH = "switchboard.toml"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./switchboard.db"
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as one line that names the offending key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(Section):
+    url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    auto_migrate: bool = Field(True, description="apply pending migrations when `run` starts")
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, value: SecretStr) -> SecretStr:
+        from sqlalchemy.exc import ArgumentError
+
+        from models.db import normalize_url
+
+        try:
+            normalize_url(value.get_secret_value())
+        except ArgumentError:
+            raise ValueError("not a database URL (expected sqlite:///PATH or postgresql://...)") from None
+        return value
+
+
+class DiscordSettings(Section):
+    token: SecretStr
+    api_base: str = "https://discord.com/api/v10"
+    gateway_url: str = "wss://gateway.discord.gg"
+
+
+class TelegramSettings(Section):
+    token: SecretStr
+    base_url: str = "https://api.telegram.org/bot"
+
+
+class ConsoleSettings(Section):
+    user_id: str = Field(default_factory=getpass.getuser, min_length=1, max_length=64)
+    display_name: str = Field(default_factory=getpass.getuser, min_length=1, max_length=255)
+
+
+class Binding(Section):
+    scope: BindingScope
+    id: str = ""
+    agent: str
+
+
+class RoutingSettings(Section):
+    default_agent: str = "demo"
+    idle_timeout_minutes: float = Field(
+        60.0, gt=0, description="after this much silence a new conversation starts"
+    )
+    bindings: tuple[Binding, ...] = ()
+
+
+class StreamingSettings(Section):
+    console_edit_interval: float = Field(0.05, ge=0, le=10)
+    discord_edit_interval: float = Field(1.0, ge=0.2, le=10)
+    telegram_edit_interval: float = Field(1.0, ge=0.2, le=10)
+
+
+class HandoffSettings(Section):
+    expire_after_minutes: float = Field(
+        30.0, gt=0, description="an unclaimed handoff expires after this long"
+    )
+
+
+class LoggingSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+def _agent_union() -> Any:
+    settings_types = tuple(kind.settings for kind in KINDS.values())
+    union: Any = (
+        settings_types[0]
+        if len(settings_types) == 1
+        else Annotated[
+            settings_types, Field(discriminator="kind")  # type: ignore[valid-type]
+        ]
+    )
+    return union
+
+
+AgentSettingsUnion = _agent_union()
+
+
+class Settings(Section):
+    database: DatabaseSettings = DatabaseSettings()
+    discord: DiscordSettings | None = None
+    telegram: TelegramSettings | None = None
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    agents: dict[str, AgentSettingsUnion] = Field(default_factory=lambda: {"demo": DemoSettings()})
+    routing: RoutingSettings = RoutingSettings()
+    streaming: StreamingSettings = StreamingSettings()
+    handoff: HandoffSettings = HandoffSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @model_validator(mode="after")
+    def _agents_exist(self) -> Settings:
+        names = sorted(self.agents)
+        if self.routing.default_agent not in self.agents:
+            raise _KeyProblem(
+                "routing.default_agent", f"no agent named {self.routing.default_agent!r} (have {names})"
+            )
+        for index, binding in enumerate(self.routing.bindings):
+            if binding.agent not in self.agents:
+                raise _KeyProblem(
+                    f"routing.bindings.{index}.agent", f"no agent named {binding.agent!r} (have {names})"
+                )
+        return self
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so the log filter can redact them wherever they might leak."""
+        return [value for _path, value in _secret_fields(self)]
+
+
+class _KeyProblem(ValueError):
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key = key
+        self.problem = problem
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read the TOML file (optional unless named explicitly), overlay the environment, validate."""
+    environ = os.environ if environ is None else environ
+    explicit = path is not None or CONFIG_PATH_ENV in environ
+    config_path = Path(path if path is not None else environ.get(CONFIG_PATH_ENV, DEFAULT_CONFIG_PATH))
+    raw: dict[str, Any] = {}
+    if config_path.exists():
+        try:
+            raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
+    elif explicit:
+        raise ConfigError(f"{config_path}: config file not found")
+
+    file_keys = {path for path, _ in _leaves(raw)}
+    sources = dict.fromkeys(file_keys, f"in {config_path}")
+    raw = _resolve_env_indirections(raw, environ, sources)
+    _overlay_environment(raw, environ, sources)
+
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, sources)) from None
+
+    for key, value in _secret_fields(settings):
+        if key in file_keys and not _allowed_in_file(key, value):
+            raise ConfigError(
+                f"{key}: secrets are not read from the config file; set {_env_name(key)} "
+                f'or use {key.rsplit(".", 1)[-1]}_env = "VARIABLE"'
+            )
+    return settings
+
+
+def _allowed_in_file(key: str, value: str) -> bool:
+    """A database URL may sit in the file as long as it carries no password."""
+    return key == "database.url" and make_url(value).password is None
+
+
+def _leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _leaves(value, f"{path}.")
+        else:
+            yield path, value
+
+
+def _resolve_env_indirections(
+    tree: dict[str, Any], environ: Mapping[str, str], sources: dict[str, str], prefix: str = ""
+) -> dict[str, Any]:
+    resolved: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            resolved[key] = _resolve_env_indirections(value, environ, sources, f"{path}.")
+        elif key.endswith("_env") and isinstance(value, str):
+            target = key.removesuffix("_env")
+            if value not in environ:
+                raise ConfigError(f"{path}: environment variable {value} is not set")
+            if target in tree:
+                raise ConfigError(f"{prefix}{target}: given both directly and through {key}")
+            resolved[target] = environ[value]
+            sources[f"{prefix}{target}"] = f"from ${value}"
+        else:
+            resolved[key] = value
+    return resolved
+
+
+def _overlay_environment(raw: dict[str, Any], environ: Mapping[str, str], sources: dict[str, str]) -> None:
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_PATH_ENV:
+            continue
+        parts = [part.lower() for part in name.removeprefix(ENV_PREFIX).split("__")]
+        if not all(parts):
+            raise ConfigError(f"{name}: malformed variable name; use SWITCHBOARD_SECTION__KEY")
+        node = raw
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(parts)}: {name} addresses a value, not a section")
+            node = child
+        node[parts[-1]] = _parse_env_value(value)
+        sources[".".join(parts)] = f"from ${name}"
+
+
+def _parse_env_value(value: str) -> Any:
+    """Lists and tables can be given as JSON; everything else stays a string for pydantic to coerce."""
+    if value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
+    errors = exc.errors(include_input=False, include_url=False)
+    error = min(errors, key=lambda e: e["type"] != "extra_forbidden")  # a typo explains the rest
+    problem_in_check = error.get("ctx", {}).get("error")
+    if isinstance(problem_in_check, _KeyProblem):
+        return f"{problem_in_check.key}: {problem_in_check.problem}"
+    loc = [str(part) for part in error["loc"]]
+    if len(loc) > 2 and loc[0] == "agents" and loc[2] in KINDS:
+        del loc[2]  # the discriminated union's tag, not a key the user wrote
+    key = ".".join(loc) or "(top level)"
+    where = sources.get(key)
+    if error["type"] == "extra_forbidden":
+        problem = "unknown key"
+    elif error["type"] == "missing" and _is_secret_path(loc):
+        problem = f'missing secret: set {_env_name(key)} or {loc[-1]}_env = "VARIABLE"'
+        where = None
+    elif error["type"] == "missing":
+        problem = "required key is missing"
+    else:
+        problem = error["msg"].removeprefix("Value error, ")
+    return f"{key}: {problem}" + (f" ({where})" if where else "")
+
+
+def _is_secret_path(loc: list[str]) -> bool:
+    node: Any = Settings
+    for part in loc:
+        fields = getattr(node, "model_fields", None)
+        if fields is None or part not in fields:
+            return False
+        annotation = fields[part].annotation
+        node = next((arg for arg in getattr(annotation, "__args__", ()) if arg is not type(None)), annotation)
+    return node is SecretStr
+
+
+def _env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper().replace(".", "__")
+
+
+def _secret_fields(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, str]]:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        path = f"{prefix}{name}"
+        if isinstance(value, SecretStr):
+            yield path, value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            yield from _secret_fields(value, f"{path}.")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(item, BaseModel):
+                    yield from _secret_fields(item, f"{path}.{key}.")
