@@ -73,7 +73,9 @@ async def run(settings: Settings) -> None:
     """Build everything, serve until the bridge stops, and tear down in reverse order."""
     unavailable = [name for name in ("discord", "telegram") if getattr(settings, name) is not None]
     if unavailable:
-        raise ConfigError(f"{unavailable[0]}: this build has no {unavailable[0]} bridge yet; remove the section")
+        raise ConfigError(
+            f"{unavailable[0]}: this build has no {unavailable[0]} bridge yet; remove the section"
+        )
     url = settings.database.url.get_secret_value()
     async with AsyncExitStack() as stack:
         engine = create_engine(url, echo=settings.database.echo)
@@ -132,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(describe(settings))
         elif args.command == "migrate":
             revision = asyncio.run(migrate(settings))
-            print(f"database {safe_url(settings.database.url.get_secret_value())} is at revision {revision} (head)")
+            print(
+                f"database {safe_url(settings.database.url.get_secret_value())} is at revision {revision} (head)"
+            )
         else:
             asyncio.run(run(settings))
     except ConfigError as exc:

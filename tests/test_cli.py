@@ -1,0 +1,119 @@
+"""The README's promises, run as a newcomer would: `printf 'hello\\n' | python bot.py` and friends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from models import Conversation, Role, TranscriptEntry, create_engine, session_factory
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = {
+    "SWITCHBOARD_AGENTS__DEMO__FIRST_CHUNK_DELAY": "0.01",
+    "SWITCHBOARD_AGENTS__DEMO__CHUNK_DELAY": "0.001",
+}
+
+
+def bot(
+    cwd: Path, *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bot.py"), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        timeout=60,
+    )
+
+
+def test_hello_streams_a_demo_reply_and_persists_it(tmp_path: Path) -> None:
+    first = bot(tmp_path, stdin="hello\n")
+    assert first.returncode == 0, first.stderr
+    assert "console bridge" in first.stderr and "'demo'" in first.stderr and "switchboard.db" in first.stderr
+    assert "bot> Hi **" in first.stdout and "demo agent" in first.stdout
+    assert "[1] Tell me a joke" in first.stdout
+    assert (tmp_path / "switchboard.db").exists()
+
+    second = bot(tmp_path, stdin="hello\n", env=FAST)
+    assert second.returncode == 0, second.stderr
+    assert "Welcome back" in second.stdout and "message #2 of our conversation" in second.stdout
+
+
+async def test_conversation_is_in_the_database_and_continues(tmp_path: Path, database_url: str) -> None:
+    env = {**FAST, "SWITCHBOARD_DATABASE__URL": database_url}
+    assert bot(tmp_path, stdin="hello\ntell me a joke\n", env=env).returncode == 0
+    result = bot(tmp_path, stdin="what is this?\n", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "message #3 of our conversation" in result.stdout
+
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            assert await session.scalar(select(func.count()).select_from(Conversation)) == 1
+            entries = list(await session.scalars(select(TranscriptEntry).order_by(TranscriptEntry.id)))
+    finally:
+        await engine.dispose()
+    assert [e.role for e in entries if e.role is Role.USER] == [Role.USER] * 3
+    assert [e.text for e in entries if e.role is Role.USER] == ["hello", "tell me a joke", "what is this?"]
+    assert any("You said: “what is this?”" in e.text for e in entries if e.role is Role.AGENT)
+
+
+def test_button_number_presses_the_offered_button(tmp_path: Path) -> None:
+    result = bot(tmp_path, stdin="hello\n1\n", env=FAST)
+    assert result.returncode == 0, result.stderr
+    assert "you> 1" in result.stdout
+    reply = result.stdout.split("you> 1", 1)[1]
+    assert "programmers" in reply or "binary" in reply or "UDP" in reply  # a joke, not an echo of "1"
+
+
+def test_human_handoff_holds_messages_for_moderators(tmp_path: Path) -> None:
+    result = bot(tmp_path, stdin="I want to talk to a human\nare you there?\n/reset\nhello\n", env=FAST)
+    assert result.returncode == 0, result.stderr
+    assert "asking a human moderator" in result.stdout
+    assert "your message is saved" in result.stdout
+    assert "Started a new conversation" in result.stdout
+    assert result.stdout.rstrip().endswith("[1] Tell me a joke  [2] Show a long answer  [3] Talk to a human")
+
+
+def test_migrate_and_check_config(tmp_path: Path) -> None:
+    migrated = bot(tmp_path, "migrate")
+    assert migrated.returncode == 0, migrated.stderr
+    assert "is at revision 0001 (head)" in migrated.stdout
+    checked = bot(tmp_path, "check-config")
+    assert checked.returncode == 0
+    assert checked.stdout.startswith("config OK:") and "demo (demo)" in checked.stdout
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "line"),
+    [
+        ("[routing]\nidel_timeout_minutes = 3\n", {}, "routing.idel_timeout_minutes: unknown key"),
+        ("[discord]\napi_base = 'http://127.0.0.1:9/api'\n", {}, "discord.token: missing secret"),
+        ("", {"SWITCHBOARD_STREAMING__CONSOLE_EDIT_INTERVAL": "fast"}, "streaming.console_edit_interval:"),
+    ],
+)
+def test_bad_config_stops_start_up_with_one_line(
+    tmp_path: Path, toml: str, env: dict[str, str], line: str
+) -> None:
+    (tmp_path / "switchboard.toml").write_text(toml)
+    for command in ("run", "check-config", "migrate"):
+        result = bot(tmp_path, command, stdin="hello\n", env=env)
+        assert result.returncode == 2
+        assert result.stdout == ""
+        assert result.stderr.count("\n") == 1 and line in result.stderr
+    assert not (tmp_path / "switchboard.db").exists()
+
+
+def test_secret_never_printed(tmp_path: Path) -> None:
+    secret = "tok-very-secret-123"
+    (tmp_path / "switchboard.toml").write_text(f"[discord]\ntoken = '{secret}'\n")
+    result = bot(tmp_path, "check-config")
+    assert result.returncode == 2 and secret not in result.stderr + result.stdout
