@@ -134,9 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(describe(settings))
         elif args.command == "migrate":
             revision = asyncio.run(migrate(settings))
-            print(
-                f"database {safe_url(settings.database.url.get_secret_value())} is at revision {revision} (head)"
-            )
+            where = safe_url(settings.database.url.get_secret_value())
+            print(f"database {where} is at revision {revision} (head)")
         else:
             asyncio.run(run(settings))
     except ConfigError as exc:

@@ -6,7 +6,6 @@ cases skip, unless SWITCHBOARD_REQUIRE_POSTGRES=1 (set by .ci/run), in which cas
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import os
 import shutil
@@ -14,7 +13,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -80,7 +79,7 @@ class PostgresCluster:
             "-E",
             "UTF8",
         )
-        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(
             str(self.bindir / "pg_ctl"),
             "-D",
@@ -162,13 +161,6 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 def db(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return session_factory(engine)
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> None:
-    """Poll a condition until it holds; fail the test with a timeout instead of sleeping blindly."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(interval)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
