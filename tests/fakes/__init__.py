@@ -1,0 +1,1 @@
+"""Loopback peers that speak each external protocol faithfully, errors and rate limits included."""
