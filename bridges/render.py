@@ -71,6 +71,10 @@ class _Block:
             self._joined_parts = 1
         return self._joined
 
+    def replace(self, text: str) -> None:
+        self.parts[:] = [text]
+        self._joined, self._joined_parts = text, 1
+
 
 @dataclass(frozen=True)
 class _Target:
@@ -184,7 +188,8 @@ class ReplyRenderer:
 
     def _add_notice(self, notice: str) -> None:
         block = self._open_block()
-        block.parts.append(("\n\n" if block.text.strip() else "") + f"⚠️ {notice}")
+        shown = block.text.rstrip()
+        block.replace((shown + "\n\n" if shown else "") + f"⚠️ {notice}")
         block.closed = True
 
     def _targets(self) -> list[_Target]:

@@ -1,0 +1,307 @@
+"""The Relay on SQLite and PostgreSQL: sessions, transcript, ordering, idle timeout, handoff, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agents.base import (
+    AgentEvent,
+    AgentUnavailable,
+    BaseAgent,
+    Button,
+    HandoffRequested,
+    Message,
+    SessionEnded,
+    TextDelta,
+    Turn,
+    TurnEnd,
+)
+from agents.demo import DemoAgent, DemoSettings
+from bridges.relay import Notices, Relay, RelayPolicy
+from bridges.surface import Inbound
+from models import (
+    AgentBinding,
+    BindingScope,
+    Conversation,
+    ConversationStatus,
+    Handoff,
+    HandoffStatus,
+    Role,
+    TranscriptEntry,
+)
+from tests.surfaces import RecordingSurface
+
+
+class ScriptedAgent(BaseAgent):
+    """Answers every turn with "<name>: <text>" in three deltas and counts turns in provider state."""
+
+    def __init__(self, name: str = "scripted", *, gate: asyncio.Event | None = None) -> None:
+        super().__init__(name)
+        self.turns: list[Turn] = []
+        self.gate = gate
+        self.script: dict[str, list[AgentEvent] | Exception] = {}
+
+    async def stream(self, turn: Turn) -> AsyncIterator[AgentEvent]:
+        self.turns.append(turn)
+        if self.gate is not None:
+            await self.gate.wait()
+        count = int(turn.provider_state.get("count", 0)) + 1
+        scripted = self.script.get(turn.text)
+        if isinstance(scripted, Exception):
+            yield TextDelta("partial ")
+            raise scripted
+        if scripted is not None:
+            for event in scripted:
+                yield event
+        else:
+            for piece in (f"{self.name}: ", turn.text, f" (#{count})"):
+                yield TextDelta(piece)
+        yield TurnEnd({"count": count})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+POLICY = RelayPolicy(
+    default_agent="scripted",
+    idle_timeout=timedelta(minutes=30),
+    handoff_expiry=timedelta(minutes=10),
+    bindings={(BindingScope.TELEGRAM_CHAT, "group-1"): "other"},
+)
+
+
+def inbound(text: str, *, user: str = "u1", chat: str = "c1", platform: str = "console", **extra: object) -> Inbound:
+    return Inbound(platform=platform, chat_id=chat, user_id=user, display_name=f"User {user}", text=text, **extra)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def agent() -> ScriptedAgent:
+    return ScriptedAgent()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def relay(db: async_sessionmaker[AsyncSession], agent: ScriptedAgent, clock: Clock) -> Relay:
+    return Relay(db, {"scripted": agent, "other": ScriptedAgent("other")}, POLICY, now=clock)
+
+
+async def transcript(db: async_sessionmaker[AsyncSession]) -> list[tuple[int, Role, str]]:
+    async with db() as session:
+        rows = await session.scalars(select(TranscriptEntry).order_by(TranscriptEntry.id))
+        return [(row.conversation_id, row.role, row.text) for row in rows]
+
+
+async def conversations(db: async_sessionmaker[AsyncSession]) -> list[Conversation]:
+    async with db() as session:
+        return list(await session.scalars(select(Conversation).order_by(Conversation.id)))
+
+
+async def test_turn_is_streamed_recorded_and_continues(relay: Relay, db: async_sessionmaker[AsyncSession]) -> None:
+    surface = RecordingSurface()
+    await relay.handle(inbound("hello", message_id="m1"), surface)
+    await relay.handle(inbound("again"), surface)
+    assert surface.visible_texts() == ["scripted: hello (#1)", "scripted: again (#2)"]
+    (conversation,) = await conversations(db)
+    assert conversation.provider_state == {"count": 2} and conversation.status is ConversationStatus.BOT
+    assert [(role, text) for _, role, text in await transcript(db)] == [
+        (Role.USER, "hello"),
+        (Role.AGENT, "scripted: hello (#1)"),
+        (Role.USER, "again"),
+        (Role.AGENT, "scripted: again (#2)"),
+    ]
+    async with db() as session:
+        first = await session.scalar(select(TranscriptEntry).order_by(TranscriptEntry.id))
+        assert first is not None and first.platform_message_ids == ["m1"]
+
+
+async def test_state_survives_a_restart(
+    db: async_sessionmaker[AsyncSession], agent: ScriptedAgent, clock: Clock
+) -> None:
+    await Relay(db, {"scripted": agent}, POLICY, now=clock).handle(inbound("one"), RecordingSurface())
+    restarted = Relay(db, {"scripted": ScriptedAgent()}, POLICY, now=clock)
+    surface = RecordingSurface()
+    await restarted.handle(inbound("two"), surface)
+    assert surface.visible_texts() == ["scripted: two (#2)"]
+
+
+async def test_history_is_handed_to_the_agent(relay: Relay, agent: ScriptedAgent) -> None:
+    surface = RecordingSurface()
+    await relay.handle(inbound("first"), surface)
+    await relay.handle(inbound("second"), surface)
+    assert [(h.role, h.text) for h in agent.turns[1].history] == [("user", "first"), ("agent", "scripted: first (#1)")]
+
+
+async def test_messages_queue_in_order_one_turn_at_a_time(
+    db: async_sessionmaker[AsyncSession], clock: Clock
+) -> None:
+    gate = asyncio.Event()
+    agent = ScriptedAgent(gate=gate)
+    relay = Relay(db, {"scripted": agent}, POLICY, now=clock)
+    surface = RecordingSurface()
+    tasks = [asyncio.create_task(relay.handle(inbound(f"m{n}"), surface)) for n in range(5)]
+    async with asyncio.timeout(5):
+        while len(agent.turns) < 1:
+            await asyncio.sleep(0.01)
+    assert len(agent.turns) == 1  # the rest wait for the first turn to finish
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert [turn.text for turn in agent.turns] == ["m0", "m1", "m2", "m3", "m4"]
+    assert surface.visible_texts() == [f"scripted: m{n} (#{n + 1})" for n in range(5)]
+    users = [text for _, role, text in await transcript(db) if role is Role.USER]
+    assert users == ["m0", "m1", "m2", "m3", "m4"]
+
+
+async def test_different_users_are_served_concurrently(relay: Relay, db: async_sessionmaker[AsyncSession]) -> None:
+    surfaces = [RecordingSurface() for _ in range(4)]
+    await asyncio.gather(*(relay.handle(inbound("hi", user=f"u{n}"), s) for n, s in enumerate(surfaces)))
+    assert all(s.visible_texts() == ["scripted: hi (#1)"] for s in surfaces)
+    assert len(await conversations(db)) == 4
+
+
+async def test_idle_timeout_starts_a_new_conversation(
+    relay: Relay, db: async_sessionmaker[AsyncSession], clock: Clock
+) -> None:
+    surface = RecordingSurface()
+    await relay.handle(inbound("one"), surface)
+    clock.now += timedelta(minutes=29)
+    await relay.handle(inbound("two"), surface)
+    clock.now += timedelta(minutes=31)
+    await relay.handle(inbound("three"), surface)
+    assert surface.visible_texts()[-1] == "scripted: three (#1)"
+    first, second = await conversations(db)
+    assert first.status is ConversationStatus.CLOSED and first.closed_at is not None
+    assert second.status is ConversationStatus.BOT
+
+
+async def test_places_and_bindings(relay: Relay, db: async_sessionmaker[AsyncSession]) -> None:
+    surface = RecordingSurface()
+    await relay.handle(inbound("a", platform="telegram", chat="group-1"), surface)
+    await relay.handle(inbound("b", platform="telegram", chat="group-2"), surface)
+    async with db.begin() as session:
+        session.add(AgentBinding(scope=BindingScope.DISCORD_GUILD, scope_id="g1", agent_name="other"))
+    await relay.handle(inbound("c", platform="discord", chat="chan", guild_id="g1"), surface)
+    await relay.handle(inbound("d", platform="discord", chat="chan", thread_id="t1", guild_id="g1"), surface)
+    assert surface.visible_texts() == ["other: a (#1)", "scripted: b (#1)", "other: c (#1)", "other: d (#1)"]
+    assert [(c.platform, c.chat_id, c.thread_id, c.agent_name) for c in await conversations(db)] == [
+        ("telegram", "group-1", "", "other"),
+        ("telegram", "group-2", "", "scripted"),
+        ("discord", "chan", "", "other"),
+        ("discord", "chan", "t1", "other"),
+    ]
+
+
+async def test_agent_failure_keeps_the_session_and_the_message(
+    relay: Relay, agent: ScriptedAgent, db: async_sessionmaker[AsyncSession]
+) -> None:
+    surface = RecordingSurface()
+    await relay.handle(inbound("one"), surface)
+    agent.script["boom"] = AgentUnavailable("provider down: secret detail")
+    result = await relay.handle(inbound("boom"), surface)
+    assert result is not None and isinstance(result.error, AgentUnavailable)
+    assert surface.visible_texts()[-1] == f"partial\n\n⚠️ {AgentUnavailable.default_user_message}"
+    await relay.handle(inbound("after"), surface)
+    assert surface.visible_texts()[-1] == "scripted: after (#2)"  # provider state untouched by the failure
+    entries = await transcript(db)
+    assert (Role.USER, "boom") in [(role, text) for _, role, text in entries]
+    assert (Role.SYSTEM, "agent error: AgentUnavailable") in [(role, text) for _, role, text in entries]
+    assert len({conversation_id for conversation_id, _, _ in entries}) == 1
+
+
+async def test_agent_handoff_holds_messages_until_expiry(
+    relay: Relay, agent: ScriptedAgent, db: async_sessionmaker[AsyncSession], clock: Clock
+) -> None:
+    surface = RecordingSurface()
+    agent.script["help"] = [Message("Getting a human."), HandoffRequested("billing question")]
+    await relay.handle(inbound("help"), surface)
+    assert surface.visible_texts()[-2:] == ["Getting a human.", Notices.handoff_requested]
+
+    await relay.handle(inbound("are you there?"), surface)
+    assert surface.visible_texts()[-1] == Notices.handoff_pending
+    assert [t.text for t in agent.turns] == ["help"]  # never reached the agent
+
+    clock.now += timedelta(minutes=11)
+    await relay.handle(inbound("hello?"), surface)
+    assert surface.visible_texts()[-2:] == [Notices.handoff_expired, "scripted: hello? (#2)"]  # same session
+    async with db() as session:
+        handoff = await session.scalar(select(Handoff))
+        assert handoff is not None
+        assert (handoff.status, handoff.reason, handoff.requested_by) == (
+            HandoffStatus.EXPIRED,
+            "billing question",
+            "agent",
+        )
+        assert handoff.closed_at is not None
+    users = [text for _, role, text in await transcript(db) if role is Role.USER]
+    assert users == ["help", "are you there?", "hello?"]
+
+
+async def test_user_asks_for_human_once_and_reset_returns_to_the_bot(
+    relay: Relay, db: async_sessionmaker[AsyncSession]
+) -> None:
+    surface = RecordingSurface()
+    await relay.request_human(inbound("/human"), surface)
+    await relay.request_human(inbound("/human"), surface)
+    assert surface.visible_texts() == [Notices.handoff_requested, Notices.handoff_already_open]
+    await relay.reset(inbound("/reset"), surface)
+    await relay.handle(inbound("hi"), surface)
+    assert surface.visible_texts()[-2:] == [Notices.reset, "scripted: hi (#1)"]
+    async with db() as session:
+        (handoff,) = await session.scalars(select(Handoff))
+        assert handoff.status is HandoffStatus.RETURNED and handoff.closed_by == "user:u1"
+    first, second = await conversations(db)
+    assert first.status is ConversationStatus.CLOSED and second.status is ConversationStatus.BOT
+
+
+async def test_only_one_open_handoff_per_conversation_is_enforced_by_the_database(
+    relay: Relay, db: async_sessionmaker[AsyncSession]
+) -> None:
+    await relay.request_human(inbound("/human"), RecordingSurface())
+    (conversation,) = await conversations(db)
+    with pytest.raises(Exception, match="(?i)unique"):
+        async with db.begin() as session:
+            session.add(Handoff(conversation_id=conversation.id, requested_by="user"))
+
+
+async def test_session_end_closes_the_conversation(
+    relay: Relay, agent: ScriptedAgent, db: async_sessionmaker[AsyncSession]
+) -> None:
+    surface = RecordingSurface()
+    agent.script["bye"] = [Message("Bye!"), SessionEnded("end_of_diagram")]
+    await relay.handle(inbound("bye"), surface)
+    await relay.handle(inbound("new"), surface)
+    assert surface.visible_texts() == ["Bye!", Notices.session_ended, "scripted: new (#1)"]
+    assert [c.status for c in await conversations(db)] == [ConversationStatus.CLOSED, ConversationStatus.BOT]
+
+
+async def test_button_press_reaches_the_agent(relay: Relay, agent: ScriptedAgent) -> None:
+    button = Button("Yes", {"type": "path-yes"})
+    await relay.handle(inbound("Yes", button=button), RecordingSurface())
+    assert agent.turns[0].button == button
+
+
+async def test_demo_agent_end_to_end(db: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    demo = DemoAgent("demo", DemoSettings(first_chunk_delay=0, chunk_delay=0.001))
+    policy = RelayPolicy("demo", timedelta(hours=1), timedelta(minutes=10), {})
+    relay = Relay(db, {"demo": demo}, policy, now=clock)
+    surface = RecordingSurface()
+    await relay.handle(inbound("hello"), surface)
+    texts: Sequence[str] = surface.visible_texts()
+    assert texts[0].startswith("Hi **User u1**!") and texts[1] == "What would you like to try?"
+    assert [b.label for b in surface.visible_buttons()[1]] == ["Tell me a joke", "Show a long answer", "Talk to a human"]
+    await relay.handle(inbound("Talk to a human", button=surface.visible_buttons()[1][2]), surface)
+    assert surface.visible_texts()[-1] == Notices.handoff_requested
