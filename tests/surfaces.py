@@ -121,8 +121,8 @@ class RecordingSurface:
     def count(self, kind: str) -> int:
         return sum(1 for request in self.requests if request.kind == kind)
 
-    async def wait_for(self, predicate: object, timeout: float = 5.0) -> None:
+    async def wait_for(self, predicate: object, within: float = 5.0) -> None:
         """Wait until `predicate()` holds, re-checking whenever a message changes."""
         assert callable(predicate)
-        async with asyncio.timeout(timeout), self.changed:
+        async with asyncio.timeout(within), self.changed:
             await self.changed.wait_for(predicate)

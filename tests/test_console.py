@@ -51,7 +51,9 @@ async def test_piped_session_streams_each_chunk(
     output = RecordingOutput(tty=False)
     demo = DemoAgent("demo", DemoSettings(first_chunk_delay=0, chunk_delay=0.002))
     relay = Relay(db, {"demo": demo}, RelayPolicy("demo", timedelta(hours=1), timedelta(minutes=5), {}))
-    bridge = ConsoleBridge(relay, user_id="ada", display_name="Ada", edit_interval=0, terminal=Terminal(reader, output))
+    bridge = ConsoleBridge(
+        relay, user_id="ada", display_name="Ada", edit_interval=0, terminal=Terminal(reader, output)
+    )
     await bridge.run()
 
     text = output.getvalue()

@@ -44,11 +44,13 @@ class ScriptedAgent(BaseAgent):
     def __init__(self, name: str = "scripted", *, gate: asyncio.Event | None = None) -> None:
         super().__init__(name)
         self.turns: list[Turn] = []
+        self.entered = asyncio.Event()
         self.gate = gate
         self.script: dict[str, list[AgentEvent] | Exception] = {}
 
     async def stream(self, turn: Turn) -> AsyncIterator[AgentEvent]:
         self.turns.append(turn)
+        self.entered.set()
         if self.gate is not None:
             await self.gate.wait()
         count = int(turn.provider_state.get("count", 0)) + 1
@@ -81,8 +83,12 @@ POLICY = RelayPolicy(
 )
 
 
-def inbound(text: str, *, user: str = "u1", chat: str = "c1", platform: str = "console", **extra: object) -> Inbound:
-    return Inbound(platform=platform, chat_id=chat, user_id=user, display_name=f"User {user}", text=text, **extra)  # type: ignore[arg-type]
+def inbound(
+    text: str, *, user: str = "u1", chat: str = "c1", platform: str = "console", **extra: object
+) -> Inbound:
+    return Inbound(
+        platform=platform, chat_id=chat, user_id=user, display_name=f"User {user}", text=text, **extra
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -111,7 +117,9 @@ async def conversations(db: async_sessionmaker[AsyncSession]) -> list[Conversati
         return list(await session.scalars(select(Conversation).order_by(Conversation.id)))
 
 
-async def test_turn_is_streamed_recorded_and_continues(relay: Relay, db: async_sessionmaker[AsyncSession]) -> None:
+async def test_turn_is_streamed_recorded_and_continues(
+    relay: Relay, db: async_sessionmaker[AsyncSession]
+) -> None:
     surface = RecordingSurface()
     await relay.handle(inbound("hello", message_id="m1"), surface)
     await relay.handle(inbound("again"), surface)
@@ -143,7 +151,10 @@ async def test_history_is_handed_to_the_agent(relay: Relay, agent: ScriptedAgent
     surface = RecordingSurface()
     await relay.handle(inbound("first"), surface)
     await relay.handle(inbound("second"), surface)
-    assert [(h.role, h.text) for h in agent.turns[1].history] == [("user", "first"), ("agent", "scripted: first (#1)")]
+    assert [(h.role, h.text) for h in agent.turns[1].history] == [
+        ("user", "first"),
+        ("agent", "scripted: first (#1)"),
+    ]
 
 
 async def test_messages_queue_in_order_one_turn_at_a_time(
@@ -154,9 +165,7 @@ async def test_messages_queue_in_order_one_turn_at_a_time(
     relay = Relay(db, {"scripted": agent}, POLICY, now=clock)
     surface = RecordingSurface()
     tasks = [asyncio.create_task(relay.handle(inbound(f"m{n}"), surface)) for n in range(5)]
-    async with asyncio.timeout(5):
-        while len(agent.turns) < 1:
-            await asyncio.sleep(0.01)
+    await asyncio.wait_for(agent.entered.wait(), 5)
     assert len(agent.turns) == 1  # the rest wait for the first turn to finish
     gate.set()
     await asyncio.wait_for(asyncio.gather(*tasks), 10)
@@ -166,7 +175,9 @@ async def test_messages_queue_in_order_one_turn_at_a_time(
     assert users == ["m0", "m1", "m2", "m3", "m4"]
 
 
-async def test_different_users_are_served_concurrently(relay: Relay, db: async_sessionmaker[AsyncSession]) -> None:
+async def test_different_users_are_served_concurrently(
+    relay: Relay, db: async_sessionmaker[AsyncSession]
+) -> None:
     surfaces = [RecordingSurface() for _ in range(4)]
     await asyncio.gather(*(relay.handle(inbound("hi", user=f"u{n}"), s) for n, s in enumerate(surfaces)))
     assert all(s.visible_texts() == ["scripted: hi (#1)"] for s in surfaces)
@@ -272,7 +283,7 @@ async def test_only_one_open_handoff_per_conversation_is_enforced_by_the_databas
 ) -> None:
     await relay.request_human(inbound("/human"), RecordingSurface())
     (conversation,) = await conversations(db)
-    with pytest.raises(Exception, match="(?i)unique"):
+    with pytest.raises(Exception, match=r"(?i)unique"):
         async with db.begin() as session:
             session.add(Handoff(conversation_id=conversation.id, requested_by="user"))
 
@@ -302,6 +313,10 @@ async def test_demo_agent_end_to_end(db: async_sessionmaker[AsyncSession], clock
     await relay.handle(inbound("hello"), surface)
     texts: Sequence[str] = surface.visible_texts()
     assert texts[0].startswith("Hi **User u1**!") and texts[1] == "What would you like to try?"
-    assert [b.label for b in surface.visible_buttons()[1]] == ["Tell me a joke", "Show a long answer", "Talk to a human"]
+    assert [b.label for b in surface.visible_buttons()[1]] == [
+        "Tell me a joke",
+        "Show a long answer",
+        "Talk to a human",
+    ]
     await relay.handle(inbound("Talk to a human", button=surface.visible_buttons()[1][2]), surface)
     assert surface.visible_texts()[-1] == Notices.handoff_requested
