@@ -302,10 +302,11 @@ class ReplyRenderer:
 
     async def _keep_typing(self) -> None:
         while not self._first_text.is_set():
-            try:
-                await self.surface.typing()
-            except SurfaceError as exc:
-                log.debug("typing indicator failed: %s", exc)
+            if try_acquire_all(self.surface.budgets):  # nice to have: never queued ahead of real text
+                try:
+                    await self.surface.typing()
+                except SurfaceError as exc:
+                    log.debug("typing indicator failed: %s", exc)
             try:
                 await asyncio.wait_for(self._first_text.wait(), timeout=TYPING_REFRESH_SECONDS)
             except TimeoutError:

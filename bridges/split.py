@@ -36,7 +36,7 @@ def split_text(text: str, limit: int, measure: Measure = len) -> list[str]:
     start = 0
     while measure(text[start:]) > limit:
         window = text[start : start + _fitting_length(text, start, limit, measure)]
-        cut = _boundary_cut(window) or _grapheme_safe_cut(window, len(window))
+        cut = _boundary_cut(window) or _grapheme_safe_cut(text, start, start + len(window)) - start
         chunks.append(text[start : start + cut])
         start += cut
     chunks.append(text[start:])
@@ -69,15 +69,18 @@ def _boundary_cut(window: str) -> int:
     return 0
 
 
-def _grapheme_safe_cut(text: str, index: int) -> int:
-    """Move a hard cut left until it does not break an emoji sequence, a flag or a combining mark."""
-    floor = max(1, index - 32)
+def _grapheme_safe_cut(text: str, start: int, index: int) -> int:
+    """Move a hard cut at `index` left until it does not break an emoji sequence, a flag or a combining mark.
+
+    Only characters up to `index` (inclusive) are looked at, and they exist already, so the cut is stable.
+    """
+    floor = max(start + 1, index - 32)
     cut = index
     while cut > floor and _joins_previous(text, cut):
         cut -= 1
-    if _regional_indicators_before(text, cut) % 2 == 1:
+    if _regional_indicators_before(text, cut) % 2 == 1 and cut - 1 > start:
         cut -= 1
-    return cut if cut > 0 else index
+    return cut
 
 
 def _joins_previous(text: str, index: int) -> bool:

@@ -107,6 +107,7 @@ class RecordingSurface:
 
     async def typing(self) -> None:
         await self._request("typing", "", "", ())
+        await self._changed()
 
     def visible_texts(self) -> list[str]:
         """The text messages as the user sees them now, oldest first."""

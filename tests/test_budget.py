@@ -1,0 +1,88 @@
+"""Shared rate budgets: the bucket refills at its rate, waiters are served in order, all-or-nothing takes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bridges.budget import RateBudget, acquire_all, try_acquire_all
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_burst_then_refill_at_rate() -> None:
+    clock = Clock()
+    budget = RateBudget(5, per=1.0, clock=clock)
+    taken = 0
+    while budget.available():
+        budget.take()
+        taken += 1
+    assert taken == 5
+    clock.now = 0.2  # one token refilled
+    assert budget.available()
+    budget.take()
+    assert not budget.available()
+    clock.now = 100.0
+    assert sum(1 for _ in iter(lambda: budget.available() and (budget.take() or True), False)) == 5
+
+
+def test_rate_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        RateBudget(0)
+
+
+def test_try_acquire_all_takes_from_every_budget_or_none() -> None:
+    roomy_clock, tight_clock = Clock(), Clock()
+    roomy, tight = RateBudget(10, clock=roomy_clock), RateBudget(1, clock=tight_clock)
+    assert try_acquire_all([roomy, tight])
+    assert not try_acquire_all([roomy, tight])
+    tight_clock.now = 1.0
+    assert try_acquire_all([roomy, tight])  # roomy lost one token per success only: 10 -> 9 -> 9 -> 8
+    spent = 0
+    while roomy.available():
+        roomy.take()
+        spent += 1
+    assert spent == 8
+
+
+async def test_waiters_are_served_in_arrival_order_at_the_budget_rate() -> None:
+    budget = RateBudget(20, per=1.0, burst=1)
+    order: list[int] = []
+
+    async def take(n: int) -> None:
+        await budget.acquire()
+        order.append(n)
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(asyncio.gather(*(take(n) for n in range(10))), 5)
+    elapsed = loop.time() - started
+    assert order == list(range(10))
+    assert elapsed >= 9 / 20 * 0.95  # nine refills at 20/s after the first token
+
+
+async def test_opportunistic_takes_yield_to_waiters() -> None:
+    """Intermediate edits (try_acquire) must not jump ahead of a request that is waiting."""
+    budget = RateBudget(50, burst=1)
+    budget.take()
+    waiter = asyncio.create_task(budget.acquire())
+    await asyncio.sleep(0)  # let the waiter queue up
+    assert not budget.available()
+    await asyncio.wait_for(waiter, 2)
+
+
+async def test_cancelled_waiter_lets_the_next_one_through() -> None:
+    budget = RateBudget(50, burst=1)
+    budget.take()
+    first = asyncio.create_task(budget.acquire())
+    second = asyncio.create_task(acquire_all([budget]))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.wait_for(second, 2)

@@ -1,0 +1,296 @@
+"""The streaming renderer under pressure: storms, long replies, unicode cuts, failing platforms."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import AsyncIterator, Iterable
+
+import pytest
+
+from agents.base import (
+    AgentEvent,
+    AgentUnavailable,
+    Button,
+    Buttons,
+    HandoffRequested,
+    Media,
+    Message,
+    SessionEnded,
+    Sources,
+    TextDelta,
+    TurnEnd,
+)
+from bridges.budget import RateBudget
+from bridges.render import CHOOSE_PROMPT, RenderFailed, ReplyRenderer
+from bridges.split import split_text, utf16_length
+from bridges.surface import SurfaceError
+from tests.surfaces import RecordingSurface
+from tests.test_split import FAMILY, FLAGS, TRICKY, breaks_grapheme
+
+
+async def stream(events: Iterable[AgentEvent], pause_every: int = 0) -> AsyncIterator[AgentEvent]:
+    for index, event in enumerate(events):
+        if pause_every and index % pause_every == 0:
+            await asyncio.sleep(0)
+        yield event
+
+
+def deltas(text: str, size: int) -> list[AgentEvent]:
+    return [TextDelta(text[i : i + size]) for i in range(0, len(text), size)]
+
+
+def expected_messages(text: str, surface: RecordingSurface) -> list[str]:
+    return [chunk.strip() for chunk in split_text(text, surface.max_length, surface.measure) if chunk.strip()]
+
+
+def assert_clean_history(surface: RecordingSurface) -> None:
+    """No request overlapped another on the same message, and no edit repeated what was shown."""
+    assert surface.overlaps == 0
+    for posted in surface.posted.values():
+        assert all(a != b for a, b in itertools.pairwise(posted.versions)), posted.versions
+
+
+async def test_first_text_is_posted_before_the_agent_continues() -> None:
+    surface = RecordingSurface()
+    release = asyncio.Event()
+
+    async def agent() -> AsyncIterator[AgentEvent]:
+        yield TextDelta("Hel")
+        await release.wait()
+        yield TextDelta("lo there")
+        yield TurnEnd({"k": 1})
+
+    render = asyncio.create_task(ReplyRenderer(surface).render(agent()))
+    await surface.wait_for(lambda: surface.visible_texts() == ["Hel"])
+    release.set()
+    result = await asyncio.wait_for(render, 5)
+    assert surface.visible_texts() == ["Hello there"]
+    assert result.text == "Hello there"
+    assert result.provider_state == {"k": 1}
+    assert result.message_ids == ["m1"]
+
+
+async def test_chunk_storm_coalesces_into_few_edits_and_ends_exact() -> None:
+    text = "".join(random.Random(7).choice("abc de\n") for _ in range(1500))
+    surface = RecordingSurface(edit_interval=0.05, latency=0.005)
+    events = [TextDelta(char) for char in text] * 1  # 1,500 one-character deltas
+    events += [TextDelta(" tail") for _ in range(8500)]  # 10,000 deltas in all
+    full = text + " tail" * 8500
+    result = await asyncio.wait_for(ReplyRenderer(surface).render(stream([*events, TurnEnd({})], 50)), 20)
+    assert surface.visible_texts() == expected_messages(full, surface)
+    assert result.text == full.strip()
+    edits = surface.count("edit")
+    assert edits < 200, edits  # 10,000 deltas, a few dozen requests
+    assert_clean_history(surface)
+
+
+async def test_ten_thousand_character_reply_splits_at_discord_limit() -> None:
+    words = " ".join(f"token{n}" for n in range(1500))[:10_000]
+    surface = RecordingSurface(max_length=2000, edit_interval=0.01)
+    await asyncio.wait_for(ReplyRenderer(surface).render(stream([*deltas(words, 37), TurnEnd({})], 20)), 20)
+    shown = surface.visible_texts()
+    assert shown == expected_messages(words, surface)
+    assert len(shown) == 6
+    assert all(len(text) <= 2000 for text in shown)
+    assert " ".join(shown) == words.strip()  # only the whitespace at the cuts was dropped
+    assert_clean_history(surface)
+
+
+async def test_telegram_limit_in_utf16_with_emoji() -> None:
+    text = ("Emoji time 😀😃😄 " * 500)[:6000]
+    surface = RecordingSurface(max_length=4096, measure=utf16_length, edit_interval=0.01)
+    await asyncio.wait_for(ReplyRenderer(surface).render(stream([*deltas(text, 11), TurnEnd({})], 20)), 20)
+    shown = surface.visible_texts()
+    assert shown == expected_messages(text, surface)
+    assert all(utf16_length(message) <= 4096 for message in shown)
+    assert len(shown) == 2
+
+
+@pytest.mark.parametrize("cluster", TRICKY)
+async def test_unicode_at_the_split_point_is_never_broken(cluster: str) -> None:
+    """Unbreakable runs of tricky clusters streamed a code point at a time across the limit."""
+    text = "x" * 30 + cluster * 20
+    surface = RecordingSurface(max_length=40, edit_interval=0.0)
+    await asyncio.wait_for(ReplyRenderer(surface).render(stream([*deltas(text, 1), TurnEnd({})], 3)), 10)
+    shown = surface.visible_texts()
+    assert "".join(shown) == text.strip() or " ".join(shown).replace(" ", "") == text.replace(" ", "")
+    for left, right in itertools.pairwise(shown):
+        assert not breaks_grapheme(left, right)
+    for posted in surface.posted.values():  # intermediate versions too
+        assert all(len(version) <= 40 for version in posted.versions)
+
+
+async def test_shown_text_only_ever_grows() -> None:
+    """Words never change once shown; at most the tail of a full message moves on to the next one."""
+    text = (FAMILY + " Lorem ipsum dolor sit amet. " + FLAGS + "\n") * 60
+    surface = RecordingSurface(max_length=300, edit_interval=0.0)
+    await asyncio.wait_for(ReplyRenderer(surface).render(stream([*deltas(text, 5), TurnEnd({})], 2)), 20)
+    compact = "".join(text.split())
+    offset = 0
+    for posted in surface.posted.values():
+        for version in posted.versions:
+            assert compact.startswith("".join(version.split()), offset), version
+        offset += len("".join(posted.text.split()))
+
+
+async def test_intermediate_edit_failure_is_recovered_by_later_text() -> None:
+    surface = RecordingSurface(edit_interval=0.0)
+    surface.fail_next("edit", SurfaceError("HTTP 500"), times=2)
+    gate = asyncio.Event()
+
+    async def agent() -> AsyncIterator[AgentEvent]:
+        yield TextDelta("one")
+        await surface.wait_for(lambda: surface.count("send") == 1)
+        for word in (" two", " three", " four"):
+            yield TextDelta(word)
+            await asyncio.sleep(0.01)
+        await gate.wait()
+        yield TextDelta(" five")
+        yield TurnEnd({})
+
+    render = asyncio.create_task(ReplyRenderer(surface, retry_delay=0.01).render(agent()))
+    await surface.wait_for(lambda: surface.count("edit") >= 2)
+    gate.set()
+    await asyncio.wait_for(render, 5)
+    assert surface.visible_texts() == ["one two three four five"]
+
+
+async def test_final_edit_failing_for_good_posts_the_final_text_anew() -> None:
+    surface = RecordingSurface(edit_interval=0.0)
+    surface.fail_next("edit", SurfaceError("message deleted", permanent=True), times=1)
+
+    async def agent() -> AsyncIterator[AgentEvent]:
+        yield TextDelta("draft")
+        await surface.wait_for(lambda: surface.count("send") == 1)
+        yield TextDelta(" and the rest")
+        yield TurnEnd({})
+
+    result = await asyncio.wait_for(ReplyRenderer(surface, retry_delay=0.01).render(agent()), 5)
+    assert surface.visible_texts()[-1] == "draft and the rest"
+    assert result.message_ids == ["m2"]
+
+
+async def test_final_edit_retries_transient_failures() -> None:
+    surface = RecordingSurface(edit_interval=10.0)  # no intermediate edit: the only edit is the final one
+    surface.fail_next("edit", SurfaceError("HTTP 502"), times=2)
+
+    async def agent() -> AsyncIterator[AgentEvent]:
+        yield TextDelta("start")
+        await surface.wait_for(lambda: surface.count("send") == 1)
+        yield TextDelta(" end")
+        yield TurnEnd({})
+
+    await asyncio.wait_for(ReplyRenderer(surface, retry_delay=0.01).render(agent()), 5)
+    assert surface.visible_texts() == ["start end"]
+    assert surface.count("edit") == 3 and surface.count("send") == 1
+
+
+async def test_platform_refusing_every_send_raises_render_failed() -> None:
+    surface = RecordingSurface()
+    surface.fail_next("send", SurfaceError("forbidden", permanent=True), times=5)
+    with pytest.raises(RenderFailed):
+        await asyncio.wait_for(ReplyRenderer(surface).render(stream([TextDelta("hi"), TurnEnd({})])), 5)
+
+
+async def test_agent_failure_mid_stream_keeps_the_text_and_adds_a_notice() -> None:
+    surface = RecordingSurface()
+
+    async def agent() -> AsyncIterator[AgentEvent]:
+        yield TextDelta("Let me look that up for you...   ")
+        raise AgentUnavailable("provider: connection lost (secret-free detail)")
+
+    result = await asyncio.wait_for(ReplyRenderer(surface).render(agent()), 5)
+    assert isinstance(result.error, AgentUnavailable)
+    assert surface.visible_texts() == [
+        f"Let me look that up for you...\n\n⚠️ {AgentUnavailable.default_user_message}"
+    ]
+    assert "secret" not in surface.visible_texts()[0]
+
+
+async def test_agent_crash_is_contained() -> None:
+    surface = RecordingSurface()
+
+    async def agent() -> AsyncIterator[AgentEvent]:
+        yield TextDelta("x")
+        raise KeyError("bug")
+
+    result = await asyncio.wait_for(ReplyRenderer(surface).render(agent()), 5)
+    assert result.error is not None
+    assert surface.visible_texts()[0].startswith("x\n\n⚠️ ")
+
+
+async def test_rich_events_render_as_messages_buttons_media_and_sources() -> None:
+    surface = RecordingSurface()
+    yes, no = Button("Yes", {"type": "path-yes"}), Button("No", {"type": "path-no"})
+    events: list[AgentEvent] = [
+        TextDelta("Streaming "),
+        TextDelta("intro."),
+        Message("Pick one:"),
+        Buttons((yes, no)),
+        Media("https://example.test/cat.png", caption="a cat"),
+        Buttons((Button("Open", url="https://example.test"),)),
+        Sources(("https://a.test", "https://b.test")),
+        HandoffRequested("user asked"),
+        SessionEnded("end_of_diagram"),
+        TurnEnd({"s": 1}),
+    ]
+    result = await asyncio.wait_for(ReplyRenderer(surface).render(stream(events)), 5)
+    assert surface.visible_texts() == [
+        "Streaming intro.",
+        "Pick one:",
+        CHOOSE_PROMPT,
+        "Sources: <https://a.test> · <https://b.test>",
+    ]
+    assert surface.visible_buttons()[1] == (yes, no)
+    assert surface.visible_buttons()[2][0].url == "https://example.test"
+    assert [media.url for media in surface.visible_media()] == ["https://example.test/cat.png"]
+    assert result.handoff == HandoffRequested("user asked")
+    assert result.session_ended == SessionEnded("end_of_diagram")
+    assert result.provider_state == {"s": 1}
+
+
+async def test_whitespace_only_text_posts_nothing() -> None:
+    surface = RecordingSurface()
+    result = await ReplyRenderer(surface).render(stream([TextDelta("  "), TextDelta("\n"), TurnEnd({})]))
+    assert surface.visible_texts() == [] and result.text == ""
+
+
+async def test_typing_is_shown_until_the_first_text() -> None:
+    surface = RecordingSurface()
+    release = asyncio.Event()
+
+    async def agent() -> AsyncIterator[AgentEvent]:
+        await release.wait()
+        yield TextDelta("ok")
+        yield TurnEnd({})
+
+    render = asyncio.create_task(ReplyRenderer(surface).render(agent()))
+    await surface.wait_for(lambda: surface.count("typing") >= 1)
+    release.set()
+    await asyncio.wait_for(render, 5)
+    typing_before = surface.count("typing")
+    assert typing_before == 1
+    assert surface.requests[0].kind == "typing"
+
+
+async def test_concurrent_replies_share_one_budget_and_still_end_exact() -> None:
+    """Ten replies in one channel: intermediate edits thin out, first and final texts all land."""
+    channel = RateBudget(10, per=1.0, burst=5)
+    surfaces = [RecordingSurface(edit_interval=0.05, budgets=[channel]) for _ in range(10)]
+    texts = [f"reply {n}: " + "word " * 60 for n in range(10)]
+
+    async def one(surface: RecordingSurface, text: str) -> None:
+        await ReplyRenderer(surface).render(stream([*deltas(text, 6), TurnEnd({})], 1))
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(asyncio.gather(*(one(s, t) for s, t in zip(surfaces, texts, strict=True))), 20)
+    elapsed = loop.time() - started
+    requests = sum(len(s.requests) for s in surfaces)
+    assert requests <= 5 + 10 * elapsed + 1  # never more than the budget allowed
+    assert requests <= 30  # one send and one final edit each, plus a few opportunistic edits
+    for surface, text in zip(surfaces, texts, strict=True):
+        assert surface.visible_texts() == [text.strip()]
+        assert_clean_history(surface)

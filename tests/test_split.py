@@ -1,0 +1,124 @@
+"""Splitting long replies: lossless, within the limit, at natural boundaries, never inside a grapheme."""
+
+from __future__ import annotations
+
+import itertools
+import unicodedata
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridges.split import split_text, utf16_length
+
+FAMILY = "👨\u200d👩\u200d👧\u200d👦"
+FLAGS = "🇫🇷🇩🇪🇯🇵"
+THUMBS = "👍🏽"
+ACCENTED = "e\u0301"  # e + combining acute
+KEYCAP = "1\ufe0f\u20e3"
+SCOTLAND = "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f"
+TRICKY = [FAMILY, FLAGS, THUMBS, ACCENTED, KEYCAP, SCOTLAND, "中文", "\u210c", "\u200f", "\u200b"]
+
+
+def breaks_grapheme(left: str, right: str) -> bool:
+    """True if the cut between `left` and `right` splits a user-perceived character."""
+    if not left or not right:
+        return False
+    first, last = right[0], left[-1]
+    joins = (
+        first == "\u200d"
+        or last == "\u200d"
+        or unicodedata.category(first) in {"Mn", "Me", "Mc"}
+        or "\ufe00" <= first <= "\ufe0f"
+        or "\U0001f3fb" <= first <= "\U0001f3ff"
+        or "\U000e0020" <= first <= "\U000e007f"
+        or first == "\u20e3"
+    )
+    trailing_indicators = len(left) - len(left.rstrip("".join(chr(c) for c in range(0x1F1E6, 0x1F200))))
+    return joins or ("\U0001f1e6" <= first <= "\U0001f1ff" and trailing_indicators % 2 == 1)
+
+
+def test_short_text_is_one_chunk() -> None:
+    assert split_text("hello", 2000) == ["hello"]
+    assert split_text("", 2000) == [""]
+
+
+def test_prefers_paragraph_then_line_then_sentence_then_word() -> None:
+    para = "First paragraph here.\n\nSecond one is longer than the rest of it."
+    assert split_text(para, 40)[0] == "First paragraph here.\n\n"
+    lines = "line one is here\nline two is here\nline three"
+    assert split_text(lines, 40)[0] == "line one is here\nline two is here\n"
+    sentences = "This first sentence ends. Another sentence goes on and on"
+    assert split_text(sentences, 40)[0] == "This first sentence ends. "
+    words = "alpha beta gamma delta epsilon zeta eta theta"
+    assert split_text(words, 20)[0] == "alpha beta gamma "
+
+
+def test_ten_thousand_characters_split_under_discord_limit() -> None:
+    text = " ".join(f"w{n}" for n in range(2300))  # over 12,000 characters
+    assert len(text) > 10_000
+    chunks = split_text(text, 2000)
+    assert "".join(chunks) == text
+    assert all(len(chunk) <= 2000 for chunk in chunks)
+    assert all(chunk.endswith(" ") for chunk in chunks[:-1])  # cut between words, not inside one
+    assert all(len(chunk) > 1990 for chunk in chunks[:-1])  # full messages, not fragments
+    assert len(chunks) == -(-len(text) // 1995)
+
+
+def test_telegram_limit_counts_utf16_units() -> None:
+    text = "😀" * 3000  # 6,000 UTF-16 units, 3,000 code points
+    chunks = split_text(text, 4096, utf16_length)
+    assert "".join(chunks) == text
+    assert [utf16_length(chunk) for chunk in chunks] == [4096, 1904]
+
+
+def test_unbreakable_text_is_cut_hard() -> None:
+    text = "x" * 4500
+    assert [len(chunk) for chunk in split_text(text, 2000)] == [2000, 2000, 500]
+
+
+@pytest.mark.parametrize("cluster", TRICKY)
+@pytest.mark.parametrize("offset", range(-8, 3))
+def test_hard_cut_never_splits_a_grapheme(cluster: str, offset: int) -> None:
+    text = "a" * (40 + offset) + cluster * 6 + "b" * 50
+    chunks = split_text(text, 40)
+    assert "".join(chunks) == text
+    for left, right in itertools.pairwise(chunks):
+        assert not breaks_grapheme(left, right), (left[-4:], right[:4])
+
+
+def test_flags_are_cut_between_pairs() -> None:
+    text = "a" * 37 + "🇫🇷🇩🇪🇯🇵🇮🇹" + "b" * 60
+    for chunk in split_text(text, 40)[1:]:
+        indicators = sum("\U0001f1e6" <= char <= "\U0001f1ff" for char in chunk)
+        assert indicators % 2 == 0
+
+
+def test_limit_must_be_sensible() -> None:
+    with pytest.raises(ValueError):
+        split_text("abc", 3)
+
+
+alphabet = st.sampled_from([*"ab .!?\n", "\n\n", "  ", *TRICKY, "😀", "ß"])
+texts = st.lists(alphabet, max_size=400).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts, st.integers(min_value=16, max_value=120), st.booleans())
+def test_split_is_lossless_bounded_and_grapheme_safe(text: str, limit: int, utf16: bool) -> None:
+    measure = utf16_length if utf16 else len
+    chunks = split_text(text, limit, measure)
+    assert "".join(chunks) == text
+    assert all(measure(chunk) <= limit for chunk in chunks)
+    assert all(chunks[:-1])  # no empty chunk except for empty text
+    for left, right in itertools.pairwise(chunks):
+        assert not breaks_grapheme(left, right)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts, texts, st.integers(min_value=16, max_value=120))
+def test_full_chunks_never_move_as_text_streams_in(prefix: str, more: str, limit: int) -> None:
+    """Every chunk but the last is final: appending text may only change the last one."""
+    before = split_text(prefix, limit)
+    after = split_text(prefix + more, limit)
+    assert after[: len(before) - 1] == before[:-1]
