@@ -112,6 +112,22 @@ class Relay:
             created = await self._open_handoff(conversation.id, reason, requested_by="user")
         await _tell(surface, Notices.handoff_requested if created else Notices.handoff_already_open)
 
+    async def bind_agent(self, scope: BindingScope, scope_id: str, agent_name: str, *, by: str) -> None:
+        """Store which agent answers in a scope (an admin's `/agent`); new conversations there use it."""
+        if agent_name not in self.agents:
+            known = ", ".join(sorted(self.agents))
+            raise ValueError(f"unknown agent {agent_name!r}; configured agents: {known}")
+        async with self.db.begin() as session:
+            binding = await session.scalar(
+                select(AgentBinding).where(AgentBinding.scope == scope, AgentBinding.scope_id == scope_id)
+            )
+            if binding is None:
+                session.add(
+                    AgentBinding(scope=scope, scope_id=scope_id, agent_name=agent_name, created_by=by)
+                )
+            else:
+                binding.agent_name, binding.created_by = agent_name, by
+
     async def _agent_turn(
         self, conversation: Conversation, inbound: Inbound, surface: Surface
     ) -> RenderResult:

@@ -320,3 +320,18 @@ async def test_demo_agent_end_to_end(db: async_sessionmaker[AsyncSession], clock
     ]
     await relay.handle(inbound("Talk to a human", button=surface.visible_buttons()[1][2]), surface)
     assert surface.visible_texts()[-1] == Notices.handoff_requested
+
+
+async def test_bind_agent_routes_new_conversations_and_rejects_unknown_agents(
+    relay: Relay, db: async_sessionmaker[AsyncSession]
+) -> None:
+    await relay.bind_agent(BindingScope.DISCORD_CHANNEL, "chan-9", "other", by="admin-1")
+    await relay.bind_agent(BindingScope.DISCORD_CHANNEL, "chan-9", "other", by="admin-2")  # idempotent
+    surface = RecordingSurface()
+    await relay.handle(inbound("hi", platform="discord", chat="chan-9"), surface)
+    assert surface.visible_texts() == ["other: hi (#1)"]
+    with pytest.raises(ValueError, match="unknown agent 'nope'"):
+        await relay.bind_agent(BindingScope.DISCORD_CHANNEL, "chan-9", "nope", by="admin-1")
+    async with db() as session:
+        (binding,) = await session.scalars(select(AgentBinding))
+    assert (binding.agent_name, binding.created_by) == ("other", "admin-2")
