@@ -2,6 +2,7 @@
 
 from models.base import Base, utcnow
 from models.binding import AgentBinding, BindingScope
+from models.button import StoredButton
 from models.conversation import Conversation, ConversationStatus, Role, TranscriptEntry, User
 from models.db import create_engine, normalize_url, safe_url, session_factory
 from models.handoff import OPEN_HANDOFF_STATUSES, Handoff, HandoffStatus
@@ -16,6 +17,7 @@ __all__ = [
     "Handoff",
     "HandoffStatus",
     "Role",
+    "StoredButton",
     "TranscriptEntry",
     "User",
     "create_engine",

@@ -1,0 +1,34 @@
+"""Stored buttons: payloads too large for a platform's custom_id or callback_data.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-24 06:56:41.957593
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0002"
+down_revision: str | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "stored_buttons",
+        sa.Column("token", sa.String(length=32), nullable=False),
+        sa.Column("label", sa.Text(), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("url", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("token", name=op.f("pk_stored_buttons")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("stored_buttons")
