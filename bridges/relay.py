@@ -18,10 +18,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Agent, Button, HistoryEntry, Turn
+from bridges.handoff import HandoffPolicy, HandoffService, open_handoff_of
 from bridges.render import RenderFailed, RenderResult, ReplyRenderer
 from bridges.surface import Inbound, Surface, SurfaceError
 from models import (
-    OPEN_HANDOFF_STATUSES,
     AgentBinding,
     BindingScope,
     Conversation,
@@ -68,6 +68,7 @@ class Relay:
         policy: RelayPolicy,
         *,
         renderer: Callable[[Surface], ReplyRenderer] = ReplyRenderer,
+        handoffs: HandoffService | None = None,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         if policy.default_agent not in agents:
@@ -77,6 +78,9 @@ class Relay:
         self.policy = policy
         self._renderer = renderer
         self._now = now
+        self.handoffs = handoffs or HandoffService(
+            db, HandoffPolicy(expire_after=policy.handoff_expiry, escalate_after=None), now=now
+        )
         self._locks: dict[tuple[str, str, str, str], tuple[asyncio.Lock, int]] = {}
 
     async def handle(self, inbound: Inbound, surface: Surface) -> RenderResult | None:
@@ -87,19 +91,29 @@ class Relay:
                 await _tell(surface, notice)
             await self._record(conversation.id, Role.USER, inbound.text, [inbound.message_id])
             if conversation.status in (ConversationStatus.HANDOFF_REQUESTED, ConversationStatus.HUMAN):
-                await _tell(surface, Notices.handoff_pending)
+                if conversation.status == ConversationStatus.HANDOFF_REQUESTED:
+                    await _tell(surface, Notices.handoff_pending)
+                await self.handoffs.user_says(conversation.id, inbound.display_name, inbound.text)
                 return None
             return await self._agent_turn(conversation, inbound, surface)
 
     async def reset(self, inbound: Inbound, surface: Surface) -> None:
         """Close the current conversation (and any open handoff); the next message starts afresh."""
-        async with self._turn_lock(inbound), self.db.begin() as session:
-            conversation = await self._open_conversation(session, inbound)
-            if conversation is not None:
-                await self._close_handoff(
-                    session, conversation, HandoffStatus.RETURNED, f"user:{inbound.user_id}"
+        async with self._turn_lock(inbound):
+            async with self.db() as session:
+                conversation = await self._open_conversation(session, inbound)
+                handoff = conversation and await open_handoff_of(session, conversation.id)
+            if handoff is not None:
+                await self.handoffs.close(
+                    handoff.id,
+                    HandoffStatus.RETURNED,
+                    f"user:{inbound.user_id}",
+                    f"{inbound.display_name} (the user, with /reset)",
+                    notify_user=False,
                 )
-                _close(conversation, self._now())
+            if conversation is not None:
+                async with self.db.begin() as session:
+                    _close(await session.get_one(Conversation, conversation.id), self._now())
         await _tell(surface, Notices.reset)
 
     async def request_human(
@@ -109,8 +123,8 @@ class Relay:
             conversation, notice = await self._conversation_for(inbound)
             if notice:
                 await _tell(surface, notice)
-            created = await self._open_handoff(conversation.id, reason, requested_by="user")
-        await _tell(surface, Notices.handoff_requested if created else Notices.handoff_already_open)
+            opened = await self._open_handoff(conversation.id, reason, requested_by="user")
+        await _tell(surface, Notices.handoff_requested if opened else Notices.handoff_already_open)
 
     async def bind_agent(self, scope: BindingScope, scope_id: str, agent_name: str, *, by: str) -> None:
         """Store which agent answers in a scope (an admin's `/agent`); new conversations there use it."""
@@ -155,8 +169,8 @@ class Relay:
             await self._record(conversation.id, Role.AGENT, result.text, result.message_ids)
         await self._finish_turn(conversation.id, result)
         if result.handoff is not None:
-            created = await self._open_handoff(conversation.id, result.handoff.reason, requested_by="agent")
-            await _tell(surface, Notices.handoff_requested if created else Notices.handoff_already_open)
+            opened = await self._open_handoff(conversation.id, result.handoff.reason, requested_by="agent")
+            await _tell(surface, Notices.handoff_requested if opened else Notices.handoff_already_open)
         elif result.session_ended is not None:
             await _tell(surface, Notices.session_ended)
         return result
@@ -177,14 +191,19 @@ class Relay:
         """The live conversation for this user in this place, after idle and handoff timeouts."""
         now = self._now()
         notice = None
+        async with self.db() as session:
+            conversation = await self._open_conversation(session, inbound)
+            handoff = conversation and await open_handoff_of(session, conversation.id)
+        if handoff is not None and handoff.status == HandoffStatus.REQUESTED:
+            # Timers expire requests too; this catches one whose timer has not run yet.
+            if handoff.requested_at + self.policy.handoff_expiry <= now:
+                expired = await self.handoffs.close(
+                    handoff.id, HandoffStatus.EXPIRED, "timer", "timeout", notify_user=False
+                )
+                notice = Notices.handoff_expired if expired else None
         async with self.db.begin() as session:
             user = await self._user(session, inbound)
             conversation = await self._open_conversation(session, inbound)
-            if conversation is not None and conversation.status == ConversationStatus.HANDOFF_REQUESTED:
-                handoff = await _open_handoff_of(session, conversation.id)
-                if handoff is None or handoff.requested_at + self.policy.handoff_expiry <= now:
-                    await self._close_handoff(session, conversation, HandoffStatus.EXPIRED, "timeout")
-                    notice = Notices.handoff_expired
             if (
                 conversation is not None
                 and conversation.status == ConversationStatus.BOT
@@ -295,38 +314,24 @@ class Relay:
                 _close(conversation, now)
 
     async def _open_handoff(self, conversation_id: int, reason: str, *, requested_by: str) -> bool:
-        """Open a handoff unless one is already open. Returns whether this call opened it."""
+        """Open a handoff unless one is already open, and notify the moderators. Returns whether it opened."""
         async with self.db.begin() as session:
             conversation = await session.get_one(Conversation, conversation_id)
-            if await _open_handoff_of(session, conversation_id) is not None:
+            if await open_handoff_of(session, conversation_id) is not None:
                 return False
-            session.add(
-                Handoff(
-                    conversation_id=conversation_id,
-                    status=HandoffStatus.REQUESTED,
-                    reason=reason,
-                    requested_by=requested_by,
-                    requested_at=self._now(),
-                )
+            handoff = Handoff(
+                conversation_id=conversation_id,
+                status=HandoffStatus.REQUESTED,
+                reason=reason,
+                requested_by=requested_by,
+                requested_at=self._now(),
             )
+            session.add(handoff)
             conversation.status = ConversationStatus.HANDOFF_REQUESTED
             conversation.closed_at = None
-        log.info("conversation %s: handoff requested by %s", conversation_id, requested_by)
+        log.info("conversation %s: handoff %s requested by %s", conversation_id, handoff.id, requested_by)
+        await self.handoffs.opened(handoff.id)
         return True
-
-    async def _close_handoff(
-        self, session: AsyncSession, conversation: Conversation, status: HandoffStatus, closed_by: str
-    ) -> None:
-        handoff = await _open_handoff_of(session, conversation.id)
-        if handoff is not None:
-            handoff.status = status
-            handoff.closed_by = closed_by
-            handoff.closed_at = self._now()
-            log.info(
-                "conversation %s: handoff %s %s by %s", conversation.id, handoff.id, status.value, closed_by
-            )
-        if conversation.status in (ConversationStatus.HANDOFF_REQUESTED, ConversationStatus.HUMAN):
-            conversation.status = ConversationStatus.BOT
 
     @asynccontextmanager
     async def _turn_lock(self, inbound: Inbound) -> AsyncIterator[None]:
@@ -355,14 +360,6 @@ def _binding_scopes(inbound: Inbound) -> Iterator[tuple[BindingScope, str]]:
     elif inbound.platform == "telegram":
         yield BindingScope.TELEGRAM_CHAT, inbound.chat_id
     yield BindingScope.GLOBAL, ""
-
-
-async def _open_handoff_of(session: AsyncSession, conversation_id: int) -> Handoff | None:
-    return await session.scalar(
-        select(Handoff).where(
-            Handoff.conversation_id == conversation_id, Handoff.status.in_(OPEN_HANDOFF_STATUSES)
-        )
-    )
 
 
 def _close(conversation: Conversation, now: datetime) -> None:

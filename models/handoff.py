@@ -49,7 +49,10 @@ class Handoff(Base):
     requested_by: Mapped[str] = mapped_column(String(16), doc="'agent' or 'user'")
     claimed_by: Mapped[str | None] = mapped_column(String(64), default=None, doc="platform:user id")
     claimed_by_name: Mapped[str | None] = mapped_column(String(255), default=None)
-    closed_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    closed_by: Mapped[str | None] = mapped_column(
+        String(64), default=None, doc="platform:user id, or 'timer'"
+    )
+    closed_by_name: Mapped[str | None] = mapped_column(String(255), default=None)
     notification_refs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+import migrations
 from models import Conversation, Role, TranscriptEntry, create_engine, session_factory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +87,7 @@ def test_human_handoff_holds_messages_for_moderators(tmp_path: Path) -> None:
 def test_migrate_and_check_config(tmp_path: Path) -> None:
     migrated = bot(tmp_path, "migrate")
     assert migrated.returncode == 0, migrated.stderr
-    assert "is at revision 0001 (head)" in migrated.stdout
+    assert f"is at revision {migrations.head_revision()} (head)" in migrated.stdout
     checked = bot(tmp_path, "check-config")
     assert checked.returncode == 0
     assert checked.stdout.startswith("config OK:") and "demo (demo)" in checked.stdout

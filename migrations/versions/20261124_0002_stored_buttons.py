@@ -1,4 +1,4 @@
-"""Stored buttons: payloads too large for a platform's custom_id or callback_data.
+"""Stored buttons (payloads too large for a custom_id or callback_data); who closed a handoff, by name.
 
 Revision ID: 0002
 Revises: 0001
@@ -28,7 +28,11 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("token", name=op.f("pk_stored_buttons")),
     )
+    with op.batch_alter_table("handoffs") as batch:
+        batch.add_column(sa.Column("closed_by_name", sa.String(length=255), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("handoffs") as batch:
+        batch.drop_column("closed_by_name")
     op.drop_table("stored_buttons")

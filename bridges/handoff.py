@@ -1,0 +1,418 @@
+"""Handoff to moderators, platform-neutral: notify every desk, claim atomically, relay both ways, close.
+
+The database is the only source of truth: every transition is one conditional UPDATE, so two moderators
+(or two processes) pressing Claim at once cannot both win, and timers are recomputed from timestamps,
+so a restart at any state loses nothing. Platform views (a Discord channel, a Telegram forum) implement
+`ModeratorDesk`; bridges implement `UserChannel` to reach a user outside of a reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from models import (
+    OPEN_HANDOFF_STATUSES,
+    Conversation,
+    ConversationStatus,
+    Handoff,
+    HandoffStatus,
+    Role,
+    TranscriptEntry,
+    User,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+class UserNotices:
+    """What the handoff says to the user."""
+
+    claimed = "{name} (a moderator) has joined the conversation."
+    resolved = "The moderator has closed this conversation. The assistant is back; ask it anything."
+    returned = "The moderator handed you back to the assistant. Ask it anything."
+    expired = "No moderator was available in time, so the assistant is back. Please ask again."
+
+
+@dataclass(frozen=True)
+class HandoffView:
+    """Everything a moderator notification shows; desks render it their own way."""
+
+    handoff_id: int
+    status: HandoffStatus
+    platform: str
+    user_name: str
+    user_id: str
+    reason: str
+    recent: tuple[tuple[str, str], ...]
+    """The last transcript entries as (role, text), oldest first."""
+    jump_url: str | None
+    claimed_by_name: str | None
+    closed_by: str | None
+    escalated: bool
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    won: bool
+    claimer_name: str | None
+    """Who holds the claim now (the caller if it won); None if the handoff is no longer open."""
+
+
+class ModeratorDesk(Protocol):
+    """One moderator destination: a Discord channel with a thread per handoff, or a Telegram forum topic."""
+
+    name: str
+
+    async def open(self, view: HandoffView) -> dict[str, Any]:
+        """Post the notification; return what is needed to find it again (stored in the database)."""
+        ...
+
+    async def update(self, refs: Mapping[str, Any], view: HandoffView) -> None:
+        """Show the new state (claimer, closed) on the notification."""
+        ...
+
+    async def post(self, refs: Mapping[str, Any], author: str, text: str) -> None:
+        """Relay a user's message into the handoff's thread or topic."""
+        ...
+
+    async def log(self, view: HandoffView, summary: str, transcript: str | None) -> None:
+        """Post a transition to the log destination, with the transcript as a file when given."""
+        ...
+
+
+class UserChannel(Protocol):
+    """Reach a user on their own platform, outside of a reply."""
+
+    async def tell(self, chat_id: str, thread_id: str, text: str, *, author: str | None = None) -> None: ...
+
+
+JumpLink = Callable[[Conversation], str | None]
+
+
+@dataclass(frozen=True)
+class HandoffPolicy:
+    expire_after: timedelta
+    escalate_after: timedelta | None
+    recent_entries: int = 10
+
+
+class HandoffService:
+    def __init__(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        policy: HandoffPolicy,
+        *,
+        desks: Sequence[ModeratorDesk] = (),
+        users: Mapping[str, UserChannel] | None = None,
+        jump_link: JumpLink = lambda conversation: None,
+        on_return: Callable[[int], Awaitable[None]] | None = None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.policy = policy
+        self.desks = list(desks)
+        self.users = dict(users or {})
+        self._jump_link = jump_link
+        self._on_return = on_return
+        self._now = now
+
+    # -- transitions ---------------------------------------------------------------------------------
+
+    async def opened(self, handoff_id: int) -> None:
+        """Notify every desk of a new request and remember where each notification is."""
+        view = await self.view(handoff_id)
+        refs: dict[str, Any] = {}
+        for desk in self.desks:
+            try:
+                refs[desk.name] = await desk.open(view)
+            except Exception:
+                log.exception("handoff %s: could not notify desk %s", handoff_id, desk.name)
+        async with self.db.begin() as session:
+            handoff = await session.get_one(Handoff, handoff_id)
+            handoff.notification_refs = {**handoff.notification_refs, **refs}
+        await self._log(view, f"handoff #{handoff_id} requested: {view.reason}")
+
+    async def claim(self, handoff_id: int, moderator_id: str, moderator_name: str) -> ClaimOutcome:
+        """One conditional UPDATE decides the winner; everyone else learns who won."""
+        now = self._now()
+        async with self.db.begin() as session:
+            result = await session.execute(
+                update(Handoff)
+                .where(Handoff.id == handoff_id, Handoff.status == HandoffStatus.REQUESTED)
+                .values(
+                    status=HandoffStatus.CLAIMED,
+                    claimed_by=moderator_id,
+                    claimed_by_name=moderator_name,
+                    claimed_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            won = result.rowcount == 1  # type: ignore[attr-defined]
+            handoff = await session.get_one(Handoff, handoff_id, populate_existing=True)
+            if won:
+                conversation = await session.get_one(Conversation, handoff.conversation_id)
+                conversation.status = ConversationStatus.HUMAN
+                session.add(
+                    TranscriptEntry(
+                        conversation_id=conversation.id,
+                        role=Role.SYSTEM,
+                        text=f"claimed by {moderator_name}",
+                        author_id=moderator_id,
+                    )
+                )
+            holder = handoff.claimed_by_name if handoff.status == HandoffStatus.CLAIMED else None
+        if won:
+            view = await self.view(handoff_id)
+            await self._update_desks(view)
+            await self._tell_user(handoff_id, UserNotices.claimed.format(name=moderator_name))
+            await self._log(view, f"handoff #{handoff_id} claimed by {moderator_name}")
+        return ClaimOutcome(won, holder)
+
+    async def close(
+        self,
+        handoff_id: int,
+        outcome: HandoffStatus,
+        moderator_id: str,
+        moderator_name: str,
+        *,
+        notify_user: bool = True,
+    ) -> bool:
+        """Resolve, return or expire an open handoff. Returns False if it was already closed.
+
+        `notify_user=False` is for callers that are answering the user themselves (the Relay).
+        """
+        if outcome not in (HandoffStatus.RESOLVED, HandoffStatus.RETURNED, HandoffStatus.EXPIRED):
+            raise ValueError(f"{outcome} does not close a handoff")
+        async with self.db.begin() as session:
+            result = await session.execute(
+                update(Handoff)
+                .where(Handoff.id == handoff_id, Handoff.status.in_(OPEN_HANDOFF_STATUSES))
+                .values(
+                    status=outcome,
+                    closed_by=moderator_id,
+                    closed_by_name=moderator_name,
+                    closed_at=self._now(),
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return False
+            handoff = await session.get_one(Handoff, handoff_id, populate_existing=True)
+            conversation = await session.get_one(Conversation, handoff.conversation_id)
+            conversation.status = ConversationStatus.BOT
+            conversation.last_activity_at = self._now()
+            session.add(
+                TranscriptEntry(
+                    conversation_id=conversation.id,
+                    role=Role.SYSTEM,
+                    text=f"handoff {outcome.value} by {moderator_name}",
+                    author_id=moderator_id,
+                )
+            )
+        view = await self.view(handoff_id)
+        await self._update_desks(view)
+        notice = {
+            HandoffStatus.RESOLVED: UserNotices.resolved,
+            HandoffStatus.RETURNED: UserNotices.returned,
+            HandoffStatus.EXPIRED: UserNotices.expired,
+        }[outcome]
+        if notify_user:
+            await self._tell_user(handoff_id, notice)
+        claimer = view.claimed_by_name or "nobody"
+        await self._log(
+            view,
+            f"handoff #{handoff_id} {outcome.value} by {moderator_name} (claimed by {claimer})",
+            transcript=await self.transcript(handoff_id),
+        )
+        if outcome is not HandoffStatus.RESOLVED and self._on_return is not None:
+            try:
+                await self._on_return(view.handoff_id)
+            except Exception:
+                log.exception("handoff %s: telling the agent it is back failed", handoff_id)
+        return True
+
+    async def moderator_says(
+        self, handoff_id: int, moderator_id: str, moderator_name: str, text: str
+    ) -> bool:
+        """Deliver the claiming moderator's words to the user. Returns False if they do not hold the claim."""
+        async with self.db.begin() as session:
+            handoff = await session.get_one(Handoff, handoff_id)
+            if handoff.status != HandoffStatus.CLAIMED or handoff.claimed_by != moderator_id:
+                return False
+            session.add(
+                TranscriptEntry(
+                    conversation_id=handoff.conversation_id,
+                    role=Role.MODERATOR,
+                    text=text,
+                    author_id=moderator_id,
+                )
+            )
+        await self._tell_user(handoff_id, text, author=moderator_name)
+        return True
+
+    async def user_says(self, conversation_id: int, author: str, text: str) -> None:
+        """Pass a user's message (already in the transcript) to every desk's thread or topic."""
+        async with self.db() as session:
+            handoff = await open_handoff_of(session, conversation_id)
+        if handoff is None:
+            return
+        for desk in self.desks:
+            refs = handoff.notification_refs.get(desk.name)
+            if refs is None:
+                continue
+            try:
+                await desk.post(refs, author, text)
+            except Exception:
+                log.exception("handoff %s: could not relay a user message to %s", handoff.id, desk.name)
+
+    # -- timers --------------------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Escalate and expire unclaimed requests whose time has come. Safe to run in several processes."""
+        now = self._now()
+        async with self.db() as session:
+            waiting = list(
+                await session.scalars(select(Handoff).where(Handoff.status == HandoffStatus.REQUESTED))
+            )
+        for handoff in waiting:
+            if handoff.requested_at + self.policy.expire_after <= now:
+                await self.close(handoff.id, HandoffStatus.EXPIRED, "timer", "timeout")
+            elif (
+                self.policy.escalate_after is not None
+                and handoff.escalated_at is None
+                and handoff.requested_at + self.policy.escalate_after <= now
+            ):
+                await self._escalate(handoff.id)
+
+    async def run_timers(self, every: float = 5.0) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("handoff timers failed; retrying")
+            await asyncio.sleep(every)
+
+    async def _escalate(self, handoff_id: int) -> None:
+        async with self.db.begin() as session:
+            result = await session.execute(
+                update(Handoff)
+                .where(
+                    Handoff.id == handoff_id,
+                    Handoff.status == HandoffStatus.REQUESTED,
+                    Handoff.escalated_at.is_(None),
+                )
+                .values(escalated_at=self._now())
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                return
+        view = await self.view(handoff_id)
+        await self._update_desks(view)
+        await self._log(view, f"handoff #{handoff_id} still unclaimed: escalating")
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    async def view(self, handoff_id: int) -> HandoffView:
+        async with self.db() as session:
+            handoff = await session.get_one(Handoff, handoff_id)
+            conversation = await session.get_one(Conversation, handoff.conversation_id)
+            user = await session.get_one(User, conversation.user_id)
+            entries = list(
+                await session.scalars(
+                    select(TranscriptEntry)
+                    .where(
+                        TranscriptEntry.conversation_id == conversation.id,
+                        TranscriptEntry.role != Role.SYSTEM,
+                    )
+                    .order_by(TranscriptEntry.id.desc())
+                    .limit(self.policy.recent_entries)
+                )
+            )
+            return HandoffView(
+                handoff_id=handoff.id,
+                status=handoff.status,
+                platform=conversation.platform,
+                user_name=user.display_name,
+                user_id=user.external_id,
+                reason=handoff.reason,
+                recent=tuple((entry.role.value, entry.text) for entry in reversed(entries)),
+                jump_url=self._jump_link(conversation),
+                claimed_by_name=handoff.claimed_by_name,
+                closed_by=handoff.closed_by_name,
+                escalated=handoff.escalated_at is not None,
+            )
+
+    async def transcript(self, handoff_id: int) -> str:
+        """The conversation from the request to now, as a plain-text file body."""
+        async with self.db() as session:
+            handoff = await session.get_one(Handoff, handoff_id)
+            entries = await session.scalars(
+                select(TranscriptEntry)
+                .where(
+                    TranscriptEntry.conversation_id == handoff.conversation_id,
+                    TranscriptEntry.created_at >= handoff.requested_at - timedelta(minutes=30),
+                )
+                .order_by(TranscriptEntry.id)
+            )
+            lines = [
+                f"[{entry.created_at:%Y-%m-%d %H:%M:%S}] {entry.role.value}"
+                f"{' ' + entry.author_id if entry.author_id else ''}: {entry.text}"
+                for entry in entries
+            ]
+        header = (
+            f"Handoff #{handoff.id}: {handoff.reason}\n"
+            f"requested {handoff.requested_at:%Y-%m-%d %H:%M:%S} UTC by {handoff.requested_by}; "
+            f"claimed by {handoff.claimed_by_name or 'nobody'}; "
+            f"{handoff.status.value} by {handoff.closed_by_name or 'nobody'}\n\n"
+        )
+        return header + "\n".join(lines) + "\n"
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    async def _update_desks(self, view: HandoffView) -> None:
+        async with self.db() as session:
+            refs = (await session.get_one(Handoff, view.handoff_id)).notification_refs
+        for desk in self.desks:
+            if desk.name in refs:
+                try:
+                    await desk.update(refs[desk.name], view)
+                except Exception:
+                    log.exception("handoff %s: could not update desk %s", view.handoff_id, desk.name)
+
+    async def _tell_user(self, handoff_id: int, text: str, *, author: str | None = None) -> None:
+        async with self.db() as session:
+            handoff = await session.get_one(Handoff, handoff_id)
+            conversation = await session.get_one(Conversation, handoff.conversation_id)
+        channel = self.users.get(conversation.platform)
+        if channel is None:
+            log.warning("handoff %s: no way to reach %s users", handoff_id, conversation.platform)
+            return
+        try:
+            await channel.tell(conversation.chat_id, conversation.thread_id, text, author=author)
+        except Exception:
+            log.exception("handoff %s: could not reach the user", handoff_id)
+
+    async def _log(self, view: HandoffView, summary: str, transcript: str | None = None) -> None:
+        log.info(summary)
+        for desk in self.desks:
+            try:
+                await desk.log(view, summary, transcript)
+            except Exception:
+                log.exception("handoff %s: could not log to %s", view.handoff_id, desk.name)
+
+
+async def open_handoff_of(session: AsyncSession, conversation_id: int) -> Handoff | None:
+    return await session.scalar(
+        select(Handoff).where(
+            Handoff.conversation_id == conversation_id, Handoff.status.in_(OPEN_HANDOFF_STATUSES)
+        )
+    )

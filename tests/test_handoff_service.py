@@ -1,0 +1,189 @@
+"""The platform-neutral handoff service on SQLite and PostgreSQL: notify, claim race, relay, close, timers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agents.base import HandoffRequested, Message, TurnEnd
+from bridges.handoff import HandoffPolicy, HandoffService, HandoffView, UserNotices
+from bridges.relay import Notices, Relay
+from models import Conversation, ConversationStatus, Handoff, HandoffStatus, Role, TranscriptEntry
+from tests.surfaces import RecordingSurface
+from tests.test_relay import POLICY, Clock, ScriptedAgent, inbound
+
+
+@dataclass
+class RecordingDesk:
+    name: str = "desk"
+    opened: list[HandoffView] = field(default_factory=list)
+    updates: list[HandoffView] = field(default_factory=list)
+    posts: list[tuple[Any, str, str]] = field(default_factory=list)
+    logs: list[tuple[str, str | None]] = field(default_factory=list)
+
+    async def open(self, view: HandoffView) -> dict[str, Any]:
+        self.opened.append(view)
+        return {"thread": f"t{view.handoff_id}"}
+
+    async def update(self, refs: Mapping[str, Any], view: HandoffView) -> None:
+        self.updates.append(view)
+
+    async def post(self, refs: Mapping[str, Any], author: str, text: str) -> None:
+        self.posts.append((refs["thread"], author, text))
+
+    async def log(self, view: HandoffView, summary: str, transcript: str | None) -> None:
+        self.logs.append((summary, transcript))
+
+
+@dataclass
+class RecordingUsers:
+    told: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+
+    async def tell(self, chat_id: str, thread_id: str, text: str, *, author: str | None = None) -> None:
+        self.told.append((chat_id, thread_id, text, author))
+
+
+class World:
+    """A relay with a scripted agent, one desk and a way to reach console users; rebuildable for restarts."""
+
+    def __init__(self, db: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+        self.db, self.clock = db, clock
+        self.desk, self.users = RecordingDesk(), RecordingUsers()
+        self.agent = ScriptedAgent()
+        self.agent.script["help"] = [
+            Message("Let me get a person."),
+            HandoffRequested("billing question"),
+            TurnEnd({}),
+        ]
+        self.restart()
+
+    def restart(self) -> None:
+        self.handoffs = HandoffService(
+            self.db,
+            HandoffPolicy(expire_after=timedelta(minutes=10), escalate_after=timedelta(minutes=3)),
+            desks=[self.desk],
+            users={"console": self.users},
+            now=self.clock,
+        )
+        self.relay = Relay(self.db, {"scripted": self.agent}, POLICY, handoffs=self.handoffs, now=self.clock)
+
+    async def handoff_id(self) -> int:
+        async with self.db() as session:
+            return (await session.scalars(select(Handoff.id).order_by(Handoff.id.desc()))).first() or 0
+
+
+async def test_agent_handoff_notifies_desks_and_holds_user_messages(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    world = World(db, Clock())
+    surface = RecordingSurface()
+    await world.relay.handle(inbound("hello"), surface)
+    await world.relay.handle(inbound("help"), surface)
+    (view,) = world.desk.opened
+    assert (view.reason, view.user_name, view.platform, view.status) == (
+        "billing question",
+        "User u1",
+        "console",
+        HandoffStatus.REQUESTED,
+    )
+    assert view.recent[-2:] == (("user", "help"), ("agent", "Let me get a person."))
+    await world.relay.handle(inbound("are you there?"), surface)
+    await world.relay.handle(inbound("hello??"), surface)
+    assert [post[2] for post in world.desk.posts] == ["are you there?", "hello??"]
+    assert [turn.text for turn in world.agent.turns] == ["hello", "help"]  # never reached the agent
+    assert surface.visible_texts()[-1] == Notices.handoff_pending
+    async with db() as session:
+        handoff = await session.get_one(Handoff, view.handoff_id)
+        assert handoff.notification_refs == {"desk": {"thread": f"t{view.handoff_id}"}}
+
+
+async def test_simultaneous_claims_have_exactly_one_winner(db: async_sessionmaker[AsyncSession]) -> None:
+    world = World(db, Clock())
+    await world.relay.handle(inbound("help"), RecordingSurface())
+    handoff_id = await world.handoff_id()
+    # Separate service instances, as if every moderator pressed Claim in a different process.
+    services = [HandoffService(db, world.handoffs.policy, now=world.clock) for _ in range(8)]
+    outcomes = await asyncio.gather(
+        *(service.claim(handoff_id, f"discord:{n}", f"Mod {n}") for n, service in enumerate(services))
+    )
+    winners = [outcome for outcome in outcomes if outcome.won]
+    assert len(winners) == 1
+    assert {outcome.claimer_name for outcome in outcomes} == {winners[0].claimer_name}
+    async with db() as session:
+        handoff = await session.get_one(Handoff, handoff_id)
+        conversation = await session.get_one(Conversation, handoff.conversation_id)
+    assert handoff.status is HandoffStatus.CLAIMED and handoff.claimed_by_name == winners[0].claimer_name
+    assert conversation.status is ConversationStatus.HUMAN
+
+
+async def test_claim_relay_and_resolve_round_trip(db: async_sessionmaker[AsyncSession]) -> None:
+    world = World(db, Clock())
+    surface = RecordingSurface()
+    await world.relay.handle(inbound("help"), surface)
+    handoff_id = await world.handoff_id()
+    assert (await world.handoffs.claim(handoff_id, "discord:7", "Maya")).won
+    assert world.users.told[-1] == ("c1", "", UserNotices.claimed.format(name="Maya"), None)
+    assert world.desk.updates[-1].claimed_by_name == "Maya"
+    assert not await world.handoffs.moderator_says(handoff_id, "discord:8", "Intruder", "hi")
+    assert await world.handoffs.moderator_says(
+        handoff_id, "discord:7", "Maya", "Hi, I can help with billing."
+    )
+    assert world.users.told[-1] == ("c1", "", "Hi, I can help with billing.", "Maya")
+    await world.relay.handle(inbound("thanks, refund please"), surface)
+    assert world.desk.posts[-1] == (f"t{handoff_id}", "User u1", "thanks, refund please")
+    assert surface.visible_texts()[-1] != Notices.handoff_pending  # claimed: no "waiting" notice
+    assert await world.handoffs.close(handoff_id, HandoffStatus.RESOLVED, "discord:7", "Maya")
+    assert not await world.handoffs.close(handoff_id, HandoffStatus.RETURNED, "discord:7", "Maya")
+    assert world.users.told[-1][2] == UserNotices.resolved
+    summary, transcript = world.desk.logs[-1]
+    assert "resolved by Maya" in summary and "claimed by Maya" in summary
+    assert transcript is not None
+    for line in ("user: help", "moderator discord:7: Hi, I can help with billing.", "thanks, refund please"):
+        assert line in transcript
+    await world.relay.handle(inbound("one more thing"), surface)
+    assert world.agent.turns[-1].text == "one more thing"  # back to the bot, same conversation
+    async with db() as session:
+        roles = [
+            row.role for row in await session.scalars(select(TranscriptEntry).order_by(TranscriptEntry.id))
+        ]
+    assert Role.MODERATOR in roles
+
+
+async def test_unclaimed_request_escalates_then_expires(db: async_sessionmaker[AsyncSession]) -> None:
+    clock = Clock()
+    world = World(db, clock)
+    await world.relay.handle(inbound("help"), RecordingSurface())
+    handoff_id = await world.handoff_id()
+    clock.now += timedelta(minutes=2)
+    await world.handoffs.tick()
+    assert not world.desk.updates
+    clock.now += timedelta(minutes=2)
+    await world.handoffs.tick()
+    await world.handoffs.tick()  # escalation happens once
+    assert [view.escalated for view in world.desk.updates] == [True]
+    world.restart()  # timers resume from the database after a restart
+    clock.now += timedelta(minutes=7)
+    await world.handoffs.tick()
+    async with db() as session:
+        handoff = await session.get_one(Handoff, handoff_id)
+    assert handoff.status is HandoffStatus.EXPIRED and handoff.closed_by == "timer"
+    assert world.users.told[-1][2] == UserNotices.expired
+
+
+async def test_restart_while_claimed_keeps_the_claim(db: async_sessionmaker[AsyncSession]) -> None:
+    world = World(db, Clock())
+    await world.relay.handle(inbound("help"), RecordingSurface())
+    handoff_id = await world.handoff_id()
+    await world.handoffs.claim(handoff_id, "telegram:5", "Sam")
+    world.restart()
+    await world.relay.handle(inbound("still there?"), RecordingSurface())
+    assert world.desk.posts[-1][2] == "still there?"
+    assert await world.handoffs.moderator_says(handoff_id, "telegram:5", "Sam", "Yes!")
+    assert await world.handoffs.close(handoff_id, HandoffStatus.RETURNED, "telegram:5", "Sam")
+    assert world.users.told[-1][2] == UserNotices.returned
