@@ -41,6 +41,11 @@ class RateBudget:
         self._refill()
         return not self._waiters and self._tokens >= 1
 
+    def full(self) -> bool:
+        """Nothing has been spent lately: the bucket could be forgotten and recreated without change."""
+        self._refill()
+        return not self._waiters and self._tokens >= self.capacity
+
     def take(self) -> None:
         """Consume a token the caller checked with `available()` in the same event-loop step."""
         self._tokens -= 1

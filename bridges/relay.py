@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Agent, Button, HistoryEntry, Turn
+from bridges.budget import RateBudget
 from bridges.handoff import HandoffPolicy, HandoffService, open_handoff_of
 from bridges.render import RenderFailed, RenderResult, ReplyRenderer
 from bridges.surface import Inbound, Surface, SurfaceError
@@ -49,6 +50,10 @@ class Notices:
     reset = "Started a new conversation. What can I help you with?"
     session_ended = "This conversation has ended. Send a message any time to start a new one."
     delivery_failed = "Sorry, I couldn't post the whole reply here. Please try again."
+    slow_down = (
+        "You're sending messages faster than I can answer. Please wait {seconds} seconds, then send it again."
+    )
+    input_shortened = "Your message was very long, so the assistant only read the first {limit} characters."
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,17 @@ class RelayPolicy:
     handoff_expiry: timedelta
     bindings: Mapping[tuple[BindingScope, str], str]
     """Bindings from configuration; bindings stored in the database take precedence."""
+    user_messages_per_minute: float = 12.0
+    user_burst: int = 5
+    """A user may send this many messages at once, then `user_messages_per_minute`."""
+    max_input_chars: int = 4000
+    """Longer messages are kept whole in the transcript but shortened for the agent."""
+
+
+@dataclass
+class _UserGate:
+    budget: RateBudget
+    warned: bool = False
 
 
 class Relay:
@@ -82,10 +98,27 @@ class Relay:
             db, HandoffPolicy(expire_after=policy.handoff_expiry, escalate_after=None), now=now
         )
         self._locks: dict[tuple[str, str, str, str], tuple[asyncio.Lock, int]] = {}
+        self._gates: dict[tuple[str, str], _UserGate] = {}
 
     async def handle(self, inbound: Inbound, surface: Surface) -> RenderResult | None:
-        """Route one user message: to the agent (returning the rendered reply) or, during a handoff, aside."""
-        async with self._turn_lock(inbound):
+        """Route one user message: to the agent (returning the rendered reply) or, during a handoff, aside.
+
+        Blocked users are ignored, and a user over the message rate is asked to slow down, before
+        anything is queued, so one user cannot hold up others or burn the provider's budget.
+        """
+        if not inbound.text.strip() and inbound.button is None:
+            return None
+        if not self._within_rate(inbound):
+            gate = self._gates[(inbound.platform, inbound.user_id)]
+            if not gate.warned:
+                gate.warned = True
+                seconds = max(1, round(60 / self.policy.user_messages_per_minute))
+                await _tell(surface, Notices.slow_down.format(seconds=seconds))
+            return None
+        async with self._turn_lock(inbound):  # taken before any await, so turns keep their order
+            if await self.is_blocked(inbound.platform, inbound.user_id):
+                log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
+                return None
             conversation, notice = await self._conversation_for(inbound)
             if notice:
                 await _tell(surface, notice)
@@ -142,12 +175,57 @@ class Relay:
             else:
                 binding.agent_name, binding.created_by = agent_name, by
 
+    async def block(self, platform: str, user_id: str, *, by: str) -> None:
+        """Ignore everything this user sends from now on, in every process sharing the database."""
+        async with self.db.begin() as session:
+            user = await self._user(session, Inbound(platform, "", user_id, "", ""))
+            user.blocked_at, user.blocked_by = self._now(), by
+        log.info("user %s:%s blocked by %s", platform, user_id, by)
+
+    async def unblock(self, platform: str, user_id: str, *, by: str) -> bool:
+        """Returns whether the user was blocked."""
+        async with self.db.begin() as session:
+            user = await session.scalar(
+                select(User).where(User.platform == platform, User.external_id == user_id)
+            )
+            if user is None or user.blocked_at is None:
+                return False
+            user.blocked_at, user.blocked_by = None, None
+        log.info("user %s:%s unblocked by %s", platform, user_id, by)
+        return True
+
+    async def is_blocked(self, platform: str, user_id: str) -> bool:
+        async with self.db() as session:
+            blocked_at = await session.scalar(
+                select(User.blocked_at).where(User.platform == platform, User.external_id == user_id)
+            )
+        return blocked_at is not None
+
+    def _within_rate(self, inbound: Inbound) -> bool:
+        key = (inbound.platform, inbound.user_id)
+        gate = self._gates.get(key)
+        if gate is None:
+            if len(self._gates) >= 10_000:  # forget users whose budget has fully refilled
+                self._gates = {k: g for k, g in self._gates.items() if not g.budget.full()}
+            gate = self._gates[key] = _UserGate(
+                RateBudget(self.policy.user_messages_per_minute, per=60.0, burst=self.policy.user_burst)
+            )
+        if not gate.budget.available():
+            return False
+        gate.budget.take()
+        gate.warned = False
+        return True
+
     async def _agent_turn(
         self, conversation: Conversation, inbound: Inbound, surface: Surface
     ) -> RenderResult:
         agent = self._agent_for(conversation)
+        text = inbound.text
+        if len(text) > self.policy.max_input_chars:
+            text = text[: self.policy.max_input_chars]
+            await _tell(surface, Notices.input_shortened.format(limit=self.policy.max_input_chars))
         turn = Turn(
-            text=inbound.text,
+            text=text,
             user_id=inbound.user_id,
             display_name=inbound.display_name,
             platform=inbound.platform,

@@ -34,6 +34,8 @@ class User(Base):
     platform: Mapped[str] = mapped_column(String(16))
     external_id: Mapped[str] = mapped_column(String(64))
     display_name: Mapped[str] = mapped_column(String(255), default="")
+    blocked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    blocked_by: Mapped[str | None] = mapped_column(String(64), default=None, doc="platform:user id")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -335,3 +336,44 @@ async def test_bind_agent_routes_new_conversations_and_rejects_unknown_agents(
     async with db() as session:
         (binding,) = await session.scalars(select(AgentBinding))
     assert (binding.agent_name, binding.created_by) == ("other", "admin-2")
+
+
+async def test_user_over_the_message_rate_is_told_once_and_not_queued(
+    db: async_sessionmaker[AsyncSession], agent: ScriptedAgent, clock: Clock
+) -> None:
+    policy = replace(POLICY, user_messages_per_minute=6, user_burst=3)
+    relay = Relay(db, {"scripted": agent}, policy, now=clock)
+    surface = RecordingSurface()
+    for n in range(8):
+        await relay.handle(inbound(f"spam {n}"), surface)
+    assert [turn.text for turn in agent.turns] == ["spam 0", "spam 1", "spam 2"]
+    assert surface.visible_texts().count(Notices.slow_down.format(seconds=10)) == 1
+    await relay.handle(inbound("hi", user="u2"), surface)  # other users are not affected
+    assert agent.turns[-1].text == "hi"
+
+
+async def test_long_input_is_kept_whole_but_shortened_for_the_agent(
+    db: async_sessionmaker[AsyncSession], agent: ScriptedAgent, clock: Clock
+) -> None:
+    relay = Relay(db, {"scripted": agent}, replace(POLICY, max_input_chars=4000), now=clock)
+    surface = RecordingSurface()
+    text = "ж" * 10_000
+    await relay.handle(inbound(text), surface)
+    assert len(agent.turns[0].text) == 4000
+    assert surface.visible_texts()[0] == Notices.input_shortened.format(limit=4000)
+    assert (await transcript(db))[0][2] == text  # nothing the user typed is lost
+    await relay.handle(inbound("   "), surface)  # empty messages are not turns
+    assert len(agent.turns) == 1
+
+
+async def test_blocked_users_are_ignored_until_unblocked(relay: Relay, agent: ScriptedAgent) -> None:
+    await relay.block("telegram", "u1", by="discord:mod")
+    surface = RecordingSurface()
+    await relay.handle(inbound("hello", platform="telegram"), surface)
+    assert agent.turns == [] and surface.visible_texts() == []
+    await relay.handle(inbound("hello", platform="discord"), surface)  # the same id elsewhere is someone else
+    assert len(agent.turns) == 1
+    assert await relay.unblock("telegram", "u1", by="discord:mod")
+    assert not await relay.unblock("telegram", "u1", by="discord:mod")
+    await relay.handle(inbound("hello again", platform="telegram"), surface)
+    assert agent.turns[-1].text == "hello again"

@@ -1,4 +1,4 @@
-"""Stored buttons (payloads too large for a custom_id or callback_data); who closed a handoff, by name.
+"""Stored buttons (payloads too large for a custom_id or callback_data); handoff closer's name; blocks.
 
 Revision ID: 0002
 Revises: 0001
@@ -30,9 +30,15 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("handoffs") as batch:
         batch.add_column(sa.Column("closed_by_name", sa.String(length=255), nullable=True))
+    with op.batch_alter_table("users") as batch:
+        batch.add_column(sa.Column("blocked_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("blocked_by", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("blocked_by")
+        batch.drop_column("blocked_at")
     with op.batch_alter_table("handoffs") as batch:
         batch.drop_column("closed_by_name")
     op.drop_table("stored_buttons")
