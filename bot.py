@@ -19,6 +19,7 @@ import httpx
 import migrations
 from agents import create_agent
 from bridges.console import ConsoleBridge
+from bridges.handoff import HandoffPolicy, HandoffService
 from bridges.relay import Relay, RelayPolicy
 from models import create_engine, safe_url, session_factory
 from settings import ConfigError, Settings, load_settings
@@ -87,15 +88,34 @@ async def run(settings: Settings) -> None:
             name: await stack.enter_async_context(create_agent(name, agent_settings, http=http))
             for name, agent_settings in settings.agents.items()
         }
+        db = session_factory(engine)
+        handoffs = HandoffService(
+            db,
+            HandoffPolicy(
+                expire_after=timedelta(minutes=settings.handoff.expire_after_minutes),
+                escalate_after=(
+                    timedelta(minutes=settings.handoff.escalate_after_minutes)
+                    if settings.handoff.escalate_after_minutes
+                    else None
+                ),
+                recent_entries=settings.handoff.recent_entries,
+            ),
+        )
+        timers = asyncio.create_task(handoffs.run_timers(), name="handoff-timers")
+        stack.callback(timers.cancel)
         relay = Relay(
-            session_factory(engine),
+            db,
             agents,
             RelayPolicy(
                 default_agent=settings.routing.default_agent,
                 idle_timeout=timedelta(minutes=settings.routing.idle_timeout_minutes),
                 handoff_expiry=timedelta(minutes=settings.handoff.expire_after_minutes),
                 bindings={(b.scope, b.id): b.agent for b in settings.routing.bindings},
+                user_messages_per_minute=settings.limits.user_messages_per_minute,
+                user_burst=settings.limits.user_burst,
+                max_input_chars=settings.limits.max_input_chars,
             ),
+            handoffs=handoffs,
         )
         default = settings.routing.default_agent
         print(

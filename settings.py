@@ -103,6 +103,16 @@ class HandoffSettings(Section):
     expire_after_minutes: float = Field(
         30.0, gt=0, description="an unclaimed handoff expires after this long"
     )
+    escalate_after_minutes: float | None = Field(
+        10.0, gt=0, description="ping moderators again if still unclaimed after this long"
+    )
+    recent_entries: int = Field(10, ge=0, le=50, description="transcript lines shown to moderators")
+
+
+class LimitsSettings(Section):
+    user_messages_per_minute: float = Field(12.0, gt=0, description="sustained rate per user")
+    user_burst: int = Field(5, ge=1, description="messages a user may send at once")
+    max_input_chars: int = Field(4000, ge=100, description="longer messages are shortened for the agent")
 
 
 class LoggingSettings(Section):
@@ -133,6 +143,7 @@ class Settings(Section):
     routing: RoutingSettings = RoutingSettings()
     streaming: StreamingSettings = StreamingSettings()
     handoff: HandoffSettings = HandoffSettings()
+    limits: LimitsSettings = LimitsSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @model_validator(mode="after")
