@@ -162,6 +162,8 @@ class ConsoleBridge:
         await self.terminal.start()
         if self.terminal.interactive:
             self.terminal.write(HELP + "\n")
+        if await self.relay.recover_interrupted(self._surface_for):
+            self.surface.end_reply()
         while (line := await self.terminal.read_line()) is not None:
             text = line.strip()
             if not text:
@@ -172,6 +174,9 @@ class ConsoleBridge:
                 break
             await self._dispatch(text)
             self.surface.end_reply()
+
+    def _surface_for(self, platform: str, chat_id: str, thread_id: str) -> ConsoleSurface | None:
+        return self.surface if platform == self.platform else None
 
     async def _dispatch(self, text: str) -> None:
         inbound = Inbound(

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -54,6 +55,9 @@ class Notices:
         "You're sending messages faster than I can answer. Please wait {seconds} seconds, then send it again."
     )
     input_shortened = "Your message was very long, so the assistant only read the first {limit} characters."
+    interrupted = (
+        "Sorry, I was restarted while answering “{asked}”. Your message is saved; please send it again."
+    )
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class RelayPolicy:
     """A user may send this many messages at once, then `user_messages_per_minute`."""
     max_input_chars: int = 4000
     """Longer messages are kept whole in the transcript but shortened for the agent."""
+    instance: str = "main"
+    """This process's name: after a crash it finishes only the replies it had started itself."""
 
 
 @dataclass
@@ -83,7 +89,6 @@ class Relay:
         agents: Mapping[str, Agent],
         policy: RelayPolicy,
         *,
-        renderer: Callable[[Surface], ReplyRenderer] = ReplyRenderer,
         handoffs: HandoffService | None = None,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -92,7 +97,6 @@ class Relay:
         self.db = db
         self.agents = agents
         self.policy = policy
-        self._renderer = renderer
         self._now = now
         self.handoffs = handoffs or HandoffService(
             db, HandoffPolicy(expire_after=policy.handoff_expiry, escalate_after=None), now=now
@@ -233,9 +237,13 @@ class Relay:
             button=inbound.button,
             history=await self._history(conversation.id),
         )
-        renderer = self._renderer(surface)
+        await self._set_pending(conversation.id, {"instance": self.policy.instance, "asked": text[:80]})
+
+        async def posted(message_id: str) -> None:
+            await self._set_pending(conversation.id, message_id=message_id)
+
         try:
-            result = await renderer.render(agent.stream(turn))
+            result = await ReplyRenderer(surface, on_posted=posted).render(agent.stream(turn))
         except RenderFailed as exc:
             log.error("conversation %s: reply could not be delivered: %s", conversation.id, exc)
             result = RenderResult(text="", error=None)
@@ -381,11 +389,52 @@ class Relay:
                 )
             )
 
+    async def _set_pending(
+        self, conversation_id: int, pending: dict[str, Any] | None = None, *, message_id: str = ""
+    ) -> None:
+        async with self.db.begin() as session:
+            conversation = await session.get_one(Conversation, conversation_id)
+            current = pending if pending is not None else dict(conversation.pending_reply or {})
+            if message_id:
+                current["message_ids"] = [*current.get("message_ids", []), message_id]
+            conversation.pending_reply = current
+
+    async def recover_interrupted(self, surface_for: Callable[[str, str, str], Surface | None]) -> int:
+        """After a crash: tell each user whose reply this instance left half-written, and note it.
+
+        `surface_for(platform, chat_id, thread_id)` reaches the chat, or returns None if this process
+        has no bridge for that platform (the note is still made). Returns how many were found.
+        """
+        async with self.db() as session:
+            stranded = list(
+                await session.scalars(select(Conversation).where(Conversation.pending_reply.is_not(None)))
+            )
+        found = 0
+        for conversation in stranded:
+            pending = conversation.pending_reply or {}
+            if pending.get("instance") != self.policy.instance:
+                continue
+            found += 1
+            surface = surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
+            if surface is not None:
+                await _tell(surface, Notices.interrupted.format(asked=pending.get("asked", "")))
+            await self._record(
+                conversation.id,
+                Role.SYSTEM,
+                "reply interrupted by a restart",
+                [str(mid) for mid in pending.get("message_ids", [])],
+            )
+            async with self.db.begin() as session:
+                (await session.get_one(Conversation, conversation.id)).pending_reply = None
+            log.warning("conversation %s: a reply was interrupted by a restart", conversation.id)
+        return found
+
     async def _finish_turn(self, conversation_id: int, result: RenderResult) -> None:
         async with self.db.begin() as session:
             conversation = await session.get_one(Conversation, conversation_id)
             now = self._now()
             conversation.last_activity_at = now
+            conversation.pending_reply = None
             if result.provider_state is not None:
                 conversation.provider_state = result.provider_state
             if result.session_ended is not None and result.handoff is None:

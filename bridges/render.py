@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,8 +100,11 @@ class ReplyRenderer:
         final_attempts: int = 3,
         retry_delay: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
+        on_posted: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
+        """`on_posted` hears every new platform message id, so a crash mid-reply can be found later."""
         self.surface = surface
+        self._on_posted = on_posted
         self.final_attempts = final_attempts
         self.retry_delay = retry_delay
         self._clock = clock
@@ -266,6 +269,7 @@ class ReplyRenderer:
                 continue
             self._shown.append(_Shown(message_id, target.text, target.buttons, started))
             self._first_text.set()
+            await self._posted(message_id)
             return
 
     async def _edit_intermediate(self, shown: _Shown, target: _Target) -> None:
@@ -299,6 +303,11 @@ class ReplyRenderer:
         except SurfaceError as exc:
             raise RenderFailed(f"could not deliver the final text: {exc}") from exc
         self._shown[index] = _Shown(message_id, target.text, target.buttons, self._clock())
+        await self._posted(message_id)
+
+    async def _posted(self, message_id: str) -> None:
+        if self._on_posted is not None:
+            await self._on_posted(message_id)
 
     async def _keep_typing(self) -> None:
         while not self._first_text.is_set():

@@ -57,6 +57,9 @@ class Conversation(Base):
     thread_id: Mapped[str] = mapped_column(String(64), default="", doc="'' when not in a thread or topic")
     agent_name: Mapped[str] = mapped_column(String(64))
     provider_state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    pending_reply: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, default=None, doc="set while a reply is being written; left behind by a crash"
+    )
     status: Mapped[ConversationStatus] = mapped_column(
         str_enum(ConversationStatus, "conversation_status"), default=ConversationStatus.BOT
     )

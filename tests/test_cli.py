@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -118,3 +119,44 @@ def test_secret_never_printed(tmp_path: Path) -> None:
     (tmp_path / "switchboard.toml").write_text(f"[discord]\ntoken = '{secret}'\n")
     result = bot(tmp_path, "check-config")
     assert result.returncode == 2 and secret not in result.stderr + result.stdout
+
+
+async def test_killed_mid_reply_is_reported_on_the_next_start(tmp_path: Path) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    slow = {
+        **clean,
+        "SWITCHBOARD_AGENTS__DEMO__FIRST_CHUNK_DELAY": "0",
+        "SWITCHBOARD_AGENTS__DEMO__CHUNK_DELAY": "0.5",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "bot.py"),
+        cwd=tmp_path,
+        env=slow,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(b"long\n")
+    await process.stdin.drain()
+    seen = b""
+    async with asyncio.timeout(30):
+        while b"bot> " not in seen:  # the reply has started streaming
+            seen += await process.stdout.read(64)
+    process.kill()  # SIGKILL: no chance to clean up
+    await process.wait()
+
+    after = bot(tmp_path, stdin="", env=FAST)
+    assert after.returncode == 0, after.stderr
+    assert "I was restarted while answering “long”" in after.stdout
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}")
+    try:
+        async with session_factory(engine)() as session:
+            entries = [(e.role, e.text) for e in await session.scalars(select(TranscriptEntry))]
+            pending = await session.scalar(select(Conversation.pending_reply))
+    finally:
+        await engine.dispose()
+    assert entries[0] == (Role.USER, "long")  # the user's message was kept
+    assert (Role.SYSTEM, "reply interrupted by a restart") in entries
+    assert pending is None

@@ -377,3 +377,37 @@ async def test_blocked_users_are_ignored_until_unblocked(relay: Relay, agent: Sc
     assert not await relay.unblock("telegram", "u1", by="discord:mod")
     await relay.handle(inbound("hello again", platform="telegram"), surface)
     assert agent.turns[-1].text == "hello again"
+
+
+async def test_reply_cut_off_by_a_crash_is_reported_once_by_its_own_instance(
+    db: async_sessionmaker[AsyncSession], clock: Clock
+) -> None:
+    gate = asyncio.Event()
+    agent = ScriptedAgent(gate=gate)
+    agent.script["slow"] = [TextDelta("Half an ans")]
+    crashed = Relay(db, {"scripted": agent}, POLICY, now=clock)
+    surface = RecordingSurface()
+    turn = asyncio.create_task(crashed.handle(inbound("slow"), surface))
+    gate.set()
+    await surface.wait_for(lambda: surface.visible_texts() == ["Half an ans"])
+    turn.cancel()  # the process dies here
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+    other = Relay(db, {"scripted": agent}, replace(POLICY, instance="other"), now=clock)
+    assert await other.recover_interrupted(lambda *_: surface) == 0  # not its reply to recover
+    restarted = Relay(db, {"scripted": agent}, POLICY, now=clock)
+    places: list[tuple[str, str, str]] = []
+
+    def surface_for(platform: str, chat_id: str, thread_id: str) -> RecordingSurface:
+        places.append((platform, chat_id, thread_id))
+        return surface
+
+    assert await restarted.recover_interrupted(surface_for) == 1
+    assert places == [("console", "c1", "")]
+    assert surface.visible_texts()[-1] == Notices.interrupted.format(asked="slow")
+    assert await restarted.recover_interrupted(surface_for) == 0  # reported once
+    entries = await transcript(db)
+    assert [(role, text) for _, role, text in entries] == [
+        (Role.USER, "slow"),
+        (Role.SYSTEM, "reply interrupted by a restart"),
+    ]

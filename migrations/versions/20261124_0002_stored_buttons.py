@@ -1,4 +1,4 @@
-"""Stored buttons (payloads too large for a custom_id or callback_data); handoff closer's name; blocks.
+"""Stored buttons (too large for custom_id or callback_data), handoff closer, blocks, pending replies.
 
 Revision ID: 0002
 Revises: 0001
@@ -33,9 +33,13 @@ def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("blocked_at", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("blocked_by", sa.String(length=64), nullable=True))
+    with op.batch_alter_table("conversations") as batch:
+        batch.add_column(sa.Column("pending_reply", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("conversations") as batch:
+        batch.drop_column("pending_reply")
     with op.batch_alter_table("users") as batch:
         batch.drop_column("blocked_by")
         batch.drop_column("blocked_at")
