@@ -13,7 +13,7 @@ import os
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,7 @@ from pydantic import (
 )
 from sqlalchemy.engine import make_url
 
+from agents.base import AgentSettings
 from agents.demo import DemoSettings
 from agents.registry import KINDS
 from models.binding import BindingScope
@@ -120,18 +121,21 @@ class LoggingSettings(Section):
 
 
 def _agent_union() -> Any:
+    """One `[agents.NAME]` section: the `kind` key picks which backend's settings model validates it."""
     settings_types = tuple(kind.settings for kind in KINDS.values())
-    union: Any = (
-        settings_types[0]
-        if len(settings_types) == 1
-        else Annotated[
-            settings_types, Field(discriminator="kind")  # type: ignore[valid-type]
-        ]
-    )
-    return union
+    if len(settings_types) == 1:
+        return settings_types[0]
+    return Annotated[Union[settings_types], Field(discriminator="kind")]  # noqa: UP007
 
 
-AgentSettingsUnion = _agent_union()
+if TYPE_CHECKING:
+    AgentSettingsUnion = AgentSettings
+else:
+    AgentSettingsUnion = _agent_union()
+
+
+def _default_agents() -> dict[str, AgentSettingsUnion]:
+    return {"demo": DemoSettings()}
 
 
 class Settings(Section):
@@ -139,7 +143,7 @@ class Settings(Section):
     discord: DiscordSettings | None = None
     telegram: TelegramSettings | None = None
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
-    agents: dict[str, AgentSettingsUnion] = Field(default_factory=lambda: {"demo": DemoSettings()})
+    agents: dict[str, AgentSettingsUnion] = Field(default_factory=_default_agents)
     routing: RoutingSettings = RoutingSettings()
     streaming: StreamingSettings = StreamingSettings()
     handoff: HandoffSettings = HandoffSettings()

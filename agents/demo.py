@@ -68,7 +68,8 @@ class DemoAgent(BaseAgent):
     async def stream(self, turn: Turn) -> AsyncIterator[AgentEvent]:
         turns = int(turn.provider_state.get("turns", 0)) + 1
         state = {"turns": turns}
-        intent = turn.button.payload.get("intent") if turn.button else _intent(turn.text)
+        pressed = turn.button.payload.get("intent") if turn.button else None
+        intent = pressed if isinstance(pressed, str) else _intent(turn.text)
         await asyncio.sleep(self.settings.first_chunk_delay)
 
         if intent == "human":

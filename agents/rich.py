@@ -67,7 +67,7 @@ def buttons_from(raw: Any) -> tuple[Button, ...]:
     for item in raw:
         if not isinstance(item, Mapping):
             continue
-        request = item.get("request") if isinstance(item.get("request"), Mapping) else {}
+        request = _as_map(item.get("request"))
         label = _text(item, "name") or _text(item, "label") or _text(_as_map(request.get("payload")), "label")
         if not label:
             continue

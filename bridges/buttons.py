@@ -51,7 +51,7 @@ class DatabaseButtonStore:
             return token
         values = {"token": token, "label": button.label, "payload": button.payload, "url": button.url}
         async with self.db.begin() as session:
-            insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
             await session.execute(insert(StoredButton).values(values).on_conflict_do_nothing())
         self._remember(token, button)
         return token

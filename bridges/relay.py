@@ -139,7 +139,7 @@ class Relay:
         async with self._turn_lock(inbound):
             async with self.db() as session:
                 conversation = await self._open_conversation(session, inbound)
-                handoff = conversation and await open_handoff_of(session, conversation.id)
+                handoff = await open_handoff_of(session, conversation.id) if conversation else None
             if handoff is not None:
                 await self.handoffs.close(
                     handoff.id,
@@ -279,7 +279,7 @@ class Relay:
         notice = None
         async with self.db() as session:
             conversation = await self._open_conversation(session, inbound)
-            handoff = conversation and await open_handoff_of(session, conversation.id)
+            handoff = await open_handoff_of(session, conversation.id) if conversation else None
         if handoff is not None and handoff.status == HandoffStatus.REQUESTED:
             # Timers expire requests too; this catches one whose timer has not run yet.
             if handoff.requested_at + self.policy.handoff_expiry <= now:
@@ -353,7 +353,7 @@ class Relay:
         for scope in scopes:
             for source in (stored, self.policy.bindings):
                 name = source.get(scope)
-                if name in self.agents:
+                if name is not None and name in self.agents:
                     return name
         return self.policy.default_agent
 

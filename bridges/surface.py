@@ -38,15 +38,23 @@ class SurfaceError(Exception):
 class Surface(Protocol):
     """The small set of platform primitives the renderer needs, bound to one chat or thread."""
 
-    max_length: int
-    """Longest message the platform accepts, in units of `measure`."""
+    @property
+    def max_length(self) -> int:
+        """Longest message the platform accepts, in units of `measure`."""
+        ...
 
-    measure: Measure
-    edit_interval: float
-    """Seconds between two intermediate edits of one message."""
+    @property
+    def measure(self) -> Measure: ...
 
-    budgets: Sequence[RateBudget]
-    """Shared budgets every request here spends from (bot-wide, per chat, ...)."""
+    @property
+    def edit_interval(self) -> float:
+        """Seconds between two intermediate edits of one message."""
+        ...
+
+    @property
+    def budgets(self) -> Sequence[RateBudget]:
+        """Shared budgets every request here spends from (bot-wide, per chat, ...)."""
+        ...
 
     async def send(self, text: str, buttons: Sequence[Button] = ()) -> str:
         """Post a message; return its platform id."""
