@@ -3,7 +3,7 @@
 The database is the only source of truth: every transition is one conditional UPDATE, so two moderators
 (or two processes) pressing Claim at once cannot both win, and timers are recomputed from timestamps,
 so a restart at any state loses nothing. Platform views (a Discord channel, a Telegram forum) implement
-`ModeratorDesk`; bridges implement `UserChannel` to reach a user outside of a reply.
+`ModeratorDesk`; bridges give a `SurfaceFactory` to reach a user outside of a reply.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bridges.surface import SurfaceError, SurfaceFactory
 from models import (
     OPEN_HANDOFF_STATUSES,
     Conversation,
@@ -40,6 +41,7 @@ class UserNotices:
     resolved = "The moderator has closed this conversation. The assistant is back; ask it anything."
     returned = "The moderator handed you back to the assistant. Ask it anything."
     expired = "No moderator was available in time, so the assistant is back. Please ask again."
+    from_moderator = "{name} (moderator): {text}"
 
 
 @dataclass(frozen=True)
@@ -89,12 +91,6 @@ class ModeratorDesk(Protocol):
         ...
 
 
-class UserChannel(Protocol):
-    """Reach a user on their own platform, outside of a reply."""
-
-    async def tell(self, chat_id: str, thread_id: str, text: str, *, author: str | None = None) -> None: ...
-
-
 JumpLink = Callable[[Conversation], str | None]
 
 
@@ -112,7 +108,7 @@ class HandoffService:
         policy: HandoffPolicy,
         *,
         desks: Sequence[ModeratorDesk] = (),
-        users: Mapping[str, UserChannel] | None = None,
+        surfaces: SurfaceFactory = lambda platform, chat_id, thread_id: None,
         jump_link: JumpLink = lambda conversation: None,
         on_return: Callable[[int], Awaitable[None]] | None = None,
         now: Callable[[], datetime] = utcnow,
@@ -120,7 +116,7 @@ class HandoffService:
         self.db = db
         self.policy = policy
         self.desks = list(desks)
-        self.users = dict(users or {})
+        self._surface_for = surfaces
         self._jump_link = jump_link
         self._on_return = on_return
         self._now = now
@@ -392,14 +388,14 @@ class HandoffService:
         async with self.db() as session:
             handoff = await session.get_one(Handoff, handoff_id)
             conversation = await session.get_one(Conversation, handoff.conversation_id)
-        channel = self.users.get(conversation.platform)
-        if channel is None:
+        surface = self._surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
+        if surface is None:
             log.warning("handoff %s: no way to reach %s users", handoff_id, conversation.platform)
             return
         try:
-            await channel.tell(conversation.chat_id, conversation.thread_id, text, author=author)
-        except Exception:
-            log.exception("handoff %s: could not reach the user", handoff_id)
+            await surface.send(UserNotices.from_moderator.format(name=author, text=text) if author else text)
+        except SurfaceError as exc:
+            log.warning("handoff %s: could not reach the user: %s", handoff_id, exc)
 
     async def _log(self, view: HandoffView, summary: str, transcript: str | None = None) -> None:
         log.info(summary)

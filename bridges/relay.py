@@ -22,7 +22,7 @@ from agents.base import Agent, Button, HistoryEntry, Turn
 from bridges.budget import RateBudget
 from bridges.handoff import HandoffPolicy, HandoffService, open_handoff_of
 from bridges.render import RenderFailed, RenderResult, ReplyRenderer
-from bridges.surface import Inbound, Surface, SurfaceError
+from bridges.surface import Inbound, Surface, SurfaceError, SurfaceFactory
 from models import (
     AgentBinding,
     BindingScope,
@@ -399,7 +399,7 @@ class Relay:
                 current["message_ids"] = [*current.get("message_ids", []), message_id]
             conversation.pending_reply = current
 
-    async def recover_interrupted(self, surface_for: Callable[[str, str, str], Surface | None]) -> int:
+    async def recover_interrupted(self, surface_for: SurfaceFactory) -> int:
         """After a crash: tell each user whose reply this instance left half-written, and note it.
 
         `surface_for(platform, chat_id, thread_id)` reaches the chat, or returns None if this process

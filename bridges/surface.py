@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -67,3 +67,8 @@ class Surface(Protocol):
     async def typing(self) -> None:
         """Show that the bot is working; called again every few seconds until text arrives."""
         ...
+
+
+SurfaceFactory = Callable[[str, str, str], Surface | None]
+"""(platform, chat_id, thread_id) -> a surface to reach that chat, or None if this process has no bridge
+for the platform. Used to speak to a user outside of a reply: handoff notices, crash recovery."""

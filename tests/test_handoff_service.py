@@ -41,20 +41,12 @@ class RecordingDesk:
         self.logs.append((summary, transcript))
 
 
-@dataclass
-class RecordingUsers:
-    told: list[tuple[str, str, str, str | None]] = field(default_factory=list)
-
-    async def tell(self, chat_id: str, thread_id: str, text: str, *, author: str | None = None) -> None:
-        self.told.append((chat_id, thread_id, text, author))
-
-
 class World:
     """A relay with a scripted agent, one desk and a way to reach console users; rebuildable for restarts."""
 
     def __init__(self, db: async_sessionmaker[AsyncSession], clock: Clock) -> None:
         self.db, self.clock = db, clock
-        self.desk, self.users = RecordingDesk(), RecordingUsers()
+        self.desk, self.user = RecordingDesk(), RecordingSurface()
         self.agent = ScriptedAgent()
         self.agent.script["help"] = [
             Message("Let me get a person."),
@@ -68,7 +60,7 @@ class World:
             self.db,
             HandoffPolicy(expire_after=timedelta(minutes=10), escalate_after=timedelta(minutes=3)),
             desks=[self.desk],
-            users={"console": self.users},
+            surfaces=lambda platform, chat_id, thread_id: self.user if chat_id == "c1" else None,
             now=self.clock,
         )
         self.relay = Relay(self.db, {"scripted": self.agent}, POLICY, handoffs=self.handoffs, now=self.clock)
@@ -128,19 +120,19 @@ async def test_claim_relay_and_resolve_round_trip(db: async_sessionmaker[AsyncSe
     await world.relay.handle(inbound("help"), surface)
     handoff_id = await world.handoff_id()
     assert (await world.handoffs.claim(handoff_id, "discord:7", "Maya")).won
-    assert world.users.told[-1] == ("c1", "", UserNotices.claimed.format(name="Maya"), None)
+    assert world.user.visible_texts()[-1] == UserNotices.claimed.format(name="Maya")
     assert world.desk.updates[-1].claimed_by_name == "Maya"
     assert not await world.handoffs.moderator_says(handoff_id, "discord:8", "Intruder", "hi")
     assert await world.handoffs.moderator_says(
         handoff_id, "discord:7", "Maya", "Hi, I can help with billing."
     )
-    assert world.users.told[-1] == ("c1", "", "Hi, I can help with billing.", "Maya")
+    assert world.user.visible_texts()[-1] == "Maya (moderator): Hi, I can help with billing."
     await world.relay.handle(inbound("thanks, refund please"), surface)
     assert world.desk.posts[-1] == (f"t{handoff_id}", "User u1", "thanks, refund please")
     assert surface.visible_texts()[-1] != Notices.handoff_pending  # claimed: no "waiting" notice
     assert await world.handoffs.close(handoff_id, HandoffStatus.RESOLVED, "discord:7", "Maya")
     assert not await world.handoffs.close(handoff_id, HandoffStatus.RETURNED, "discord:7", "Maya")
-    assert world.users.told[-1][2] == UserNotices.resolved
+    assert world.user.visible_texts()[-1] == UserNotices.resolved
     summary, transcript = world.desk.logs[-1]
     assert "resolved by Maya" in summary and "claimed by Maya" in summary
     assert transcript is not None
@@ -173,7 +165,7 @@ async def test_unclaimed_request_escalates_then_expires(db: async_sessionmaker[A
     async with db() as session:
         handoff = await session.get_one(Handoff, handoff_id)
     assert handoff.status is HandoffStatus.EXPIRED and handoff.closed_by == "timer"
-    assert world.users.told[-1][2] == UserNotices.expired
+    assert world.user.visible_texts()[-1] == UserNotices.expired
 
 
 async def test_restart_while_claimed_keeps_the_claim(db: async_sessionmaker[AsyncSession]) -> None:
@@ -186,4 +178,4 @@ async def test_restart_while_claimed_keeps_the_claim(db: async_sessionmaker[Asyn
     assert world.desk.posts[-1][2] == "still there?"
     assert await world.handoffs.moderator_says(handoff_id, "telegram:5", "Sam", "Yes!")
     assert await world.handoffs.close(handoff_id, HandoffStatus.RETURNED, "telegram:5", "Sam")
-    assert world.users.told[-1][2] == UserNotices.returned
+    assert world.user.visible_texts()[-1] == UserNotices.returned
