@@ -8,14 +8,16 @@ agent is called, so nothing typed is lost whatever the provider or platform does
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Agent, Button, HistoryEntry, Turn
@@ -35,6 +37,7 @@ from models import (
     User,
     utcnow,
 )
+from models.db import is_transient_db_error
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,10 @@ class Notices:
     delivery_failed = "Sorry, I couldn't post the whole reply here. Please try again."
     slow_down = (
         "You're sending messages faster than I can answer. Please wait {seconds} seconds, then send it again."
+    )
+    db_unavailable = (
+        "I can't reach my database right now, so I couldn't take your message. "
+        "Please send it again in a minute."
     )
     input_shortened = "Your message was very long, so the assistant only read the first {limit} characters."
     interrupted = (
@@ -74,6 +81,44 @@ class RelayPolicy:
     """Longer messages are kept whole in the transcript but shortened for the agent."""
     instance: str = "main"
     """This process's name: after a crash it finishes only the replies it had started itself."""
+    db_outage_grace: float = 30.0
+    """Seconds to keep retrying while the database is unreachable or locked, before telling the user."""
+
+
+class DatabaseUnavailable(Exception):
+    """The database stayed unreachable for longer than the grace period."""
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _survives_db_outage(
+    step: Callable[Concatenate[Relay, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[Relay, P], Coroutine[Any, Any, T]]:
+    """Retry a database step through a restart or a lock, with backoff, within the policy's grace.
+
+    Each step is its own transaction, so a retry repeats only work that did not commit.
+    """
+
+    @functools.wraps(step)
+    async def retrying(relay: Relay, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + relay.policy.db_outage_grace
+        delay = 0.1
+        while True:
+            try:
+                return await step(relay, *args, **kwargs)
+            except (DBAPIError, OSError) as exc:
+                if not is_transient_db_error(exc):
+                    raise
+                if loop.time() + delay > deadline:
+                    raise DatabaseUnavailable(f"{step.__name__}: {type(exc).__name__}") from exc
+                log.warning("database unavailable in %s (%s); retrying in %.1fs", step.__name__, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    return retrying
 
 
 @dataclass
@@ -119,20 +164,28 @@ class Relay:
                 seconds = max(1, round(60 / self.policy.user_messages_per_minute))
                 await _tell(surface, Notices.slow_down.format(seconds=seconds))
             return None
-        async with self._turn_lock(inbound):  # taken before any await, so turns keep their order
-            if await self.is_blocked(inbound.platform, inbound.user_id):
-                log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
-                return None
-            conversation, notice = await self._conversation_for(inbound)
-            if notice:
-                await _tell(surface, notice)
-            await self._record(conversation.id, Role.USER, inbound.text, [inbound.message_id])
-            if conversation.status in (ConversationStatus.HANDOFF_REQUESTED, ConversationStatus.HUMAN):
-                if conversation.status == ConversationStatus.HANDOFF_REQUESTED:
-                    await _tell(surface, Notices.handoff_pending)
-                await self.handoffs.user_says(conversation.id, inbound.display_name, inbound.text)
-                return None
-            return await self._agent_turn(conversation, inbound, surface)
+        try:
+            async with self._turn_lock(inbound):  # taken before any await, so turns keep their order
+                return await self._route(inbound, surface)
+        except DatabaseUnavailable as exc:
+            log.error("dropping a turn for %s:%s: %s", inbound.platform, inbound.user_id, exc)
+            await _tell(surface, Notices.db_unavailable)
+            return None
+
+    async def _route(self, inbound: Inbound, surface: Surface) -> RenderResult | None:
+        if await self.is_blocked(inbound.platform, inbound.user_id):
+            log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
+            return None
+        conversation, notice = await self._conversation_for(inbound)
+        if notice:
+            await _tell(surface, notice)
+        await self._record(conversation.id, Role.USER, inbound.text, [inbound.message_id])
+        if conversation.status in (ConversationStatus.HANDOFF_REQUESTED, ConversationStatus.HUMAN):
+            if conversation.status == ConversationStatus.HANDOFF_REQUESTED:
+                await _tell(surface, Notices.handoff_pending)
+            await self.handoffs.user_says(conversation.id, inbound.display_name, inbound.text)
+            return None
+        return await self._agent_turn(conversation, inbound, surface)
 
     async def reset(self, inbound: Inbound, surface: Surface) -> None:
         """Close the current conversation (and any open handoff); the next message starts afresh."""
@@ -198,6 +251,7 @@ class Relay:
         log.info("user %s:%s unblocked by %s", platform, user_id, by)
         return True
 
+    @_survives_db_outage
     async def is_blocked(self, platform: str, user_id: str) -> bool:
         async with self.db() as session:
             blocked_at = await session.scalar(
@@ -273,6 +327,7 @@ class Relay:
             agent = self.agents[self.policy.default_agent]
         return agent
 
+    @_survives_db_outage
     async def _conversation_for(self, inbound: Inbound) -> tuple[Conversation, str | None]:
         """The live conversation for this user in this place, after idle and handoff timeouts."""
         now = self._now()
@@ -357,6 +412,7 @@ class Relay:
                     return name
         return self.policy.default_agent
 
+    @_survives_db_outage
     async def _history(self, conversation_id: int) -> tuple[HistoryEntry, ...]:
         async with self.db() as session:
             entries = await session.scalars(
@@ -370,6 +426,7 @@ class Relay:
             rows = list(entries)[1:]  # the newest is the message being answered now
         return tuple(HistoryEntry(role=row.role.value, text=row.text) for row in reversed(rows))  # type: ignore[arg-type]
 
+    @_survives_db_outage
     async def _record(
         self,
         conversation_id: int,
@@ -389,6 +446,7 @@ class Relay:
                 )
             )
 
+    @_survives_db_outage
     async def _set_pending(
         self, conversation_id: int, pending: dict[str, Any] | None = None, *, message_id: str = ""
     ) -> None:
@@ -429,6 +487,7 @@ class Relay:
             log.warning("conversation %s: a reply was interrupted by a restart", conversation.id)
         return found
 
+    @_survives_db_outage
     async def _finish_turn(self, conversation_id: int, result: RenderResult) -> None:
         async with self.db.begin() as session:
             conversation = await session.get_one(Conversation, conversation_id)
@@ -440,6 +499,7 @@ class Relay:
             if result.session_ended is not None and result.handoff is None:
                 _close(conversation, now)
 
+    @_survives_db_outage
     async def _open_handoff(self, conversation_id: int, reason: str, *, requested_by: str) -> bool:
         """Open a handoff unless one is already open, and notify the moderators. Returns whether it opened."""
         async with self.db.begin() as session:

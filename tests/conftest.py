@@ -79,6 +79,16 @@ class PostgresCluster:
             "-E",
             "UTF8",
         )
+        self.resume()
+
+    def pause(self) -> None:
+        """Stop the server (as a crash would: connections drop) but keep its data for `resume`."""
+        self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop"
+        )
+
+    def resume(self) -> None:
+        data = self.directory / "data"
         options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
         self._run(
             str(self.bindir / "pg_ctl"),
@@ -174,3 +184,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                 counts[outcome] = counts.get(outcome, 0) + 1
     summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items()) or "none collected"
     terminalreporter.write_line(f"PostgreSQL tests: {summary}")
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresCluster]:
+    """A cluster of its own, for tests that stop and restart the server."""
+    bindir = _postgres_bindir()
+    if bindir is None:
+        if REQUIRE_POSTGRES:
+            pytest.fail("PostgreSQL binaries not found and SWITCHBOARD_REQUIRE_POSTGRES=1", pytrace=False)
+        pytest.skip("PostgreSQL binaries not found")
+    cluster = PostgresCluster(bindir)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
