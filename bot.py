@@ -22,43 +22,11 @@ from bridges.console import ConsoleBridge
 from bridges.handoff import HandoffPolicy, HandoffService
 from bridges.relay import Relay, RelayPolicy
 from models import create_engine, safe_url, session_factory
+from ops.health import OpsServer
+from ops.logs import configure_logging
 from settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("switchboard")
-
-
-class RedactSecrets(logging.Filter):
-    """Last line of defence: no configured secret ever reaches a log line, whatever the caller logged."""
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        super().__init__()
-        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        redacted = self._redact(message)
-        if redacted != message:
-            record.msg, record.args = redacted, ()
-        if record.exc_text:
-            record.exc_text = self._redact(record.exc_text)
-        return True
-
-    def _redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "[redacted]")
-        return text
-
-
-def configure_logging(settings: Settings, *, quiet: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets(settings.secrets()))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    level = logging.getLevelName(settings.logging.level)
-    root.setLevel(max(level, logging.WARNING) if quiet else level)
 
 
 async def migrate(settings: Settings) -> str | None:
@@ -101,6 +69,10 @@ async def run(settings: Settings) -> None:
                 recent_entries=settings.handoff.recent_entries,
             ),
         )
+        if settings.ops.listen:
+            ops = OpsServer(engine, *settings.ops.address)
+            await ops.start()
+            stack.push_async_callback(ops.close)
         timers = asyncio.create_task(handoffs.run_timers(), name="handoff-timers")
         stack.callback(timers.cancel)
         relay = Relay(
@@ -149,7 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
-        configure_logging(settings, quiet=args.command == "run" and not args.verbose)
+        configure_logging(
+            settings.logging.level,
+            secrets=settings.secrets(),
+            fmt=settings.logging.format,
+            quiet=args.command == "run" and not args.verbose,
+        )
         if args.command == "check-config":
             print(describe(settings))
         elif args.command == "migrate":

@@ -118,6 +118,25 @@ class LimitsSettings(Section):
 
 class LoggingSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class OpsSettings(Section):
+    listen: str = Field("", description="host:port for /healthz and /metrics; empty turns it off")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        if value:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ValueError("expected host:port, for example 127.0.0.1:9300")
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host, int(port)
 
 
 def _agent_union() -> Any:
@@ -149,6 +168,7 @@ class Settings(Section):
     handoff: HandoffSettings = HandoffSettings()
     limits: LimitsSettings = LimitsSettings()
     logging: LoggingSettings = LoggingSettings()
+    ops: OpsSettings = OpsSettings()
 
     @model_validator(mode="after")
     def _agents_exist(self) -> Settings:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridges.surface import SurfaceError, SurfaceFactory
@@ -30,6 +30,7 @@ from models import (
     User,
     utcnow,
 )
+from ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ class HandoffService:
         async with self.db.begin() as session:
             handoff = await session.get_one(Handoff, handoff_id)
             handoff.notification_refs = {**handoff.notification_refs, **refs}
+        metrics.HANDOFF_TRANSITIONS.labels(HandoffStatus.REQUESTED.value).inc()
         await self._log(view, f"handoff #{handoff_id} requested: {view.reason}")
 
     async def claim(self, handoff_id: int, moderator_id: str, moderator_name: str) -> ClaimOutcome:
@@ -167,6 +169,7 @@ class HandoffService:
                 )
             holder = handoff.claimed_by_name if handoff.status == HandoffStatus.CLAIMED else None
         if won:
+            metrics.HANDOFF_TRANSITIONS.labels(HandoffStatus.CLAIMED.value).inc()
             view = await self.view(handoff_id)
             await self._update_desks(view)
             await self._tell_user(handoff_id, UserNotices.claimed.format(name=moderator_name))
@@ -214,6 +217,7 @@ class HandoffService:
                     author_id=moderator_id,
                 )
             )
+        metrics.HANDOFF_TRANSITIONS.labels(outcome.value).inc()
         view = await self.view(handoff_id)
         await self._update_desks(view)
         notice = {
@@ -279,6 +283,11 @@ class HandoffService:
             waiting = list(
                 await session.scalars(select(Handoff).where(Handoff.status == HandoffStatus.REQUESTED))
             )
+            claimed = await session.scalar(
+                select(func.count()).select_from(Handoff).where(Handoff.status == HandoffStatus.CLAIMED)
+            )
+        metrics.OPEN_HANDOFFS.labels(HandoffStatus.REQUESTED.value).set(len(waiting))
+        metrics.OPEN_HANDOFFS.labels(HandoffStatus.CLAIMED.value).set(claimed or 0)
         for handoff in waiting:
             if handoff.requested_at + self.policy.expire_after <= now:
                 await self.close(handoff.id, HandoffStatus.EXPIRED, "timer", "timeout")

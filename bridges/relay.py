@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from models import (
     utcnow,
 )
 from models.db import is_transient_db_error
+from ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -278,6 +280,7 @@ class Relay:
         self, conversation: Conversation, inbound: Inbound, surface: Surface
     ) -> RenderResult:
         agent = self._agent_for(conversation)
+        started = time.monotonic()
         text = inbound.text
         if len(text) > self.policy.max_input_chars:
             text = text[: self.policy.max_input_chars]
@@ -296,12 +299,15 @@ class Relay:
         async def posted(message_id: str) -> None:
             await self._set_pending(conversation.id, message_id=message_id)
 
+        delivered = True
         try:
             result = await ReplyRenderer(surface, on_posted=posted).render(agent.stream(turn))
         except RenderFailed as exc:
             log.error("conversation %s: reply could not be delivered: %s", conversation.id, exc)
             result = RenderResult(text="", error=None)
+            delivered = False
             await _tell(surface, Notices.delivery_failed)
+        _observe(inbound.platform, agent.name, started, result, delivered)
         if result.error is not None:
             log.warning("conversation %s: agent %s failed: %s", conversation.id, agent.name, result.error)
             await self._record(conversation.id, Role.SYSTEM, f"agent error: {type(result.error).__name__}")
@@ -559,3 +565,15 @@ async def _tell(surface: Surface, text: str, buttons: Sequence[Button] = ()) -> 
         await surface.send(text, buttons)
     except SurfaceError as exc:
         log.warning("could not post a notice: %s", exc)
+
+
+def _observe(platform: str, agent: str, started: float, result: RenderResult, delivered: bool) -> None:
+    if result.first_text_at is not None:
+        metrics.FIRST_TEXT_SECONDS.labels(platform).observe(result.first_text_at - started)
+    if result.error is not None:
+        metrics.PROVIDER_ERRORS.labels(agent, type(result.error).__name__).inc()
+        outcome = "agent_error"
+    else:
+        outcome = "ok" if delivered else "undelivered"
+    metrics.REPLIES.labels(platform, agent, outcome).inc()
+    metrics.REPLY_SECONDS.labels(platform).observe(time.monotonic() - started)

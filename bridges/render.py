@@ -50,6 +50,8 @@ class RenderResult:
     handoff: HandoffRequested | None = None
     session_ended: SessionEnded | None = None
     error: AgentError | None = None
+    first_text_at: float | None = None
+    """Clock reading when the first message of the reply was posted."""
 
 
 @dataclass
@@ -113,6 +115,7 @@ class ReplyRenderer:
         self._changed = asyncio.Event()
         self._finished = False
         self._first_text = asyncio.Event()
+        self._first_text_at: float | None = None
 
     async def render(self, events: AsyncIterable[AgentEvent]) -> RenderResult:
         """Consume the whole stream; agent failures end the reply with a notice instead of raising."""
@@ -141,6 +144,7 @@ class ReplyRenderer:
             pump.cancel()
         result.text = "\n\n".join(block.text.strip() for block in self._blocks if block.media is None).strip()
         result.message_ids = [shown.message_id for shown in self._shown]
+        result.first_text_at = self._first_text_at
         return result
 
     def _apply(self, event: AgentEvent, result: RenderResult) -> None:
@@ -268,6 +272,8 @@ class ReplyRenderer:
                 await asyncio.sleep(self.retry_delay * 2 ** (attempt - 1))
                 continue
             self._shown.append(_Shown(message_id, target.text, target.buttons, started))
+            if self._first_text_at is None:
+                self._first_text_at = self._clock()
             self._first_text.set()
             await self._posted(message_id)
             return

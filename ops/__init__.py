@@ -1,0 +1,1 @@
+"""Operations: logging set-up, Prometheus metrics, and the health and metrics endpoint."""
