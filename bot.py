@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
@@ -101,7 +102,36 @@ async def run(settings: Settings) -> None:
             display_name=settings.console.display_name,
             edit_interval=settings.streaming.console_edit_interval,
         )
-        await bridge.run()
+        await serve_until_stopped(bridge, settings.ops.shutdown_grace_seconds)
+
+
+async def serve_until_stopped(bridge: ConsoleBridge, grace: float) -> None:
+    """Serve until the bridge ends or SIGTERM/SIGINT; then let replies in progress finish within `grace`.
+
+    A reply still unfinished after that is cut off; it stays marked as pending and is reported to its
+    user on the next start.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    serving = asyncio.create_task(bridge.run(), name="bridge")
+    stopping = asyncio.create_task(stop.wait(), name="stop-signal")
+    try:
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not serving.done():
+            log.warning("shutting down: finishing replies in progress (up to %gs)", grace)
+            bridge.stop()
+            try:
+                await asyncio.wait_for(serving, grace)
+            except TimeoutError:
+                log.warning("replies still in progress were cut off; they are reported on the next start")
+        else:
+            await serving
+    finally:
+        stopping.cancel()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
 
 
 def describe(settings: Settings) -> str:

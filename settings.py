@@ -123,6 +123,9 @@ class LoggingSettings(Section):
 
 class OpsSettings(Section):
     listen: str = Field("", description="host:port for /healthz and /metrics; empty turns it off")
+    shutdown_grace_seconds: float = Field(
+        20.0, ge=0, le=600, description="on SIGTERM, how long replies in progress may take to finish"
+    )
 
     @field_validator("listen")
     @classmethod

@@ -7,6 +7,7 @@ text, so the stream is visible either way. Buttons are numbered: type the number
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import shutil
 import sys
@@ -55,6 +56,13 @@ class Terminal:
             return raw.decode("utf-8", errors="replace").rstrip("\r\n") if raw else None
         line = self.stdin.readline()
         return line.rstrip("\r\n") if line else None
+
+    def close_input(self) -> None:
+        """Make `read_line` return None, as at end of input (used for a graceful shutdown)."""
+        if self._reader is not None:
+            self._reader.feed_eof()
+        else:
+            self.stdin = io.StringIO()
 
     def write(self, text: str) -> None:
         self.stdout.write(text)
@@ -174,6 +182,10 @@ class ConsoleBridge:
                 break
             await self._dispatch(text)
             self.surface.end_reply()
+
+    def stop(self) -> None:
+        """Take no new messages; `run` returns once the reply in progress is complete."""
+        self.terminal.close_input()
 
     def _surface_for(self, platform: str, chat_id: str, thread_id: str) -> ConsoleSurface | None:
         return self.surface if platform == self.platform else None

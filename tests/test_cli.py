@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -121,29 +122,36 @@ def test_secret_never_printed(tmp_path: Path) -> None:
     assert result.returncode == 2 and secret not in result.stderr + result.stdout
 
 
-async def test_killed_mid_reply_is_reported_on_the_next_start(tmp_path: Path) -> None:
+async def start_slow_bot(cwd: Path, **extra: str) -> asyncio.subprocess.Process:
+    """bot.py answering "long" slowly, with its reply already streaming when this returns."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
-    slow = {
+    env = {
         **clean,
         "SWITCHBOARD_AGENTS__DEMO__FIRST_CHUNK_DELAY": "0",
-        "SWITCHBOARD_AGENTS__DEMO__CHUNK_DELAY": "0.5",
+        "SWITCHBOARD_AGENTS__DEMO__CHUNK_DELAY": "0.02",
+        **extra,
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "bot.py"),
-        cwd=tmp_path,
-        env=slow,
+        cwd=cwd,
+        env=env,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     assert process.stdin is not None and process.stdout is not None
     process.stdin.write(b"long\n")
     await process.stdin.drain()
     seen = b""
     async with asyncio.timeout(30):
-        while b"bot> " not in seen:  # the reply has started streaming
+        while b"bot> " not in seen:
             seen += await process.stdout.read(64)
+    return process
+
+
+async def test_killed_mid_reply_is_reported_on_the_next_start(tmp_path: Path) -> None:
+    process = await start_slow_bot(tmp_path)
     process.kill()  # SIGKILL: no chance to clean up
     await process.wait()
 
@@ -160,3 +168,24 @@ async def test_killed_mid_reply_is_reported_on_the_next_start(tmp_path: Path) ->
     assert entries[0] == (Role.USER, "long")  # the user's message was kept
     assert (Role.SYSTEM, "reply interrupted by a restart") in entries
     assert pending is None
+
+
+async def test_sigterm_lets_the_reply_in_progress_finish(tmp_path: Path) -> None:
+    process = await start_slow_bot(tmp_path)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr
+    assert b"the message ends on exactly the text the agent produced." in stdout
+    assert b"shutting down: finishing replies in progress" in stderr
+    after = bot(tmp_path, stdin="", env=FAST)
+    assert "I was restarted" not in after.stdout  # nothing was left half-written
+
+
+async def test_sigterm_past_the_grace_period_cuts_the_reply_off_and_reports_it_later(tmp_path: Path) -> None:
+    process = await start_slow_bot(tmp_path, SWITCHBOARD_OPS__SHUTDOWN_GRACE_SECONDS="0.1")
+    process.send_signal(signal.SIGTERM)
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr
+    assert b"were cut off" in stderr
+    after = bot(tmp_path, stdin="", env=FAST)
+    assert "I was restarted while answering “long”" in after.stdout
