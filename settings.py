@@ -218,6 +218,7 @@ def load_settings(
     file_keys = {path for path, _ in _leaves(raw)}
     sources = dict.fromkeys(file_keys, f"in {config_path}")
     raw = _resolve_env_indirections(raw, environ, sources)
+    raw.setdefault("agents", {"demo": {"kind": "demo"}})  # so the environment can tune the default agent
     _overlay_environment(raw, environ, sources)
 
     try:
@@ -307,7 +308,16 @@ def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
         del loc[2]  # the discriminated union's tag, not a key the user wrote
     key = ".".join(loc) or "(top level)"
     where = sources.get(key)
-    if error["type"] == "extra_forbidden":
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        key += ".kind"
+        where = sources.get(key)
+        known = ", ".join(sorted(KINDS))
+        problem = (
+            f"unknown agent kind (known: {known})"
+            if error["type"] == "union_tag_invalid"
+            else (f"required key is missing (one of: {known})")
+        )
+    elif error["type"] == "extra_forbidden":
         problem = "unknown key"
     elif error["type"] == "missing" and _is_secret_path(loc):
         problem = f'missing secret: set {_env_name(key)} or {loc[-1]}_env = "VARIABLE"'

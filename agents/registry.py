@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from agents.base import Agent, AgentSettings
+from agents.convocore_ws import ConvocoreWsAgent, ConvocoreWsSettings
 from agents.demo import DemoAgent, DemoSettings
 
 
@@ -20,6 +21,9 @@ class AgentKind:
 
 KINDS: dict[str, AgentKind] = {
     "demo": AgentKind(DemoSettings, lambda name, settings, http: DemoAgent(name, settings)),
+    "convocore": AgentKind(
+        ConvocoreWsSettings, lambda name, settings, http: ConvocoreWsAgent(name, settings)
+    ),
 }
 
 
