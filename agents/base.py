@@ -152,6 +152,18 @@ class Agent(Protocol):
         ...
 
 
+@runtime_checkable
+class Resumable(Protocol):
+    """An agent whose conversation can be told that the bot is back after a human handoff."""
+
+    def resume(self, turn: Turn) -> AsyncIterator[AgentEvent]:
+        """Like `stream`, for the moment a moderator hands the user back (Voiceflow: a `continue` action).
+
+        `turn.text` is empty; the events are the agent's first words after the handoff.
+        """
+        ...
+
+
 class BaseAgent:
     """Lifecycle defaults for agents that hold no connection of their own."""
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bridges.surface import SurfaceError, SurfaceFactory
+from bridges.surface import Surface, SurfaceError, SurfaceFactory
 from models import (
     OPEN_HANDOFF_STATUSES,
     Conversation,
@@ -111,7 +111,6 @@ class HandoffService:
         desks: Sequence[ModeratorDesk] = (),
         surfaces: SurfaceFactory = lambda platform, chat_id, thread_id: None,
         jump_link: JumpLink = lambda conversation: None,
-        on_return: Callable[[int], Awaitable[None]] | None = None,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
@@ -119,7 +118,9 @@ class HandoffService:
         self.desks = list(desks)
         self._surface_for = surfaces
         self._jump_link = jump_link
-        self._on_return = on_return
+        self.on_return: Callable[[int, Surface], Awaitable[None]] | None = None
+        """Called with (conversation id, the user's surface) when the bot takes over again; the Relay
+        sets it, since only it knows the agents."""
         self._now = now
 
     # -- transitions ---------------------------------------------------------------------------------
@@ -227,17 +228,13 @@ class HandoffService:
         }[outcome]
         if notify_user:
             await self._tell_user(handoff_id, notice)
+            await self._resume_agent(handoff_id)
         claimer = view.claimed_by_name or "nobody"
         await self._log(
             view,
             f"handoff #{handoff_id} {outcome.value} by {moderator_name} (claimed by {claimer})",
             transcript=await self.transcript(handoff_id),
         )
-        if outcome is not HandoffStatus.RESOLVED and self._on_return is not None:
-            try:
-                await self._on_return(view.handoff_id)
-            except Exception:
-                log.exception("handoff %s: telling the agent it is back failed", handoff_id)
         return True
 
     async def moderator_says(
@@ -393,13 +390,28 @@ class HandoffService:
                 except Exception:
                     log.exception("handoff %s: could not update desk %s", view.handoff_id, desk.name)
 
-    async def _tell_user(self, handoff_id: int, text: str, *, author: str | None = None) -> None:
+    async def _user_surface(self, handoff_id: int) -> tuple[int, Surface | None]:
         async with self.db() as session:
             handoff = await session.get_one(Handoff, handoff_id)
             conversation = await session.get_one(Conversation, handoff.conversation_id)
         surface = self._surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
         if surface is None:
             log.warning("handoff %s: no way to reach %s users", handoff_id, conversation.platform)
+        return conversation.id, surface
+
+    async def _resume_agent(self, handoff_id: int) -> None:
+        """The bot is back: let the agent say so, where its provider supports that (`on_return`)."""
+        conversation_id, surface = await self._user_surface(handoff_id)
+        if self.on_return is None or surface is None:
+            return
+        try:
+            await self.on_return(conversation_id, surface)
+        except Exception:
+            log.exception("handoff %s: telling the agent it is back failed", handoff_id)
+
+    async def _tell_user(self, handoff_id: int, text: str, *, author: str | None = None) -> None:
+        _, surface = await self._user_surface(handoff_id)
+        if surface is None:
             return
         try:
             await surface.send(UserNotices.from_moderator.format(name=author, text=text) if author else text)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.base import Agent, Button, HistoryEntry, Turn
+from agents.base import Agent, Button, HistoryEntry, Resumable, Turn
 from bridges.budget import RateBudget
 from bridges.handoff import HandoffPolicy, HandoffService, open_handoff_of
 from bridges.render import RenderFailed, RenderResult, ReplyRenderer
@@ -148,6 +148,7 @@ class Relay:
         self.handoffs = handoffs or HandoffService(
             db, HandoffPolicy(expire_after=policy.handoff_expiry, escalate_after=None), now=now
         )
+        self.handoffs.on_return = self.resume_after_handoff
         self._locks: dict[tuple[str, str, str, str], tuple[asyncio.Lock, int]] = {}
         self._gates: dict[tuple[str, str], _UserGate] = {}
 
@@ -276,8 +277,26 @@ class Relay:
         gate.warned = False
         return True
 
+    async def resume_after_handoff(self, conversation_id: int, surface: Surface) -> None:
+        """Tell the agent the bot is back (if its provider can hear it) and show what it says."""
+        async with self.db() as session:
+            conversation = await session.get_one(Conversation, conversation_id)
+            user = await session.get_one(User, conversation.user_id)
+        if not isinstance(self._agent_for(conversation), Resumable):
+            return
+        inbound = Inbound(
+            conversation.platform,
+            conversation.chat_id,
+            user.external_id,
+            user.display_name,
+            "",
+            thread_id=conversation.thread_id,
+        )
+        async with self._turn_lock(inbound):
+            await self._agent_turn(conversation, inbound, surface, resume=True)
+
     async def _agent_turn(
-        self, conversation: Conversation, inbound: Inbound, surface: Surface
+        self, conversation: Conversation, inbound: Inbound, surface: Surface, *, resume: bool = False
     ) -> RenderResult:
         agent = self._agent_for(conversation)
         started = time.monotonic()
@@ -301,7 +320,8 @@ class Relay:
 
         delivered = True
         try:
-            result = await ReplyRenderer(surface, on_posted=posted).render(agent.stream(turn))
+            events = agent.resume(turn) if resume and isinstance(agent, Resumable) else agent.stream(turn)
+            result = await ReplyRenderer(surface, on_posted=posted).render(events)
         except RenderFailed as exc:
             log.error("conversation %s: reply could not be delivered: %s", conversation.id, exc)
             result = RenderResult(text="", error=None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.base import HandoffRequested, Message, TurnEnd
+from agents.base import AgentEvent, HandoffRequested, Message, TextDelta, Turn, TurnEnd
 from bridges.handoff import HandoffPolicy, HandoffService, HandoffView, UserNotices
 from bridges.relay import Notices, Relay
 from models import Conversation, ConversationStatus, Handoff, HandoffStatus, Role, TranscriptEntry
@@ -179,3 +179,45 @@ async def test_restart_while_claimed_keeps_the_claim(db: async_sessionmaker[Asyn
     assert await world.handoffs.moderator_says(handoff_id, "telegram:5", "Sam", "Yes!")
     assert await world.handoffs.close(handoff_id, HandoffStatus.RETURNED, "telegram:5", "Sam")
     assert world.user.visible_texts()[-1] == UserNotices.returned
+
+
+class ResumableAgent(ScriptedAgent):
+    """Says something when the bot takes over again, as Voiceflow does on a `continue` action."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resumed: list[Turn] = []
+
+    async def resume(self, turn: Turn) -> AsyncIterator[AgentEvent]:
+        self.resumed.append(turn)
+        yield TextDelta("I'm back. ")
+        yield TextDelta("Anything else?")
+        yield TurnEnd({**turn.provider_state, "resumed": True})
+
+
+async def test_handing_back_tells_a_resumable_agent_and_shows_its_reply(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    world = World(db, Clock())
+    world.agent = ResumableAgent()
+    world.agent.script["help"] = [HandoffRequested("stuck"), TurnEnd({"count": 1})]
+    world.restart()
+    await world.relay.handle(inbound("help"), RecordingSurface())
+    handoff_id = await world.handoff_id()
+    await world.handoffs.claim(handoff_id, "discord:7", "Maya")
+    await world.handoffs.close(handoff_id, HandoffStatus.RETURNED, "discord:7", "Maya")
+    assert world.user.visible_texts()[-2:] == [UserNotices.returned, "I'm back. Anything else?"]
+    (turn,) = world.agent.resumed
+    assert turn.text == "" and turn.provider_state == {"count": 1}
+    async with db() as session:
+        conversation = (await session.scalars(select(Conversation))).one()
+    assert conversation.provider_state == {"count": 1, "resumed": True}
+
+
+async def test_agents_that_cannot_resume_are_left_alone(db: async_sessionmaker[AsyncSession]) -> None:
+    world = World(db, Clock())
+    await world.relay.handle(inbound("help"), RecordingSurface())
+    handoff_id = await world.handoff_id()
+    await world.handoffs.close(handoff_id, HandoffStatus.RESOLVED, "discord:7", "Maya")
+    assert world.user.visible_texts()[-1] == UserNotices.resolved
+    assert [turn.text for turn in world.agent.turns] == ["help"]
