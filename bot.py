@@ -20,8 +20,11 @@ import httpx
 import migrations
 from agents import create_agent
 from bridges.console import ConsoleBridge
+from bridges.discord import DiscordBridge, DiscordStartError
 from bridges.handoff import HandoffPolicy, HandoffService
 from bridges.relay import Relay, RelayPolicy
+from bridges.surface import Surface, SurfaceFactory
+from bridges.telegram import TelegramBridge, TelegramStartError
 from models import create_engine, safe_url, session_factory
 from ops.health import OpsServer
 from ops.logs import configure_logging
@@ -40,12 +43,11 @@ async def migrate(settings: Settings) -> str | None:
 
 
 async def run(settings: Settings) -> None:
-    """Build everything, serve until the bridge stops, and tear down in reverse order."""
-    unavailable = [name for name in ("discord", "telegram") if getattr(settings, name) is not None]
-    if unavailable:
-        raise ConfigError(
-            f"{unavailable[0]}: this build has no {unavailable[0]} bridge yet; remove the section"
-        )
+    """Build everything, serve until stopped, and tear down in reverse order.
+
+    With a `[discord]` or `[telegram]` section the platform bridges serve until SIGTERM/SIGINT;
+    with neither, the console bridge serves this terminal.
+    """
     url = settings.database.url.get_secret_value()
     async with AsyncExitStack() as stack:
         engine = create_engine(url, echo=settings.database.echo)
@@ -58,6 +60,12 @@ async def run(settings: Settings) -> None:
             for name, agent_settings in settings.agents.items()
         }
         db = session_factory(engine)
+        factories: dict[str, SurfaceFactory] = {}
+
+        def surface_for(platform: str, chat_id: str, thread_id: str) -> Surface | None:
+            factory = factories.get(platform)
+            return factory(platform, chat_id, thread_id) if factory else None
+
         handoffs = HandoffService(
             db,
             HandoffPolicy(
@@ -69,6 +77,7 @@ async def run(settings: Settings) -> None:
                 ),
                 recent_entries=settings.handoff.recent_entries,
             ),
+            surfaces=surface_for,
         )
         if settings.ops.listen:
             ops = OpsServer(engine, *settings.ops.address)
@@ -90,19 +99,52 @@ async def run(settings: Settings) -> None:
             ),
             handoffs=handoffs,
         )
+        grace = settings.ops.shutdown_grace_seconds
+        for bridge in platform_bridges(settings, relay):
+            stack.push_async_callback(bridge.close, grace)  # closes (and finishes replies) on the way out
+            await bridge.start()
+            factories[bridge.platform] = bridge.surface_for
+        if factories:
+            await relay.recover_interrupted(surface_for)
+            log.info("serving %s; stop with SIGTERM or Ctrl-C", " and ".join(factories))
+            await stop_signal()
+            log.warning("shutting down: finishing replies in progress (up to %gs)", grace)
+            return
         default = settings.routing.default_agent
         print(
             f"Switchboard: no platform tokens configured, so running the console bridge with agent "
             f"{default!r} ({settings.agents[default].kind}) on {safe_url(url)}.",
             file=sys.stderr,
         )
-        bridge = ConsoleBridge(
+        console = ConsoleBridge(
             relay,
             user_id=settings.console.user_id,
             display_name=settings.console.display_name,
             edit_interval=settings.streaming.console_edit_interval,
         )
-        await serve_until_stopped(bridge, settings.ops.shutdown_grace_seconds)
+        await serve_until_stopped(console, grace)
+
+
+def platform_bridges(settings: Settings, relay: Relay) -> list[DiscordBridge | TelegramBridge]:
+    bridges: list[DiscordBridge | TelegramBridge] = []
+    if settings.discord is not None:
+        bridges.append(DiscordBridge(settings.discord, relay, settings.streaming.discord_edit_interval))
+    if settings.telegram is not None:
+        bridges.append(TelegramBridge(settings.telegram, relay, settings.streaming.telegram_edit_interval))
+    return bridges
+
+
+async def stop_signal() -> None:
+    """Return on the first SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
 
 
 async def serve_until_stopped(bridge: ConsoleBridge, grace: float) -> None:
@@ -168,6 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"switchboard: config error: {exc}", file=sys.stderr)
         return 2
+    except (DiscordStartError, TelegramStartError) as exc:
+        print(f"switchboard: could not start: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

@@ -29,6 +29,8 @@ from sqlalchemy.engine import make_url
 from agents.base import AgentSettings
 from agents.demo import DemoSettings
 from agents.registry import KINDS
+from bridges.discord.config import DiscordConfig
+from bridges.telegram.config import TelegramConfig
 from models.binding import BindingScope
 
 ENV_PREFIX = "SWITCHBOARD_"
@@ -62,17 +64,6 @@ class DatabaseSettings(Section):
         except ArgumentError:
             raise ValueError("not a database URL (expected sqlite:///PATH or postgresql://...)") from None
         return value
-
-
-class DiscordSettings(Section):
-    token: SecretStr
-    api_base: str = "https://discord.com/api/v10"
-    gateway_url: str = "wss://gateway.discord.gg"
-
-
-class TelegramSettings(Section):
-    token: SecretStr
-    base_url: str = "https://api.telegram.org/bot"
 
 
 class ConsoleSettings(Section):
@@ -162,8 +153,8 @@ def _default_agents() -> dict[str, AgentSettingsUnion]:
 
 class Settings(Section):
     database: DatabaseSettings = DatabaseSettings()
-    discord: DiscordSettings | None = None
-    telegram: TelegramSettings | None = None
+    discord: DiscordConfig | None = None
+    telegram: TelegramConfig | None = None
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     agents: dict[str, AgentSettingsUnion] = Field(default_factory=_default_agents)
     routing: RoutingSettings = RoutingSettings()

@@ -1,0 +1,137 @@
+"""The Discord bridge as one object bot.py can start and close beside the other bridges."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import TracebackType
+from typing import Self
+
+import aiohttp
+import discord
+import yarl
+from discord.ext import commands
+
+from bridges.buttons import ButtonStore, DatabaseButtonStore
+from bridges.discord.cog import SwitchboardCog
+from bridges.discord.config import DiscordConfig
+from bridges.discord.surface import NO_PINGS, Surfaces
+from bridges.discord.views import ButtonViews, ChoiceButton
+from bridges.relay import Relay
+from bridges.surface import Surface
+
+log = logging.getLogger(__name__)
+
+
+class DiscordStartError(Exception):
+    """The bot could not log in or connect; the message is one line safe to show an operator."""
+
+
+class DiscordBridge:
+    platform = "discord"
+
+    def __init__(
+        self,
+        config: DiscordConfig,
+        relay: Relay,
+        edit_interval: float,
+        *,
+        buttons: ButtonStore | None = None,
+    ) -> None:
+        self.config = config
+        self.relay = relay
+        intents = discord.Intents.none()
+        intents.guilds = intents.guild_messages = intents.dm_messages = True
+        intents.message_content = config.message_content_intent
+        self.bot = commands.Bot(
+            command_prefix=(),  # no text commands: slash commands only, so no message parses as one
+            help_command=None,
+            intents=intents,
+            allowed_mentions=NO_PINGS,
+            guild_ready_timeout=config.guild_ready_timeout,
+        )
+        views = ButtonViews(buttons or DatabaseButtonStore(relay.db))
+        self.surfaces = Surfaces(self.bot, config, edit_interval, views)
+        self.cog = SwitchboardCog(self.bot, relay, config, self.surfaces)
+        self._connection: asyncio.Task[None] | None = None
+
+    def surface_for(self, platform: str, chat_id: str, thread_id: str) -> Surface | None:
+        """A `SurfaceFactory` for handoff notices and crash recovery."""
+        return self.surfaces.for_place(platform, chat_id, thread_id)
+
+    async def start(self) -> None:
+        """Log in, register the slash commands, connect, and return once Discord says the bot is ready."""
+        # discord.py reads both endpoints from class attributes: one Discord bot per process.
+        discord.http.Route.BASE = self.config.api_base
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.config.gateway_url)
+        await self.bot.add_cog(self.cog)
+        self.bot.add_dynamic_items(ChoiceButton)
+        try:
+            await self.bot.login(self.config.token.get_secret_value())
+        except discord.LoginFailure:
+            await self.bot.close()
+            raise DiscordStartError("discord: the bot token was rejected; check [discord] token") from None
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+            await self.bot.close()
+            raise DiscordStartError(
+                f"discord: could not reach the API at {self.config.api_base} ({type(exc).__name__})"
+            ) from None
+        if self.config.sync_commands:
+            await self._sync_commands()
+        for _ in range(self._startup_requests()):  # paid after the fact: they count towards Discord's
+            await self.surfaces.budgets.bot.acquire()  # global limit, and paying late never overspends
+        self._connection = asyncio.create_task(self.bot.connect(reconnect=True), name="discord-gateway")
+        ready = asyncio.create_task(self.bot.wait_until_ready(), name="discord-ready")
+        await asyncio.wait({self._connection, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            await self.close()
+            raise DiscordStartError(f"discord: could not connect to the gateway ({self._failure()})")
+        log.info("discord: connected as %s (%s)", self.bot.user, self.bot.user and self.bot.user.id)
+
+    def _startup_requests(self) -> int:
+        """Log-in (user and application) plus one command registration per scope."""
+        return 2 + (len(self.config.command_guilds) or 1 if self.config.sync_commands else 0)
+
+    async def _sync_commands(self) -> None:
+        tree = self.bot.tree
+        if not self.config.command_guilds:
+            await tree.sync()
+            return
+        for guild_id in self.config.command_guilds:
+            guild = discord.Object(id=guild_id)
+            tree.copy_global_to(guild=guild)
+            await tree.sync(guild=guild)
+
+    def _failure(self) -> str:
+        if self._connection is None or not self._connection.done() or self._connection.cancelled():
+            return "closed"
+        error = self._connection.exception()
+        if isinstance(error, discord.PrivilegedIntentsRequired):
+            return "enable the Message Content intent in the Developer Portal or turn it off in config"
+        return type(error).__name__ if error else "closed"
+
+    async def close(self, grace: float = 20.0) -> None:
+        """Take no new messages, let replies in progress finish within `grace` seconds, then disconnect.
+
+        A reply cut off here stays marked as pending and is reported to its user on the next start.
+        """
+        self.cog.accepting = False
+        if self.cog.in_flight:
+            _, late = await asyncio.wait(set(self.cog.in_flight), timeout=grace)
+            if late:
+                log.warning("discord: %d replies were cut off by the shutdown", len(late))
+        await self.bot.close()
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

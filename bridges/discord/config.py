@@ -1,0 +1,65 @@
+"""The `[discord]` configuration section: token, endpoints, who may talk to the bot where, rate budgets."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+
+class DiscordConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: SecretStr
+    api_base: str = Field("https://discord.com/api/v10", description="REST base URL, up to and with /vN")
+    gateway_url: str = Field("wss://gateway.discord.gg", description="gateway WebSocket URL")
+
+    dms: bool = Field(True, description="answer direct messages")
+    message_content_intent: bool = Field(
+        False,
+        description="ask for the privileged Message Content intent (enable it in the Developer Portal too); "
+        "needed for replies that do not ping the bot and for follow-ups in its threads without a mention. "
+        "Mentions, DMs, slash commands and buttons work without it.",
+    )
+    threads: bool = Field(
+        False, description="answer a mention in a new thread, one per conversation, instead of in the channel"
+    )
+    thread_name: str = Field("Chat with {user}", min_length=1, max_length=90)
+
+    allowed_channels: tuple[int, ...] = Field(
+        (), description="if set, only these channels (or threads in them)"
+    )
+    denied_channels: tuple[int, ...] = ()
+    allowed_roles: tuple[int, ...] = Field((), description="if set, only members with one of these roles")
+    denied_roles: tuple[int, ...] = ()
+
+    sync_commands: bool = Field(True, description="register the slash commands with Discord at start")
+    command_guilds: tuple[int, ...] = Field(
+        (), description="register commands in these servers only (instant); empty registers them globally"
+    )
+
+    global_requests_per_second: int = Field(50, ge=2, description="Discord's bot-wide request limit")
+    channel_messages: int = Field(5, ge=2, description="Discord's message bucket: requests per window")
+    channel_window_seconds: float = Field(5.0, gt=0, description="...per channel, in this many seconds")
+    guild_ready_timeout: float = Field(
+        2.0, ge=0, le=60, description="seconds to wait for server data at start before answering"
+    )
+
+    @field_validator("thread_name")
+    @classmethod
+    def _only_user_placeholder(cls, value: str) -> str:
+        try:
+            value.format(user="someone")
+        except (KeyError, IndexError, ValueError):
+            raise ValueError("may only use the placeholder {user}") from None
+        return value
+
+    @field_validator("api_base")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @field_validator("api_base", "gateway_url")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if "://" not in value:
+            raise ValueError("expected an absolute URL such as https://discord.com/api/v10")
+        return value

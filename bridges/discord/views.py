@@ -1,0 +1,79 @@
+"""Agent buttons as Discord buttons whose presses survive a restart.
+
+Each choice button's custom_id is "sb:" plus the 16-character token of `bridges.buttons`, so it fits
+Discord's 100-character limit whatever the payload, and the payload itself lives in the button store.
+The buttons are `DynamicItem`s: discord.py matches any press of a "sb:..." custom_id against the
+template, so no view has to be re-registered after a restart and nothing is kept per message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import discord
+
+from agents.base import Button
+from bridges.buttons import TOKEN_LENGTH, ButtonStore
+
+log = logging.getLogger(__name__)
+
+CUSTOM_ID_PREFIX = "sb:"
+PRESS_EVENT = "switchboard_press"
+"""Dispatched on the bot as (interaction, token); the cog listens with `on_switchboard_press`."""
+MAX_BUTTONS = 25  # 5 action rows of 5 buttons
+MAX_LABEL = 80
+
+
+class ChoiceButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=re.escape(CUSTOM_ID_PREFIX) + rf"(?P<token>[A-Za-z0-9_-]{{{TOKEN_LENGTH}}})",
+):
+    def __init__(self, token: str, label: str) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label, custom_id=CUSTOM_ID_PREFIX + token, style=discord.ButtonStyle.secondary
+            )
+        )
+        self.token = token
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> ChoiceButton:
+        return cls(match["token"], getattr(item, "label", None) or "")
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        interaction.client.dispatch(PRESS_EVENT, interaction, self.token)
+
+
+class ButtonViews:
+    """Builds the view for a message's buttons, storing each choice's payload under its token."""
+
+    def __init__(self, store: ButtonStore) -> None:
+        self.store = store
+
+    async def build(self, buttons: Sequence[Button]) -> discord.ui.View | None:
+        if not buttons:
+            return None
+        if len(buttons) > MAX_BUTTONS:
+            log.warning("an agent offered %d buttons; Discord shows at most %d", len(buttons), MAX_BUTTONS)
+        view = discord.ui.View(timeout=None)  # fills rows of five, in order
+        for button in buttons[:MAX_BUTTONS]:
+            label = _label(button.label)
+            if button.url and button.url.startswith(("https://", "http://")):
+                view.add_item(discord.ui.Button(label=label, url=button.url))
+            else:
+                view.add_item(ChoiceButton(await self.store.put(button), label))
+        return view
+
+    async def resolve(self, token: str) -> Button | None:
+        return await self.store.get(token)
+
+
+def _label(label: str) -> str:
+    """Discord requires 1-80 characters."""
+    label = " ".join(label.split()) or "•"
+    return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"

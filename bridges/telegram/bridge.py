@@ -1,0 +1,116 @@
+"""The Telegram bridge as one object bot.py can start and close beside the other bridges."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Self
+
+from telegram import BotCommand, BotCommandScopeChat, Update
+from telegram.error import InvalidToken, TelegramError
+from telegram.ext import Application
+
+from bridges.buttons import ButtonStore, DatabaseButtonStore
+from bridges.relay import Relay
+from bridges.surface import Surface
+from bridges.telegram.config import TelegramConfig
+from bridges.telegram.handlers import ADMIN_COMMANDS, PUBLIC_COMMANDS, Handlers
+from bridges.telegram.surface import Surfaces
+
+log = logging.getLogger(__name__)
+
+
+class TelegramStartError(Exception):
+    """The bot could not log in or reach the Bot API; the message is one line safe to show an operator."""
+
+
+class TelegramBridge:
+    platform = "telegram"
+
+    def __init__(
+        self,
+        config: TelegramConfig,
+        relay: Relay,
+        edit_interval: float,
+        *,
+        buttons: ButtonStore | None = None,
+    ) -> None:
+        self.config = config
+        self.relay = relay
+        self.app = (
+            Application.builder()
+            .token(config.token.get_secret_value())
+            .base_url(config.base_url)
+            .base_file_url(config.base_file_url)
+            .concurrent_updates(config.concurrent_updates)
+            .build()
+        )
+        store = buttons or DatabaseButtonStore(relay.db)
+        self.surfaces = Surfaces(self.app.bot, config, edit_interval, store)
+        self.handlers = Handlers(relay, config, self.surfaces, store)
+        self.handlers.install(self.app)
+
+    def surface_for(self, platform: str, chat_id: str, thread_id: str) -> Surface | None:
+        """A `SurfaceFactory` for handoff notices and crash recovery."""
+        return self.surfaces.for_place(platform, chat_id, thread_id)
+
+    async def start(self) -> None:
+        """Log in (getMe), register the command menu, and start polling for updates."""
+        try:
+            await self.app.initialize()
+        except InvalidToken:
+            raise TelegramStartError("telegram: the bot token was rejected; check [telegram] token") from None
+        except TelegramError as exc:
+            raise TelegramStartError(
+                f"telegram: could not reach the Bot API at {self.config.base_url} ({type(exc).__name__})"
+            ) from None
+        await self._register_commands()
+        await self.app.start()
+        assert self.app.updater is not None
+        await self.app.updater.start_polling(
+            poll_interval=self.config.poll_interval,
+            timeout=int(self.config.poll_timeout),
+            allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
+            drop_pending_updates=self.config.drop_pending_updates,
+        )
+        log.info("telegram: polling as @%s (%s)", self.app.bot.username, self.app.bot.id)
+
+    async def _register_commands(self) -> None:
+        """Everyone sees /start /reset /human; admins also see /agent in their private chat with the bot."""
+        await self.app.bot.set_my_commands([BotCommand(*command) for command in PUBLIC_COMMANDS])
+        for admin in self.config.admins:
+            try:
+                await self.app.bot.set_my_commands(
+                    [BotCommand(*command) for command in ADMIN_COMMANDS], scope=BotCommandScopeChat(admin)
+                )
+            except TelegramError as exc:  # the admin has not started a chat with the bot yet
+                log.warning("telegram: could not set the admin command menu for %s: %s", admin, exc)
+
+    async def close(self, grace: float = 20.0) -> None:
+        """Stop polling, let replies in progress finish within `grace` seconds, then shut down.
+
+        A reply cut off here stays marked as pending and is reported to its user on the next start.
+        """
+        self.handlers.accepting = False
+        updater = self.app.updater
+        if updater is not None and updater.running:
+            await updater.stop()
+        if self.handlers.in_flight:
+            _, late = await asyncio.wait(set(self.handlers.in_flight), timeout=grace)
+            if late:
+                log.warning("telegram: %d replies were cut off by the shutdown", len(late))
+                for task in late:
+                    task.cancel()
+        if self.app.running:
+            await self.app.stop()
+        await self.app.shutdown()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

@@ -1,0 +1,23 @@
+"""A wire-level fake Discord (REST + gateway) for the real discord.py client; see `FakeDiscord`."""
+
+from tests.fakes.discord.server import FakeDiscord
+from tests.fakes.discord.state import (
+    MANAGE_GUILD,
+    FakeChannel,
+    FakeGuild,
+    FakeInteraction,
+    FakeMessage,
+    FakeUser,
+    RequestRecord,
+)
+
+__all__ = [
+    "MANAGE_GUILD",
+    "FakeChannel",
+    "FakeDiscord",
+    "FakeGuild",
+    "FakeInteraction",
+    "FakeMessage",
+    "FakeUser",
+    "RequestRecord",
+]

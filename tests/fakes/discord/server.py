@@ -1,0 +1,759 @@
+"""A fake Discord on loopback for the real discord.py client: REST, gateway, interactions, rate limits.
+
+Tests drive it like a user would (a message, a slash command, a button press) and inspect what the bot
+did: every message with its edit history, the `allowed_mentions` of every request, and every 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+
+from aiohttp import WSMsgType, web
+
+from tests.fakes.discord.ratelimit import RateLimiter
+from tests.fakes.discord.state import (
+    JSON,
+    MEMBER_PERMISSIONS,
+    MESSAGE_CONTENT_INTENT,
+    FakeChannel,
+    FakeGuild,
+    FakeInteraction,
+    FakeMessage,
+    FakeUser,
+    RequestRecord,
+    iso_now,
+    pings,
+    snowflake,
+)
+from tests.fakes.server import serve
+
+T = TypeVar("T")
+Handler = Callable[[web.Request, JSON], Awaitable[tuple[int, Any]]]
+
+MAX_CONTENT = 2000
+MAX_ROWS = 5
+MAX_PER_ROW = 5
+MAX_CUSTOM_ID = 100
+MAX_LABEL = 80
+EPHEMERAL = 1 << 6
+LOADING = 1 << 7
+
+
+@dataclass
+class _Session:
+    ws: web.WebSocketResponse
+    intents: int = 0
+    seq: int = 0
+    identified: bool = False
+
+
+@dataclass
+class _RouteSpec:
+    """How one REST route is guarded: bot auth, which path parameter is its major one, global limit."""
+
+    method: str
+    path: str
+    handler: Handler
+    major: tuple[str, ...] = ()
+    auth: bool = True
+    counts_globally: bool = True
+
+
+class DiscordError(Exception):
+    def __init__(self, status: int, code: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class FakeDiscord:
+    """One bot's view of Discord. Use as `async with FakeDiscord() as fake:`; set up users, guilds and
+    channels before the client connects (they are sent in READY / GUILD_CREATE)."""
+
+    token: str = "fake-bot-token"
+    message_limit: int = 5
+    """Discord's per-channel message bucket: this many requests per `message_window` seconds."""
+    message_window: float = 5.0
+    global_limit: int = 50
+    global_window: float = 1.0
+    bot: FakeUser = field(default_factory=lambda: FakeUser(snowflake(), "Switchboard", bot=True))
+    users: dict[int, FakeUser] = field(default_factory=dict)
+    guilds: dict[int, FakeGuild] = field(default_factory=dict)
+    channels: dict[int, FakeChannel] = field(default_factory=dict)
+    messages: dict[int, FakeMessage] = field(default_factory=dict)
+    interactions: dict[int, FakeInteraction] = field(default_factory=dict)
+    requests: list[RequestRecord] = field(default_factory=list)
+    commands: dict[str, list[JSON]] = field(default_factory=dict)
+    """Registered application commands by scope ("global" or a guild id)."""
+    typing: dict[int, int] = field(default_factory=dict)
+    identifies: list[int] = field(default_factory=list)
+    """The intents of every IDENTIFY received."""
+
+    def __post_init__(self) -> None:
+        per_channel = (self.message_limit, self.message_window)
+        self.limits = RateLimiter(
+            {
+                "POST /channels/{channel_id}/messages": per_channel,
+                "PATCH /channels/{channel_id}/messages/{message_id}": per_channel,
+                "POST /channels/{channel_id}/typing": per_channel,
+                "POST /channels/{channel_id}/messages/{message_id}/threads": per_channel,
+                "POST /webhooks/{application_id}/{token}": per_channel,
+                "PATCH /webhooks/{application_id}/{token}/messages/{message_id}": per_channel,
+            },
+            global_limit=self.global_limit,
+            global_window=self.global_window,
+        )
+        self.users[self.bot.id] = self.bot
+        self._sessions: list[_Session] = []
+        self._waiters: set[asyncio.Event] = set()
+        self._stack = AsyncExitStack()
+        self.base_url = ""
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FakeDiscord:
+        app = web.Application()
+        app.router.add_get("/gateway", self._gateway)
+        for spec in self._routes():
+            app.router.add_route(spec.method, "/api/v10" + spec.path, self._guarded(spec))
+        self.base_url = await self._stack.enter_async_context(serve(app))
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for session in list(self._sessions):
+            await session.ws.close(code=1001)
+        await self._stack.aclose()
+
+    @property
+    def api_base(self) -> str:
+        return f"{self.base_url}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.base_url.replace("http://", "ws://") + "/gateway"
+
+    @property
+    def application_id(self) -> int:
+        return self.bot.id
+
+    # -- world set-up ------------------------------------------------------------------------------
+
+    def add_user(self, username: str) -> FakeUser:
+        user = FakeUser(snowflake(), username)
+        self.users[user.id] = user
+        return user
+
+    def add_guild(self, name: str, owner: FakeUser) -> FakeGuild:
+        guild = FakeGuild(snowflake(), name, owner.id)
+        guild.roles[guild.id] = ("@everyone", MEMBER_PERMISSIONS)
+        guild.members[self.bot.id] = ()
+        guild.members[owner.id] = ()
+        self.guilds[guild.id] = guild
+        return guild
+
+    def add_role(self, guild: FakeGuild, name: str, permissions: int = 0) -> int:
+        role_id = snowflake()
+        guild.roles[role_id] = (name, permissions)
+        return role_id
+
+    def add_member(self, guild: FakeGuild, user: FakeUser, roles: tuple[int, ...] = ()) -> None:
+        guild.members[user.id] = roles
+
+    def add_text_channel(self, guild: FakeGuild, name: str) -> FakeChannel:
+        channel = FakeChannel(snowflake(), 0, name, guild.id)
+        self.channels[channel.id] = channel
+        return channel
+
+    def dm_channel(self, user: FakeUser) -> FakeChannel:
+        for channel in self.channels.values():
+            if channel.type == 1 and channel.recipient is user:
+                return channel
+        channel = FakeChannel(snowflake(), 1, recipient=user)
+        self.channels[channel.id] = channel
+        return channel
+
+    # -- what a user does --------------------------------------------------------------------------
+
+    async def user_says(
+        self, channel: FakeChannel, user: FakeUser, content: str, *, reply_to: FakeMessage | None = None
+    ) -> FakeMessage:
+        """Post as `user`. `<@ID>` in the content mentions that user; a reply pings its author, as
+        Discord's client does by default."""
+        message = FakeMessage(
+            snowflake(), channel.id, user, content, channel.guild_id, [content], reference=reply_to
+        )
+        message.mentions = [
+            u for u in self.users.values() if f"<@{u.id}>" in content or f"<@!{u.id}>" in content
+        ]
+        if reply_to is not None and reply_to.author not in message.mentions:
+            message.mentions.append(reply_to.author)
+        self.messages[message.id] = message
+        await self._dispatch_message("MESSAGE_CREATE", message)
+        return message
+
+    async def slash(
+        self, channel: FakeChannel, user: FakeUser, name: str, /, **options: str | int | bool
+    ) -> FakeInteraction:
+        """Invoke the registered slash command `name` with these option values."""
+        types = {str: 3, int: 4, bool: 5}
+        command_id, scope = self._command(name, channel.guild_id)
+        data: JSON = {
+            "id": str(command_id),
+            "name": name,
+            "type": 1,
+            "options": [{"name": k, "type": types[type(v)], "value": v} for k, v in options.items()],
+        }
+        if scope != "global":  # Discord names the guild only for a command registered in that guild
+            data["guild_id"] = scope
+        return await self._interact(2, channel, user, data)
+
+    async def press(self, message: FakeMessage, custom_id: str, user: FakeUser) -> FakeInteraction:
+        """Click the button `custom_id` on `message` (it must be there, as in Discord's client)."""
+        if not any(b.get("custom_id") == custom_id for b in message.buttons()):
+            raise AssertionError(f"message {message.id} has no button {custom_id!r}")
+        channel = self.channels[message.channel_id]
+        data = {"custom_id": custom_id, "component_type": 2}
+        return await self._interact(3, channel, user, data, message)
+
+    # -- what a test waits for and inspects --------------------------------------------------------
+
+    async def wait_until(
+        self, predicate: Callable[[], T | None], *, within: float = 5.0, what: str = ""
+    ) -> T:
+        """Wait until `predicate()` is truthy (re-checked on every change here) and return its value."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            result = predicate()
+            if result:
+                return result
+            changed = asyncio.Event()
+            self._waiters.add(changed)
+            try:
+                await asyncio.wait_for(changed.wait(), max(deadline - loop.time(), 0))
+            except TimeoutError:
+                raise AssertionError(f"timed out after {within}s waiting for {what or predicate}") from None
+            finally:
+                self._waiters.discard(changed)
+
+    async def connected(self, within: float = 5.0) -> None:
+        await self.wait_until(
+            lambda: any(s.identified for s in self._sessions), within=within, what="IDENTIFY"
+        )
+
+    def bot_messages(self, channel: FakeChannel | int) -> list[FakeMessage]:
+        """The bot's messages everyone in a channel sees, oldest first: neither a "thinking" placeholder
+        nor an ephemeral reply (see `interactions` for those)."""
+        channel_id = channel if isinstance(channel, int) else channel.id
+        return [
+            m
+            for m in self.messages.values()
+            if m.channel_id == channel_id and m.author is self.bot and m.versions and not m.flags & EPHEMERAL
+        ]
+
+    async def wait_for_texts(
+        self, channel: FakeChannel | int, texts: list[str], *, within: float = 5.0
+    ) -> list[FakeMessage]:
+        """Wait until the bot's messages in `channel` show exactly `texts`, in order."""
+
+        def shown() -> list[FakeMessage] | None:
+            messages = self.bot_messages(channel)
+            return messages if [m.content for m in messages] == texts else None
+
+        try:
+            return await self.wait_until(shown, within=within, what=f"texts {texts!r}")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}; shown: {[m.content for m in self.bot_messages(channel)]!r}"
+            ) from None
+
+    @property
+    def rate_limited(self) -> int:
+        """How many requests were answered with 429."""
+        return len(self.limits.refused)
+
+    def count(self, route: str) -> int:
+        return sum(1 for r in self.requests if r.route == route)
+
+    # -- gateway -----------------------------------------------------------------------------------
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        session = _Session(ws)
+        self._sessions.append(session)
+        await ws.send_json({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None})
+        try:
+            async for frame in ws:
+                if frame.type != WSMsgType.TEXT:
+                    continue
+                payload = json.loads(frame.data)
+                if payload["op"] == 1:
+                    await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
+                elif payload["op"] == 2:
+                    await self._identify(session, payload["d"])
+                elif payload["op"] == 6:
+                    session.identified = True
+                    await self._send(session, "RESUMED", {})
+        finally:
+            self._sessions.remove(session)
+            self._changed()
+        return ws
+
+    async def _identify(self, session: _Session, data: JSON) -> None:
+        if data.get("token") != self.token:
+            await session.ws.close(code=4004, message=b"Authentication failed.")
+            return
+        session.intents = int(data.get("intents", 0))
+        self.identifies.append(session.intents)
+        ready: JSON = {
+            "v": 10,
+            "user": {**self.bot.payload(), "verified": True, "mfa_enabled": False, "flags": 0},
+            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+            "session_id": secrets.token_hex(16),
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": str(self.application_id), "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+        }
+        if "shard" in data:
+            ready["shard"] = data["shard"]
+        await self._send(session, "READY", ready)
+        for guild in self.guilds.values():
+            await self._send(session, "GUILD_CREATE", self._guild_payload(guild))
+        session.identified = True
+        self._changed()
+
+    async def _send(self, session: _Session, event: str, data: JSON) -> None:
+        session.seq += 1
+        if not session.ws.closed:
+            await session.ws.send_json({"op": 0, "t": event, "s": session.seq, "d": data})
+
+    async def _dispatch(self, event: str, build: Callable[[_Session], JSON]) -> None:
+        for session in list(self._sessions):
+            if session.identified:
+                await self._send(session, event, build(session))
+
+    async def _dispatch_message(self, event: str, message: FakeMessage) -> None:
+        if message.flags & EPHEMERAL:
+            return  # only the user who invoked the interaction sees it; no gateway event
+        guild = self.guilds.get(message.guild_id or 0)
+
+        def build(session: _Session) -> JSON:
+            return message.payload(content_visible=self._content_visible(message, session), guild=guild)
+
+        await self._dispatch(event, build)
+
+    def _content_visible(self, message: FakeMessage, session: _Session) -> bool:
+        """Discord sends message content without the privileged intent only for DMs, mentions and the
+        bot's own messages."""
+        return bool(
+            session.intents & MESSAGE_CONTENT_INTENT
+            or message.guild_id is None
+            or message.author is self.bot
+            or self.bot in message.mentions
+        )
+
+    def _guild_payload(self, guild: FakeGuild) -> JSON:
+        channels = [c for c in self.channels.values() if c.guild_id == guild.id]
+        return {
+            "id": str(guild.id),
+            "name": guild.name,
+            "icon": None,
+            "owner_id": str(guild.owner_id),
+            "roles": guild.roles_payload(),
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "member_count": len(guild.members),
+            "members": [guild.member_payload(self.users[uid]) for uid in guild.members],
+            "channels": [c.payload() for c in channels if c.type == 0],
+            "threads": [c.payload() for c in channels if c.type == 11],
+            "large": False,
+            "unavailable": False,
+            "joined_at": iso_now(),
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "system_channel_flags": 0,
+            "voice_states": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+        }
+
+    # -- interactions (incoming) -------------------------------------------------------------------
+
+    async def _interact(
+        self, kind: int, channel: FakeChannel, user: FakeUser, data: JSON, message: FakeMessage | None = None
+    ) -> FakeInteraction:
+        interaction = FakeInteraction(
+            snowflake(), secrets.token_urlsafe(24), kind, channel.id, user, channel.guild_id
+        )
+        self.interactions[interaction.id] = interaction
+        guild = self.guilds.get(channel.guild_id or 0)
+        payload: JSON = {
+            "id": str(interaction.id),
+            "application_id": str(self.application_id),
+            "type": kind,
+            "token": interaction.token,
+            "version": 1,
+            "channel_id": str(channel.id),
+            "channel": channel.payload(),
+            "data": data,
+            "locale": "en-US",
+            "entitlements": [],
+            "attachment_size_limit": 10 * 1024 * 1024,
+            "app_permissions": str(guild.permissions_of(self.bot.id) if guild else MEMBER_PERMISSIONS),
+            "authorizing_integration_owners": {"0": str(guild.id)} if guild else {"1": str(user.id)},
+            "context": 0 if guild else 1,
+        }
+        if guild is not None:
+            payload.update(guild_id=str(guild.id), guild_locale="en-US")
+            payload["member"] = guild.member_payload(user, with_permissions=True)
+        else:
+            payload["user"] = user.payload()
+        if message is not None:
+            payload["message"] = message.payload(guild=guild)
+        await self._dispatch("INTERACTION_CREATE", lambda session: payload)
+        return interaction
+
+    def _command(self, name: str, guild_id: int | None) -> tuple[int, str]:
+        """The id and scope of the command a user in that guild would see under `name`."""
+        for scope in (str(guild_id), "global"):
+            for command in self.commands.get(scope, []):
+                if command["name"] == name:
+                    return int(command["id"]), scope
+        raise AssertionError(f"no application command {name!r} was registered")
+
+    async def wait_for_callback(self, interaction: FakeInteraction, *, within: float = 5.0) -> JSON:
+        return await self.wait_until(
+            lambda: interaction.callbacks[0] if interaction.callbacks else None,
+            within=within,
+            what=f"a response to interaction {interaction.id}",
+        )
+
+    # -- REST --------------------------------------------------------------------------------------
+
+    def _routes(self) -> list[_RouteSpec]:
+        webhook = ("application_id", "token")
+        return [
+            _RouteSpec("GET", "/users/@me", self._get_me),
+            _RouteSpec("GET", "/oauth2/applications/@me", self._get_application),
+            _RouteSpec("GET", "/gateway", self._get_gateway, auth=False),
+            _RouteSpec("GET", "/gateway/bot", self._get_gateway),
+            _RouteSpec("PUT", "/applications/{application_id}/commands", self._put_commands),
+            _RouteSpec(
+                "PUT", "/applications/{application_id}/guilds/{guild_id}/commands", self._put_commands
+            ),
+            _RouteSpec("POST", "/channels/{channel_id}/messages", self._post_message, ("channel_id",)),
+            _RouteSpec(
+                "PATCH", "/channels/{channel_id}/messages/{message_id}", self._patch_message, ("channel_id",)
+            ),
+            _RouteSpec("POST", "/channels/{channel_id}/typing", self._post_typing, ("channel_id",)),
+            _RouteSpec(
+                "POST",
+                "/channels/{channel_id}/messages/{message_id}/threads",
+                self._post_thread,
+                ("channel_id",),
+            ),
+            _RouteSpec(
+                "POST",
+                "/interactions/{interaction_id}/{token}/callback",
+                self._post_callback,
+                auth=False,
+                counts_globally=False,
+            ),
+            _RouteSpec(
+                "POST", "/webhooks/{application_id}/{token}", self._post_followup, webhook, False, False
+            ),
+            _RouteSpec(
+                "PATCH",
+                "/webhooks/{application_id}/{token}/messages/{message_id}",
+                self._patch_followup,
+                webhook,
+                False,
+                False,
+            ),
+        ]
+
+    def _guarded(self, spec: _RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        route = f"{spec.method} {spec.path}"
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            body = await _read_body(request)
+            if spec.auth and request.headers.get("Authorization") != f"Bot {self.token}":
+                return self._respond(
+                    request, route, "", body, 401, {"message": "401: Unauthorized", "code": 0}
+                )
+            major = ":".join(request.match_info[key] for key in spec.major)
+            verdict = self.limits.check(route, major, counts_globally=spec.counts_globally)
+            if verdict.limited:
+                return self._respond(request, route, major, body, 429, verdict.body(), verdict.headers)
+            try:
+                status, data = await spec.handler(request, body)
+            except DiscordError as exc:
+                status, data = exc.status, {"code": exc.code, "message": exc.message}
+            return self._respond(request, route, major, body, status, data, verdict.headers)
+
+        return handle
+
+    def _respond(
+        self,
+        request: web.Request,
+        route: str,
+        major: str,
+        body: JSON,
+        status: int,
+        data: Any,
+        headers: dict[str, str] | None = None,
+    ) -> web.Response:
+        loop = asyncio.get_running_loop()
+        self.requests.append(RequestRecord(request.method, route, major, status, loop.time(), body))
+        self._changed()
+        # Discord answers through Google's front end; discord.py takes a 429 without `Via` for a
+        # Cloudflare ban and gives up instead of retrying.
+        headers = {**(headers or {}), "Via": "1.1 google"}
+        if status == 204:
+            return web.Response(status=204, headers=headers)
+        # exactly application/json: with a charset, discord.py treats the body as text
+        return web.Response(
+            status=status,
+            body=json.dumps(data).encode(),
+            headers={**headers, "Content-Type": "application/json"},
+        )
+
+    async def _get_me(self, request: web.Request, body: JSON) -> tuple[int, Any]:
+        return 200, {**self.bot.payload(), "verified": True, "mfa_enabled": False, "flags": 0}
+
+    async def _get_application(self, request: web.Request, body: JSON) -> tuple[int, Any]:
+        return 200, {
+            "id": str(self.application_id),
+            "name": self.bot.username,
+            "description": "",
+            "icon": None,
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "owner": self.bot.payload(),
+            "summary": "",
+            "verify_key": "0" * 64,
+            "team": None,
+            "flags": 0,
+        }
+
+    async def _get_gateway(self, request: web.Request, body: JSON) -> tuple[int, Any]:
+        limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
+        return 200, {"url": self.gateway_url, "shards": 1, "session_start_limit": limit}
+
+    async def _put_commands(self, request: web.Request, body: Any) -> tuple[int, Any]:
+        scope = request.match_info.get("guild_id", "global")
+        registered = [
+            {**command, "id": str(snowflake()), "application_id": str(self.application_id), "version": "1"}
+            for command in body
+        ]
+        self.commands[scope] = registered
+        return 200, registered
+
+    def _channel(self, request: web.Request) -> FakeChannel:
+        channel = self.channels.get(int(request.match_info["channel_id"]))
+        if channel is None:
+            raise DiscordError(404, 10003, "Unknown Channel")
+        return channel
+
+    def _message(self, message_id: int, channel_id: int) -> FakeMessage:
+        message = self.messages.get(message_id)
+        if message is None or message.channel_id != channel_id:
+            raise DiscordError(404, 10008, "Unknown Message")
+        return message
+
+    async def _post_message(self, request: web.Request, body: JSON) -> tuple[int, Any]:
+        channel = self._channel(request)
+        message = await self._create(channel, body)
+        return 200, message.payload(guild=self.guilds.get(channel.guild_id or 0))
+
+    async def _patch_message(self, request: web.Request, body: JSON) -> tuple[int, Any]:
+        channel = self._channel(request)
+        message = self._message(int(request.match_info["message_id"]), channel.id)
+        if message.author is not self.bot:
+            raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
+        await self._edit(message, body)
+        return 200, message.payload(guild=self.guilds.get(channel.guild_id or 0))
+
+    async def _post_typing(self, request: web.Request, body: JSON) -> tuple[int, Any]:
+        channel = self._channel(request)
+        self.typing[channel.id] = self.typing.get(channel.id, 0) + 1
+        return 204, None
+
+    async def _post_thread(self, request: web.Request, body: JSON) -> tuple[int, Any]:
+        parent = self._channel(request)
+        starter = self._message(int(request.match_info["message_id"]), parent.id)
+        name = str(body.get("name", ""))
+        if not 1 <= len(name) <= 100:
+            raise DiscordError(400, 50035, "Invalid Form Body: name must be 1-100 characters")
+        thread = FakeChannel(starter.id, 11, name, parent.guild_id, parent.id, self.bot.id)
+        self.channels[thread.id] = thread
+        await self._dispatch("THREAD_CREATE", lambda session: {**thread.payload(), "newly_created": True})
+        return 201, thread.payload()
+
+    async def _post_callback(self, request: web.Request, body: JSON) -> tuple[int, Any]:
+        interaction = self.interactions.get(int(request.match_info["interaction_id"]))
+        if interaction is None or interaction.token != request.match_info["token"]:
+            raise DiscordError(404, 10062, "Unknown interaction")
+        if interaction.callbacks:
+            raise DiscordError(400, 40060, "Interaction has already been acknowledged.")
+        kind, data = int(body["type"]), body.get("data") or {}
+        message: FakeMessage | None = None
+        if kind in (4, 5):
+            channel = self.channels[interaction.channel_id]
+            flags = int(data.get("flags", 0)) & EPHEMERAL
+            if kind == 5:
+                message = await self._create(channel, {"flags": flags | LOADING}, interaction=interaction)
+            else:
+                message = await self._create(channel, {**data, "flags": flags}, interaction=interaction)
+            interaction.original_message_id = message.id
+        elif kind == 7:
+            assert interaction.type == 3, "UPDATE_MESSAGE only answers a component interaction"
+        interaction.callbacks.append(body)
+        self._changed()
+        if request.query.get("with_response") not in ("1", "true"):
+            return 204, None
+        response: JSON = {
+            "interaction": {
+                "id": str(interaction.id),
+                "type": interaction.type,
+                "response_message_loading": kind == 5,
+                "response_message_ephemeral": bool(message and message.flags & EPHEMERAL),
+            },
+            "resource": {"type": kind},
+        }
+        if message is not None:
+            response["interaction"]["response_message_id"] = str(message.id)
+            response["resource"]["message"] = message.payload()
+        return 200, response
+
+    def _interaction_by_token(self, request: web.Request) -> FakeInteraction:
+        if request.match_info["application_id"] != str(self.application_id):
+            raise DiscordError(404, 10015, "Unknown Webhook")
+        for interaction in self.interactions.values():
+            if interaction.token == request.match_info["token"]:
+                if not interaction.callbacks:
+                    raise DiscordError(404, 10015, "Unknown Webhook")  # no followups before a response
+                return interaction
+        raise DiscordError(404, 10015, "Unknown Webhook")
+
+    async def _post_followup(self, request: web.Request, body: JSON) -> tuple[int, Any]:
+        interaction = self._interaction_by_token(request)
+        channel = self.channels[interaction.channel_id]
+        body = {**body, "flags": int(body.get("flags", 0)) & EPHEMERAL}
+        message = await self._create(channel, body, interaction=interaction)
+        if request.query.get("wait") not in ("1", "true", "True"):
+            return 204, None
+        return 200, message.payload()
+
+    async def _patch_followup(self, request: web.Request, body: JSON) -> tuple[int, Any]:
+        interaction = self._interaction_by_token(request)
+        raw_id = request.match_info["message_id"]
+        message_id = interaction.original_message_id if raw_id == "@original" else int(raw_id)
+        message = self.messages.get(message_id or 0)
+        if message is None or message.interaction_id != interaction.id:
+            raise DiscordError(404, 10008, "Unknown Message")
+        await self._edit(message, body)
+        return 200, message.payload()
+
+    # -- messages ----------------------------------------------------------------------------------
+
+    async def _create(
+        self, channel: FakeChannel, body: JSON, *, interaction: FakeInteraction | None = None
+    ) -> FakeMessage:
+        flags = int(body.get("flags") or 0)
+        if not flags & LOADING:
+            _validate(body, creating=True)
+        content = str(body.get("content") or "")
+        message = FakeMessage(
+            snowflake(),
+            channel.id,
+            self.bot,
+            content,
+            channel.guild_id,
+            [] if flags & LOADING else [content],
+            components=list(body.get("components") or []),
+            embeds=list(body.get("embeds") or []),
+            flags=flags,
+        )
+        if interaction is not None:
+            message.webhook_id, message.interaction_id = self.application_id, interaction.id
+        reference = body.get("message_reference")
+        if reference:
+            message.reference = self._message(int(reference["message_id"]), channel.id)
+        if not flags & LOADING:  # a "thinking" placeholder has no content that could mention anyone
+            self._record_mentions(message, body)
+        self.messages[message.id] = message
+        await self._dispatch_message("MESSAGE_CREATE", message)
+        return message
+
+    async def _edit(self, message: FakeMessage, body: JSON) -> None:
+        _validate(body, creating=False)
+        if "content" in body:
+            message.content = str(body["content"] or "")
+        if "components" in body:
+            message.components = list(body["components"] or [])
+        if "embeds" in body:
+            message.embeds = list(body["embeds"] or [])
+        message.flags &= ~LOADING
+        if not message.versions or message.versions[-1] != message.content:
+            message.versions.append(message.content)
+        self._record_mentions(message, body)
+        await self._dispatch_message("MESSAGE_UPDATE", message)
+
+    def _record_mentions(self, message: FakeMessage, body: JSON) -> None:
+        allowed = body.get("allowed_mentions")
+        message.allowed_mentions.append(allowed)
+        message.pinged |= pings(message.content, allowed)
+
+    def _changed(self) -> None:
+        for waiter in self._waiters:
+            waiter.set()
+
+
+async def _read_body(request: web.Request) -> Any:
+    if not request.can_read_body:
+        return {}
+    if request.content_type == "multipart/form-data":
+        form = await request.post()
+        return json.loads(str(form.get("payload_json") or "{}"))
+    return json.loads(await request.text() or "{}")
+
+
+def _validate(body: JSON, *, creating: bool) -> None:
+    """Discord's limits on what a message may carry, answered as Discord answers them."""
+    content = body.get("content") or ""
+    if len(content) > MAX_CONTENT:
+        raise DiscordError(400, 50035, f"Invalid Form Body: content must be {MAX_CONTENT} or fewer in length")
+    rows = body.get("components") or []
+    if creating and not content and not body.get("embeds") and not rows:
+        raise DiscordError(400, 50006, "Cannot send an empty message")
+    if len(rows) > MAX_ROWS:
+        raise DiscordError(400, 50035, f"Invalid Form Body: at most {MAX_ROWS} action rows")
+    for row in rows:
+        buttons = row.get("components", [])
+        if row.get("type") != 1 or not 1 <= len(buttons) <= MAX_PER_ROW:
+            raise DiscordError(400, 50035, f"Invalid Form Body: an action row holds 1-{MAX_PER_ROW} buttons")
+        for button in buttons:
+            label = button.get("label") or ""
+            if len(label) > MAX_LABEL or (button.get("style") == 5) != bool(button.get("url")):
+                raise DiscordError(400, 50035, "Invalid Form Body: bad button label or url")
+            if button.get("style") != 5 and not 1 <= len(button.get("custom_id") or "") <= MAX_CUSTOM_ID:
+                raise DiscordError(400, 50035, f"Invalid Form Body: custom_id must be 1-{MAX_CUSTOM_ID} long")

@@ -1,0 +1,16 @@
+"""A wire-level fake Telegram Bot API for the real python-telegram-bot client; see `FakeTelegram`."""
+
+from tests.fakes.telegram.limits import Limit, Limits
+from tests.fakes.telegram.server import FakeTelegram
+from tests.fakes.telegram.state import FakeChat, FakeDraft, FakeMessage, FakeUser, RequestRecord
+
+__all__ = [
+    "FakeChat",
+    "FakeDraft",
+    "FakeMessage",
+    "FakeTelegram",
+    "FakeUser",
+    "Limit",
+    "Limits",
+    "RequestRecord",
+]

@@ -1,0 +1,459 @@
+"""A fake Telegram Bot API for the real python-telegram-bot client, on loopback.
+
+`FakeTelegram` serves `/bot<token>/<method>` the way api.telegram.org does: form parameters with
+JSON-encoded values, `{"ok": true, "result": ...}` answers, 400s with Telegram's descriptions ("message
+is not modified", "can't parse entities"), and flood control answered with real 429s and
+`retry_after`. Tests drive it as users would (`say`, `press`) and observe it as users would see it
+(`bot_messages`, edit `history`, `drafts`), waiting on conditions rather than sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.server import serve
+from tests.fakes.telegram.limits import FloodControl, Limits
+from tests.fakes.telegram.markup import BadRequest, read, utf16_length
+from tests.fakes.telegram.state import FakeChat, FakeDraft, FakeMessage, FakeUser, RequestRecord
+
+MAX_TEXT = 4096
+MAX_CAPTION = 1024
+MAX_CALLBACK_DATA = 64
+NOT_MODIFIED = (
+    "message is not modified: specified new message content and reply markup are exactly the same "
+    "as a current content and reply markup of the message"
+)
+FLOODED = frozenset(
+    {
+        "sendMessage",
+        "editMessageText",
+        "sendMessageDraft",
+        "sendPhoto",
+        "sendDocument",
+        "sendVideo",
+        "sendAudio",
+    }
+)
+"""Methods that post or change visible content, and so count towards flood control."""
+
+Params = dict[str, Any]
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, description: str, retry_after: int = 0) -> None:
+        super().__init__(description)
+        self.code = code
+        self.description = description
+        self.retry_after = retry_after
+
+
+class FakeTelegram:
+    def __init__(
+        self,
+        token: str = "123456:TEST-token",
+        *,
+        username: str = "switchboard_bot",
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.token = token
+        self.bot = FakeUser(int(token.split(":")[0]), "Switchboard", username, is_bot=True)
+        self.flood = FloodControl(limits or Limits(), clock)
+        self.chats: dict[int, FakeChat] = {}
+        self.messages: dict[tuple[int, int], FakeMessage] = {}
+        self.drafts: dict[tuple[int, int], FakeDraft] = {}
+        self.requests: list[RequestRecord] = []
+        self.commands: dict[str, list[dict[str, Any]]] = {}
+        """setMyCommands by scope (the scope's JSON, "default" for none)."""
+        self.callback_answers: dict[str, Params] = {}
+        self.topics: dict[tuple[int, int], str] = {}
+        self._updates: list[dict[str, Any]] = []
+        self._update_ids = itertools.count(1)
+        self._message_ids: dict[int, itertools.count[int]] = {}
+        self._ids = itertools.count(1000)
+        self._tick = asyncio.Event()
+        self._closing = False
+        self._handlers: dict[str, Callable[[Params], Awaitable[Any]]] = {
+            "getMe": self._get_me,
+            "deleteWebhook": self._true,
+            "getUpdates": self._get_updates,
+            "sendMessage": self._send_message,
+            "editMessageText": self._edit_message_text,
+            "sendMessageDraft": self._send_message_draft,
+            "answerCallbackQuery": self._answer_callback_query,
+            "sendChatAction": self._send_chat_action,
+            "sendPhoto": self._send_media,
+            "sendDocument": self._send_media,
+            "sendVideo": self._send_media,
+            "sendAudio": self._send_media,
+            "setMyCommands": self._set_my_commands,
+            "createForumTopic": self._create_forum_topic,
+        }
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[str]:
+        """Serve on an ephemeral port; yield the base URL to give PTB (`.../bot`, the token is appended)."""
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._endpoint)
+        async with serve(app) as url:
+            try:
+                yield f"{url}/bot"
+            finally:
+                self._closing = True  # release long polls still parked here, so shutdown is immediate
+                self._notify()
+
+    # ---- driving it, as users would ----
+
+    def user(self, first_name: str, username: str | None = None) -> FakeUser:
+        return FakeUser(next(self._ids), first_name, username)
+
+    def private_chat(self, user: FakeUser) -> FakeChat:
+        return self._add_chat(FakeChat(user.id, "private", user.first_name))
+
+    def group(self, title: str, *, forum: bool = False) -> FakeChat:
+        return self._add_chat(FakeChat(-1_000_000_000_000 - next(self._ids), "supergroup", title, forum))
+
+    def open_topic(self, chat: FakeChat, name: str) -> int:
+        """A forum topic, as a user would create it in the Telegram app."""
+        thread_id = next(self._message_ids[chat.id])
+        self.topics[(chat.id, thread_id)] = name
+        return thread_id
+
+    def say(
+        self,
+        chat: FakeChat,
+        user: FakeUser,
+        text: str,
+        *,
+        thread_id: int | None = None,
+        reply_to: FakeMessage | None = None,
+    ) -> FakeMessage:
+        """A user sends `text`; mentions and a leading command get their entities as Telegram adds them."""
+        message = self._store(
+            chat, user, text, _detected_entities(text), thread_id=thread_id, reply_to=reply_to
+        )
+        self._push({"message": message.to_json()})
+        return message
+
+    def press(self, message: FakeMessage, data: str, user: FakeUser) -> str:
+        """A user presses the inline button carrying callback `data` under `message`; returns the query id."""
+        if data not in {button.get("callback_data") for button in message.buttons}:
+            raise AssertionError(f"no button with callback_data {data!r} on message {message.message_id}")
+        query_id = str(next(self._ids))
+        self._push(
+            {
+                "callback_query": {
+                    "id": query_id,
+                    "from": user.to_json(),
+                    "message": message.to_json(),
+                    "chat_instance": str(message.chat.id),
+                    "data": data,
+                }
+            }
+        )
+        return query_id
+
+    # ---- observing it ----
+
+    def bot_messages(self, chat: FakeChat, thread_id: int | None = None) -> list[FakeMessage]:
+        """The bot's messages in a chat (and topic, if given), oldest first."""
+        return [
+            m
+            for (chat_id, _), m in sorted(self.messages.items())
+            if chat_id == chat.id and m.sender.is_bot and (thread_id is None or m.thread_id == thread_id)
+        ]
+
+    def drafts_in(self, chat: FakeChat) -> list[FakeDraft]:
+        return [draft for (chat_id, _), draft in self.drafts.items() if chat_id == chat.id]
+
+    def count(self, method: str, status: int | None = None) -> int:
+        return sum(1 for r in self.requests if r.method == method and (status is None or r.status == status))
+
+    def refusals(self, status: int) -> list[RequestRecord]:
+        return [r for r in self.requests if r.status == status]
+
+    @property
+    def not_modified(self) -> int:
+        return sum(1 for r in self.requests if r.description.startswith("message is not modified"))
+
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 5.0, what: str = "") -> None:
+        """Return once `predicate()` holds; re-checked after every request and injected update."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while not predicate():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"timed out after {within}s waiting for {what or predicate}")
+            tick = self._tick
+            try:
+                await asyncio.wait_for(tick.wait(), remaining)
+            except TimeoutError:
+                pass
+
+    # ---- the wire ----
+
+    async def _endpoint(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = await _params(request)
+        try:
+            if request.match_info["token"] != self.token:
+                raise ApiError(401, "Unauthorized")
+            handler = self._handlers.get(method)
+            if handler is None:
+                raise ApiError(404, "Not Found")
+            result = await handler(params)
+        except ApiError as exc:
+            self._record(method, params, exc.code, exc.description)
+            body: dict[str, Any] = {"ok": False, "error_code": exc.code, "description": exc.description}
+            if exc.retry_after:
+                body["parameters"] = {"retry_after": exc.retry_after}
+            return web.json_response(body, status=exc.code)
+        if method != "getUpdates":
+            self._record(method, params, 200)
+        return web.json_response({"ok": True, "result": result})
+
+    def _record(self, method: str, params: Params, status: int, description: str = "") -> None:
+        prefix = "Bad Request: " if status == 400 else ("Too Many Requests: " if status == 429 else "")
+        self.requests.append(RequestRecord(method, params, status, description.removeprefix(prefix)))
+        self._notify()
+
+    def _notify(self) -> None:
+        self._tick.set()
+        self._tick = asyncio.Event()
+
+    def _flood_check(self, chat: FakeChat) -> None:
+        retry_after = self.flood.check(chat.id, chat.is_group)
+        if retry_after:
+            raise ApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after)
+
+    # ---- methods ----
+
+    async def _true(self, params: Params) -> bool:
+        return True
+
+    async def _get_me(self, params: Params) -> dict[str, Any]:
+        return {**self.bot.to_json(), "can_join_groups": True, "can_read_all_group_messages": False}
+
+    async def _get_updates(self, params: Params) -> list[dict[str, Any]]:
+        offset = int(params.get("offset") or 0)
+        if offset:
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        timeout = float(params.get("timeout") or 0)
+        if not self._updates and timeout > 0:
+            try:
+                await self.wait_for(lambda: bool(self._updates) or self._closing, timeout)
+            except AssertionError:
+                pass
+        return self._updates[: int(params.get("limit") or 100)]
+
+    async def _send_message(self, params: Params) -> dict[str, Any]:
+        chat = self._chat(params)
+        text, entities = _content(params, "text", MAX_TEXT)
+        markup = _markup(params)
+        thread_id = self._thread(chat, params)
+        reply_to = self._reply_target(chat, params)
+        self._flood_check(chat)
+        message = self._store(chat, self.bot, text, entities, thread_id=thread_id, reply_to=reply_to)
+        message.reply_markup = markup
+        return message.to_json()
+
+    async def _edit_message_text(self, params: Params) -> dict[str, Any]:
+        chat = self._chat(params)
+        message = self.messages.get((chat.id, int(params.get("message_id") or 0)))
+        if message is None:
+            raise ApiError(400, "Bad Request: message to edit not found")
+        if not message.sender.is_bot or message.photo:
+            raise ApiError(400, "Bad Request: message can't be edited")
+        text, entities = _content(params, "text", MAX_TEXT)
+        markup = _markup(params)
+        if (text, entities, markup) == (message.text, message.entities, message.reply_markup):
+            raise ApiError(400, f"Bad Request: {NOT_MODIFIED}")
+        self._flood_check(chat)
+        message.text, message.entities, message.reply_markup = text, entities, markup
+        message.history.append(text)
+        return message.to_json()
+
+    async def _send_message_draft(self, params: Params) -> bool:
+        chat = self._chat(params)
+        if chat.type != "private":
+            raise ApiError(400, "Bad Request: TEXTDRAFT_PEER_INVALID")
+        draft_id = int(params.get("draft_id") or 0)
+        if draft_id == 0:
+            raise ApiError(400, "Bad Request: draft_id must be non-zero")
+        text, _entities = _content(params, "text", MAX_TEXT, optional=True)
+        self._flood_check(chat)
+        draft = self.drafts.setdefault(
+            (chat.id, draft_id), FakeDraft(chat.id, draft_id, self._thread(chat, params))
+        )
+        draft.history.append(text)
+        return True
+
+    async def _answer_callback_query(self, params: Params) -> bool:
+        query_id = str(params.get("callback_query_id", ""))
+        if query_id in self.callback_answers:
+            raise ApiError(
+                400, "Bad Request: query is too old and response timeout expired or query ID is invalid"
+            )
+        self.callback_answers[query_id] = params
+        return True
+
+    async def _send_chat_action(self, params: Params) -> bool:
+        self._chat(params)
+        return True
+
+    async def _send_media(self, params: Params) -> dict[str, Any]:
+        chat = self._chat(params)
+        media = next((params[k] for k in ("photo", "document", "video", "audio") if k in params), None)
+        if not isinstance(media, str) or not media:
+            raise ApiError(400, "Bad Request: there is no media in the request")
+        caption, entities = _content(params, "caption", MAX_CAPTION, optional=True)
+        thread_id = self._thread(chat, params)
+        self._flood_check(chat)
+        message = self._store(chat, self.bot, caption, entities, thread_id=thread_id)
+        message.photo = media
+        message.reply_markup = _markup(params)
+        return message.to_json()
+
+    async def _set_my_commands(self, params: Params) -> bool:
+        commands = _json(params, "commands") or []
+        for command in commands:
+            if not str(command.get("command", "")).islower() or not command.get("description"):
+                raise ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
+        scope = params.get("scope")
+        self.commands["default" if scope is None else scope] = commands
+        return True
+
+    async def _create_forum_topic(self, params: Params) -> dict[str, Any]:
+        chat = self._chat(params)
+        name = str(params.get("name", ""))
+        if not chat.is_forum:
+            raise ApiError(400, "Bad Request: the chat is not a forum")
+        if not 1 <= len(name) <= 128:
+            raise ApiError(400, "Bad Request: invalid forum topic name")
+        thread_id = self.open_topic(chat, name)
+        self._notify()
+        return {"message_thread_id": thread_id, "name": name, "icon_color": 7322096}
+
+    # ---- helpers ----
+
+    def _add_chat(self, chat: FakeChat) -> FakeChat:
+        self.chats[chat.id] = chat
+        self._message_ids[chat.id] = itertools.count(1)
+        return chat
+
+    def _chat(self, params: Params) -> FakeChat:
+        try:
+            return self.chats[int(params.get("chat_id") or 0)]
+        except (KeyError, ValueError):
+            raise ApiError(400, "Bad Request: chat not found") from None
+
+    def _thread(self, chat: FakeChat, params: Params) -> int | None:
+        if params.get("message_thread_id") in (None, ""):
+            return None
+        thread_id = int(params["message_thread_id"])
+        if chat.is_forum and (chat.id, thread_id) not in self.topics:
+            raise ApiError(400, "Bad Request: message thread not found")
+        return thread_id
+
+    def _reply_target(self, chat: FakeChat, params: Params) -> FakeMessage | None:
+        reply = _json(params, "reply_parameters")
+        if not reply:
+            return None
+        target = self.messages.get((chat.id, int(reply["message_id"])))
+        if target is None and not reply.get("allow_sending_without_reply"):
+            raise ApiError(400, "Bad Request: message to be replied not found")
+        return target
+
+    def _store(
+        self,
+        chat: FakeChat,
+        sender: FakeUser,
+        text: str,
+        entities: list[dict[str, Any]],
+        *,
+        thread_id: int | None = None,
+        reply_to: FakeMessage | None = None,
+    ) -> FakeMessage:
+        message = FakeMessage(
+            chat,
+            next(self._message_ids[chat.id]),
+            sender,
+            text,
+            int(time.time()),
+            entities,
+            None,
+            thread_id,
+            reply_to,
+        )
+        self.messages[(chat.id, message.message_id)] = message
+        self._notify()
+        return message
+
+    def _push(self, update: dict[str, Any]) -> None:
+        self._updates.append({"update_id": next(self._update_ids), **update})
+        self._notify()
+
+
+async def _params(request: web.Request) -> Params:
+    """Form or multipart fields (values JSON-encoded unless strings), or a JSON body."""
+    if request.content_type == "application/json":
+        return dict(await request.json())
+    form = await request.post()
+    return {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+def _json(params: Params, key: str) -> Any:
+    value = params.get(key)
+    return json.loads(value) if isinstance(value, str) and value else value
+
+
+def _content(params: Params, key: str, limit: int, *, optional: bool = False) -> tuple[str, list[Any]]:
+    raw = str(params.get(key) or "")
+    entities_key = "caption_entities" if key == "caption" else "entities"
+    try:
+        text, entities = read(raw, params.get("parse_mode"), _json(params, entities_key))
+    except BadRequest as exc:
+        raise ApiError(400, f"Bad Request: {exc}") from None
+    if not text.strip() and not optional:
+        raise ApiError(400, f"Bad Request: message {key} is empty")
+    if utf16_length(text) > limit:
+        raise ApiError(
+            400,
+            "Bad Request: message caption is too long"
+            if key == "caption"
+            else "Bad Request: message is too long",
+        )
+    return text, entities
+
+
+def _markup(params: Params) -> dict[str, Any] | None:
+    markup = _json(params, "reply_markup")
+    if not markup:
+        return None
+    for row in markup.get("inline_keyboard", []):
+        for button in row:
+            data = button.get("callback_data")
+            if data is not None and not 1 <= len(data.encode()) <= MAX_CALLBACK_DATA:
+                raise ApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+            if data is None and not button.get("url"):
+                raise ApiError(400, "Bad Request: inline keyboard button must have exactly one action")
+    return dict(markup)
+
+
+def _detected_entities(text: str) -> list[dict[str, Any]]:
+    """The entities Telegram's clients attach: @mentions, and a command at the start."""
+    entities: list[dict[str, Any]] = []
+    for match in re.finditer(r"(?<!\w)@\w{3,}|^/\w+(@\w+)?", text):
+        kind = "bot_command" if match.group(0).startswith("/") else "mention"
+        offset = utf16_length(text[: match.start()])
+        entities.append({"type": kind, "offset": offset, "length": utf16_length(match.group(0))})
+    return entities

@@ -1,0 +1,114 @@
+"""What the fake Telegram remembers: users, chats, messages with their edit history, drafts, requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FakeUser:
+    id: int
+    first_name: str
+    username: str | None = None
+    is_bot: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "is_bot": self.is_bot, "first_name": self.first_name}
+        if self.username:
+            data["username"] = self.username
+        return data
+
+
+@dataclass(frozen=True)
+class FakeChat:
+    id: int
+    type: str
+    """"private", "group" or "supergroup"."""
+    title: str = ""
+    is_forum: bool = False
+
+    @property
+    def is_group(self) -> bool:
+        return self.type in ("group", "supergroup")
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "type": self.type}
+        if self.is_group:
+            data["title"] = self.title
+        else:
+            data["first_name"] = self.title
+        if self.is_forum:
+            data["is_forum"] = True
+        return data
+
+
+@dataclass
+class FakeMessage:
+    chat: FakeChat
+    message_id: int
+    sender: FakeUser
+    text: str
+    date: int
+    entities: list[dict[str, Any]] = field(default_factory=list)
+    reply_markup: dict[str, Any] | None = None
+    thread_id: int | None = None
+    reply_to: FakeMessage | None = None
+    photo: str | None = None
+    """The photo's URL for a photo message; `text` then holds the caption."""
+    history: list[str] = field(default_factory=list)
+    """Every text the message has shown, the first one included."""
+
+    def __post_init__(self) -> None:
+        if not self.history:
+            self.history.append(self.text)
+
+    @property
+    def edits(self) -> int:
+        return len(self.history) - 1
+
+    @property
+    def buttons(self) -> list[dict[str, Any]]:
+        rows = (self.reply_markup or {}).get("inline_keyboard", [])
+        return [button for row in rows for button in row]
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "message_id": self.message_id,
+            "date": self.date,
+            "chat": self.chat.to_json(),
+            "from": self.sender.to_json(),
+        }
+        text_key, entities_key = ("caption", "caption_entities") if self.photo else ("text", "entities")
+        if self.text:
+            data[text_key] = self.text
+        if self.entities:
+            data[entities_key] = self.entities
+        if self.photo:
+            data["photo"] = [
+                {"file_id": self.photo, "file_unique_id": str(hash(self.photo)), "width": 1, "height": 1}
+            ]
+        if self.reply_markup:
+            data["reply_markup"] = self.reply_markup
+        if self.thread_id is not None:
+            data["message_thread_id"] = self.thread_id
+            data["is_topic_message"] = True
+        if self.reply_to is not None:
+            data["reply_to_message"] = self.reply_to.to_json()
+        return data
+
+
+@dataclass
+class FakeDraft:
+    chat_id: int
+    draft_id: int
+    thread_id: int | None
+    history: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    params: dict[str, Any]
+    status: int
+    description: str = ""

@@ -1,0 +1,98 @@
+"""`python bot.py` with Discord and Telegram configured: the real process against both loopback fakes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.discord import FakeDiscord
+from tests.fakes.telegram import FakeTelegram
+
+ROOT = Path(__file__).resolve().parent.parent
+GREETING = "I'm the Switchboard demo agent"
+
+
+def config(discord: FakeDiscord, telegram_url: str) -> str:
+    return (
+        f'[discord]\napi_base = "{discord.api_base}"\ngateway_url = "{discord.gateway_url}"\n'
+        f'command_guilds = []\n\n[telegram]\nbase_url = "{telegram_url}"\npoll_timeout = 1\n'
+    )
+
+
+async def start_bot(cwd: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "bot.py"),
+        "run",
+        "--config",
+        str(cwd / "switchboard.toml"),
+        cwd=cwd,
+        env={**clean, "SWITCHBOARD_AGENTS__DEMO__FIRST_CHUNK_DELAY": "0", **env},
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+@pytest.fixture
+async def fakes() -> AsyncIterator[tuple[FakeDiscord, FakeTelegram, str]]:
+    telegram = FakeTelegram()
+    async with FakeDiscord() as discord, telegram.running() as telegram_url:
+        yield discord, telegram, telegram_url
+
+
+async def test_bot_serves_discord_and_telegram_and_stops_cleanly_on_sigterm(
+    tmp_path: Path, fakes: tuple[FakeDiscord, FakeTelegram, str]
+) -> None:
+    discord, telegram, telegram_url = fakes
+    alice = discord.add_user("alice")
+    dm = discord.dm_channel(alice)
+    bob = telegram.user("Bob")
+    bob_chat = telegram.private_chat(bob)
+    (tmp_path / "switchboard.toml").write_text(config(discord, telegram_url))
+    process = await start_bot(
+        tmp_path,
+        {"SWITCHBOARD_DISCORD__TOKEN": discord.token, "SWITCHBOARD_TELEGRAM__TOKEN": telegram.token},
+    )
+    try:
+        await discord.connected(within=30)
+        await telegram.wait_for(lambda: telegram.count("setMyCommands") > 0, within=30, what="start")
+        await discord.user_says(dm, alice, "hello")
+        telegram.say(bob_chat, bob, "hello")
+        await discord.wait_until(
+            lambda: any(GREETING in m.content for m in discord.bot_messages(dm)), within=20, what="reply"
+        )
+        await telegram.wait_for(
+            lambda: any(GREETING in m.text for m in telegram.bot_messages(bob_chat)), within=20, what="reply"
+        )
+        assert discord.rate_limited == 0 and not telegram.refusals(429)
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode()
+    assert discord.token not in stderr.decode() and telegram.token not in stderr.decode()
+
+
+async def test_rejected_token_stops_start_up_with_one_line(
+    tmp_path: Path, fakes: tuple[FakeDiscord, FakeTelegram, str]
+) -> None:
+    discord, telegram, telegram_url = fakes
+    (tmp_path / "switchboard.toml").write_text(config(discord, telegram_url))
+    process = await start_bot(
+        tmp_path,
+        {"SWITCHBOARD_DISCORD__TOKEN": discord.token, "SWITCHBOARD_TELEGRAM__TOKEN": "999:wrong-token"},
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert stderr.decode().strip().splitlines()[-1] == (
+        "switchboard: could not start: telegram: the bot token was rejected; check [telegram] token"
+    )
+    assert "wrong-token" not in stderr.decode()
