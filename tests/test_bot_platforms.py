@@ -84,7 +84,7 @@ async def test_bot_serves_discord_and_telegram_and_stops_cleanly_on_sigterm(
 async def test_rejected_token_stops_start_up_with_one_line(
     tmp_path: Path, fakes: tuple[FakeDiscord, FakeTelegram, str]
 ) -> None:
-    discord, telegram, telegram_url = fakes
+    discord, _, telegram_url = fakes
     (tmp_path / "switchboard.toml").write_text(config(discord, telegram_url))
     process = await start_bot(
         tmp_path,
