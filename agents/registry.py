@@ -9,8 +9,10 @@ from typing import Any
 import httpx
 
 from agents.base import Agent, AgentSettings
+from agents.convai import ConvaiAgent, ConvaiSettings
 from agents.convocore_ws import ConvocoreWsAgent, ConvocoreWsSettings
 from agents.demo import DemoAgent, DemoSettings
+from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,10 @@ KINDS: dict[str, AgentKind] = {
     "demo": AgentKind(DemoSettings, lambda name, settings, http: DemoAgent(name, settings)),
     "convocore": AgentKind(
         ConvocoreWsSettings, lambda name, settings, http: ConvocoreWsAgent(name, settings)
+    ),
+    "convai": AgentKind(ConvaiSettings, lambda name, settings, http: ConvaiAgent(name, settings, http)),
+    "openai": AgentKind(
+        OpenAICompatSettings, lambda name, settings, http: OpenAICompatAgent(name, settings, http)
     ),
 }
 

@@ -1,0 +1,134 @@
+"""Any OpenAI-compatible chat completions server (OpenAI, vLLM, llama.cpp, Ollama, LM Studio...).
+
+Each turn POSTs `{base_url}/chat/completions` with `stream: true` and streams `choices[0].delta.content`
+as `TextDelta`s until `data: [DONE]` (or the end of the stream).
+
+The API is stateless, so continuity comes from our own transcript: the Relay passes the recent history
+in `Turn.history` and it is replayed every turn; `provider_state` stays empty. History roles map as:
+- `user` -> `user`;
+- `agent` -> `assistant`;
+- `moderator` -> `assistant`: a human moderator spoke for the service, so the model should treat those
+  words as its own side of the conversation and carry on from them after a handoff.
+Empty lines are left out, and consecutive entries are sent as they are (every compatible server takes
+repeated roles).
+
+A button press sends the words the user would have typed (the button's label); this backend never
+offers buttons itself, but a press can still arrive from a message another agent sent earlier.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+import httpx
+from pydantic import Field, HttpUrl, SecretStr
+
+from agents.base import (
+    AgentError,
+    AgentEvent,
+    AgentRateLimited,
+    AgentUnavailable,
+    BaseAgent,
+    TextDelta,
+    Turn,
+    TurnEnd,
+)
+from agents.remote import RemoteAgentSettings
+from agents.sse import JsonEvent, json_events
+
+log = logging.getLogger(__name__)
+
+ROLES = {"user": "user", "agent": "assistant", "moderator": "assistant"}
+
+
+class OpenAICompatSettings(RemoteAgentSettings):
+    kind: Literal["openai"] = "openai"
+    base_url: HttpUrl = Field(
+        HttpUrl("https://api.openai.com/v1"), description="the API root; `/chat/completions` is appended"
+    )
+    api_key: SecretStr | None = Field(
+        None, description="sent as `Authorization: Bearer`; local servers need none"
+    )
+    model: str = Field(min_length=1, max_length=200)
+    system_prompt: str | None = Field(None, max_length=20_000)
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, gt=0)
+
+    @property
+    def completions_url(self) -> str:
+        return str(self.base_url).rstrip("/") + "/chat/completions"
+
+
+class OpenAICompatAgent(BaseAgent):
+    def __init__(self, name: str, settings: OpenAICompatSettings, http: httpx.AsyncClient) -> None:
+        super().__init__(name)
+        self.settings = settings
+        self.http = http
+        self.provider = f"openai[{name}]"
+
+    async def stream(self, turn: Turn) -> AsyncIterator[AgentEvent]:
+        secret = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
+        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+        async with json_events(
+            self.http,
+            self.settings,
+            self.provider,
+            self.settings.completions_url,
+            secrets=(secret,),
+            headers=headers,
+            json=self._body(turn),
+        ) as events:
+            async for event in events:
+                text = self._content(event)
+                if text:
+                    yield TextDelta(text)
+        yield TurnEnd({})
+
+    def _body(self, turn: Turn) -> dict[str, Any]:
+        messages = (
+            [{"role": "system", "content": self.settings.system_prompt}]
+            if self.settings.system_prompt
+            else []
+        )
+        messages += [
+            {"role": ROLES[entry.role], "content": entry.text} for entry in turn.history if entry.text
+        ]
+        messages.append({"role": "user", "content": turn.button.label if turn.button else turn.text})
+        body: dict[str, Any] = {"model": self.settings.model, "messages": messages, "stream": True}
+        if self.settings.temperature is not None:
+            body["temperature"] = self.settings.temperature
+        if self.settings.max_tokens is not None:
+            body["max_tokens"] = self.settings.max_tokens
+        return body
+
+    def _content(self, event: JsonEvent) -> str:
+        """The text a chunk adds. Chunks without choices (usage, keep-alives) add nothing."""
+        data = event.data
+        if not isinstance(data, Mapping):
+            log.warning("%s: skipping a chunk that is not an object", self.provider)
+            return ""
+        if "error" in data:
+            raise _stream_error(self.provider, data["error"])
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return ""
+        choice = choices[0] if isinstance(choices[0], Mapping) else {}
+        delta = choice.get("delta")
+        content = delta.get("content") if isinstance(delta, Mapping) else None
+        if choice.get("finish_reason") == "length":
+            log.info("%s: the reply was cut at the token limit", self.provider)
+        return content if isinstance(content, str) else ""
+
+
+def _stream_error(provider: str, error: Any) -> AgentError:
+    """An `{"error": {...}}` chunk sent after the stream started (the server failed mid-reply)."""
+    details = error if isinstance(error, Mapping) else {"message": str(error)}
+    kind = str(details.get("type") or details.get("code") or "")
+    detail = f"{provider}: error mid-reply: {str(details.get('message', ''))[:200]} ({kind or 'no type'})"
+    if "rate_limit" in kind:
+        return AgentRateLimited(detail)
+    if kind in ("server_error", "overloaded_error", "service_unavailable"):
+        return AgentUnavailable(detail)
+    return AgentError(detail)

@@ -1,0 +1,312 @@
+"""The OpenAI-compatible backend against a loopback fake, through real httpx and httpx-sse."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agents.base import (
+    AgentAuthError,
+    AgentError,
+    AgentEvent,
+    AgentProtocolError,
+    AgentRateLimited,
+    AgentUnavailable,
+    Button,
+    HistoryEntry,
+    TextDelta,
+    TurnEnd,
+)
+from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
+from bridges.relay import Relay
+from bridges.surface import Inbound
+from tests.agent_support import FAST_RETRIES, collect, relay_policy, text_of, turn
+from tests.fakes.http import Drop, Event, Gate, Hang, Raw
+from tests.fakes.openai import FakeOpenAI, content, stream_error
+from tests.surfaces import RecordingSurface
+
+SECRET = "sk-openai-secret-do-not-log-91c2"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI(api_key=SECRET) as server:
+        yield server
+        assert server.rejections == [], "the client sent a request the real server would refuse"
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+def make_settings(fake: FakeOpenAI, **overrides: Any) -> OpenAICompatSettings:
+    values: dict[str, Any] = {"base_url": fake.url, "api_key": SecretStr(SECRET), "model": fake.model}
+    return OpenAICompatSettings(**(values | FAST_RETRIES | overrides))
+
+
+@pytest.fixture
+def agent(fake: FakeOpenAI, http: httpx.AsyncClient) -> OpenAICompatAgent:
+    return OpenAICompatAgent("gpt", make_settings(fake), http)
+
+
+async def failing(agent: OpenAICompatAgent, error: type[AgentError], match: str) -> list[AgentEvent]:
+    """The events shown before the turn failed with `error`."""
+    seen: list[AgentEvent] = []
+    with pytest.raises(error, match=match):
+        async for event in agent.stream(turn()):
+            seen.append(event)
+    return seen
+
+
+# --- streaming and continuity ---------------------------------------------------------------------
+
+
+async def test_text_streams_as_the_server_sends_it(fake: FakeOpenAI, agent: OpenAICompatAgent) -> None:
+    release = asyncio.Event()
+    fake.script(content("Hello "), Gate(release), content("world"))
+    events = agent.stream(turn("hi there"))
+    assert await asyncio.wait_for(anext(events), 2) == TextDelta("Hello ")
+    assert not release.is_set()
+    release.set()
+    assert [event async for event in events] == [TextDelta("world"), TurnEnd({})]
+    assert fake.requests == [
+        {"model": "fake-model", "messages": [{"role": "user", "content": "hi there"}], "stream": True}
+    ]
+    headers = fake.headers[0]
+    assert headers["Authorization"] == f"Bearer {SECRET}" and headers["Accept"] == "text/event-stream"
+
+
+async def test_history_is_replayed_with_mapped_roles(fake: FakeOpenAI, http: httpx.AsyncClient) -> None:
+    settings = make_settings(fake, system_prompt="You are terse.", temperature=0.2, max_tokens=50)
+    agent = OpenAICompatAgent("gpt", settings, http)
+    history = [
+        HistoryEntry("user", "hello"),
+        HistoryEntry("agent", "Hi! How can I help?"),
+        HistoryEntry("user", "a person please"),
+        HistoryEntry("moderator", "Moderator here, what's up?"),
+        HistoryEntry("agent", ""),
+    ]
+    events = await collect(agent, turn("thanks", history=history))
+    assert text_of(events) == "echo #3: thanks"
+    body = fake.requests[0]
+    assert body["messages"] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "Hi! How can I help?"},
+        {"role": "user", "content": "a person please"},
+        {"role": "assistant", "content": "Moderator here, what's up?"},
+        {"role": "user", "content": "thanks"},
+    ]
+    assert (body["temperature"], body["max_tokens"]) == (0.2, 50)
+
+
+async def test_a_button_press_sends_its_label(fake: FakeOpenAI, agent: OpenAICompatAgent) -> None:
+    await collect(agent, turn("ignored", button=Button("Yes please", {"intent": "yes"})))
+    assert fake.requests[0]["messages"][-1] == {"role": "user", "content": "Yes please"}
+
+
+async def test_a_local_server_needs_no_key(http: httpx.AsyncClient) -> None:
+    async with FakeOpenAI(api_key=None, model="llama3") as local:
+        agent = OpenAICompatAgent("local", make_settings(local, api_key=None, model="llama3"), http)
+        assert text_of(await collect(agent, turn())) == "echo #1: hi"
+        assert "Authorization" not in local.headers[0]
+
+
+async def test_chunks_without_text_and_a_stream_without_done(
+    fake: FakeOpenAI, agent: OpenAICompatAgent
+) -> None:
+    fake.script(
+        Event({"id": "x", "object": "chat.completion.chunk", "choices": []}),
+        Raw(": keep-alive comment\n\n"),
+        content("one "),
+        Event({"choices": [{"index": 0, "delta": {"reasoning_content": "hmm"}}]}),
+        content("two"),
+        finish=False,
+    )
+    assert await collect(agent, turn()) == [TextDelta("one "), TextDelta("two"), TurnEnd({})]
+
+
+async def test_malformed_events_are_skipped_and_logged(
+    fake: FakeOpenAI, agent: OpenAICompatAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.script(content("still "), Raw("data: {broken\n\n"), Event(["not", "an", "object"]), content("fine"))
+    assert text_of(await collect(agent, turn())) == "still fine"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and "malformed" in warnings[0]
+
+
+# --- failures -------------------------------------------------------------------------------------
+
+
+async def test_connect_failure_is_retried_then_unavailable(
+    http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with FakeOpenAI() as gone:
+        dead = make_settings(gone)
+    with pytest.raises(AgentUnavailable, match="cannot connect"):
+        await collect(OpenAICompatAgent("gpt", dead, http), turn())
+    assert "retry 2/2" in caplog.text
+
+
+async def test_401_is_an_auth_error_and_not_retried(fake: FakeOpenAI, http: httpx.AsyncClient) -> None:
+    agent = OpenAICompatAgent("gpt", make_settings(fake, api_key=SecretStr("sk-wrong-key-1234")), http)
+    with pytest.raises(AgentAuthError, match="401") as caught:
+        await collect(agent, turn())
+    assert "sk-wrong-key-1234" not in str(caught.value) and fake.hits == 1
+
+
+async def test_unknown_model_is_a_404(fake: FakeOpenAI, http: httpx.AsyncClient) -> None:
+    agent = OpenAICompatAgent("gpt", make_settings(fake, model="gpt-9"), http)
+    with pytest.raises(AgentProtocolError, match=r"404.*gpt-9") as caught:
+        await collect(agent, turn())
+    assert caught.value.user_message == AgentAuthError.default_user_message
+    assert fake.rejections == ["The model `gpt-9` does not exist or you do not have access to it."]
+    fake.rejections.clear()
+
+
+@pytest.mark.parametrize("status", [400, 422])
+async def test_refused_requests_are_protocol_errors(
+    fake: FakeOpenAI, agent: OpenAICompatAgent, status: int
+) -> None:
+    fake.fail(status)
+    with pytest.raises(AgentProtocolError, match=str(status)):
+        await collect(agent, turn())
+    assert fake.hits == 1
+
+
+async def test_5xx_is_retried_until_it_works_or_attempts_run_out(
+    fake: FakeOpenAI, agent: OpenAICompatAgent
+) -> None:
+    fake.fail(503, times=2)
+    assert text_of(await collect(agent, turn())) == "echo #1: hi"
+    fake.fail(500, times=3)
+    with pytest.raises(AgentUnavailable, match="500"):
+        await collect(agent, turn())
+    assert fake.hits == 6
+
+
+async def test_429_backs_off_for_retry_after_then_succeeds(
+    fake: FakeOpenAI, agent: OpenAICompatAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.fail(429, headers={"Retry-After": "0.2"})
+    started = time.monotonic()
+    assert text_of(await collect(agent, turn())) == "echo #1: hi"
+    assert time.monotonic() - started >= 0.2 and fake.hits == 2
+    assert "HTTP 429" in caplog.text and "retry 1/2" in caplog.text
+    fake.fail(429, times=3, headers={"Retry-After": "0"})
+    with pytest.raises(AgentRateLimited):
+        await collect(agent, turn())
+
+
+async def test_first_event_timeout(fake: FakeOpenAI, agent: OpenAICompatAgent) -> None:
+    fake.script(Hang(), role=False)
+    assert await failing(agent, AgentUnavailable, "reply to start") == []
+    await asyncio.wait_for(fake.disconnected.wait(), 2)
+    assert len(fake.requests) == 1, "a request the server accepted is never sent twice"
+
+
+async def test_idle_timeout_after_partial_text(fake: FakeOpenAI, agent: OpenAICompatAgent) -> None:
+    fake.script(content("partial"), Hang())
+    assert await failing(agent, AgentUnavailable, "reply to continue") == [TextDelta("partial")]
+    await asyncio.wait_for(fake.disconnected.wait(), 2)
+
+
+async def test_disconnect_mid_stream(fake: FakeOpenAI, agent: OpenAICompatAgent) -> None:
+    fake.script(content("partial"), Drop())
+    assert await failing(agent, AgentUnavailable, "connection lost") == [TextDelta("partial")]
+
+
+async def test_connection_dropped_before_an_answer_is_retried(
+    fake: FakeOpenAI, agent: OpenAICompatAgent
+) -> None:
+    fake.drop_next()
+    assert text_of(await collect(agent, turn())) == "echo #1: hi" and fake.hits == 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [("server_error", AgentUnavailable), ("rate_limit_exceeded", AgentRateLimited), ("invalid", AgentError)],
+)
+async def test_an_error_chunk_mid_stream_ends_the_turn(
+    fake: FakeOpenAI, agent: OpenAICompatAgent, kind: str, error: type[AgentError]
+) -> None:
+    fake.script(content("partial"), stream_error("The model crashed", kind), finish=False)
+    seen = await failing(agent, error, "The model crashed")
+    assert seen == [TextDelta("partial")]
+
+
+async def test_a_reply_that_is_not_an_event_stream(fake: FakeOpenAI, agent: OpenAICompatAgent) -> None:
+    fake.fail(200, body={"choices": [{"message": {"content": "whole"}}]})
+    with pytest.raises(AgentProtocolError, match="expected an event stream"):
+        await collect(agent, turn())
+
+
+async def test_the_key_never_reaches_errors_or_logs(
+    fake: FakeOpenAI, agent: OpenAICompatAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await collect(agent, turn())
+    fake.fail(401, body={"error": {"message": f"Key {SECRET} was revoked", "type": "invalid_request_error"}})
+    with pytest.raises(AgentAuthError) as echoed:
+        await collect(agent, turn())
+    fake.fail(503, times=3)
+    with pytest.raises(AgentUnavailable) as unavailable:
+        await collect(agent, turn())
+    assert "revoked" in str(echoed.value) and SECRET not in str(echoed.value)
+    assert SECRET not in str(unavailable.value) and SECRET not in repr(agent.settings)
+    assert caplog.records, "debug logging was captured"
+    assert not [record for record in caplog.records if SECRET in record.getMessage()]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"base_url": "not a url"},
+        {"model": ""},
+        {"temperature": 3},
+        {"max_tokens": 0},
+        {"idle_timeout": -1},
+        {"kind": "convai"},
+        {"unknown": 1},
+    ],
+)
+def test_invalid_config_is_rejected(fake: FakeOpenAI, bad: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        make_settings(fake, **bad)
+
+
+def test_defaults() -> None:
+    settings = OpenAICompatSettings(model="gpt-4o-mini")
+    assert settings.completions_url == "https://api.openai.com/v1/chat/completions"
+    assert settings.api_key is None
+
+
+# --- through the Relay, across a restart, on both databases ----------------------------------------
+
+
+async def test_relay_restart_replays_the_transcript(
+    fake: FakeOpenAI, http: httpx.AsyncClient, db: async_sessionmaker[AsyncSession]
+) -> None:
+    surface = RecordingSurface(edit_interval=0)
+    first = Relay(db, {"gpt": OpenAICompatAgent("gpt", make_settings(fake), http)}, relay_policy("gpt"))
+    await first.handle(Inbound("console", "c1", "u1", "Ann", "hello"), surface)
+
+    restarted = Relay(db, {"gpt": OpenAICompatAgent("gpt", make_settings(fake), http)}, relay_policy("gpt"))
+    await restarted.handle(Inbound("console", "c1", "u1", "Ann", "again"), surface)
+
+    assert surface.visible_texts() == ["echo #1: hello", "echo #2: again"]
+    assert fake.requests[1]["messages"] == [
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "echo #1: hello"},
+        {"role": "user", "content": "again"},
+    ]
