@@ -378,6 +378,18 @@ class HandoffService:
         )
         return header + "\n".join(lines) + "\n"
 
+    async def open_handoff_at(self, desk: str, key: str, value: object) -> int | None:
+        """The open handoff whose notification on `desk` has `refs[key] == value` (a thread or topic id),
+        so a desk can tell which handoff a moderator is writing in."""
+        async with self.db() as session:
+            for handoff in await session.scalars(
+                select(Handoff).where(Handoff.status.in_(OPEN_HANDOFF_STATUSES))
+            ):
+                refs = handoff.notification_refs.get(desk)
+                if isinstance(refs, Mapping) and refs.get(key) == value:
+                    return handoff.id
+        return None
+
     # -- helpers -------------------------------------------------------------------------------------
 
     async def _update_desks(self, view: HandoffView) -> None:
