@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -394,15 +395,24 @@ class Relay:
         return conversation, notice
 
     async def _user(self, session: AsyncSession, inbound: Inbound) -> User:
-        user = await session.scalar(
-            select(User).where(User.platform == inbound.platform, User.external_id == inbound.user_id)
-        )
+        """The user's row, created on first contact. The insert ignores a duplicate, since the same new
+        user's first messages can arrive in two chats (a DM and a channel) at the same moment."""
+        where = (User.platform == inbound.platform, User.external_id == inbound.user_id)
+        user = await session.scalar(select(User).where(*where))
         if user is None:
-            user = User(
-                platform=inbound.platform, external_id=inbound.user_id, display_name=inbound.display_name
+            dialect = session.get_bind().dialect.name
+            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+            await session.execute(
+                insert(User)
+                .values(
+                    platform=inbound.platform,
+                    external_id=inbound.user_id,
+                    display_name=inbound.display_name,
+                )
+                .on_conflict_do_nothing(index_elements=["platform", "external_id"])
             )
-            session.add(user)
-            await session.flush()
+            user = await session.scalar(select(User).where(*where))
+            assert user is not None
         elif inbound.display_name and user.display_name != inbound.display_name:
             user.display_name = inbound.display_name
         return user

@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import (
@@ -35,6 +35,7 @@ from models import (
     HandoffStatus,
     Role,
     TranscriptEntry,
+    User,
 )
 from tests.surfaces import RecordingSurface
 
@@ -411,3 +412,18 @@ async def test_reply_cut_off_by_a_crash_is_reported_once_by_its_own_instance(
         (Role.USER, "slow"),
         (Role.SYSTEM, "reply interrupted by a restart"),
     ]
+
+
+async def test_a_new_users_first_messages_in_two_chats_at_once_make_one_user(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    demo = DemoAgent("demo", DemoSettings(first_chunk_delay=0, chunk_delay=0))
+    relay = Relay(db, {"demo": demo}, replace(POLICY, default_agent="demo"))
+    here, there = RecordingSurface(), RecordingSurface()
+    await asyncio.gather(
+        relay.handle(inbound("hello", chat="dm"), here),
+        relay.handle(inbound("hello", chat="channel"), there),
+    )
+    async with db() as session:
+        assert await session.scalar(select(func.count()).select_from(User)) == 1
+    assert here.visible_texts() and there.visible_texts()
