@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bridges.surface import Surface, SurfaceError, SurfaceFactory
+from bridges.surface import Surface, SurfaceFactory, send_notice
 from models import (
     OPEN_HANDOFF_STATUSES,
     Conversation,
@@ -425,10 +425,9 @@ class HandoffService:
         _, surface = await self._user_surface(handoff_id)
         if surface is None:
             return
-        try:
-            await surface.send(UserNotices.from_moderator.format(name=author, text=text) if author else text)
-        except SurfaceError as exc:
-            log.warning("handoff %s: could not reach the user: %s", handoff_id, exc)
+        await send_notice(
+            surface, UserNotices.from_moderator.format(name=author, text=text) if author else text
+        )
 
     async def _log(self, view: HandoffView, summary: str, transcript: str | None = None) -> None:
         log.info(summary)

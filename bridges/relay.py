@@ -22,11 +22,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.base import Agent, Button, HistoryEntry, Resumable, Turn
+from agents.base import Agent, HistoryEntry, Resumable, Turn
 from bridges.budget import RateBudget
 from bridges.handoff import HandoffPolicy, HandoffService, open_handoff_of
 from bridges.render import RenderFailed, RenderResult, ReplyRenderer
-from bridges.surface import Inbound, Surface, SurfaceError, SurfaceFactory
+from bridges.surface import Inbound, Surface, SurfaceFactory, send_notice
 from models import (
     AgentBinding,
     BindingScope,
@@ -166,14 +166,14 @@ class Relay:
             if not gate.warned:
                 gate.warned = True
                 seconds = max(1, round(60 / self.policy.user_messages_per_minute))
-                await _tell(surface, Notices.slow_down.format(seconds=seconds))
+                await send_notice(surface, Notices.slow_down.format(seconds=seconds))
             return None
         try:
             async with self._turn_lock(inbound):  # taken before any await, so turns keep their order
                 return await self._route(inbound, surface)
         except DatabaseUnavailable as exc:
             log.error("dropping a turn for %s:%s: %s", inbound.platform, inbound.user_id, exc)
-            await _tell(surface, Notices.db_unavailable)
+            await send_notice(surface, Notices.db_unavailable)
             return None
 
     async def _route(self, inbound: Inbound, surface: Surface) -> RenderResult | None:
@@ -182,11 +182,11 @@ class Relay:
             return None
         conversation, notice = await self._conversation_for(inbound)
         if notice:
-            await _tell(surface, notice)
+            await send_notice(surface, notice)
         await self._record(conversation.id, Role.USER, inbound.text, [inbound.message_id])
         if conversation.status in (ConversationStatus.HANDOFF_REQUESTED, ConversationStatus.HUMAN):
             if conversation.status == ConversationStatus.HANDOFF_REQUESTED:
-                await _tell(surface, Notices.handoff_pending)
+                await send_notice(surface, Notices.handoff_pending)
             await self.handoffs.user_says(conversation.id, inbound.display_name, inbound.text)
             return None
         return await self._agent_turn(conversation, inbound, surface)
@@ -208,7 +208,7 @@ class Relay:
             if conversation is not None:
                 async with self.db.begin() as session:
                     _close(await session.get_one(Conversation, conversation.id), self._now())
-        await _tell(surface, Notices.reset)
+        await send_notice(surface, Notices.reset)
 
     async def request_human(
         self, inbound: Inbound, surface: Surface, reason: str = "the user asked for a human"
@@ -216,9 +216,9 @@ class Relay:
         async with self._turn_lock(inbound):
             conversation, notice = await self._conversation_for(inbound)
             if notice:
-                await _tell(surface, notice)
+                await send_notice(surface, notice)
             opened = await self._open_handoff(conversation.id, reason, requested_by="user")
-        await _tell(surface, Notices.handoff_requested if opened else Notices.handoff_already_open)
+        await send_notice(surface, Notices.handoff_requested if opened else Notices.handoff_already_open)
 
     async def bind_agent(self, scope: BindingScope, scope_id: str, agent_name: str, *, by: str) -> None:
         """Store which agent answers in a scope (an admin's `/agent`); new conversations there use it."""
@@ -304,7 +304,7 @@ class Relay:
         text = inbound.text
         if len(text) > self.policy.max_input_chars:
             text = text[: self.policy.max_input_chars]
-            await _tell(surface, Notices.input_shortened.format(limit=self.policy.max_input_chars))
+            await send_notice(surface, Notices.input_shortened.format(limit=self.policy.max_input_chars))
         turn = Turn(
             text=text,
             user_id=inbound.user_id,
@@ -327,7 +327,7 @@ class Relay:
             log.error("conversation %s: reply could not be delivered: %s", conversation.id, exc)
             result = RenderResult(text="", error=None)
             delivered = False
-            await _tell(surface, Notices.delivery_failed)
+            await send_notice(surface, Notices.delivery_failed)
         _observe(inbound.platform, agent.name, started, result, delivered)
         if result.error is not None:
             log.warning("conversation %s: agent %s failed: %s", conversation.id, agent.name, result.error)
@@ -337,9 +337,9 @@ class Relay:
         await self._finish_turn(conversation.id, result)
         if result.handoff is not None:
             opened = await self._open_handoff(conversation.id, result.handoff.reason, requested_by="agent")
-            await _tell(surface, Notices.handoff_requested if opened else Notices.handoff_already_open)
+            await send_notice(surface, Notices.handoff_requested if opened else Notices.handoff_already_open)
         elif result.session_ended is not None:
-            await _tell(surface, Notices.session_ended)
+            await send_notice(surface, Notices.session_ended)
         return result
 
     def _agent_for(self, conversation: Conversation) -> Agent:
@@ -511,7 +511,7 @@ class Relay:
             found += 1
             surface = surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
             if surface is not None:
-                await _tell(surface, Notices.interrupted.format(asked=pending.get("asked", "")))
+                await send_notice(surface, Notices.interrupted.format(asked=pending.get("asked", "")))
             await self._record(
                 conversation.id,
                 Role.SYSTEM,
@@ -588,13 +588,6 @@ def _binding_scopes(inbound: Inbound) -> Iterator[tuple[BindingScope, str]]:
 def _close(conversation: Conversation, now: datetime) -> None:
     conversation.status = ConversationStatus.CLOSED
     conversation.closed_at = now
-
-
-async def _tell(surface: Surface, text: str, buttons: Sequence[Button] = ()) -> None:
-    try:
-        await surface.send(text, buttons)
-    except SurfaceError as exc:
-        log.warning("could not post a notice: %s", exc)
 
 
 def _observe(platform: str, agent: str, started: float, result: RenderResult, delivered: bool) -> None:

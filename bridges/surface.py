@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from agents.base import Button, Media
-from bridges.budget import RateBudget
+from bridges.budget import RateBudget, acquire_all
 from bridges.split import Measure
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -72,3 +75,16 @@ class Surface(Protocol):
 SurfaceFactory = Callable[[str, str, str], Surface | None]
 """(platform, chat_id, thread_id) -> a surface to reach that chat, or None if this process has no bridge
 for the platform. Used to speak to a user outside of a reply: handoff notices, crash recovery."""
+
+
+async def send_notice(surface: Surface, text: str, buttons: Sequence[Button] = ()) -> bool:
+    """Post a message outside a streamed reply (a notice, a moderator's words). It pays the surface's
+    shared rate budgets like the renderer does, so a burst of notices cannot cause a 429 either.
+    Returns False, logged, if the platform refused it."""
+    await acquire_all(surface.budgets)
+    try:
+        await surface.send(text, buttons)
+    except SurfaceError as exc:
+        log.warning("could not post a notice: %s", exc)
+        return False
+    return True

@@ -7,6 +7,8 @@ import asyncio
 import pytest
 
 from bridges.budget import RateBudget, acquire_all, try_acquire_all
+from bridges.surface import SurfaceError, send_notice
+from tests.surfaces import RecordingSurface
 
 
 class Clock:
@@ -86,3 +88,21 @@ async def test_cancelled_waiter_lets_the_next_one_through() -> None:
     await asyncio.sleep(0)
     first.cancel()
     await asyncio.wait_for(second, 2)
+
+
+async def test_notices_outside_a_reply_pay_the_surface_budgets_too() -> None:
+    clock = Clock()
+    budget = RateBudget(1, per=1.0, burst=2, clock=clock)
+    surface = RecordingSurface(budgets=(budget,))
+    assert await send_notice(surface, "one") and await send_notice(surface, "two")
+    third = asyncio.create_task(send_notice(surface, "three"))
+    await asyncio.sleep(0)  # let it reach the empty budget
+    assert not third.done() and surface.visible_texts() == ["one", "two"]
+    third.cancel()
+
+
+async def test_a_refused_notice_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    surface = RecordingSurface()
+    surface.fail_next("send", SurfaceError("chat not found"))
+    assert await send_notice(surface, "hello") is False
+    assert "chat not found" in caplog.text
