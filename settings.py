@@ -113,6 +113,12 @@ class LoggingSettings(Section):
 
 
 class OpsSettings(Section):
+    instance: str = Field(
+        "main",
+        pattern=r"^[A-Za-z0-9_.-]{1,40}$",
+        description="this process's name; give each process sharing a database its own, kept across "
+        "restarts, so replies a crash cut off are reported by the process that was writing them",
+    )
     listen: str = Field("", description="host:port for /healthz and /metrics; empty turns it off")
     shutdown_grace_seconds: float = Field(
         20.0, ge=0, le=600, description="on SIGTERM, how long replies in progress may take to finish"

@@ -11,13 +11,14 @@ import asyncio
 import functools
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,11 +30,13 @@ from bridges.render import RenderFailed, RenderResult, ReplyRenderer
 from bridges.surface import Inbound, Surface, SurfaceFactory, send_notice
 from models import (
     AgentBinding,
+    Base,
     BindingScope,
     Conversation,
     ConversationStatus,
     Handoff,
     HandoffStatus,
+    InboundMessage,
     Role,
     TranscriptEntry,
     User,
@@ -152,6 +155,8 @@ class Relay:
         self.handoffs.on_return = self.resume_after_handoff
         self._locks: dict[tuple[str, str, str, str], tuple[asyncio.Lock, int]] = {}
         self._gates: dict[tuple[str, str], _UserGate] = {}
+        self._run_id = f"{policy.instance}:{uuid.uuid4().hex[:12]}"
+        self._taken = 0
 
     async def handle(self, inbound: Inbound, surface: Surface) -> RenderResult | None:
         """Route one user message: to the agent (returning the rendered reply) or, during a handoff, aside.
@@ -160,6 +165,9 @@ class Relay:
         anything is queued, so one user cannot hold up others or burn the provider's budget.
         """
         if not inbound.text.strip() and inbound.button is None:
+            return None
+        if not await self._first_to_take(inbound):
+            log.info("message %s:%s was taken by another process", inbound.platform, inbound.message_id)
             return None
         if not self._within_rate(inbound):
             gate = self._gates[(inbound.platform, inbound.user_id)]
@@ -254,6 +262,26 @@ class Relay:
             user.blocked_at, user.blocked_by = None, None
         log.info("user %s:%s unblocked by %s", platform, user_id, by)
         return True
+
+    @_survives_db_outage
+    async def _first_to_take(self, inbound: Inbound) -> bool:
+        """Whether this process answers the message; see models/inbound.py. A retry after a lost
+        acknowledgement finds its own row, so it is never mistaken for another process's."""
+        if not inbound.message_id or inbound.button is not None:
+            return True  # presses and slash commands reach exactly one process already
+        key = {"platform": inbound.platform, "chat_id": inbound.chat_id, "message_id": inbound.message_id}
+        async with self.db.begin() as session:
+            await session.execute(
+                _insert(session, InboundMessage)
+                .values(**key, taken_by=self._run_id, received_at=self._now())
+                .on_conflict_do_nothing()
+            )
+            taken_by = await session.scalar(select(InboundMessage.taken_by).filter_by(**key))
+            self._taken += 1
+            if self._taken % 1000 == 0:
+                cutoff = self._now() - timedelta(days=2)
+                await session.execute(delete(InboundMessage).where(InboundMessage.received_at < cutoff))
+        return taken_by == self._run_id
 
     @_survives_db_outage
     async def is_blocked(self, platform: str, user_id: str) -> bool:
@@ -400,10 +428,8 @@ class Relay:
         where = (User.platform == inbound.platform, User.external_id == inbound.user_id)
         user = await session.scalar(select(User).where(*where))
         if user is None:
-            dialect = session.get_bind().dialect.name
-            insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
             await session.execute(
-                insert(User)
+                _insert(session, User)
                 .values(
                     platform=inbound.platform,
                     external_id=inbound.user_id,
@@ -583,6 +609,13 @@ def _binding_scopes(inbound: Inbound) -> Iterator[tuple[BindingScope, str]]:
     elif inbound.platform == "telegram":
         yield BindingScope.TELEGRAM_CHAT, inbound.chat_id
     yield BindingScope.GLOBAL, ""
+
+
+def _insert(session: AsyncSession, table: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can ignore duplicates (`on_conflict_do_nothing`) on SQLite and PostgreSQL alike."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def _close(conversation: Conversation, now: datetime) -> None:

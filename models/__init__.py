@@ -6,6 +6,7 @@ from models.button import StoredButton
 from models.conversation import Conversation, ConversationStatus, Role, TranscriptEntry, User
 from models.db import create_engine, normalize_url, safe_url, session_factory
 from models.handoff import OPEN_HANDOFF_STATUSES, Handoff, HandoffStatus
+from models.inbound import InboundMessage
 
 __all__ = [
     "OPEN_HANDOFF_STATUSES",
@@ -16,6 +17,7 @@ __all__ = [
     "ConversationStatus",
     "Handoff",
     "HandoffStatus",
+    "InboundMessage",
     "Role",
     "StoredButton",
     "TranscriptEntry",

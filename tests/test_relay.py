@@ -427,3 +427,30 @@ async def test_a_new_users_first_messages_in_two_chats_at_once_make_one_user(
     async with db() as session:
         assert await session.scalar(select(func.count()).select_from(User)) == 1
     assert here.visible_texts() and there.visible_texts()
+
+
+async def test_a_message_delivered_to_two_processes_is_answered_once(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    def process() -> Relay:
+        demo = DemoAgent("demo", DemoSettings(first_chunk_delay=0, chunk_delay=0))
+        return Relay(db, {"demo": demo}, replace(POLICY, default_agent="demo"))
+
+    first, second = process(), process()
+    here, there = RecordingSurface(), RecordingSurface()
+    message = inbound("hello", message_id="42")
+    results = await asyncio.gather(first.handle(message, here), second.handle(message, there))
+    assert sorted(result is None for result in results) == [False, True]
+    assert sorted(bool(surface.visible_texts()) for surface in (here, there)) == [False, True]
+
+    # Redelivered after a restart (Telegram resends updates it has no acknowledgement for): dropped.
+    again = RecordingSurface()
+    assert await process().handle(message, again) is None and again.visible_texts() == []
+    # A new message, and the same message id in another chat, are answered.
+    assert await first.handle(inbound("more", message_id="43"), here) is not None
+    assert await first.handle(inbound("hi", chat="c2", message_id="42"), here) is not None
+    async with db() as session:
+        users = await session.scalar(
+            select(func.count()).select_from(TranscriptEntry).where(TranscriptEntry.role == Role.USER)
+        )
+    assert users == 3

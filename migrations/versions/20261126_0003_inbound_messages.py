@@ -1,0 +1,38 @@
+"""Inbound messages taken by a process, so several processes answer each message once.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-26 12:30:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "inbound_messages",
+        sa.Column("platform", sa.String(length=16), nullable=False),
+        sa.Column("chat_id", sa.String(length=64), nullable=False),
+        sa.Column("message_id", sa.String(length=64), nullable=False),
+        sa.Column("taken_by", sa.String(length=64), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("platform", "chat_id", "message_id", name=op.f("pk_inbound_messages")),
+    )
+    op.create_index(
+        op.f("ix_inbound_messages_received_at"), "inbound_messages", ["received_at"], unique=False
+    )
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_inbound_messages_received_at"), table_name="inbound_messages")
+    op.drop_table("inbound_messages")
