@@ -33,8 +33,14 @@ async def start_bot(cwd: Path, env: dict[str, str]) -> asyncio.subprocess.Proces
         "run",
         "--config",
         str(cwd / "switchboard.toml"),
+        "--verbose",
         cwd=cwd,
-        env={**clean, "SWITCHBOARD_AGENTS__DEMO__FIRST_CHUNK_DELAY": "0", **env},
+        env={
+            **clean,
+            "SWITCHBOARD_AGENTS__DEMO__FIRST_CHUNK_DELAY": "0",
+            "SWITCHBOARD_LOGGING__LEVEL": "DEBUG",  # the most talkative logs, for the secret scan
+            **env,
+        },
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -78,7 +84,9 @@ async def test_bot_serves_discord_and_telegram_and_stops_cleanly_on_sigterm(
             process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, stderr.decode()
-    assert discord.token not in stderr.decode() and telegram.token not in stderr.decode()
+    logs = stderr.decode()
+    assert logs.count("\n") > 50 and "[redacted]" in logs  # the scan read real, token-bearing lines
+    assert discord.token not in logs and telegram.token not in logs
 
 
 async def test_rejected_token_stops_start_up_with_one_line(
