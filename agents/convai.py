@@ -67,7 +67,10 @@ class ConvaiAgent(BaseAgent):
             files=self._form(turn, session_id),
         ) as events:
             async for event in events:
-                kind, body = _kind_and_body(event)
+                if not isinstance(event.data, Mapping):
+                    log.warning("%s: skipping a %r event that is not an object", self.provider, event.name)
+                    continue
+                kind, body = _kind(event), event.data
                 if kind == "connection-started":
                     session_id = _session_id(body) or session_id
                 elif kind == "bot-llm-text":
@@ -96,23 +99,29 @@ class ConvaiAgent(BaseAgent):
 class _Transcript:
     """Keeps what was shown equal to the character's words without showing them twice.
 
-    `bot-llm-text` fragments stream as they come. `bot-transcription` is the full text: only what it
-    adds beyond the words already shown is appended (compared ignoring whitespace, since fragments may
-    split or trim it differently), so the final text ends as the transcription. The same holds in the
-    other order: fragments that repeat a transcription already shown add nothing. Words that contradict
-    what was shown cannot be taken back from a streamed message; that is logged and the shown text kept.
+    `bot-llm-text` fragments stream verbatim as they come. `bot-transcription` is the full text: only
+    what it adds beyond the words already shown is appended (compared ignoring whitespace, since
+    fragments may split or trim it differently), so the final text ends as the transcription. The same
+    holds in the other order: fragments that repeat a transcription already shown add nothing. Words
+    that contradict what was shown cannot be taken back from a streamed message; that is logged and
+    the shown text kept.
     """
 
     def __init__(self) -> None:
         self._shown = ""
         self._streamed = ""
+        self._full_seen = False
         self._diverged = False
 
     def fragment(self, text: str) -> str:
         self._streamed += text
+        if not self._full_seen:  # the usual order: nothing to compare yet, so no rescanning per fragment
+            self._shown += text
+            return text
         return self._extend(self._streamed)
 
     def full(self, text: str) -> str:
+        self._full_seen = True
         return self._extend(text)
 
     def _extend(self, text: str) -> str:
@@ -143,10 +152,9 @@ def _beyond(text: str, shown: str) -> str | None:
     return rest.lstrip() if shown[-1:].isspace() else rest
 
 
-def _kind_and_body(event: JsonEvent) -> tuple[str, Mapping[str, Any]]:
-    body = event.data if isinstance(event.data, Mapping) else {}
-    kind = body.get("type")
-    return (kind if isinstance(kind, str) else event.name), body
+def _kind(event: JsonEvent) -> str:
+    kind = event.data.get("type")
+    return kind if isinstance(kind, str) else event.name
 
 
 def _session_id(body: Mapping[str, Any]) -> str | None:

@@ -10,6 +10,7 @@ import httpx
 
 from agents.base import Agent, AgentSettings
 from agents.convai import ConvaiAgent, ConvaiSettings
+from agents.convocore_rest import ConvocoreRestAgent, ConvocoreRestSettings
 from agents.convocore_ws import ConvocoreWsAgent, ConvocoreWsSettings
 from agents.demo import DemoAgent, DemoSettings
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
@@ -25,6 +26,9 @@ KINDS: dict[str, AgentKind] = {
     "demo": AgentKind(DemoSettings, lambda name, settings, http: DemoAgent(name, settings)),
     "convocore": AgentKind(
         ConvocoreWsSettings, lambda name, settings, http: ConvocoreWsAgent(name, settings)
+    ),
+    "convocore_rest": AgentKind(
+        ConvocoreRestSettings, lambda name, settings, http: ConvocoreRestAgent(name, settings, http)
     ),
     "convai": AgentKind(ConvaiSettings, lambda name, settings, http: ConvaiAgent(name, settings, http)),
     "openai": AgentKind(

@@ -54,11 +54,23 @@ def is_retryable(error: AgentError) -> bool:
     return isinstance(error, AgentRateLimited | AgentUnavailable)
 
 
+class Unanswered(Exception):
+    """Carries an error past `with_retries`: the request was sent and not answered, so the provider may
+    already be acting on it, and sending it again could make it act twice."""
+
+    def __init__(self, error: AgentError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 async def with_retries(settings: RemoteAgentSettings, provider: str, step: Callable[[], Awaitable[T]]) -> T:
-    """Run an idempotent step, retrying rate limits and outages with backoff."""
+    """Run an idempotent step, retrying rate limits and outages with backoff. A step that raises
+    `Unanswered` fails at once with the error it carries."""
     for attempt in range(1, settings.max_attempts + 1):
         try:
             return await step()
+        except Unanswered as unanswered:
+            raise unanswered.error from None
         except AgentError as error:
             if not is_retryable(error) or attempt == settings.max_attempts:
                 raise
@@ -125,7 +137,7 @@ def error_for_response(provider: str, response: httpx.Response, body: Any = None
     return AgentProtocolError(detail)
 
 
-def _json_or_none(content: bytes) -> Any:
+def json_or_none(content: bytes) -> Any:
     try:
         return json.loads(content)
     except ValueError:
@@ -147,6 +159,11 @@ async def open_stream(
         stream = http.stream(method, url, timeout=httpx.Timeout(settings.first_event_timeout), **request)
         try:
             response = await stream.__aenter__()
+        except httpx.ReadTimeout:
+            waited = settings.first_event_timeout
+            raise Unanswered(
+                AgentUnavailable(f"{provider}: waited {waited:g}s for the reply to start")
+            ) from None
         except httpx.TimeoutException as exc:
             raise AgentUnavailable(f"{provider}: timed out connecting ({type(exc).__name__})") from None
         except httpx.TransportError as exc:
@@ -154,7 +171,7 @@ async def open_stream(
         if response.status_code < 400:
             return response, stream
         try:
-            body = _json_or_none(await response.aread())
+            body = json_or_none(await response.aread())
         finally:
             await stream.__aexit__(None, None, None)
         raise error_for_response(provider, response, body)

@@ -310,3 +310,11 @@ async def test_relay_restart_replays_the_transcript(
         {"role": "assistant", "content": "echo #1: hello"},
         {"role": "user", "content": "again"},
     ]
+
+
+async def test_a_request_left_unanswered_is_never_sent_twice(
+    fake: FakeOpenAI, agent: OpenAICompatAgent
+) -> None:
+    fake.hang_next()  # no response headers at all: the server may be working on it
+    assert await failing(agent, AgentUnavailable, "reply to start") == []
+    assert fake.hits == 1, "the server may already be working on it"
