@@ -21,11 +21,11 @@ import migrations
 from agents import create_agent
 from bridges.console import ConsoleBridge
 from bridges.discord import DiscordBridge, DiscordStartError
-from bridges.handoff import HandoffPolicy, HandoffService
+from bridges.handoff import HandoffPolicy, HandoffService, JumpLink
 from bridges.relay import Relay, RelayPolicy
 from bridges.surface import Surface, SurfaceFactory
 from bridges.telegram import TelegramBridge, TelegramStartError
-from models import create_engine, safe_url, session_factory
+from models import Conversation, create_engine, safe_url, session_factory
 from ops.health import OpsServer
 from ops.logs import configure_logging
 from settings import ConfigError, Settings, load_settings
@@ -61,10 +61,15 @@ async def run(settings: Settings) -> None:
         }
         db = session_factory(engine)
         factories: dict[str, SurfaceFactory] = {}
+        jump_links: dict[str, JumpLink] = {}
 
         def surface_for(platform: str, chat_id: str, thread_id: str) -> Surface | None:
             factory = factories.get(platform)
             return factory(platform, chat_id, thread_id) if factory else None
+
+        def jump_link(conversation: Conversation) -> str | None:
+            link = jump_links.get(conversation.platform)
+            return link(conversation) if link else None
 
         handoffs = HandoffService(
             db,
@@ -78,13 +83,12 @@ async def run(settings: Settings) -> None:
                 recent_entries=settings.handoff.recent_entries,
             ),
             surfaces=surface_for,
+            jump_link=jump_link,
         )
         if settings.ops.listen:
             ops = OpsServer(engine, *settings.ops.address)
             await ops.start()
             stack.push_async_callback(ops.close)
-        timers = asyncio.create_task(handoffs.run_timers(), name="handoff-timers")
-        stack.callback(timers.cancel)
         relay = Relay(
             db,
             agents,
@@ -105,6 +109,11 @@ async def run(settings: Settings) -> None:
             stack.push_async_callback(bridge.close, grace)  # closes (and finishes replies) on the way out
             await bridge.start()
             factories[bridge.platform] = bridge.surface_for
+            jump_links[bridge.platform] = bridge.jump_link
+            if bridge.desk is not None:  # after start: a desk needs the connected client
+                handoffs.desks.append(bridge.desk)
+        timers = asyncio.create_task(handoffs.run_timers(), name="handoff-timers")
+        stack.callback(timers.cancel)  # before the bridges close, so no tick meets a closed client
         if factories:
             await relay.recover_interrupted(surface_for)
             log.info("serving %s; stop with SIGTERM or Ctrl-C", " and ".join(factories))

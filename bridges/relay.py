@@ -166,9 +166,6 @@ class Relay:
         """
         if not inbound.text.strip() and inbound.button is None:
             return None
-        if not await self._first_to_take(inbound):
-            log.info("message %s:%s was taken by another process", inbound.platform, inbound.message_id)
-            return None
         if not self._within_rate(inbound):
             gate = self._gates[(inbound.platform, inbound.user_id)]
             if not gate.warned:
@@ -178,6 +175,9 @@ class Relay:
             return None
         try:
             async with self._turn_lock(inbound):  # taken before any await, so turns keep their order
+                if not await self._first_to_take(inbound):
+                    log.info("message %s:%s taken by another process", inbound.platform, inbound.message_id)
+                    return None
                 return await self._route(inbound, surface)
         except DatabaseUnavailable as exc:
             log.error("dropping a turn for %s:%s: %s", inbound.platform, inbound.user_id, exc)

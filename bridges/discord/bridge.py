@@ -16,10 +16,12 @@ from discord.ext import commands
 from bridges.buttons import ButtonStore, DatabaseButtonStore
 from bridges.discord.cog import SwitchboardCog
 from bridges.discord.config import DiscordConfig
+from bridges.discord.desk import DiscordDesk
 from bridges.discord.surface import NO_PINGS, Surfaces
-from bridges.discord.views import ButtonViews, ChoiceButton
+from bridges.discord.views import HANDOFF_EVENT, ButtonViews, ChoiceButton, HandoffButton
 from bridges.relay import Relay
 from bridges.surface import Surface
+from models import Conversation
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +56,29 @@ class DiscordBridge:
         views = ButtonViews(buttons or DatabaseButtonStore(relay.db))
         self.surfaces = Surfaces(self.bot, config, edit_interval, views)
         self.cog = SwitchboardCog(self.bot, relay, config, self.surfaces)
+        self.desk = (
+            DiscordDesk(self.bot, config.handoff, relay.handoffs, self.surfaces.budgets, self.cog.in_flight)
+            if config.handoff is not None
+            else None
+        )
+        """The moderator desk, if `[discord.handoff]` is configured; add it to the HandoffService's
+        desks once the bridge has started."""
         self._connection: asyncio.Task[None] | None = None
 
     def surface_for(self, platform: str, chat_id: str, thread_id: str) -> Surface | None:
         """A `SurfaceFactory` for handoff notices and crash recovery."""
         return self.surfaces.for_place(platform, chat_id, thread_id)
+
+    def jump_link(self, conversation: Conversation) -> str | None:
+        """A `JumpLink`: the server channel or thread of a Discord user's conversation. None for a DM,
+        which no moderator could open, and for other platforms' conversations."""
+        if conversation.platform != self.platform:
+            return None
+        channel = self.bot.get_channel(int(conversation.chat_id))  # a thread's chat is its parent
+        guild = getattr(channel, "guild", None)
+        if guild is None:
+            return None
+        return f"https://discord.com/channels/{guild.id}/{conversation.thread_id or conversation.chat_id}"
 
     async def start(self) -> None:
         """Log in, register the slash commands, connect, and return once Discord says the bot is ready."""
@@ -67,6 +87,10 @@ class DiscordBridge:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.config.gateway_url)
         await self.bot.add_cog(self.cog)
         self.bot.add_dynamic_items(ChoiceButton)
+        if self.desk is not None:
+            self.bot.add_dynamic_items(HandoffButton)
+            self.bot.add_listener(self.desk.on_handoff_press, f"on_{HANDOFF_EVENT}")
+            self.bot.add_listener(self.desk.on_message)
         try:
             await self.bot.login(self.config.token.get_secret_value())
         except discord.LoginFailure:

@@ -57,7 +57,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
     async def on_message(self, message: discord.Message) -> None:
         if not self.accepting or not self._addressed(message):
             return
-        self._track_current()
+        track_current(self.in_flight)
         channel: discord.abc.Messageable = message.channel
         reply_to: int | None = message.id if message.guild is not None else None
         if self.config.threads and isinstance(message.channel, discord.TextChannel):
@@ -97,9 +97,14 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         )
 
     def _allowed(self, channel: Any, user: discord.abc.User) -> bool:
-        """Channel and role allow/deny lists; a thread or channel also matches by its parent or category."""
+        """Channel and role allow/deny lists; a thread or channel also matches by its parent or category.
+
+        The moderator desk's channel and its handoff threads belong to the desk, never to a user chat.
+        """
         config = self.config
         places = {getattr(channel, name, None) for name in ("id", "parent_id", "category_id")} - {None}
+        if config.handoff is not None and config.handoff.channel in places:
+            return False
         if places & set(config.denied_channels):
             return False
         if config.allowed_channels and not places & set(config.allowed_channels):
@@ -191,7 +196,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         if not self._interaction_allowed(interaction):
             await interaction.response.send_message(Replies.not_here, ephemeral=True)
             return None
-        self._track_current()
+        track_current(self.in_flight)
         await interaction.response.defer(thinking=True)
         return _inbound_of(interaction, text)
 
@@ -202,13 +207,6 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             return self.config.dms
         return self._allowed(interaction.channel, interaction.user)
 
-    def _track_current(self) -> None:
-        """discord.py runs every handler as its own task; remember it so a shutdown can let it finish."""
-        task = asyncio.current_task()
-        if task is not None:
-            self.in_flight.add(task)
-            task.add_done_callback(self.in_flight.discard)
-
     # -- button presses ----------------------------------------------------------------------------
 
     @commands.Cog.listener(f"on_{PRESS_EVENT}")
@@ -218,7 +216,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             reply = Replies.button_expired if button is None else Replies.not_here
             await interaction.response.send_message(reply, ephemeral=True)
             return
-        self._track_current()
+        track_current(self.in_flight)
         await interaction.response.defer()  # acknowledges the press; the answer is a new message
         inbound = replace(_inbound_of(interaction, button.label), button=button)
         surface = self.surfaces.channel(int(inbound.thread_id or inbound.chat_id))
@@ -233,6 +231,14 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             log.exception("discord: a turn failed unexpectedly")
             with contextlib.suppress(SurfaceError):
                 await surface.send(Replies.failed)
+
+
+def track_current(in_flight: set[asyncio.Task[Any]]) -> None:
+    """discord.py runs every handler as its own task; remember it so a shutdown can let it finish."""
+    task = asyncio.current_task()
+    if task is not None:
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
 
 
 def _place(channel: Any) -> tuple[str, str]:

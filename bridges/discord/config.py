@@ -1,8 +1,26 @@
-"""The `[discord]` configuration section: token, endpoints, who may talk to the bot where, rate budgets."""
+"""The `[discord]` configuration section: token, endpoints, who may talk to the bot where, rate budgets,
+and the optional moderator desk (`[discord.handoff]`)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+
+class DiscordDeskConfig(BaseModel):
+    """Where handoffs are shown to moderators on Discord, and who counts as one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channel: int = Field(description="moderator channel: one notification, and a thread, per handoff")
+    moderator_roles: tuple[int, ...] = Field(
+        (), description="members with one of these roles may claim and reply (so may Manage Server)"
+    )
+    ping_role: int | None = Field(None, description="role mentioned on each new request and on escalation")
+    log_channel: int | None = Field(
+        None, description="gets every transition, and the transcript as a file when a handoff closes"
+    )
 
 
 class DiscordConfig(BaseModel):
@@ -42,6 +60,16 @@ class DiscordConfig(BaseModel):
     guild_ready_timeout: float = Field(
         2.0, ge=0, le=60, description="seconds to wait for server data at start before answering"
     )
+    handoff: DiscordDeskConfig | None = Field(None, description="the moderator desk; none if unset")
+
+    @model_validator(mode="after")
+    def _desk_can_read_replies(self) -> Self:
+        if self.handoff is not None and not self.message_content_intent:
+            raise ValueError(
+                "handoff needs message_content_intent = true: without it Discord hides what moderators "
+                "write in handoff threads"
+            )
+        return self
 
     @field_validator("thread_name")
     @classmethod

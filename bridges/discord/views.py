@@ -1,9 +1,10 @@
-"""Agent buttons as Discord buttons whose presses survive a restart.
+"""Agent buttons and handoff desk buttons as Discord buttons whose presses survive a restart.
 
 Each choice button's custom_id is "sb:" plus the 16-character token of `bridges.buttons`, so it fits
 Discord's 100-character limit whatever the payload, and the payload itself lives in the button store.
-The buttons are `DynamicItem`s: discord.py matches any press of a "sb:..." custom_id against the
-template, so no view has to be re-registered after a restart and nothing is kept per message.
+A desk button's custom_id is "sbh:<action>:<handoff id>", so it needs no store at all.
+The buttons are `DynamicItem`s: discord.py matches any press of a "sb:..." or "sbh:..." custom_id
+against the template, so no view has to be re-registered after a restart and nothing is kept per message.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 import discord
 
@@ -47,6 +48,43 @@ class ChoiceButton(
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         interaction.client.dispatch(PRESS_EVENT, interaction, self.token)
+
+
+HandoffAction = Literal["claim", "resolve", "return"]
+HANDOFF_PREFIX = "sbh:"
+HANDOFF_EVENT = "switchboard_handoff"
+"""Dispatched on the bot as (interaction, action, handoff id); the desk listens with
+`on_switchboard_handoff`."""
+_HANDOFF_STYLES: dict[HandoffAction, tuple[str, discord.ButtonStyle]] = {
+    "claim": ("Claim", discord.ButtonStyle.primary),
+    "resolve": ("Resolve", discord.ButtonStyle.success),
+    "return": ("Return to bot", discord.ButtonStyle.secondary),
+}
+
+
+class HandoffButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=re.escape(HANDOFF_PREFIX)
+    + rf"(?P<action>{'|'.join(get_args(HandoffAction))}):(?P<handoff_id>[0-9]{{1,20}})",
+):
+    """A moderator desk button; at most 4 + 7 + 1 + 20 = 32 characters of custom_id."""
+
+    def __init__(self, action: HandoffAction, handoff_id: int) -> None:
+        label, style = _HANDOFF_STYLES[action]
+        super().__init__(
+            discord.ui.Button(label=label, style=style, custom_id=f"{HANDOFF_PREFIX}{action}:{handoff_id}")
+        )
+        self.action: HandoffAction = action
+        self.handoff_id = handoff_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> HandoffButton:
+        return cls(cast(HandoffAction, match["action"]), int(match["handoff_id"]))  # the template's choice
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        interaction.client.dispatch(HANDOFF_EVENT, interaction, self.action, self.handoff_id)
 
 
 class ButtonViews:

@@ -15,8 +15,11 @@ from bridges.buttons import ButtonStore, DatabaseButtonStore
 from bridges.relay import Relay
 from bridges.surface import Surface
 from bridges.telegram.config import TelegramConfig
+from bridges.telegram.desk import TelegramDesk
+from bridges.telegram.desk import jump_link as topic_link
 from bridges.telegram.handlers import ADMIN_COMMANDS, PUBLIC_COMMANDS, Handlers
 from bridges.telegram.surface import Surfaces
+from models import Conversation
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +51,30 @@ class TelegramBridge:
         )
         store = buttons or DatabaseButtonStore(relay.db)
         self.surfaces = Surfaces(self.app.bot, config, edit_interval, store)
-        self.handlers = Handlers(relay, config, self.surfaces, store)
+        self.desk = (
+            TelegramDesk(
+                self.app.bot,
+                config.handoff,
+                self.surfaces.budgets,
+                relay.handoffs,
+                max_retry_after=config.max_retry_after,
+            )
+            if config.handoff is not None
+            else None
+        )
+        """The moderator desk (`[telegram.handoff]`), sharing the replies' budgets; whoever builds the
+        bridge adds it to `relay.handoffs.desks` once the bridge has started."""
+        self.handlers = Handlers(relay, config, self.surfaces, store, self.desk)
         self.handlers.install(self.app)
 
     def surface_for(self, platform: str, chat_id: str, thread_id: str) -> Surface | None:
         """A `SurfaceFactory` for handoff notices and crash recovery."""
         return self.surfaces.for_place(platform, chat_id, thread_id)
+
+    @staticmethod
+    def jump_link(conversation: Conversation) -> str | None:
+        """A `JumpLink` for the handoff notification (forum topics only; see `desk.jump_link`)."""
+        return topic_link(conversation)
 
     async def start(self) -> None:
         """Log in (getMe), register the command menu, and start polling for updates."""

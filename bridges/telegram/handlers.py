@@ -1,7 +1,8 @@
 """python-telegram-bot handlers: which updates reach the Relay, as what `Inbound`, on which surface.
 
 Triggers: every text in a private chat; in groups an @mention of the bot, a reply to one of its
-messages, or a command. A forum topic is its own place, so it keeps its own conversation.
+messages, or a command. A forum topic is its own place, so it keeps its own conversation. The
+moderator desk's chat, if configured, belongs to the desk alone.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from bridges.buttons import ButtonStore
 from bridges.relay import Relay
 from bridges.surface import Inbound, Surface, SurfaceError
 from bridges.telegram.config import TelegramConfig
+from bridges.telegram.desk import TelegramDesk
 from bridges.telegram.keyboards import token_of
 from bridges.telegram.surface import DraftingSurface, Surfaces
 from models.binding import BindingScope
@@ -50,21 +52,31 @@ class Replies:
 
 class Handlers:
     def __init__(
-        self, relay: Relay, config: TelegramConfig, surfaces: Surfaces, buttons: ButtonStore
+        self,
+        relay: Relay,
+        config: TelegramConfig,
+        surfaces: Surfaces,
+        buttons: ButtonStore,
+        desk: TelegramDesk | None = None,
     ) -> None:
         self.relay = relay
         self.config = config
         self.surfaces = surfaces
         self.buttons = buttons
+        self.desk = desk
         self.accepting = True
         self.in_flight: set[asyncio.Task[object]] = set()
 
     def install(self, app: Application) -> None:  # type: ignore[type-arg]
+        users: filters.BaseFilter = filters.UpdateType.MESSAGES
+        if self.desk is not None:  # first: its buttons and chat are matched before the general handlers
+            self.desk.install(app)
+            users = users & ~filters.Chat(self.desk.chat_id)
         commands = {"start": self.start, "reset": self.reset, "human": self.human, "agent": self.agent}
         for name, callback in commands.items():
-            app.add_handler(CommandHandler(name, callback))
+            app.add_handler(CommandHandler(name, callback, filters=users))
         app.add_handler(
-            MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND, self.message)
+            MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND & users, self.message)
         )
         app.add_handler(CallbackQueryHandler(self.button))
         app.add_error_handler(self.error)

@@ -3,6 +3,7 @@
 from tests.fakes.discord.server import FakeDiscord
 from tests.fakes.discord.state import (
     MANAGE_GUILD,
+    FakeAttachment,
     FakeChannel,
     FakeGuild,
     FakeInteraction,
@@ -13,6 +14,7 @@ from tests.fakes.discord.state import (
 
 __all__ = [
     "MANAGE_GUILD",
+    "FakeAttachment",
     "FakeChannel",
     "FakeDiscord",
     "FakeGuild",

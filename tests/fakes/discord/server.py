@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -15,13 +16,14 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, TypeVar
 
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 from tests.fakes.discord.ratelimit import RateLimiter
 from tests.fakes.discord.state import (
     JSON,
     MEMBER_PERMISSIONS,
     MESSAGE_CONTENT_INTENT,
+    FakeAttachment,
     FakeChannel,
     FakeGuild,
     FakeInteraction,
@@ -38,6 +40,14 @@ T = TypeVar("T")
 Handler = Callable[[web.Request, JSON], Awaitable[tuple[int, Any]]]
 
 MAX_CONTENT = 2000
+UPLOADS = web.RequestKey("uploads", dict[int, tuple[str, bytes]])
+"""A multipart request's `files[n]` parts: n -> (filename, bytes)."""
+MAX_EMBEDS = 10
+EMBED_LIMITS = {"title": 256, "description": 4096, "footer": 2048, "author": 256}
+MAX_FIELDS = 25
+MAX_FIELD_NAME = 256
+MAX_FIELD_VALUE = 1024
+MAX_EMBED_TOTAL = 6000
 MAX_ROWS = 5
 MAX_PER_ROW = 5
 MAX_CUSTOM_ID = 100
@@ -439,6 +449,16 @@ class FakeDiscord:
                     return int(command["id"]), scope
         raise AssertionError(f"no application command {name!r} was registered")
 
+    async def answer(self, interaction: FakeInteraction, *, within: float = 5.0) -> FakeMessage:
+        """The message answering `interaction` once it shows something: a deferred ("thinking") one only
+        after the bot has edited it. Ephemeral answers are found here too."""
+
+        def shown() -> FakeMessage | None:
+            message = self.messages.get(interaction.original_message_id or 0)
+            return message if message is not None and message.versions else None
+
+        return await self.wait_until(shown, within=within, what=f"an answer to interaction {interaction.id}")
+
     async def wait_for_callback(self, interaction: FakeInteraction, *, within: float = 5.0) -> JSON:
         return await self.wait_until(
             lambda: interaction.callbacks[0] if interaction.callbacks else None,
@@ -581,7 +601,7 @@ class FakeDiscord:
 
     async def _post_message(self, request: web.Request, body: JSON) -> tuple[int, Any]:
         channel = self._channel(request)
-        message = await self._create(channel, body)
+        message = await self._create(channel, body, files=request.get(UPLOADS, {}))
         return 200, message.payload(guild=self.guilds.get(channel.guild_id or 0))
 
     async def _patch_message(self, request: web.Request, body: JSON) -> tuple[int, Any]:
@@ -600,6 +620,10 @@ class FakeDiscord:
     async def _post_thread(self, request: web.Request, body: JSON) -> tuple[int, Any]:
         parent = self._channel(request)
         starter = self._message(int(request.match_info["message_id"]), parent.id)
+        if parent.type != 0:
+            raise DiscordError(400, 50024, "Cannot execute action on this channel type")
+        if starter.id in self.channels:  # a thread started on a message takes the message's id
+            raise DiscordError(400, 160004, "A thread has already been created for this message")
         name = str(body.get("name", ""))
         if not 1 <= len(name) <= 100:
             raise DiscordError(400, 50035, "Invalid Form Body: name must be 1-100 characters")
@@ -676,11 +700,17 @@ class FakeDiscord:
     # -- messages ----------------------------------------------------------------------------------
 
     async def _create(
-        self, channel: FakeChannel, body: JSON, *, interaction: FakeInteraction | None = None
+        self,
+        channel: FakeChannel,
+        body: JSON,
+        *,
+        interaction: FakeInteraction | None = None,
+        files: dict[int, tuple[str, bytes]] | None = None,
     ) -> FakeMessage:
         flags = int(body.get("flags") or 0)
+        attachments = _attachments(body, files or {})
         if not flags & LOADING:
-            _validate(body, creating=True)
+            _validate(body, creating=True, with_files=bool(attachments))
         content = str(body.get("content") or "")
         message = FakeMessage(
             snowflake(),
@@ -691,6 +721,7 @@ class FakeDiscord:
             [] if flags & LOADING else [content],
             components=list(body.get("components") or []),
             embeds=list(body.get("embeds") or []),
+            attachments=attachments,
             flags=flags,
         )
         if interaction is not None:
@@ -729,22 +760,46 @@ class FakeDiscord:
 
 
 async def _read_body(request: web.Request) -> Any:
+    """The JSON body; for a multipart upload, `payload_json`, with the `files[n]` parts kept in
+    `request[UPLOADS]`."""
     if not request.can_read_body:
         return {}
-    if request.content_type == "multipart/form-data":
-        form = await request.post()
-        return json.loads(str(form.get("payload_json") or "{}"))
-    return json.loads(await request.text() or "{}")
+    if request.content_type != "multipart/form-data":
+        return json.loads(await request.text() or "{}")
+    body: JSON = {}
+    files: dict[int, tuple[str, bytes]] = {}
+    async for part in await request.multipart():
+        if not isinstance(part, BodyPartReader):
+            continue
+        if part.name == "payload_json":
+            body = json.loads(await part.text() or "{}")
+        elif index := re.fullmatch(r"files\[(\d+)\]", part.name or ""):
+            files[int(index[1])] = (part.filename or "unknown", bytes(await part.read()))
+    request[UPLOADS] = files
+    return body
 
 
-def _validate(body: JSON, *, creating: bool) -> None:
+def _attachments(body: JSON, files: dict[int, tuple[str, bytes]]) -> list[FakeAttachment]:
+    """The uploaded files, named as `attachments` in the payload names them (it refers to files[n] by n)."""
+    named = {int(entry["id"]): entry.get("filename") for entry in body.get("attachments") or ()}
+    if set(named) - set(files):
+        raise DiscordError(400, 50035, "Invalid Form Body: attachments refer to files that were not uploaded")
+    return [
+        FakeAttachment(snowflake(), named.get(index) or filename, data)
+        for index, (filename, data) in sorted(files.items())
+    ]
+
+
+def _validate(body: JSON, *, creating: bool, with_files: bool = False) -> None:
     """Discord's limits on what a message may carry, answered as Discord answers them."""
     content = body.get("content") or ""
     if len(content) > MAX_CONTENT:
         raise DiscordError(400, 50035, f"Invalid Form Body: content must be {MAX_CONTENT} or fewer in length")
     rows = body.get("components") or []
-    if creating and not content and not body.get("embeds") and not rows:
+    if creating and not content and not body.get("embeds") and not rows and not with_files:
         raise DiscordError(400, 50006, "Cannot send an empty message")
+    _validate_embeds(body.get("embeds") or [])
+    _validate_allowed_mentions(body.get("allowed_mentions"))
     if len(rows) > MAX_ROWS:
         raise DiscordError(400, 50035, f"Invalid Form Body: at most {MAX_ROWS} action rows")
     for row in rows:
@@ -757,3 +812,42 @@ def _validate(body: JSON, *, creating: bool) -> None:
                 raise DiscordError(400, 50035, "Invalid Form Body: bad button label or url")
             if button.get("style") != 5 and not 1 <= len(button.get("custom_id") or "") <= MAX_CUSTOM_ID:
                 raise DiscordError(400, 50035, f"Invalid Form Body: custom_id must be 1-{MAX_CUSTOM_ID} long")
+
+
+def _validate_embeds(embeds: list[JSON]) -> None:
+    if len(embeds) > MAX_EMBEDS:
+        raise DiscordError(400, 50035, f"Invalid Form Body: at most {MAX_EMBEDS} embeds")
+    total = 0
+    for embed in embeds:
+        texts = {
+            "title": embed.get("title") or "",
+            "description": embed.get("description") or "",
+            "footer": (embed.get("footer") or {}).get("text") or "",
+            "author": (embed.get("author") or {}).get("name") or "",
+        }
+        for key, text in texts.items():
+            if len(text) > EMBED_LIMITS[key]:
+                raise DiscordError(400, 50035, f"Invalid Form Body: embed {key} is too long")
+        fields = embed.get("fields") or []
+        if len(fields) > MAX_FIELDS:
+            raise DiscordError(400, 50035, f"Invalid Form Body: at most {MAX_FIELDS} embed fields")
+        for item in fields:
+            name, value = item.get("name") or "", item.get("value") or ""
+            if not 1 <= len(name) <= MAX_FIELD_NAME or not 1 <= len(value) <= MAX_FIELD_VALUE:
+                raise DiscordError(400, 50035, "Invalid Form Body: embed field name or value length")
+            total += len(name) + len(value)
+        url = embed.get("url")
+        if url is not None and not str(url).startswith(("https://", "http://")):
+            raise DiscordError(400, 50035, "Invalid Form Body: embed url: Not a well formed URL.")
+        total += sum(len(text) for text in texts.values())
+    if total > MAX_EMBED_TOTAL:
+        raise DiscordError(400, 50035, f"Invalid Form Body: embeds exceed {MAX_EMBED_TOTAL} characters")
+
+
+def _validate_allowed_mentions(allowed: JSON | None) -> None:
+    """`parse` for a kind excludes a list of that kind, as Discord insists."""
+    for kind in ("users", "roles"):
+        if allowed is not None and kind in allowed.get("parse", []) and kind in allowed:
+            raise DiscordError(
+                400, 50035, f"Invalid Form Body: parse:[{kind}] and {kind}: [ids] are mutually exclusive"
+            )

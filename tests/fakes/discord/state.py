@@ -136,6 +136,29 @@ class FakeChannel:
         return data
 
 
+@dataclass(frozen=True)
+class FakeAttachment:
+    """A file uploaded with a message (multipart `files[n]`)."""
+
+    id: int
+    filename: str
+    data: bytes
+
+    def payload(self, base_url: str) -> JSON:
+        return {
+            "id": str(self.id),
+            "filename": self.filename,
+            "size": len(self.data),
+            "url": f"{base_url}/attachments/{self.id}/{self.filename}",
+            "proxy_url": f"{base_url}/attachments/{self.id}/{self.filename}",
+            "content_type": "text/plain; charset=utf-8" if self.filename.endswith(".txt") else None,
+        }
+
+    @property
+    def text(self) -> str:
+        return self.data.decode()
+
+
 @dataclass
 class FakeMessage:
     id: int
@@ -147,6 +170,7 @@ class FakeMessage:
     """Every content the message has shown, oldest first (the current one last)."""
     components: list[JSON] = field(default_factory=list)
     embeds: list[JSON] = field(default_factory=list)
+    attachments: list[FakeAttachment] = field(default_factory=list)
     flags: int = 0
     allowed_mentions: list[JSON | None] = field(default_factory=list)
     """The `allowed_mentions` of every request that created or edited this message."""
@@ -169,7 +193,7 @@ class FakeMessage:
             "mention_everyone": "everyone" in self.pinged,
             "mentions": [user.payload() for user in self.mentions],
             "mention_roles": [],
-            "attachments": [],
+            "attachments": [a.payload("https://cdn.discordapp.com") for a in self.attachments],
             "embeds": self.embeds if content_visible else [],
             "components": self.components if content_visible else [],
             "pinned": False,

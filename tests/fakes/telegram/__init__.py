@@ -2,10 +2,18 @@
 
 from tests.fakes.telegram.limits import Limit, Limits
 from tests.fakes.telegram.server import FakeTelegram
-from tests.fakes.telegram.state import FakeChat, FakeDraft, FakeMessage, FakeUser, RequestRecord
+from tests.fakes.telegram.state import (
+    FakeChat,
+    FakeDocument,
+    FakeDraft,
+    FakeMessage,
+    FakeUser,
+    RequestRecord,
+)
 
 __all__ = [
     "FakeChat",
+    "FakeDocument",
     "FakeDraft",
     "FakeMessage",
     "FakeTelegram",

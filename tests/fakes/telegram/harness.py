@@ -1,20 +1,25 @@
-"""The real Telegram bridge wired to the fake Bot API, with a scriptable agent: for end-to-end tests."""
+"""The real Telegram bridge wired to the fake Bot API, with a scriptable agent and the handoff service:
+for end-to-end tests."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import AgentEvent, BaseAgent, TextDelta, Turn, TurnEnd
+from bridges.handoff import HandoffPolicy, HandoffService
 from bridges.relay import Relay, RelayPolicy
+from bridges.surface import Surface
 from bridges.telegram import TelegramBridge, TelegramConfig
+from bridges.telegram.desk import jump_link
+from models import utcnow
 from tests.fakes.telegram.server import FakeTelegram
 from tests.fakes.telegram.state import FakeChat, FakeMessage
 
@@ -66,21 +71,53 @@ class ScriptedAgent(BaseAgent):
         yield TurnEnd({"count": count})
 
 
+HANDOFF_POLICY = HandoffPolicy(expire_after=timedelta(minutes=10), escalate_after=timedelta(minutes=3))
+
+
 @dataclass
 class Telegram:
-    """The fake Bot API, and the real bridge polling it."""
+    """The fake Bot API, and the real bridge polling it, with the Relay and handoff service bot.py
+    builds around it (the desk registered once the bridge has started, when one is configured)."""
 
     fake: FakeTelegram
     base_url: str
-    relay: Relay
+    db: async_sessionmaker[AsyncSession]
     agent: ScriptedAgent
-    bridge: TelegramBridge
+    config: dict[str, Any]
+    clock: Callable[[], datetime] = utcnow
+    others: dict[str, Surface] = field(default_factory=dict)
+    """Users on other platforms by chat id, for handoffs served across platforms."""
+    handoffs: HandoffService = field(init=False)
+    relay: Relay = field(init=False)
+    bridge: TelegramBridge = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._build()
+
+    def _build(self) -> None:
+        self.handoffs = HandoffService(
+            self.db, HANDOFF_POLICY, surfaces=self.surface_for, jump_link=jump_link, now=self.clock
+        )
+        agents = {"scripted": self.agent, "other": ScriptedAgent("other")}
+        self.relay = Relay(self.db, agents, POLICY, handoffs=self.handoffs, now=self.clock)
+        self.bridge = bridge(self.fake, self.base_url, self.relay, **self.config)
+
+    async def start(self) -> None:
+        await self.bridge.start()
+        if self.bridge.desk is not None:
+            self.handoffs.desks.append(self.bridge.desk)
 
     async def restart(self, **config: Any) -> None:
-        """A new process: new bridge, new in-memory caches, same database."""
+        """A new process: new bridge, relay and handoff service (new in-memory caches), same database."""
         await self.bridge.close(grace=5)
-        self.bridge = bridge(self.fake, self.base_url, self.relay, **config)
-        await self.bridge.start()
+        self.config = {**self.config, **config}
+        self._build()
+        await self.start()
+
+    def surface_for(self, platform: str, chat_id: str, thread_id: str) -> Surface | None:
+        if platform == "telegram":
+            return self.bridge.surface_for(platform, chat_id, thread_id)
+        return self.others.get(chat_id)
 
     async def replies(
         self, chat: FakeChat, count: int = 1, thread_id: int | None = None
@@ -110,14 +147,16 @@ def bridge(fake: FakeTelegram, base_url: str, relay: Relay, **config: Any) -> Te
 
 @asynccontextmanager
 async def running(
-    db: async_sessionmaker[AsyncSession], fake: FakeTelegram | None = None, **config: Any
+    db: async_sessionmaker[AsyncSession],
+    fake: FakeTelegram | None = None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    **config: Any,
 ) -> AsyncIterator[Telegram]:
     fake = fake or FakeTelegram()
-    agent = ScriptedAgent()
-    relay = Relay(db, {"scripted": agent, "other": ScriptedAgent("other")}, POLICY)
     async with fake.running() as base_url:
-        telegram = Telegram(fake, base_url, relay, agent, bridge(fake, base_url, relay, **config))
-        await telegram.bridge.start()
+        telegram = Telegram(fake, base_url, db, ScriptedAgent(), config, clock)
+        await telegram.start()
         try:
             yield telegram
         finally:

@@ -97,6 +97,8 @@ def read_html(source: str) -> tuple[str, list[Any]]:
                 if href is None:
                     raise BadRequest(f"can't parse entities: missing href at byte offset {byte_offset}")
                 extra["url"] = html.unescape(href.group(1))
+            if tag == "blockquote" and re.search(r"\bexpandable\b", attributes):
+                extra["type"] = "expandable_blockquote"
             stack.append((tag, offset, extra))
             continue
         if not stack or stack[-1][0] != tag:

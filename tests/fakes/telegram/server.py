@@ -3,8 +3,10 @@
 `FakeTelegram` serves `/bot<token>/<method>` the way api.telegram.org does: form parameters with
 JSON-encoded values, `{"ok": true, "result": ...}` answers, 400s with Telegram's descriptions ("message
 is not modified", "can't parse entities"), and flood control answered with real 429s and
-`retry_after`. Tests drive it as users would (`say`, `press`) and observe it as users would see it
-(`bot_messages`, edit `history`, `drafts`), waiting on conditions rather than sleeping.
+`retry_after`. Tests drive it as users would (`say`, `press`, `join`) and observe it as users would see
+it (`bot_messages`, edit `history`, `drafts`, uploaded documents), waiting on conditions rather than
+sleeping. Forum topics open with their service message, which messages in the topic reply to, as in
+the real API.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -23,11 +26,27 @@ from aiohttp import web
 from tests.fakes.server import serve
 from tests.fakes.telegram.limits import FloodControl, Limits
 from tests.fakes.telegram.markup import BadRequest, read, utf16_length
-from tests.fakes.telegram.state import FakeChat, FakeDraft, FakeMessage, FakeUser, RequestRecord
+from tests.fakes.telegram.state import (
+    FakeChat,
+    FakeDocument,
+    FakeDraft,
+    FakeMessage,
+    FakeUser,
+    RequestRecord,
+)
 
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
 MAX_CALLBACK_DATA = 64
+MAX_CALLBACK_ANSWER = 200
+MAX_TOPIC_NAME = 128
+MEMBER_STATUSES = ("creator", "administrator", "member", "left", "kicked")
+ADMIN_RIGHTS = (
+    "can_manage_chat", "can_delete_messages", "can_manage_video_chats", "can_restrict_members",
+    "can_promote_members", "can_change_info", "can_invite_users", "can_post_stories", "can_edit_stories",
+    "can_delete_stories", "can_pin_messages",
+)  # fmt: skip
+"""The rights a ChatMemberAdministrator always states (a fake admin has them all)."""
 NOT_MODIFIED = (
     "message is not modified: specified new message content and reply markup are exactly the same "
     "as a current content and reply markup of the message"
@@ -41,9 +60,12 @@ FLOODED = frozenset(
         "sendDocument",
         "sendVideo",
         "sendAudio",
+        "createForumTopic",
+        "closeForumTopic",
     }
 )
-"""Methods that post or change visible content, and so count towards flood control."""
+"""Methods that post or change visible content (topics open and close with a service message), and so
+count towards flood control."""
 
 Params = dict[str, Any]
 
@@ -76,6 +98,10 @@ class FakeTelegram:
         """setMyCommands by scope (the scope's JSON, "default" for none)."""
         self.callback_answers: dict[str, Params] = {}
         self.topics: dict[tuple[int, int], str] = {}
+        self.closed_topics: set[tuple[int, int]] = set()
+        self.members: dict[tuple[int, int], str] = {}
+        """getChatMember statuses by (chat id, user id); users seen but not listed have "left"."""
+        self.users: dict[int, FakeUser] = {}
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
@@ -92,11 +118,13 @@ class FakeTelegram:
             "answerCallbackQuery": self._answer_callback_query,
             "sendChatAction": self._send_chat_action,
             "sendPhoto": self._send_media,
-            "sendDocument": self._send_media,
+            "sendDocument": self._send_document,
             "sendVideo": self._send_media,
             "sendAudio": self._send_media,
             "setMyCommands": self._set_my_commands,
             "createForumTopic": self._create_forum_topic,
+            "closeForumTopic": self._close_forum_topic,
+            "getChatMember": self._get_chat_member,
         }
 
     @asynccontextmanager
@@ -114,7 +142,17 @@ class FakeTelegram:
     # ---- driving it, as users would ----
 
     def user(self, first_name: str, username: str | None = None) -> FakeUser:
-        return FakeUser(next(self._ids), first_name, username)
+        user = FakeUser(next(self._ids), first_name, username)
+        self.users[user.id] = user
+        return user
+
+    def join(self, chat: FakeChat, user: FakeUser, status: str = "member") -> None:
+        """Make `user` a member of `chat` with `status` ("creator", "administrator", "member", "left",
+        "kicked"), as getChatMember will report it."""
+        if status not in MEMBER_STATUSES:
+            raise ValueError(f"unknown member status {status!r}")
+        self.users[user.id] = user
+        self.members[(chat.id, user.id)] = status
 
     def private_chat(self, user: FakeUser) -> FakeChat:
         return self._add_chat(FakeChat(user.id, "private", user.first_name))
@@ -122,11 +160,9 @@ class FakeTelegram:
     def group(self, title: str, *, forum: bool = False) -> FakeChat:
         return self._add_chat(FakeChat(-1_000_000_000_000 - next(self._ids), "supergroup", title, forum))
 
-    def open_topic(self, chat: FakeChat, name: str) -> int:
-        """A forum topic, as a user would create it in the Telegram app."""
-        thread_id = next(self._message_ids[chat.id])
-        self.topics[(chat.id, thread_id)] = name
-        return thread_id
+    def open_topic(self, chat: FakeChat, name: str, by: FakeUser | None = None) -> int:
+        """A forum topic, as a user (`by`, or an admin) would create it in the Telegram app."""
+        return self._open_topic(chat, name, by or FakeUser(1, "Forum admin")).message_id
 
     def say(
         self,
@@ -137,7 +173,11 @@ class FakeTelegram:
         thread_id: int | None = None,
         reply_to: FakeMessage | None = None,
     ) -> FakeMessage:
-        """A user sends `text`; mentions and a leading command get their entities as Telegram adds them."""
+        """A user sends `text`; mentions and a leading command get their entities as Telegram adds them.
+
+        In a topic, a message that replies to nothing else replies to the topic's service message."""
+        if thread_id is not None and reply_to is None:
+            reply_to = self.messages.get((chat.id, thread_id))
         message = self._store(
             chat, user, text, _detected_entities(text), thread_id=thread_id, reply_to=reply_to
         )
@@ -169,7 +209,10 @@ class FakeTelegram:
         return [
             m
             for (chat_id, _), m in sorted(self.messages.items())
-            if chat_id == chat.id and m.sender.is_bot and (thread_id is None or m.thread_id == thread_id)
+            if chat_id == chat.id
+            and m.sender.is_bot
+            and m.forum_topic_created is None
+            and (thread_id is None or m.thread_id == thread_id)
         ]
 
     def drafts_in(self, chat: FakeChat) -> list[FakeDraft]:
@@ -271,7 +314,7 @@ class FakeTelegram:
         message = self.messages.get((chat.id, int(params.get("message_id") or 0)))
         if message is None:
             raise ApiError(400, "Bad Request: message to edit not found")
-        if not message.sender.is_bot or message.photo:
+        if not message.sender.is_bot or message.has_media or message.forum_topic_created is not None:
             raise ApiError(400, "Bad Request: message can't be edited")
         text, entities = _content(params, "text", MAX_TEXT)
         markup = _markup(params)
@@ -303,6 +346,8 @@ class FakeTelegram:
             raise ApiError(
                 400, "Bad Request: query is too old and response timeout expired or query ID is invalid"
             )
+        if len(str(params.get("text") or "")) > MAX_CALLBACK_ANSWER:
+            raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
         self.callback_answers[query_id] = params
         return True
 
@@ -312,7 +357,7 @@ class FakeTelegram:
 
     async def _send_media(self, params: Params) -> dict[str, Any]:
         chat = self._chat(params)
-        media = next((params[k] for k in ("photo", "document", "video", "audio") if k in params), None)
+        media = next((params[k] for k in ("photo", "video", "audio") if k in params), None)
         if not isinstance(media, str) or not media:
             raise ApiError(400, "Bad Request: there is no media in the request")
         caption, entities = _content(params, "caption", MAX_CAPTION, optional=True)
@@ -320,6 +365,28 @@ class FakeTelegram:
         self._flood_check(chat)
         message = self._store(chat, self.bot, caption, entities, thread_id=thread_id)
         message.photo = media
+        message.reply_markup = _markup(params)
+        return message.to_json()
+
+    async def _send_document(self, params: Params) -> dict[str, Any]:
+        """A URL or file_id, or a multipart upload (sent as the field itself or as attach://name)."""
+        chat = self._chat(params)
+        document = params.get("document")
+        if isinstance(document, str) and document.startswith("attach://"):
+            document = params.get(document.removeprefix("attach://"))
+        if isinstance(document, Upload):
+            if not document.content:
+                raise ApiError(400, "Bad Request: file must be non-empty")
+            file = FakeDocument(document.filename, document.content_type, content=document.content)
+        elif isinstance(document, str) and document:
+            file = FakeDocument(document.rsplit("/", 1)[-1], url=document)
+        else:
+            raise ApiError(400, "Bad Request: there is no document in the request")
+        caption, entities = _content(params, "caption", MAX_CAPTION, optional=True)
+        thread_id = self._thread(chat, params)
+        self._flood_check(chat)
+        message = self._store(chat, self.bot, caption, entities, thread_id=thread_id)
+        message.document = file
         message.reply_markup = _markup(params)
         return message.to_json()
 
@@ -337,11 +404,39 @@ class FakeTelegram:
         name = str(params.get("name", ""))
         if not chat.is_forum:
             raise ApiError(400, "Bad Request: the chat is not a forum")
-        if not 1 <= len(name) <= 128:
+        if not 1 <= len(name) <= MAX_TOPIC_NAME:
             raise ApiError(400, "Bad Request: invalid forum topic name")
-        thread_id = self.open_topic(chat, name)
+        self._flood_check(chat)
+        opened = self._open_topic(chat, name, self.bot)
+        return {"message_thread_id": opened.message_id, **(opened.forum_topic_created or {})}
+
+    async def _close_forum_topic(self, params: Params) -> bool:
+        chat = self._chat(params)
+        key = (chat.id, int(params.get("message_thread_id") or 0))
+        if key not in self.topics:
+            raise ApiError(400, "Bad Request: TOPIC_ID_INVALID")
+        if key in self.closed_topics:
+            raise ApiError(400, "Bad Request: TOPIC_NOT_MODIFIED")
+        self._flood_check(chat)
+        self.closed_topics.add(key)
         self._notify()
-        return {"message_thread_id": thread_id, "name": name, "icon_color": 7322096}
+        return True
+
+    async def _get_chat_member(self, params: Params) -> dict[str, Any]:
+        chat = self._chat(params)
+        user = self.users.get(int(params.get("user_id") or 0))
+        if user is None:
+            raise ApiError(400, "Bad Request: user not found")
+        status = self.members.get((chat.id, user.id), "left")
+        extra: dict[str, Any] = {}
+        if status == "creator":
+            extra = {"is_anonymous": False}
+        elif status == "administrator":
+            extra = {"is_anonymous": False, "can_be_edited": False, "can_manage_topics": True}
+            extra |= dict.fromkeys(ADMIN_RIGHTS, True)
+        elif status == "kicked":
+            extra = {"until_date": 0}
+        return {"status": status, "user": user.to_json(), **extra}
 
     # ---- helpers ----
 
@@ -349,6 +444,16 @@ class FakeTelegram:
         self.chats[chat.id] = chat
         self._message_ids[chat.id] = itertools.count(1)
         return chat
+
+    def _open_topic(self, chat: FakeChat, name: str, by: FakeUser) -> FakeMessage:
+        """Open a topic: its service message's id is the topic's message_thread_id."""
+        message_id = next(self._message_ids[chat.id])
+        self.topics[(chat.id, message_id)] = name
+        message = FakeMessage(chat, message_id, by, "", int(time.time()), thread_id=message_id)
+        message.forum_topic_created = {"name": name, "icon_color": 7322096}
+        self.messages[(chat.id, message_id)] = message
+        self._notify()
+        return message
 
     def _chat(self, params: Params) -> FakeChat:
         try:
@@ -403,12 +508,26 @@ class FakeTelegram:
         self._notify()
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file sent as a multipart field."""
+
+    filename: str
+    content_type: str
+    content: bytes
+
+
 async def _params(request: web.Request) -> Params:
-    """Form or multipart fields (values JSON-encoded unless strings), or a JSON body."""
+    """Form or multipart fields (values JSON-encoded unless strings; files as `Upload`), or a JSON body."""
     if request.content_type == "application/json":
         return dict(await request.json())
     form = await request.post()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
+    return {
+        key: value
+        if isinstance(value, str)
+        else Upload(value.filename, value.content_type, value.file.read())
+        for key, value in form.items()
+    }
 
 
 def _json(params: Params, key: str) -> Any:

@@ -43,6 +43,28 @@ class FakeChat:
         return data
 
 
+@dataclass(frozen=True)
+class FakeDocument:
+    """A sent document: an upload (`content`, as the multipart body carried it) or a URL / file_id."""
+
+    file_name: str
+    mime_type: str = ""
+    content: bytes | None = None
+    url: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "file_id": self.url or f"doc-{hash(self.content)}",
+            "file_unique_id": str(abs(hash((self.file_name, self.content, self.url)))),
+            "file_name": self.file_name,
+        }
+        if self.mime_type:
+            data["mime_type"] = self.mime_type
+        if self.content is not None:
+            data["file_size"] = len(self.content)
+        return data
+
+
 @dataclass
 class FakeMessage:
     chat: FakeChat
@@ -56,6 +78,10 @@ class FakeMessage:
     reply_to: FakeMessage | None = None
     photo: str | None = None
     """The photo's URL for a photo message; `text` then holds the caption."""
+    document: FakeDocument | None = None
+    """A document message's file; `text` then holds the caption."""
+    forum_topic_created: dict[str, Any] | None = None
+    """Set on the service message that opens a forum topic (its id is the topic's thread id)."""
     history: list[str] = field(default_factory=list)
     """Every text the message has shown, the first one included."""
 
@@ -66,6 +92,10 @@ class FakeMessage:
     @property
     def edits(self) -> int:
         return len(self.history) - 1
+
+    @property
+    def has_media(self) -> bool:
+        return bool(self.photo or self.document)
 
     @property
     def buttons(self) -> list[dict[str, Any]]:
@@ -79,7 +109,7 @@ class FakeMessage:
             "chat": self.chat.to_json(),
             "from": self.sender.to_json(),
         }
-        text_key, entities_key = ("caption", "caption_entities") if self.photo else ("text", "entities")
+        text_key, entities_key = ("caption", "caption_entities") if self.has_media else ("text", "entities")
         if self.text:
             data[text_key] = self.text
         if self.entities:
@@ -88,6 +118,10 @@ class FakeMessage:
             data["photo"] = [
                 {"file_id": self.photo, "file_unique_id": str(hash(self.photo)), "width": 1, "height": 1}
             ]
+        if self.document:
+            data["document"] = self.document.to_json()
+        if self.forum_topic_created is not None:
+            data["forum_topic_created"] = self.forum_topic_created
         if self.reply_markup:
             data["reply_markup"] = self.reply_markup
         if self.thread_id is not None:

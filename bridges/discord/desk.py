@@ -1,0 +1,338 @@
+"""The Discord moderator desk: each handoff gets a notification in the moderator channel, with a thread
+started on it where the user's messages appear and the claiming moderator's replies are picked up.
+
+Nothing lives only in memory, so a restart at any state loses nothing: the Claim / Resolve / Return
+buttons carry the handoff id in their custom_id (`HandoffButton`), and a thread is traced back to its
+handoff through the refs `open` returned, which the service stored (`HandoffService.open_handoff_at`).
+Every request allows no mentions except the configured moderator role, on the notification and on the
+escalation ping; what users, agents and moderators wrote never notifies anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+import discord
+from discord.utils import escape_markdown
+
+from bridges.discord.cog import track_current
+from bridges.discord.config import DiscordDeskConfig
+from bridges.discord.surface import MAX_LENGTH, NO_PINGS, Budgets
+from bridges.discord.views import HandoffAction, HandoffButton
+from bridges.handoff import HandoffService, HandoffView
+from bridges.split import split_text, utf16_length
+from models import HandoffStatus
+
+log = logging.getLogger(__name__)
+
+MAX_THREAD_NAME = 100
+MAX_DESCRIPTION = 3500
+"""Below Discord's 4,096, so the whole embed stays under its 6,000-character total."""
+MAX_FIELD = 1024
+MAX_RECENT_ENTRY = 300
+
+
+class DeskReplies:
+    """What the desk says to moderators."""
+
+    requested = "{ping}Handoff #{id}: **{user}** ({platform}) asked for a moderator."
+    escalated = "{ping}Handoff #{id} from **{user}** is still waiting for a moderator."
+    not_moderator = "Only moderators can do that."
+    claimed = "You claimed handoff #{id}. What you write in its thread now goes to {user}."
+    claimed_already = "{name} has already claimed this handoff."
+    closed = {
+        HandoffStatus.RESOLVED: "Handoff #{id} is resolved; {user} is back with the assistant.",
+        HandoffStatus.RETURNED: "Handoff #{id} is handed back to the assistant.",
+    }
+    closed_already = "This handoff is already closed."
+    failed = "Sorry, that did not work. Please try again in a moment."
+    claim_first = "Press **Claim** on the notification first: only the claiming moderator reaches the user."
+    held_by_other = "{name} holds this handoff: only they reach the user. Your message was not passed on."
+    not_passed_on = "Only moderators can reply to the user; this message was not passed on."
+    thread_claimed = "**{name}** claimed this handoff: what they write here goes to the user."
+    thread_closed = "{status}. Messages here no longer reach the user."
+
+
+_STATUS: dict[HandoffStatus, tuple[str, discord.Colour]] = {
+    HandoffStatus.REQUESTED: ("Waiting for a moderator", discord.Colour.orange()),
+    HandoffStatus.CLAIMED: ("Claimed by {claimer}", discord.Colour.blurple()),
+    HandoffStatus.RESOLVED: ("Resolved by {closer}", discord.Colour.green()),
+    HandoffStatus.RETURNED: ("Returned to the bot by {closer}", discord.Colour.light_grey()),
+    HandoffStatus.EXPIRED: ("Expired: nobody claimed it in time", discord.Colour.dark_grey()),
+}
+_ACTIONS: dict[HandoffStatus, tuple[HandoffAction, ...]] = {
+    HandoffStatus.REQUESTED: ("claim", "resolve", "return"),
+    HandoffStatus.CLAIMED: ("resolve", "return"),
+}
+_SPEAKERS = {"agent": "Assistant", "moderator": "Moderator"}
+
+
+class DiscordDesk:
+    """A `ModeratorDesk` in one Discord channel. The bridge routes button presses (`on_handoff_press`)
+    and messages (`on_message`) here; the main cog leaves this channel and its threads alone."""
+
+    name = "discord"
+
+    def __init__(
+        self,
+        client: discord.Client,
+        config: DiscordDeskConfig,
+        handoffs: HandoffService,
+        budgets: Budgets,
+        in_flight: set[asyncio.Task[Any]],
+    ) -> None:
+        self.config = config
+        self.handoffs = handoffs
+        self._client = client
+        self._budgets = budgets
+        self._in_flight = in_flight
+        """The bridge's handlers in progress, which a shutdown lets finish."""
+        self._ping = (
+            discord.AllowedMentions(
+                everyone=False, users=False, roles=[discord.Object(config.ping_role)], replied_user=False
+            )
+            if config.ping_role is not None
+            else NO_PINGS
+        )
+        self._threads: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+        """One lock per thread while its messages are being relayed: discord.py handles every message
+        in a task of its own, and a moderator's messages must reach the user in the order written."""
+
+    # -- ModeratorDesk -------------------------------------------------------------------------------
+
+    async def open(self, view: HandoffView) -> dict[str, Any]:
+        channel_id = self.config.channel
+        message = await self._send(
+            channel_id, self._notice(DeskReplies.requested, view), ping=True, **_card(view)
+        )
+        refs: dict[str, Any] = {"channel": str(channel_id), "message": str(message.id)}
+        await self._pace(channel_id)
+        name = _clip(f"#{view.handoff_id} {view.user_name}".strip(), MAX_THREAD_NAME)
+        try:
+            refs["thread"] = str((await message.create_thread(name=name)).id)
+        except discord.HTTPException as exc:  # user messages then go to the channel itself
+            log.warning("handoff %s: could not start a thread (status %s)", view.handoff_id, exc.status)
+        return refs
+
+    async def update(self, refs: Mapping[str, Any], view: HandoffView) -> None:
+        """Redraw the notification; ping again on escalation; note a claim or a close in the thread.
+
+        The service escalates a request once (a conditional UPDATE), and it is the only update that
+        leaves a request unclaimed, so "requested and escalated" means the escalation is happening now.
+        """
+        channel_id = int(refs["channel"])
+        notification = self._client.get_partial_messageable(channel_id).get_partial_message(
+            int(refs["message"])
+        )
+        await self._pace(channel_id)
+        await notification.edit(allowed_mentions=NO_PINGS, **_card(view))
+        if view.status == HandoffStatus.REQUESTED:
+            if view.escalated:
+                reference = notification.to_reference(fail_if_not_exists=False)
+                await self._send(
+                    channel_id, self._notice(DeskReplies.escalated, view), ping=True, reference=reference
+                )
+            return
+        if view.status == HandoffStatus.CLAIMED:
+            note = DeskReplies.thread_claimed.format(name=escape_markdown(view.claimed_by_name or ""))
+        else:
+            note = DeskReplies.thread_closed.format(status=_status(view)[0])
+        await self._send(_thread_of(refs), content=note)
+
+    async def post(self, refs: Mapping[str, Any], author: str, text: str) -> None:
+        for chunk in split_text(f"**{escape_markdown(author)}:** {text}", MAX_LENGTH, utf16_length):
+            await self._send(_thread_of(refs), content=chunk)
+
+    async def log(self, view: HandoffView, summary: str, transcript: str | None) -> None:
+        if self.config.log_channel is None:
+            return
+        user = f"{view.platform} user {escape_markdown(view.user_name)} ({view.user_id})"
+        files = (
+            [discord.File(io.BytesIO(transcript.encode()), filename=f"handoff-{view.handoff_id}.txt")]
+            if transcript is not None
+            else []
+        )
+        await self._send(
+            self.config.log_channel, content=_clip(f"{summary}\n{user}", MAX_LENGTH), files=files
+        )
+
+    # -- Discord events ------------------------------------------------------------------------------
+
+    def is_moderator(self, user: discord.abc.User) -> bool:
+        """A member with a moderator role, or with Manage Server."""
+        if not isinstance(user, discord.Member):
+            return False
+        roles = {role.id for role in user.roles}
+        return bool(roles & set(self.config.moderator_roles)) or user.guild_permissions.manage_guild
+
+    async def on_handoff_press(
+        self, interaction: discord.Interaction[Any], action: HandoffAction, handoff_id: int
+    ) -> None:
+        """Claim, resolve or return; the presser alone is told the outcome (who won, if they lost)."""
+        if interaction.channel_id != self.config.channel or not self.is_moderator(interaction.user):
+            await interaction.response.send_message(DeskReplies.not_moderator, ephemeral=True)
+            return
+        track_current(self._in_flight)
+        await interaction.response.defer(ephemeral=True, thinking=True)  # the claim notifies everyone first
+        moderator_id, moderator_name = f"discord:{interaction.user.id}", interaction.user.display_name
+        try:
+            if action == "claim":
+                outcome = await self.handoffs.claim(handoff_id, moderator_id, moderator_name)
+                if outcome.won:
+                    view = await self.handoffs.view(handoff_id)
+                    reply = DeskReplies.claimed.format(id=handoff_id, user=escape_markdown(view.user_name))
+                elif outcome.claimer_name is not None:
+                    reply = DeskReplies.claimed_already.format(name=escape_markdown(outcome.claimer_name))
+                else:
+                    reply = DeskReplies.closed_already
+            else:
+                status = HandoffStatus.RESOLVED if action == "resolve" else HandoffStatus.RETURNED
+                if await self.handoffs.close(handoff_id, status, moderator_id, moderator_name):
+                    view = await self.handoffs.view(handoff_id)
+                    reply = DeskReplies.closed[status].format(
+                        id=handoff_id, user=escape_markdown(view.user_name)
+                    )
+                else:
+                    reply = DeskReplies.closed_already
+        except Exception:
+            log.exception("handoff %s: %s by %s failed", handoff_id, action, moderator_id)
+            reply = DeskReplies.failed
+        await interaction.edit_original_response(content=reply, allowed_mentions=NO_PINGS)
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Relay what the claiming moderator writes in a handoff's thread; tell anyone else why not."""
+        thread = message.channel
+        if not isinstance(thread, discord.Thread) or thread.parent_id != self.config.channel:
+            return
+        if message.author.bot or message.webhook_id is not None or not message.content.strip():
+            return
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
+            return
+        track_current(self._in_flight)
+        lock = self._threads.setdefault(thread.id, asyncio.Lock())  # taken before any await: keeps order
+        async with lock:
+            handoff_id = await self.handoffs.open_handoff_at(self.name, "thread", str(thread.id))
+            if handoff_id is None:
+                return  # a closed handoff's thread: moderators may go on talking among themselves
+            if not self.is_moderator(message.author):
+                await self._answer(message, DeskReplies.not_passed_on)
+                return
+            author = message.author
+            if await self.handoffs.moderator_says(
+                handoff_id, f"discord:{author.id}", author.display_name, _readable(message)
+            ):
+                return
+            holder = (await self.handoffs.view(handoff_id)).claimed_by_name
+            await self._answer(
+                message,
+                DeskReplies.held_by_other.format(name=escape_markdown(holder))
+                if holder
+                else DeskReplies.claim_first,
+            )
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _notice(self, template: str, view: HandoffView) -> str:
+        ping = f"<@&{self.config.ping_role}> " if self.config.ping_role is not None else ""
+        text = template.format(
+            ping=ping, id=view.handoff_id, user=escape_markdown(view.user_name), platform=view.platform
+        )
+        return _clip(text, MAX_LENGTH)
+
+    async def _answer(self, message: discord.Message, text: str) -> None:
+        await self._send(
+            message.channel.id, content=text, reference=message.to_reference(fail_if_not_exists=False)
+        )
+
+    def _channel(self, channel_id: int) -> discord.abc.Messageable:
+        """The cached channel, whose messages know their server (a thread can only be started on
+        those); a partial one if the cache does not have it."""
+        channel = self._client.get_channel(channel_id)
+        if isinstance(channel, discord.abc.Messageable):
+            return channel
+        return self._client.get_partial_messageable(channel_id)
+
+    async def _pace(self, channel_id: int) -> None:
+        for budget in self._budgets.for_channel(channel_id):
+            await budget.acquire()
+
+    async def _send(
+        self, channel_id: int, content: str, *, ping: bool = False, **fields: Any
+    ) -> discord.Message:
+        """Post within the bot's budgets; only a `ping` may mention anyone, and only the moderator role."""
+        await self._pace(channel_id)
+        return await self._channel(channel_id).send(
+            content, allowed_mentions=self._ping if ping else NO_PINGS, **fields
+        )
+
+
+def _readable(message: discord.Message) -> str:
+    """The text with mentions as @names, as a user on any platform can read it. clean_content also
+    breaks @everyone with a zero-width space, which the user's side does not need (nothing it sends
+    pings) and the transcript should not keep."""
+    return message.clean_content.replace("@\u200b", "@")
+
+
+def _thread_of(refs: Mapping[str, Any]) -> int:
+    """The handoff's thread, or the moderator channel if no thread could be started."""
+    return int(refs.get("thread") or refs["channel"])
+
+
+def _card(view: HandoffView) -> dict[str, Any]:
+    """The notification's embed and buttons, for posting and for every later edit."""
+    status, colour = _status(view)
+    url = view.jump_url if view.jump_url and view.jump_url.startswith(("https://", "http://")) else None
+    embed = discord.Embed(
+        title=f"Handoff #{view.handoff_id}", url=url, colour=colour, description=_recent(view)
+    )
+    embed.add_field(name="Platform", value=view.platform)
+    embed.add_field(
+        name="User", value=_clip(f"{escape_markdown(view.user_name)} ({view.user_id})", MAX_FIELD)
+    )
+    embed.add_field(name="Status", value=_clip(status, MAX_FIELD))
+    embed.add_field(name="Reason", value=_clip(view.reason or "-", MAX_FIELD), inline=False)
+    buttons = discord.ui.View(timeout=None)
+    for action in _ACTIONS.get(view.status, ()):
+        buttons.add_item(HandoffButton(action, view.handoff_id))
+    if url is not None:
+        buttons.add_item(discord.ui.Button(label="Open the chat", url=url))
+    return {"embed": embed, "view": buttons if buttons.children else None}
+
+
+def _status(view: HandoffView) -> tuple[str, discord.Colour]:
+    text, colour = _STATUS[view.status]
+    if view.status == HandoffStatus.REQUESTED and view.escalated:
+        return "Still waiting for a moderator (escalated)", discord.Colour.red()
+    text = text.format(
+        claimer=escape_markdown(view.claimed_by_name or "nobody"),
+        closer=escape_markdown(view.closed_by or "nobody"),
+    )
+    if view.status in (HandoffStatus.RESOLVED, HandoffStatus.RETURNED) and view.claimed_by_name:
+        text += f" (claimed by {escape_markdown(view.claimed_by_name)})"
+    return text, colour
+
+
+def _recent(view: HandoffView) -> str:
+    """The newest transcript entries that fit, oldest first."""
+    lines: list[str] = []
+    room = MAX_DESCRIPTION
+    for role, text in reversed(view.recent):
+        speaker = escape_markdown(view.user_name) if role == "user" else _SPEAKERS.get(role, role)
+        line = f"**{speaker}:** {_clip(text, MAX_RECENT_ENTRY)}"
+        room -= utf16_length(line) + 1
+        if room < 0:
+            break
+        lines.append(line)
+    return "\n".join(reversed(lines)) or "(no messages yet)"
+
+
+def _clip(text: str, limit: int) -> str:
+    """At most `limit` characters (counted as UTF-16, never fewer than Discord counts), cut at a word."""
+    if utf16_length(text) <= limit:
+        return text
+    return split_text(text, limit - 1, utf16_length)[0].rstrip() + "…"
