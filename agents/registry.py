@@ -14,6 +14,7 @@ from agents.convocore_rest import ConvocoreRestAgent, ConvocoreRestSettings
 from agents.convocore_ws import ConvocoreWsAgent, ConvocoreWsSettings
 from agents.demo import DemoAgent, DemoSettings
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
+from agents.voiceflow import VoiceflowAgent, VoiceflowSettings
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ KINDS: dict[str, AgentKind] = {
         ConvocoreRestSettings, lambda name, settings, http: ConvocoreRestAgent(name, settings, http)
     ),
     "convai": AgentKind(ConvaiSettings, lambda name, settings, http: ConvaiAgent(name, settings, http)),
+    "voiceflow": AgentKind(VoiceflowSettings, lambda name, settings, http: VoiceflowAgent(name, settings)),
     "openai": AgentKind(
         OpenAICompatSettings, lambda name, settings, http: OpenAICompatAgent(name, settings, http)
     ),
