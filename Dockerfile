@@ -19,7 +19,8 @@ USER switchboard
 WORKDIR /data
 # SQLite lands in /data unless SWITCHBOARD_DATABASE__URL points at PostgreSQL.
 VOLUME ["/data"]
-EXPOSE 9300
+EXPOSE 9300 8443
+# For a Telegram webhook also set [telegram] webhook_listen = "0.0.0.0:8443" (see README).
 ENV SWITCHBOARD_OPS__LISTEN=0.0.0.0:9300
 HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:9300/healthz').status != 200)"
 STOPSIGNAL SIGTERM

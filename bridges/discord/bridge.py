@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiohttp
 import discord
@@ -30,6 +30,11 @@ class DiscordStartError(Exception):
     """The bot could not log in or connect; the message is one line safe to show an operator."""
 
 
+class ShardedBot(commands.AutoShardedBot, commands.Bot):
+    """An AutoShardedBot that is also a `commands.Bot` to the type checker, so the cog and surfaces take
+    either; both bases add nothing at run time, so it behaves exactly as AutoShardedBot."""
+
+
 class DiscordBridge:
     platform = "discord"
 
@@ -46,13 +51,21 @@ class DiscordBridge:
         intents = discord.Intents.none()
         intents.guilds = intents.guild_messages = intents.dm_messages = True
         intents.message_content = config.message_content_intent
-        self.bot = commands.Bot(
-            command_prefix=(),  # no text commands: slash commands only, so no message parses as one
-            help_command=None,
-            intents=intents,
-            allowed_mentions=NO_PINGS,
-            guild_ready_timeout=config.guild_ready_timeout,
-        )
+        options: dict[str, Any] = {
+            "command_prefix": (),  # no text commands: slash commands only, so no message parses as one
+            "help_command": None,
+            "intents": intents,
+            "allowed_mentions": NO_PINGS,
+            "guild_ready_timeout": config.guild_ready_timeout,
+        }
+        if config.shard_count is None:
+            self.bot = commands.Bot(**options)
+        else:  # shard_ids None runs every shard in this process
+            sharding: dict[str, Any] = {
+                "shard_count": config.shard_count,
+                "shard_ids": list(config.shard_ids) or None,
+            }
+            self.bot = ShardedBot(**options, **sharding)
         views = ButtonViews(buttons or DatabaseButtonStore(relay.db))
         self.surfaces = Surfaces(self.bot, config, edit_interval, views)
         self.cog = SwitchboardCog(self.bot, relay, config, self.surfaces)
@@ -84,7 +97,6 @@ class DiscordBridge:
         """Log in, register the slash commands, connect, and return once Discord says the bot is ready."""
         # discord.py reads both endpoints from class attributes: one Discord bot per process.
         discord.http.Route.BASE = self.config.api_base
-        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self.config.gateway_url)
         await self.bot.add_cog(self.cog)
         self.bot.add_dynamic_items(ChoiceButton)
         if self.desk is not None:
@@ -101,6 +113,7 @@ class DiscordBridge:
             raise DiscordStartError(
                 f"discord: could not reach the API at {self.config.api_base} ({type(exc).__name__})"
             ) from None
+        await self._choose_gateway()
         if self.config.sync_commands:
             await self._sync_commands()
         for _ in range(self._startup_requests()):  # paid after the fact: they count towards Discord's
@@ -114,9 +127,37 @@ class DiscordBridge:
             raise DiscordStartError(f"discord: could not connect to the gateway ({self._failure()})")
         log.info("discord: connected as %s (%s)", self.bot.user, self.bot.user and self.bot.user.id)
 
+    async def _choose_gateway(self) -> None:
+        """Connect where GET /gateway/bot says, unless `gateway_url` overrides it. discord.py asks only
+        when it also picks the shard count, so with a fixed count (or none) the bridge asks itself."""
+        url = self.config.gateway_url
+        if url is None:
+            try:
+                recommended, url, _ = await self.bot.http.get_bot_gateway()
+            except (discord.GatewayNotFound, aiohttp.ClientError, OSError) as exc:
+                await self.bot.close()
+                raise DiscordStartError(
+                    f"discord: GET /gateway/bot failed ({type(exc).__name__}); set [discord] gateway_url "
+                    "to connect without it"
+                ) from None
+            if recommended > (self.config.shard_count or 1):
+                log.warning(
+                    "discord: Discord recommends %d shards for this bot; set [discord] shard_count",
+                    recommended,
+                )
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+        if self.config.shard_count is not None:
+            log.info(
+                "discord: running shards %s of %d",
+                list(self.config.shard_ids) or "all",
+                self.config.shard_count,
+            )
+
     def _startup_requests(self) -> int:
-        """Log-in (user and application) plus one command registration per scope."""
-        return 2 + (len(self.config.command_guilds) or 1 if self.config.sync_commands else 0)
+        """Log-in (user and application), GET /gateway/bot unless the gateway is configured, plus one
+        command registration per scope."""
+        gateway = 1 if self.config.gateway_url is None else 0
+        return 2 + gateway + (len(self.config.command_guilds) or 1 if self.config.sync_commands else 0)
 
     async def _sync_commands(self) -> None:
         tree = self.bot.tree

@@ -28,7 +28,17 @@ class DiscordConfig(BaseModel):
 
     token: SecretStr
     api_base: str = Field("https://discord.com/api/v10", description="REST base URL, up to and with /vN")
-    gateway_url: str = Field("wss://gateway.discord.gg", description="gateway WebSocket URL")
+    gateway_url: str | None = Field(
+        None, description="gateway WebSocket URL; unset, the one Discord names in GET /gateway/bot"
+    )
+    shard_count: int | None = Field(
+        None, ge=1, description="shard the gateway connection this many ways (AutoShardedBot)"
+    )
+    shard_ids: tuple[int, ...] = Field(
+        (),
+        description="the shards this process runs, each below shard_count; empty runs all of them. "
+        "Split them across processes that share one database.",
+    )
 
     dms: bool = Field(True, description="answer direct messages")
     message_content_intent: bool = Field(
@@ -71,6 +81,16 @@ class DiscordConfig(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _shards_within_count(self) -> Self:
+        if self.shard_ids and self.shard_count is None:
+            raise ValueError("shard_ids needs shard_count: the total number of shards across processes")
+        if self.shard_count is not None and any(not 0 <= i < self.shard_count for i in self.shard_ids):
+            raise ValueError(f"shard_ids must lie in 0..{self.shard_count - 1} (shard_count - 1)")
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError("shard_ids lists a shard twice")
+        return self
+
     @field_validator("thread_name")
     @classmethod
     def _only_user_placeholder(cls, value: str) -> str:
@@ -87,7 +107,7 @@ class DiscordConfig(BaseModel):
 
     @field_validator("api_base", "gateway_url")
     @classmethod
-    def _absolute(cls, value: str) -> str:
-        if "://" not in value:
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
             raise ValueError("expected an absolute URL such as https://discord.com/api/v10")
         return value

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from types import TracebackType
 from typing import Self
+from urllib.parse import urlsplit
 
 from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.error import InvalidToken, TelegramError
@@ -22,6 +23,9 @@ from bridges.telegram.surface import Surfaces
 from models import Conversation
 
 log = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+"""The updates the handlers use; Telegram is told to send no others, by polling or webhook."""
 
 
 class TelegramStartError(Exception):
@@ -77,7 +81,8 @@ class TelegramBridge:
         return topic_link(conversation)
 
     async def start(self) -> None:
-        """Log in (getMe), register the command menu, and start polling for updates."""
+        """Log in (getMe), register the command menu, and start taking updates: by webhook if
+        `webhook_url` is set, else by polling."""
         try:
             await self.app.initialize()
         except InvalidToken:
@@ -88,14 +93,40 @@ class TelegramBridge:
             ) from None
         await self._register_commands()
         await self.app.start()
-        assert self.app.updater is not None
-        await self.app.updater.start_polling(
-            poll_interval=self.config.poll_interval,
-            timeout=int(self.config.poll_timeout),
-            allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
-            drop_pending_updates=self.config.drop_pending_updates,
+        try:
+            how = await self._take_updates()
+        except (TelegramError, OSError) as exc:  # setWebhook refused, or the port is taken
+            await self.app.stop()
+            await self.app.shutdown()
+            mode = "polling" if self.config.webhook_url is None else "webhook"
+            raise TelegramStartError(f"telegram: could not start {mode} ({exc})") from None
+        log.info("telegram: %s as @%s (%s)", how, self.app.bot.username, self.app.bot.id)
+
+    async def _take_updates(self) -> str:
+        """Start polling, or PTB's webhook server (which calls setWebhook with the secret and answers
+        403 to any request without it); say which, for the log."""
+        updater, config = self.app.updater, self.config
+        assert updater is not None
+        if config.webhook_url is None:
+            await updater.start_polling(
+                poll_interval=config.poll_interval,
+                timeout=int(config.poll_timeout),
+                allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=config.drop_pending_updates,
+            )
+            return "polling"
+        assert config.webhook_secret is not None  # the config insists on it
+        host, port = config.webhook_address
+        await updater.start_webhook(
+            listen=host,
+            port=port,
+            url_path=urlsplit(config.webhook_url).path,  # the proxy forwards the public path unchanged
+            webhook_url=config.webhook_url,
+            secret_token=config.webhook_secret.get_secret_value(),
+            allowed_updates=ALLOWED_UPDATES,
+            drop_pending_updates=config.drop_pending_updates,
         )
-        log.info("telegram: polling as @%s (%s)", self.app.bot.username, self.app.bot.id)
+        return f"webhook on {config.webhook_listen} for {config.webhook_url}"
 
     async def _register_commands(self) -> None:
         """Everyone sees /start /reset /human; admins also see /agent in their private chat with the bot."""
@@ -109,8 +140,11 @@ class TelegramBridge:
                 log.warning("telegram: could not set the admin command menu for %s: %s", admin, exc)
 
     async def close(self, grace: float = 20.0) -> None:
-        """Stop polling, let replies in progress finish within `grace` seconds, then shut down.
+        """Stop polling or the webhook server, let replies in progress finish within `grace` seconds,
+        then shut down.
 
+        The webhook stays registered with Telegram: other processes behind the same URL keep serving
+        it, and Telegram holds and retries updates while none does. Polling deletes it when started.
         A reply cut off here stays marked as pending and is reported to its user on the next start.
         """
         self.handlers.accepting = False

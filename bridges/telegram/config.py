@@ -3,9 +3,19 @@ the optional moderator desk (`[telegram.handoff]`)."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Self
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 Username = Annotated[str, StringConstraints(pattern=r"^@[A-Za-z0-9_]{4,32}$")]
 
@@ -68,3 +78,49 @@ class TelegramConfig(BaseModel):
         60.0, ge=0, description="wait out a 429 up to this long before giving up on the request"
     )
     handoff: TelegramDeskConfig | None = Field(None, description="the moderator desk; none unless set")
+
+    webhook_url: str | None = Field(
+        None,
+        description="receive updates by webhook at this public HTTPS URL instead of polling; a proxy "
+        "in front forwards it, path unchanged, to webhook_listen",
+    )
+    webhook_listen: str = Field("127.0.0.1:8443", description="host:port the webhook server binds")
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="required with webhook_url: Telegram sends it with every update, and requests "
+        "without it are refused (1-256 of A-Z a-z 0-9 _ -)",
+    )
+
+    @property
+    def webhook_address(self) -> tuple[str, int]:
+        """`webhook_listen` split into the host and port to bind."""
+        host, _, port = self.webhook_listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url_absolute(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("expected an absolute URL such as https://bot.example.com/telegram")
+        return value
+
+    @field_validator("webhook_listen")
+    @classmethod
+    def _host_and_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected host:port, such as 127.0.0.1:8443 or 0.0.0.0:8443")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _telegram_secret_alphabet(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")  # never echo it
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> Self:
+        if self.webhook_url is not None and self.webhook_secret is None:
+            raise ValueError("webhook_url needs webhook_secret, or anyone could post updates as Telegram")
+        return self

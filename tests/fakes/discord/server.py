@@ -56,12 +56,22 @@ EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 
 
+def shard_of(guild_id: int | None, shard_count: int) -> int:
+    """Discord's formula for the shard that receives a guild's events; DMs go to shard 0."""
+    return 0 if guild_id is None else (guild_id >> 22) % shard_count
+
+
 @dataclass
 class _Session:
     ws: web.WebSocketResponse
     intents: int = 0
     seq: int = 0
     identified: bool = False
+    shard: tuple[int, int] = (0, 1)
+    """[shard_id, num_shards] from IDENTIFY; an unsharded connection is shard 0 of 1."""
+
+    def receives(self, guild_id: int | None) -> bool:
+        return shard_of(guild_id, self.shard[1]) == self.shard[0]
 
 
 @dataclass
@@ -105,6 +115,10 @@ class FakeDiscord:
     typing: dict[int, int] = field(default_factory=dict)
     identifies: list[int] = field(default_factory=list)
     """The intents of every IDENTIFY received."""
+    shards: int = 1
+    """The shard count GET /gateway/bot recommends."""
+    identified_shards: list[tuple[int, int]] = field(default_factory=list)
+    """The [shard_id, num_shards] of every successful IDENTIFY ((0, 1) when it named none)."""
 
     def __post_init__(self) -> None:
         per_channel = (self.message_limit, self.message_window)
@@ -162,8 +176,9 @@ class FakeDiscord:
         self.users[user.id] = user
         return user
 
-    def add_guild(self, name: str, owner: FakeUser) -> FakeGuild:
-        guild = FakeGuild(snowflake(), name, owner.id)
+    def add_guild(self, name: str, owner: FakeUser, *, guild_id: int | None = None) -> FakeGuild:
+        """A guild; pass `guild_id` to choose its shard (see `shard_of`)."""
+        guild = FakeGuild(guild_id or snowflake(), name, owner.id)
         guild.roles[guild.id] = ("@everyone", MEMBER_PERMISSIONS)
         guild.members[self.bot.id] = ()
         guild.members[owner.id] = ()
@@ -323,12 +338,18 @@ class FakeDiscord:
         if data.get("token") != self.token:
             await session.ws.close(code=4004, message=b"Authentication failed.")
             return
-        session.intents = int(data.get("intents", 0))
+        shard_id, shard_count = data.get("shard", (0, 1))
+        if not 0 <= shard_id < shard_count:
+            await session.ws.close(code=4010, message=b"Invalid shard.")
+            return
+        session.intents, session.shard = int(data.get("intents", 0)), (shard_id, shard_count)
         self.identifies.append(session.intents)
+        self.identified_shards.append(session.shard)
+        guilds = [guild for guild in self.guilds.values() if session.receives(guild.id)]
         ready: JSON = {
             "v": 10,
             "user": {**self.bot.payload(), "verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+            "guilds": [{"id": str(guild.id), "unavailable": True} for guild in guilds],
             "session_id": secrets.token_hex(16),
             "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.application_id), "flags": 0},
@@ -338,7 +359,7 @@ class FakeDiscord:
         if "shard" in data:
             ready["shard"] = data["shard"]
         await self._send(session, "READY", ready)
-        for guild in self.guilds.values():
+        for guild in guilds:
             await self._send(session, "GUILD_CREATE", self._guild_payload(guild))
         session.identified = True
         self._changed()
@@ -348,9 +369,10 @@ class FakeDiscord:
         if not session.ws.closed:
             await session.ws.send_json({"op": 0, "t": event, "s": session.seq, "d": data})
 
-    async def _dispatch(self, event: str, build: Callable[[_Session], JSON]) -> None:
+    async def _dispatch(self, event: str, guild_id: int | None, build: Callable[[_Session], JSON]) -> None:
+        """Send `event` to every connection of the shard that owns `guild_id`."""
         for session in list(self._sessions):
-            if session.identified:
+            if session.identified and session.receives(guild_id):
                 await self._send(session, event, build(session))
 
     async def _dispatch_message(self, event: str, message: FakeMessage) -> None:
@@ -361,7 +383,7 @@ class FakeDiscord:
         def build(session: _Session) -> JSON:
             return message.payload(content_visible=self._content_visible(message, session), guild=guild)
 
-        await self._dispatch(event, build)
+        await self._dispatch(event, message.guild_id, build)
 
     def _content_visible(self, message: FakeMessage, session: _Session) -> bool:
         """Discord sends message content without the privileged intent only for DMs, mentions and the
@@ -438,7 +460,7 @@ class FakeDiscord:
             payload["user"] = user.payload()
         if message is not None:
             payload["message"] = message.payload(guild=guild)
-        await self._dispatch("INTERACTION_CREATE", lambda session: payload)
+        await self._dispatch("INTERACTION_CREATE", channel.guild_id, lambda session: payload)
         return interaction
 
     def _command(self, name: str, guild_id: int | None) -> tuple[int, str]:
@@ -576,7 +598,7 @@ class FakeDiscord:
 
     async def _get_gateway(self, request: web.Request, body: JSON) -> tuple[int, Any]:
         limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
-        return 200, {"url": self.gateway_url, "shards": 1, "session_start_limit": limit}
+        return 200, {"url": self.gateway_url, "shards": self.shards, "session_start_limit": limit}
 
     async def _put_commands(self, request: web.Request, body: Any) -> tuple[int, Any]:
         scope = request.match_info.get("guild_id", "global")
@@ -629,7 +651,9 @@ class FakeDiscord:
             raise DiscordError(400, 50035, "Invalid Form Body: name must be 1-100 characters")
         thread = FakeChannel(starter.id, 11, name, parent.guild_id, parent.id, self.bot.id)
         self.channels[thread.id] = thread
-        await self._dispatch("THREAD_CREATE", lambda session: {**thread.payload(), "newly_created": True})
+        await self._dispatch(
+            "THREAD_CREATE", thread.guild_id, lambda session: {**thread.payload(), "newly_created": True}
+        )
         return 201, thread.payload()
 
     async def _post_callback(self, request: web.Request, body: JSON) -> tuple[int, Any]:

@@ -6,12 +6,14 @@ is not modified", "can't parse entities"), and flood control answered with real 
 `retry_after`. Tests drive it as users would (`say`, `press`, `join`) and observe it as users would see
 it (`bot_messages`, edit `history`, `drafts`, uploaded documents), waiting on conditions rather than
 sleeping. Forum topics open with their service message, which messages in the topic reply to, as in
-the real API.
+the real API. Once a webhook is set (setWebhook), updates are POSTed to it in order with the secret
+token header, each retried until answered 2xx, and getUpdates is refused with 409, as Telegram does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import re
@@ -20,7 +22,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 
 from tests.fakes.server import serve
@@ -68,6 +72,17 @@ FLOODED = frozenset(
 count towards flood control."""
 
 Params = dict[str, Any]
+SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """What setWebhook registered."""
+
+    url: str
+    secret_token: str | None
+    allowed_updates: list[str] | None
 
 
 class ApiError(Exception):
@@ -86,6 +101,7 @@ class FakeTelegram:
         username: str = "switchboard_bot",
         limits: Limits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        webhook_retry: float = 0.05,
     ) -> None:
         self.token = token
         self.bot = FakeUser(int(token.split(":")[0]), "Switchboard", username, is_bot=True)
@@ -102,6 +118,11 @@ class FakeTelegram:
         self.members: dict[tuple[int, int], str] = {}
         """getChatMember statuses by (chat id, user id); users seen but not listed have "left"."""
         self.users: dict[int, FakeUser] = {}
+        self.webhook: Webhook | None = None
+        self.webhook_retry = webhook_retry
+        """Seconds before a failed webhook delivery is tried again (Telegram backs off for longer)."""
+        self.deliveries: list[tuple[int, int]] = []
+        """Every webhook POST: (update_id, HTTP status), status 0 when nothing answered."""
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
         self._message_ids: dict[int, itertools.count[int]] = {}
@@ -110,7 +131,8 @@ class FakeTelegram:
         self._closing = False
         self._handlers: dict[str, Callable[[Params], Awaitable[Any]]] = {
             "getMe": self._get_me,
-            "deleteWebhook": self._true,
+            "setWebhook": self._set_webhook,
+            "deleteWebhook": self._delete_webhook,
             "getUpdates": self._get_updates,
             "sendMessage": self._send_message,
             "editMessageText": self._edit_message_text,
@@ -132,12 +154,16 @@ class FakeTelegram:
         """Serve on an ephemeral port; yield the base URL to give PTB (`.../bot`, the token is appended)."""
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._endpoint)
-        async with serve(app) as url:
+        async with serve(app) as url, aiohttp.ClientSession() as session:
+            delivery = asyncio.create_task(self._deliver(session), name="fake-telegram-webhook")
             try:
                 yield f"{url}/bot"
             finally:
                 self._closing = True  # release long polls still parked here, so shutdown is immediate
                 self._notify()
+                delivery.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await delivery
 
     # ---- driving it, as users would ----
 
@@ -280,13 +306,66 @@ class FakeTelegram:
 
     # ---- methods ----
 
-    async def _true(self, params: Params) -> bool:
-        return True
-
     async def _get_me(self, params: Params) -> dict[str, Any]:
         return {**self.bot.to_json(), "can_join_groups": True, "can_read_all_group_messages": False}
 
+    async def _set_webhook(self, params: Params) -> bool:
+        url = str(params.get("url") or "")
+        if not url:  # an empty url removes the webhook
+            return await self._delete_webhook(params)
+        parts = urlsplit(url)
+        if parts.scheme != "https" and parts.hostname != "127.0.0.1":  # plain HTTP only on loopback
+            raise ApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+        secret = params.get("secret_token")
+        if secret is not None and not SECRET_TOKEN.fullmatch(str(secret)):
+            raise ApiError(400, "Bad Request: secret token contains unallowed characters")
+        if _json(params, "drop_pending_updates"):
+            self._updates.clear()
+        self.webhook = Webhook(url, secret, _json(params, "allowed_updates"))
+        self._notify()
+        return True
+
+    async def _delete_webhook(self, params: Params) -> bool:
+        if _json(params, "drop_pending_updates"):
+            self._updates.clear()
+        self.webhook = None
+        self._notify()
+        return True
+
+    async def _deliver(self, session: aiohttp.ClientSession) -> None:
+        """Telegram's side of a webhook: POST the oldest pending update until it is answered 2xx, then
+        the next. Updates of a kind left out of `allowed_updates` are dropped unsent."""
+        while True:
+            tick, hook = self._tick, self.webhook
+            if hook is None or not self._updates:
+                await tick.wait()
+                continue
+            update = self._updates[0]
+            kind = next(key for key in update if key != "update_id")
+            if hook.allowed_updates and kind not in hook.allowed_updates:
+                self._updates.remove(update)
+                continue
+            headers = {SECRET_HEADER: hook.secret_token} if hook.secret_token else {}
+            try:
+                async with session.post(hook.url, json=update, headers=headers) as response:
+                    status = response.status
+            except aiohttp.ClientError:
+                status = 0
+            self.deliveries.append((update["update_id"], status))
+            if 200 <= status < 300:
+                with contextlib.suppress(ValueError):  # deleteWebhook may have dropped it meanwhile
+                    self._updates.remove(update)
+            self._notify()
+            if not 200 <= status < 300:
+                await asyncio.sleep(self.webhook_retry)
+
     async def _get_updates(self, params: Params) -> list[dict[str, Any]]:
+        if self.webhook is not None:
+            raise ApiError(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; "
+                "use deleteWebhook to delete the webhook first",
+            )
         offset = int(params.get("offset") or 0)
         if offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
