@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridges.surface import Surface, SurfaceFactory, send_notice
@@ -23,8 +24,10 @@ from models import (
     OPEN_HANDOFF_STATUSES,
     Conversation,
     ConversationStatus,
+    DeliveryKind,
     Handoff,
     HandoffStatus,
+    PendingDelivery,
     Role,
     TranscriptEntry,
     User,
@@ -33,6 +36,11 @@ from models import (
 from ops import metrics
 
 log = logging.getLogger(__name__)
+
+DELIVERY_TAKEOVER = timedelta(minutes=1)
+"""An undelivered item taken this long ago was taken by a process that died; another takes it over."""
+DELIVERY_GIVE_UP = timedelta(days=1)
+"""Items no process could deliver for this long (no process serves the platform) are dropped."""
 
 
 class UserNotices:
@@ -122,6 +130,7 @@ class HandoffService:
         """Called with (conversation id, the user's surface) when the bot takes over again; the Relay
         sets it, since only it knows the agents."""
         self._now = now
+        self._run_id = uuid.uuid4().hex[:16]
 
     # -- transitions ---------------------------------------------------------------------------------
 
@@ -274,7 +283,9 @@ class HandoffService:
     # -- timers --------------------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Escalate and expire unclaimed requests whose time has come. Safe to run in several processes."""
+        """Deliver what other processes queued for this one; escalate and expire unclaimed requests whose
+        time has come. Safe to run in several processes."""
+        await self.deliver_pending()
         now = self._now()
         async with self.db() as session:
             waiting = list(
@@ -295,7 +306,7 @@ class HandoffService:
             ):
                 await self._escalate(handoff.id)
 
-    async def run_timers(self, every: float = 5.0) -> None:
+    async def run_timers(self, every: float = 2.0) -> None:
         while True:
             try:
                 await self.tick()
@@ -402,32 +413,89 @@ class HandoffService:
                 except Exception:
                     log.exception("handoff %s: could not update desk %s", view.handoff_id, desk.name)
 
-    async def _user_surface(self, handoff_id: int) -> tuple[int, Surface | None]:
+    async def _resume_agent(self, handoff_id: int) -> None:
+        """The bot is back: let the agent say so, where its provider supports that (`on_return`)."""
+        await self._reach_user(handoff_id, DeliveryKind.RESUME)
+
+    async def _tell_user(self, handoff_id: int, text: str, *, author: str | None = None) -> None:
+        if author:
+            text = UserNotices.from_moderator.format(name=author, text=text)
+        await self._reach_user(handoff_id, DeliveryKind.NOTICE, text)
+
+    async def _reach_user(self, handoff_id: int, kind: DeliveryKind, text: str = "") -> None:
+        """Deliver now if this process serves the user's platform and nothing for them is queued ahead;
+        otherwise queue it (`pending_deliveries`) for a process that does, so order is kept."""
         async with self.db() as session:
             handoff = await session.get_one(Handoff, handoff_id)
             conversation = await session.get_one(Conversation, handoff.conversation_id)
+            queued_ahead = await session.scalar(
+                select(PendingDelivery.id).where(PendingDelivery.conversation_id == conversation.id).limit(1)
+            )
         surface = self._surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
-        if surface is None:
-            log.warning("handoff %s: no way to reach %s users", handoff_id, conversation.platform)
-        return conversation.id, surface
-
-    async def _resume_agent(self, handoff_id: int) -> None:
-        """The bot is back: let the agent say so, where its provider supports that (`on_return`)."""
-        conversation_id, surface = await self._user_surface(handoff_id)
-        if self.on_return is None or surface is None:
+        if surface is None or queued_ahead is not None:
+            async with self.db.begin() as session:
+                session.add(
+                    PendingDelivery(
+                        conversation_id=conversation.id, platform=conversation.platform, kind=kind, text=text
+                    )
+                )
             return
-        try:
-            await self.on_return(conversation_id, surface)
-        except Exception:
-            log.exception("handoff %s: telling the agent it is back failed", handoff_id)
+        await self._deliver(conversation.id, surface, kind, text)
 
-    async def _tell_user(self, handoff_id: int, text: str, *, author: str | None = None) -> None:
-        _, surface = await self._user_surface(handoff_id)
-        if surface is None:
-            return
-        await send_notice(
-            surface, UserNotices.from_moderator.format(name=author, text=text) if author else text
-        )
+    async def _deliver(self, conversation_id: int, surface: Surface, kind: DeliveryKind, text: str) -> None:
+        if kind == DeliveryKind.NOTICE:
+            await send_notice(surface, text)
+        elif self.on_return is not None:
+            try:
+                await self.on_return(conversation_id, surface)
+            except Exception:
+                log.exception("conversation %s: telling the agent it is back failed", conversation_id)
+
+    async def deliver_pending(self) -> int:
+        """Deliver what was queued for users this process can reach, in order per conversation. Each item
+        is taken with a conditional UPDATE, so two processes never deliver it twice; an item taken by a
+        process that died is taken over after `DELIVERY_TAKEOVER`. Returns how many were delivered."""
+        now = self._now()
+        async with self.db() as session:
+            queued = list(
+                await session.execute(
+                    select(PendingDelivery, Conversation)
+                    .join(Conversation, Conversation.id == PendingDelivery.conversation_id)
+                    .order_by(PendingDelivery.id)
+                )
+            )
+            await session.execute(
+                delete(PendingDelivery).where(PendingDelivery.created_at < now - DELIVERY_GIVE_UP)
+            )
+            await session.commit()
+        held: set[int] = set()  # conversations with an earlier item not delivered by us in this pass
+        delivered = 0
+        for item, conversation in queued:
+            surface = self._surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
+            if conversation.id in held or surface is None or not await self._take(item.id, now):
+                held.add(conversation.id)
+                continue
+            await self._deliver(conversation.id, surface, item.kind, item.text)
+            async with self.db.begin() as session:
+                await session.execute(delete(PendingDelivery).where(PendingDelivery.id == item.id))
+            delivered += 1
+        return delivered
+
+    async def _take(self, item_id: int, now: datetime) -> bool:
+        async with self.db.begin() as session:
+            result = await session.execute(
+                update(PendingDelivery)
+                .where(
+                    PendingDelivery.id == item_id,
+                    or_(
+                        PendingDelivery.taken_by.is_(None),
+                        PendingDelivery.taken_at < now - DELIVERY_TAKEOVER,
+                    ),
+                )
+                .values(taken_by=self._run_id, taken_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
     async def _log(self, view: HandoffView, summary: str, transcript: str | None = None) -> None:
         log.info(summary)

@@ -5,6 +5,7 @@ from models.binding import AgentBinding, BindingScope
 from models.button import StoredButton
 from models.conversation import Conversation, ConversationStatus, Role, TranscriptEntry, User
 from models.db import create_engine, normalize_url, safe_url, session_factory
+from models.delivery import DeliveryKind, PendingDelivery
 from models.handoff import OPEN_HANDOFF_STATUSES, Handoff, HandoffStatus
 from models.inbound import InboundMessage
 
@@ -15,9 +16,11 @@ __all__ = [
     "BindingScope",
     "Conversation",
     "ConversationStatus",
+    "DeliveryKind",
     "Handoff",
     "HandoffStatus",
     "InboundMessage",
+    "PendingDelivery",
     "Role",
     "StoredButton",
     "TranscriptEntry",

@@ -14,7 +14,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.base import AgentEvent, HandoffRequested, Message, TextDelta, Turn, TurnEnd
 from bridges.handoff import HandoffPolicy, HandoffService, HandoffView, UserNotices
 from bridges.relay import Notices, Relay
-from models import Conversation, ConversationStatus, Handoff, HandoffStatus, Role, TranscriptEntry
+from models import (
+    Conversation,
+    ConversationStatus,
+    Handoff,
+    HandoffStatus,
+    PendingDelivery,
+    Role,
+    TranscriptEntry,
+)
 from tests.surfaces import RecordingSurface
 from tests.test_relay import POLICY, Clock, ScriptedAgent, inbound
 
@@ -221,3 +229,54 @@ async def test_agents_that_cannot_resume_are_left_alone(db: async_sessionmaker[A
     await world.handoffs.close(handoff_id, HandoffStatus.RESOLVED, "discord:7", "Maya")
     assert world.user.visible_texts()[-1] == UserNotices.resolved
     assert [turn.text for turn in world.agent.turns] == ["help"]
+
+
+async def test_a_process_that_cannot_reach_the_user_queues_for_one_that_can(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    """A moderator claims and answers in a process without the user's platform (say Telegram runs
+    elsewhere): the words wait in the database and reach the user in order, exactly once."""
+    world = World(db, Clock())  # "process A": serves the user (console chat c1)
+    await world.relay.handle(inbound("help"), RecordingSurface())
+    handoff_id = await world.handoff_id()
+    elsewhere = HandoffService(db, world.handoffs.policy, now=world.clock)  # "process B": cannot reach
+    assert (await elsewhere.claim(handoff_id, "discord:7", "Maya")).won
+    for text in ("one", "two", "three"):
+        assert await elsewhere.moderator_says(handoff_id, "discord:7", "Maya", text)
+    assert world.user.visible_texts() == []
+    assert await elsewhere.deliver_pending() == 0  # still nobody there to deliver
+
+    twin = HandoffService(  # a second process that can also reach the user: no double delivery
+        db, world.handoffs.policy, surfaces=lambda *place: world.user, now=world.clock
+    )
+    delivered = await asyncio.gather(world.handoffs.deliver_pending(), twin.deliver_pending())
+    assert sum(delivered) == 4
+    assert world.user.visible_texts() == [
+        UserNotices.claimed.format(name="Maya"),
+        "Maya (moderator): one",
+        "Maya (moderator): two",
+        "Maya (moderator): three",
+    ]
+    # Handed back elsewhere too: the notice waits for the timers that every process runs.
+    assert await elsewhere.close(handoff_id, HandoffStatus.RETURNED, "discord:7", "Maya")
+    await world.handoffs.tick()  # the timers every process runs deliver it
+    assert world.user.visible_texts()[-1] == UserNotices.returned
+    assert await world.handoffs.deliver_pending() == 0
+
+
+async def test_an_item_taken_by_a_process_that_died_is_taken_over(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    world = World(db, Clock())
+    await world.relay.handle(inbound("help"), RecordingSurface())
+    handoff_id = await world.handoff_id()
+    elsewhere = HandoffService(db, world.handoffs.policy, now=world.clock)
+    assert (await elsewhere.claim(handoff_id, "discord:7", "Maya")).won
+    async with db() as session:
+        (item_id,) = (await session.scalars(select(PendingDelivery.id))).all()
+    dead = HandoffService(db, world.handoffs.policy, now=world.clock)
+    assert await dead._take(item_id, world.clock())  # taken, then the process died before delivering
+    assert await world.handoffs.deliver_pending() == 0
+    world.clock.now += timedelta(minutes=2)
+    assert await world.handoffs.deliver_pending() == 1
+    assert world.user.visible_texts() == [UserNotices.claimed.format(name="Maya")]

@@ -1,4 +1,4 @@
-"""Inbound messages taken by a process, so several processes answer each message once.
+"""Several processes on one database: inbound messages taken once, deliveries across processes.
 
 Revision ID: 0003
 Revises: 0002
@@ -31,8 +31,37 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_inbound_messages_received_at"), "inbound_messages", ["received_at"], unique=False
     )
+    op.create_table(
+        "pending_deliveries",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("conversation_id", sa.Integer(), nullable=False),
+        sa.Column("platform", sa.String(length=16), nullable=False),
+        sa.Column(
+            "kind",
+            sa.Enum("notice", "resume", name="delivery_kind", native_enum=False, length=32),
+            nullable=False,
+        ),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("taken_by", sa.String(length=64), nullable=True),
+        sa.Column("taken_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["conversation_id"],
+            ["conversations.id"],
+            name=op.f("fk_pending_deliveries_conversation_id_conversations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_pending_deliveries")),
+    )
+    op.create_index(
+        op.f("ix_pending_deliveries_conversation_id"), "pending_deliveries", ["conversation_id"], unique=False
+    )
+    op.create_index(op.f("ix_pending_deliveries_platform"), "pending_deliveries", ["platform"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_pending_deliveries_platform"), table_name="pending_deliveries")
+    op.drop_index(op.f("ix_pending_deliveries_conversation_id"), table_name="pending_deliveries")
+    op.drop_table("pending_deliveries")
     op.drop_index(op.f("ix_inbound_messages_received_at"), table_name="inbound_messages")
     op.drop_table("inbound_messages")
