@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import time
+import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -164,7 +165,7 @@ class Relay:
         Blocked users are ignored, and a user over the message rate is asked to slow down, before
         anything is queued, so one user cannot hold up others or burn the provider's budget.
         """
-        if not inbound.text.strip() and inbound.button is None:
+        if inbound.button is None and _invisible(inbound.text):
             return None
         if not self._within_rate(inbound):
             gate = self._gates[(inbound.platform, inbound.user_id)]
@@ -616,6 +617,12 @@ def _insert(session: AsyncSession, table: type[Base]) -> postgresql.Insert | sql
     if session.get_bind().dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+def _invisible(text: str) -> bool:
+    """Nothing a person could see: whitespace and format characters (zero-width space and joiners,
+    bidi marks, the BOM) only. Such a message would cost a provider turn for nothing."""
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
 
 
 def _close(conversation: Conversation, now: datetime) -> None:

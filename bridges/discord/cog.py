@@ -2,7 +2,8 @@
 
 Who is answered, and where: DMs (if enabled); in servers, a message that mentions the bot, replies to
 one of its messages, or is written in a thread the bot opened, in an allowed channel by a member with
-an allowed role. Slash commands follow the same rules; `/agent` also needs Manage Server.
+an allowed role. Slash commands follow the same rules; `/agent` also needs Manage Server. `/block` and
+`/unblock` are for moderators (the desk's moderator roles, or Manage Server) anywhere in a server.
 """
 
 from __future__ import annotations
@@ -12,19 +13,21 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
+from discord.utils import escape_markdown
+from sqlalchemy import select
 
-from bridges.discord.config import DiscordConfig
-from bridges.discord.surface import DiscordSurface, Surfaces
+from bridges.discord.config import DiscordConfig, DiscordDeskConfig
+from bridges.discord.surface import NO_PINGS, DiscordSurface, Surfaces
 from bridges.discord.views import PRESS_EVENT
 from bridges.relay import Relay
 from bridges.surface import Inbound, SurfaceError
-from models import BindingScope
+from models import OPEN_HANDOFF_STATUSES, BindingScope, Conversation, Handoff, User
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,34 @@ class Replies:
     bound = "New conversations in this {scope} will use the agent **{agent}**."
     asked = "> {question}"
     failed = "Sorry, something went wrong on my side. Please try again in a moment."
+    moderators_only = "Only moderators can block or unblock users."
+    block_usage = (
+        "Say whom: pick a `user`, or give both `platform` and `user_id` (digits, as shown on the handoff "
+        "notification). With no options, use it in a handoff's thread for that handoff's user."
+    )
+    blocked = "Blocked {who}: everything they send is ignored until someone uses `/unblock`."
+    blocked_already = "{who} was already blocked."
+    unblocked = "Unblocked {who}: the bot answers them again."
+    unblocked_already = "{who} was not blocked."
+    handoff_stays = (
+        " Their handoff #{id} stays open, but what they send no longer reaches it: "
+        "resolve or return it when you are done."
+    )
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Whom a `/block` or `/unblock` is about."""
+
+    platform: str
+    user_id: str
+    name: str = ""
+    handoff_id: int | None = None
+    """Their open handoff, when the command was used in its thread."""
+
+    def __str__(self) -> str:
+        who = f"{self.platform} user {self.user_id}"
+        return f"**{escape_markdown(self.name)}** ({who})" if self.name else who
 
 
 class SwitchboardCog(commands.Cog, name="Switchboard"):
@@ -184,6 +215,102 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             return
         await interaction.response.send_message(Replies.bound.format(scope=scope, agent=name), ephemeral=True)
 
+    @app_commands.command(name="block", description="Ignore everything a user sends (moderators)")
+    @app_commands.describe(
+        user="A Discord user",
+        platform="With user_id: the platform of a user who is not on this server",
+        user_id="With platform: their id, as shown on a handoff notification",
+    )
+    @app_commands.guild_only()
+    async def block(
+        self,
+        interaction: discord.Interaction[Any],
+        user: discord.User | None = None,
+        platform: Literal["discord", "telegram"] | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        await self._moderate(interaction, user, platform, user_id, block=True)
+
+    @app_commands.command(name="unblock", description="Answer a blocked user again (moderators)")
+    @app_commands.describe(
+        user="A Discord user",
+        platform="With user_id: the platform of a user who is not on this server",
+        user_id="With platform: their id, as shown on a handoff notification",
+    )
+    @app_commands.guild_only()
+    async def unblock(
+        self,
+        interaction: discord.Interaction[Any],
+        user: discord.User | None = None,
+        platform: Literal["discord", "telegram"] | None = None,
+        user_id: str | None = None,
+    ) -> None:
+        await self._moderate(interaction, user, platform, user_id, block=False)
+
+    async def _moderate(
+        self,
+        interaction: discord.Interaction[Any],
+        user: discord.User | None,
+        platform: str | None,
+        user_id: str | None,
+        *,
+        block: bool,
+    ) -> None:
+        """Block or unblock, answering only the moderator. No default_permissions: that would hide the
+        commands from moderator roles without Manage Server, so the check is here alone."""
+        if not is_moderator(interaction.user, self.config.handoff):
+            await interaction.response.send_message(Replies.moderators_only, ephemeral=True)
+            return
+        track_current(self.in_flight)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            target = await self._target(interaction, user, platform, user_id)
+            reply = await self._apply(target, f"{PLATFORM}:{interaction.user.id}", block) if target else None
+        except Exception:
+            log.exception("discord: /%s failed", "block" if block else "unblock")
+            reply = Replies.failed
+        await interaction.edit_original_response(
+            content=reply or Replies.block_usage, allowed_mentions=NO_PINGS
+        )
+
+    async def _target(
+        self,
+        interaction: discord.Interaction[Any],
+        user: discord.User | None,
+        platform: str | None,
+        user_id: str | None,
+    ) -> _Target | None:
+        """The user named by the options, or with none the user of the handoff whose thread this is;
+        None if that is not exactly one user."""
+        if user is not None:
+            return None if platform or user_id else _Target(PLATFORM, str(user.id), user.display_name)
+        if platform and user_id:
+            user_id = user_id.strip()
+            return _Target(platform, user_id) if user_id.isascii() and user_id.isdigit() else None
+        if platform or user_id:
+            return None
+        # the desk's refs are stored under its name, which is the platform's
+        handoff_id = await self.relay.handoffs.open_handoff_at(
+            PLATFORM, "thread", str(interaction.channel_id)
+        )
+        if handoff_id is None:
+            return None
+        view = await self.relay.handoffs.view(handoff_id)
+        return _Target(view.platform, view.user_id, view.user_name, handoff_id)
+
+    async def _apply(self, target: _Target, by: str, block: bool) -> str:
+        """Do it, and say what changed; a block leaves the user's open handoff to the moderators."""
+        relay = self.relay
+        if not block:
+            done = await relay.unblock(target.platform, target.user_id, by=by)
+            return (Replies.unblocked if done else Replies.unblocked_already).format(who=target)
+        if await relay.is_blocked(target.platform, target.user_id):
+            return Replies.blocked_already.format(who=target)
+        await relay.block(target.platform, target.user_id, by=by)
+        reply = Replies.blocked.format(who=target)
+        handoff_id = target.handoff_id or await open_handoff_of_user(relay, target.platform, target.user_id)
+        return reply + (Replies.handoff_stays.format(id=handoff_id) if handoff_id is not None else "")
+
     @agent.autocomplete("name")
     async def _agent_names(
         self, interaction: discord.Interaction[Any], current: str
@@ -231,6 +358,32 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             log.exception("discord: a turn failed unexpectedly")
             with contextlib.suppress(SurfaceError):
                 await surface.send(Replies.failed)
+
+
+def is_moderator(user: discord.abc.User, desk: DiscordDeskConfig | None) -> bool:
+    """A server member with one of the desk's moderator roles, or with Manage Server."""
+    if not isinstance(user, discord.Member):
+        return False
+    roles = {role.id for role in user.roles}
+    moderator_roles = set(desk.moderator_roles) if desk is not None else set()
+    return bool(roles & moderator_roles) or user.guild_permissions.manage_guild
+
+
+async def open_handoff_of_user(relay: Relay, platform: str, user_id: str) -> int | None:
+    """The user's open handoff, if any (bridges/telegram/handlers.py has the same lookup until the Relay
+    offers it)."""
+    async with relay.db() as session:
+        return await session.scalar(
+            select(Handoff.id)
+            .join(Conversation, Conversation.id == Handoff.conversation_id)
+            .join(User, User.id == Conversation.user_id)
+            .where(
+                User.platform == platform,
+                User.external_id == user_id,
+                Handoff.status.in_(OPEN_HANDOFF_STATUSES),
+            )
+            .limit(1)
+        )
 
 
 def track_current(in_flight: set[asyncio.Task[Any]]) -> None:

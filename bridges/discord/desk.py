@@ -20,7 +20,7 @@ from typing import Any
 import discord
 from discord.utils import escape_markdown
 
-from bridges.discord.cog import track_current
+from bridges.discord.cog import PLATFORM, is_moderator, track_current
 from bridges.discord.config import DiscordDeskConfig
 from bridges.discord.surface import MAX_LENGTH, NO_PINGS, Budgets
 from bridges.discord.views import HandoffAction, HandoffButton
@@ -76,7 +76,8 @@ class DiscordDesk:
     """A `ModeratorDesk` in one Discord channel. The bridge routes button presses (`on_handoff_press`)
     and messages (`on_message`) here; the main cog leaves this channel and its threads alone."""
 
-    name = "discord"
+    name = PLATFORM
+    """The key of its refs, by which `/block` in a handoff's thread finds the handoff."""
 
     def __init__(
         self,
@@ -164,11 +165,8 @@ class DiscordDesk:
     # -- Discord events ------------------------------------------------------------------------------
 
     def is_moderator(self, user: discord.abc.User) -> bool:
-        """A member with a moderator role, or with Manage Server."""
-        if not isinstance(user, discord.Member):
-            return False
-        roles = {role.id for role in user.roles}
-        return bool(roles & set(self.config.moderator_roles)) or user.guild_permissions.manage_guild
+        """A member with a moderator role, or with Manage Server (the same people `/block` allows)."""
+        return is_moderator(user, self.config)
 
     async def on_handoff_press(
         self, interaction: discord.Interaction[Any], action: HandoffAction, handoff_id: int

@@ -295,7 +295,7 @@ class TelegramDesk:
         if lock is None:
             lock = self._order[key] = asyncio.Lock()
         async with lock:
-            handoff_id = await self._handoff_of(message)
+            handoff_id = await self.handoff_of(message)
             if handoff_id is None:
                 return
             user = message.from_user
@@ -306,9 +306,9 @@ class TelegramDesk:
             ):
                 await self._reply(message, DeskReplies.not_claimer)
 
-    async def _handoff_of(self, message: Message) -> int | None:
-        """The open handoff a moderator's message belongs to: its topic's, or, outside topics, the one
-        tagged on the desk message it replies to."""
+    async def handoff_of(self, message: Message) -> int | None:
+        """The open handoff a moderator's message (or `/block`) belongs to: its topic's, or, outside
+        topics, the one tagged on the desk message it replies to."""
         if message.is_topic_message and message.message_thread_id is not None:
             key = topic_key(message.chat_id, message.message_thread_id)
             return await self.handoffs.open_handoff_at(NAME, "topic", key)

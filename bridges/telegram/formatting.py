@@ -57,7 +57,16 @@ def to_telegram(markdown: str, limit: int = MAX_TEXT) -> Formatted:
         return plain(markdown, limit)
     if not text.strip() or utf16_length(text) > limit:
         return plain(markdown, limit)
-    return Formatted(text, tuple(entity.to_dict() for entity in entities))
+    return Formatted(text, tuple(e.to_dict() for e in entities if _harmless(e.to_dict())))
+
+
+def _harmless(entity: dict[str, Any]) -> bool:
+    """Links only to web pages: a `tg://user?id=N` link is an inline mention that notifies user N (an
+    agent must never ping anyone), and other schemes are refused by Telegram or worse. The link's text
+    stays; only the link goes."""
+    if entity.get("type") != "text_link":
+        return True
+    return str(entity.get("url", "")).lower().startswith(("http://", "https://"))
 
 
 def _keep_html_literal(markdown: str) -> str:

@@ -2,7 +2,8 @@
 
 Triggers: every text in a private chat; in groups an @mention of the bot, a reply to one of its
 messages, or a command. A forum topic is its own place, so it keeps its own conversation. The
-moderator desk's chat, if configured, belongs to the desk alone.
+moderator desk's chat, if configured, belongs to the desk alone, except for `/block` and `/unblock`,
+which moderators (the desk's, and the configured admins) may use anywhere.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+from sqlalchemy import select
 from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatType
 from telegram.ext import (
@@ -30,6 +32,7 @@ from bridges.telegram.config import TelegramConfig
 from bridges.telegram.desk import TelegramDesk
 from bridges.telegram.keyboards import token_of
 from bridges.telegram.surface import DraftingSurface, Surfaces
+from models import OPEN_HANDOFF_STATUSES, Conversation, Handoff, User
 from models.binding import BindingScope
 
 log = logging.getLogger(__name__)
@@ -40,7 +43,13 @@ PUBLIC_COMMANDS = (
     ("reset", "Start a new conversation"),
     ("human", "Ask for a human moderator"),
 )
-ADMIN_COMMANDS = (*PUBLIC_COMMANDS, ("agent", "Choose the agent for this chat (admins)"))
+ADMIN_COMMANDS = (
+    *PUBLIC_COMMANDS,
+    ("agent", "Choose the agent for this chat (admins)"),
+    ("block", "Ignore a user: /block PLATFORM ID, or as a reply to them (moderators)"),
+    ("unblock", "Answer a blocked user again: /unblock PLATFORM ID (moderators)"),
+)
+BLOCKABLE_PLATFORMS = ("discord", "telegram")
 
 
 class Replies:
@@ -48,6 +57,34 @@ class Replies:
     agent_usage = "Usage: /agent NAME. Configured agents: {agents}."
     agent_bound = "This chat now talks to {agent}. New conversations here use it; /reset to start one now."
     expired_button = "This button has expired."
+    moderators_only = "Only moderators can block or unblock users."
+    block_usage = (
+        "Usage: /{command} PLATFORM ID, for example /{command} discord 123 (the platform and id are on "
+        "the handoff notification), or send /{command} as a reply to the person's message. In a "
+        "handoff's topic, /{command} alone means that handoff's user."
+    )
+    blocked = "Blocked {who}: everything they send is ignored until a moderator uses /unblock."
+    blocked_already = "{who} was already blocked."
+    unblocked = "Unblocked {who}: the bot answers them again."
+    unblocked_already = "{who} was not blocked."
+    handoff_stays = (
+        " Their handoff #{id} stays open, but what they send no longer reaches it: "
+        "resolve or return it when you are done."
+    )
+    failed = "Sorry, that did not work. Please try again in a moment."
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Whom a `/block` or `/unblock` is about."""
+
+    platform: str
+    user_id: str
+    handoff_id: int | None = None
+    """Their open handoff, when the command was used in its topic."""
+
+    def __str__(self) -> str:
+        return f"{self.platform} user {self.user_id}"
 
 
 class Handlers:
@@ -75,6 +112,8 @@ class Handlers:
         commands = {"start": self.start, "reset": self.reset, "human": self.human, "agent": self.agent}
         for name, callback in commands.items():
             app.add_handler(CommandHandler(name, callback, filters=users))
+        for name, callback in {"block": self.block, "unblock": self.unblock}.items():  # the desk's too
+            app.add_handler(CommandHandler(name, callback, filters=filters.UpdateType.MESSAGE))
         app.add_handler(
             MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND & users, self.message)
         )
@@ -140,6 +179,71 @@ class Handlers:
             return
         await _tell(surface, Replies.agent_bound.format(agent=name))
 
+    async def block(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._moderate(update, context, block=True)
+
+    async def unblock(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self._moderate(update, context, block=False)
+
+    async def _moderate(self, update: Update, context: ContextTypes.DEFAULT_TYPE, *, block: bool) -> None:
+        """Block or unblock whom the command names; only moderators, everyone else is told so."""
+        message = update.message
+        if message is None or message.from_user is None:
+            return
+        surface = self.surfaces.plain(message)
+        moderator = message.from_user.id
+        if not await self._is_moderator(moderator):
+            await _tell(surface, Replies.moderators_only)
+            return
+        try:
+            target = await self._target(message, context.args or [])
+            reply = (
+                await self._apply(target, f"{PLATFORM}:{moderator}", block)
+                if target is not None
+                else Replies.block_usage.format(command="block" if block else "unblock")
+            )
+        except Exception:
+            log.exception("telegram: /%s failed", "block" if block else "unblock")
+            reply = Replies.failed
+        await _tell(surface, reply)
+
+    async def _is_moderator(self, user_id: int) -> bool:
+        """A configured admin, or a moderator of the desk."""
+        if user_id in self.config.admins:
+            return True
+        return self.desk is not None and await self.desk.is_moderator(user_id)
+
+    async def _target(self, message: Message, args: list[str]) -> _Target | None:
+        """PLATFORM ID if given; else in the desk's chat the handoff the command was sent about, and
+        elsewhere the sender of the message it replies to. None if that names nobody."""
+        if args:
+            platform, user_id = (args[0].lower(), args[1]) if len(args) == 2 else ("", "")
+            known = platform in BLOCKABLE_PLATFORMS and user_id.isascii() and user_id.isdigit()
+            return _Target(platform, user_id) if known else None
+        if self.desk is not None and message.chat.id == self.desk.chat_id:
+            handoff_id = await self.desk.handoff_of(message)
+            if handoff_id is None:
+                return None
+            view = await self.relay.handoffs.view(handoff_id)
+            return _Target(view.platform, view.user_id, handoff_id)
+        replied = message.reply_to_message
+        # in a topic every message "replies" to the topic's start, which names nobody
+        person = replied.from_user if replied is not None and replied.forum_topic_created is None else None
+        return _Target(PLATFORM, str(person.id)) if person is not None and not person.is_bot else None
+
+    async def _apply(self, target: _Target, by: str, block: bool) -> str:
+        """Do it, and say what changed; a block leaves the user's open handoff to the moderators."""
+        relay = self.relay
+        if not block:
+            done = await relay.unblock(target.platform, target.user_id, by=by)
+            return (Replies.unblocked if done else Replies.unblocked_already).format(who=target)
+        if await relay.is_blocked(target.platform, target.user_id):
+            return Replies.blocked_already.format(who=target)
+        await relay.block(target.platform, target.user_id, by=by)
+        reply = Replies.blocked.format(who=target)
+        handoff_id = target.handoff_id or await open_handoff_of_user(relay, target.platform, target.user_id)
+        return reply + (Replies.handoff_stays.format(id=handoff_id) if handoff_id is not None else "")
+
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         log.error("telegram handler failed", exc_info=context.error)
 
@@ -199,6 +303,23 @@ def _inbound(message: Message, text: str) -> Inbound:
         thread_id=str(message.message_thread_id) if message.is_topic_message else "",
         is_dm=message.chat.type == ChatType.PRIVATE,
     )
+
+
+async def open_handoff_of_user(relay: Relay, platform: str, user_id: str) -> int | None:
+    """The user's open handoff, if any (bridges/discord/cog.py has the same lookup until the Relay
+    offers it)."""
+    async with relay.db() as session:
+        return await session.scalar(
+            select(Handoff.id)
+            .join(Conversation, Conversation.id == Handoff.conversation_id)
+            .join(User, User.id == Conversation.user_id)
+            .where(
+                User.platform == platform,
+                User.external_id == user_id,
+                Handoff.status.in_(OPEN_HANDOFF_STATUSES),
+            )
+            .limit(1)
+        )
 
 
 async def _tell(surface: Surface, text: str) -> None:

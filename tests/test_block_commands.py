@@ -1,0 +1,411 @@
+"""Moderators' `/block` and `/unblock` on both platforms, end to end: the real discord.py and
+python-telegram-bot clients against their loopback fakes, both desks, and one Relay on the database, as
+bot.py wires them. A block is a flag on the user's row, so whichever platform it is set from, the user's
+messages are ignored wherever they arrive.
+
+"Ignored" is observed where the Relay decides it (its log line) and then checked for its effects: no reply,
+no agent turn, nothing passed to a handoff's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bridges.discord import DiscordBridge, DiscordConfig
+from bridges.discord.cog import Replies as DiscordReplies
+from bridges.discord.config import DiscordDeskConfig
+from bridges.handoff import HandoffService
+from bridges.relay import Notices, Relay
+from bridges.surface import Surface
+from bridges.telegram import TelegramBridge
+from bridges.telegram.handlers import Replies as TelegramReplies
+from models import Conversation, Handoff, HandoffStatus
+from tests.fakes.discord import FakeChannel, FakeDiscord, FakeInteraction, FakeMessage
+from tests.fakes.discord import FakeUser as DiscordUser
+from tests.fakes.telegram import FakeChat, FakeTelegram, FakeUser
+from tests.fakes.telegram import FakeMessage as TelegramMessage
+from tests.fakes.telegram.harness import ADMIN_ID, HANDOFF_POLICY, POLICY, ScriptedAgent, bridge
+from tests.test_discord import WINDOW
+from tests.test_discord_desk import EPHEMERAL
+from tests.test_telegram_desk import QUICK, ROOMY
+
+
+@dataclass
+class World:
+    """Both platforms and the people on them."""
+
+    discord: FakeDiscord
+    general: FakeChannel
+    mods: FakeChannel
+    """The Discord desk channel."""
+    moderators: int
+    maya: DiscordUser
+    """A Discord moderator (has the desk's moderator role)."""
+    alice: DiscordUser
+    """A Discord member with no special role."""
+    telegram: FakeTelegram
+    telegram_url: str
+    tg_mods: FakeChat
+    """The Telegram desk: a forum supergroup whose members are moderators."""
+    lobby: FakeChat
+    """A Telegram group the bot serves."""
+    sam: FakeUser
+    """A member of the Telegram desk, so a moderator."""
+    ada: FakeUser
+    """A configured Telegram admin, not in the desk."""
+    uma: FakeUser
+    mallory: FakeUser
+    """A Telegram user in the lobby, not a moderator."""
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    telegram = FakeTelegram(limits=ROOMY)
+    async with FakeDiscord(message_window=WINDOW) as discord, telegram.running() as telegram_url:
+        guild = discord.add_guild("Support", discord.add_user("owner"))
+        moderators = discord.add_role(guild, "Moderators")
+        maya, alice = discord.add_user("maya"), discord.add_user("alice")
+        discord.add_member(guild, maya, (moderators,))
+        discord.add_member(guild, alice)
+        general, mods = (discord.add_text_channel(guild, name) for name in ("general", "mods"))
+        tg_mods, lobby = telegram.group("Moderators", forum=True), telegram.group("Lobby")
+        sam, uma, mallory = telegram.user("Sam"), telegram.user("Uma"), telegram.user("Mallory")
+        telegram.join(tg_mods, sam)
+        for member in (uma, mallory):
+            telegram.join(lobby, member)
+        yield World(
+            discord=discord,
+            general=general,
+            mods=mods,
+            moderators=moderators,
+            maya=maya,
+            alice=alice,
+            telegram=telegram,
+            telegram_url=telegram_url,
+            tg_mods=tg_mods,
+            lobby=lobby,
+            sam=sam,
+            ada=FakeUser(ADMIN_ID, "Ada"),
+            uma=uma,
+            mallory=mallory,
+        )
+
+
+@dataclass
+class App:
+    """One Relay and HandoffService serving both bridges and both desks."""
+
+    world: World
+    relay: Relay
+    agent: ScriptedAgent
+    discord: DiscordBridge
+    telegram: TelegramBridge
+    db: async_sessionmaker[AsyncSession]
+
+    async def discord_command(
+        self, channel: FakeChannel, user: DiscordUser, name: str, **options: str
+    ) -> str:
+        """Run a slash command; returns the answer, which only its user sees."""
+        fake = self.world.discord
+        return await _private_answer(fake, await fake.slash(channel, user, name, **options))
+
+    async def telegram_command(
+        self,
+        chat: FakeChat,
+        user: FakeUser,
+        text: str,
+        *,
+        thread_id: int | None = None,
+        reply_to: TelegramMessage | None = None,
+    ) -> str:
+        """Send a command; returns the bot's answer, the next message it posts there."""
+        fake = self.world.telegram
+        before = len(fake.bot_messages(chat, thread_id))
+        fake.say(chat, user, text, thread_id=thread_id, reply_to=reply_to)
+        await fake.wait_for(
+            lambda: len(fake.bot_messages(chat, thread_id)) > before, what=f"the answer to {text!r}"
+        )
+        return fake.bot_messages(chat, thread_id)[before].text
+
+    async def telegram_says(self, chat: FakeChat, user: FakeUser, text: str, expected: str) -> None:
+        """`user` says `text` and the bot answers `expected` in that chat."""
+        fake = self.world.telegram
+        fake.say(chat, user, text)
+        await fake.wait_for(
+            lambda: any(m.text == expected for m in fake.bot_messages(chat)), what=f"the reply {expected!r}"
+        )
+
+    async def handoff(self) -> Handoff:
+        async with self.db() as session:
+            found = (await session.scalars(select(Handoff).order_by(Handoff.id.desc()))).first()
+        assert found is not None
+        return found
+
+    async def discord_thread(self) -> FakeChannel:
+        """The Discord desk's thread of the newest handoff (started on its notification)."""
+        fake = self.world.discord
+        note = await fake.wait_until(
+            lambda: next((m for m in fake.bot_messages(self.world.mods) if m.embeds), None),
+            what="the Discord notification",
+        )
+        return await fake.wait_until(lambda: fake.channels.get(note.id), what="the handoff thread")
+
+    async def telegram_topic(self, handoff_id: int) -> int:
+        """The Telegram desk's topic of a handoff."""
+        fake, heading = self.world.telegram, f"🆘 Handoff #{handoff_id} "
+
+        def topic() -> int | None:
+            notes = (m for m in fake.bot_messages(self.world.tg_mods) if m.text.startswith(heading))
+            return next((m.thread_id for m in notes), None)
+
+        await fake.wait_for(lambda: topic() is not None, what="the Telegram notification")
+        found = topic()
+        assert found is not None
+        return found
+
+
+@pytest.fixture
+async def app(world: World, db: async_sessionmaker[AsyncSession]) -> AsyncIterator[App]:
+    bridges: dict[str, DiscordBridge | TelegramBridge] = {}
+
+    def surface_for(platform: str, chat_id: str, thread_id: str) -> Surface | None:
+        found = bridges.get(platform)
+        return found.surface_for(platform, chat_id, thread_id) if found else None
+
+    def jump_link(conversation: Conversation) -> str | None:
+        found = bridges.get(conversation.platform)
+        return found.jump_link(conversation) if found else None
+
+    handoffs = HandoffService(db, HANDOFF_POLICY, surfaces=surface_for, jump_link=jump_link)
+    agent = ScriptedAgent()
+    relay = Relay(db, {"scripted": agent}, POLICY, handoffs=handoffs)
+    w = world
+    bridges["discord"] = DiscordBridge(
+        DiscordConfig(
+            token=SecretStr(w.discord.token),
+            api_base=w.discord.api_base,
+            gateway_url=w.discord.gateway_url,
+            channel_window_seconds=WINDOW,
+            guild_ready_timeout=0.05,
+            message_content_intent=True,
+            handoff=DiscordDeskConfig(channel=w.mods.id, moderator_roles=(w.moderators,)),
+        ),
+        relay,
+        edit_interval=0.02,
+    )
+    bridges["telegram"] = bridge(
+        w.telegram, w.telegram_url, relay, handoff={"chat_id": w.tg_mods.id}, drafts=False, **QUICK
+    )
+    async with AsyncExitStack() as stack:
+        for platform_bridge in bridges.values():
+            stack.push_async_callback(platform_bridge.close, 1.0)
+            await platform_bridge.start()
+            assert platform_bridge.desk is not None
+            handoffs.desks.append(platform_bridge.desk)
+        discord_bridge, telegram_bridge = bridges["discord"], bridges["telegram"]
+        assert isinstance(discord_bridge, DiscordBridge) and isinstance(telegram_bridge, TelegramBridge)
+        yield App(world, relay, agent, discord_bridge, telegram_bridge, db)
+
+
+Ignored = Callable[[str, str], Awaitable[None]]
+
+
+@pytest.fixture
+def ignored(caplog: pytest.LogCaptureFixture) -> Ignored:
+    """`await ignored(platform, user_id)` returns once the Relay has ignored a message from that user."""
+    caplog.set_level(logging.INFO, logger="bridges.relay")
+
+    async def wait(platform: str, user_id: str) -> None:
+        line = f"ignoring a message from blocked user {platform}:{user_id}"
+        await _until(lambda: any(r.getMessage() == line for r in caplog.records), what=line)
+
+    return wait
+
+
+async def test_a_discord_moderator_blocks_a_telegram_user_by_id_until_unblocked(
+    world: World, app: App, ignored: Ignored
+) -> None:
+    uma, telegram = world.uma, world.telegram
+    chat = telegram.private_chat(uma)
+    await app.telegram_says(chat, uma, "hi", "scripted: hi (#1)")
+    who = f"telegram user {uma.id}"
+
+    answer = await app.discord_command(
+        world.general, world.maya, "block", platform="telegram", user_id=str(uma.id)
+    )
+    assert answer == DiscordReplies.blocked.format(who=who)
+    assert await app.relay.is_blocked("telegram", str(uma.id))
+    telegram.say(chat, uma, "still there?")
+    await ignored("telegram", str(uma.id))
+    again = await app.discord_command(
+        world.general, world.maya, "block", platform="telegram", user_id=str(uma.id)
+    )
+    assert again == DiscordReplies.blocked_already.format(who=who)
+
+    answer = await app.discord_command(
+        world.general, world.maya, "unblock", platform="telegram", user_id=str(uma.id)
+    )
+    assert answer == DiscordReplies.unblocked.format(who=who)
+    await app.telegram_says(chat, uma, "back", "scripted: back (#2)")
+    assert [m.text for m in telegram.bot_messages(chat)] == ["scripted: hi (#1)", "scripted: back (#2)"]
+    assert [turn.text for turn in app.agent.turns] == ["hi", "back"]
+    answer = await app.discord_command(
+        world.general, world.maya, "unblock", platform="telegram", user_id=str(uma.id)
+    )
+    assert answer == DiscordReplies.unblocked_already.format(who=who)
+
+
+async def test_discord_usage_errors_are_explained(world: World, app: App) -> None:
+    for options in (
+        {},
+        {"platform": "telegram"},
+        {"user_id": "123"},
+        {"platform": "discord", "user_id": "x1"},
+    ):
+        assert await app.discord_command(world.general, world.maya, "block", **options) == (
+            DiscordReplies.block_usage
+        ), options
+
+
+async def test_a_discord_moderator_blocks_a_member_picked_as_the_user_option(world: World, app: App) -> None:
+    fake, alice = world.discord, world.alice
+    answer = await _private_answer(fake, await _slash_naming(fake, world.general, world.maya, "block", alice))
+    assert answer == DiscordReplies.blocked.format(who=f"**alice** (discord user {alice.id})")
+    assert await app.relay.is_blocked("discord", str(alice.id))
+
+
+async def test_non_moderators_are_refused_on_both_platforms_and_an_admin_blocks_by_reply(
+    world: World, app: App, ignored: Ignored
+) -> None:
+    uma, lobby = world.uma, world.lobby
+    refused = await app.discord_command(
+        world.general, world.alice, "block", platform="telegram", user_id=str(uma.id)
+    )
+    assert refused == DiscordReplies.moderators_only
+    greeting = world.telegram.say(lobby, uma, "hello everyone")
+    for text, reply_to in (("/block", greeting), (f"/block telegram {uma.id}", None)):
+        refused = await app.telegram_command(lobby, world.mallory, text, reply_to=reply_to)
+        assert refused == TelegramReplies.moderators_only
+    assert not await app.relay.is_blocked("telegram", str(uma.id))
+
+    answer = await app.telegram_command(lobby, world.ada, "/block", reply_to=greeting)
+    assert answer == TelegramReplies.blocked.format(who=f"telegram user {uma.id}")
+    world.telegram.say(lobby, uma, f"@{world.telegram.bot.username} are you there?")
+    await ignored("telegram", str(uma.id))
+    assert app.agent.turns == []
+
+
+async def test_block_in_a_discord_handoff_thread_blocks_its_user_and_leaves_the_handoff_open(
+    world: World, app: App, ignored: Ignored
+) -> None:
+    uma, telegram, discord = world.uma, world.telegram, world.discord
+    chat = telegram.private_chat(uma)
+    await app.telegram_says(chat, uma, "/human", Notices.handoff_requested)
+    thread = await app.discord_thread()
+    handoff = await app.handoff()
+
+    answer = await app.discord_command(thread, world.maya, "block")
+    expected = DiscordReplies.blocked.format(who=f"**Uma** (telegram user {uma.id})")
+    assert answer == expected + DiscordReplies.handoff_stays.format(id=handoff.id)
+    assert (await app.handoff()).status is HandoffStatus.REQUESTED
+    before = [m.content for m in discord.bot_messages(thread)]
+    telegram.say(chat, uma, "hello?")
+    await ignored("telegram", str(uma.id))
+    assert [m.content for m in discord.bot_messages(thread)] == before  # nothing passed to the desk
+    assert [m.text for m in telegram.bot_messages(chat)] == [Notices.handoff_requested]
+
+
+async def test_block_in_a_telegram_topic_blocks_the_discord_user_of_that_handoff(
+    world: World, app: App
+) -> None:
+    fake, alice = world.discord, world.alice
+    dm = fake.dm_channel(alice)
+    asked = await fake.slash(dm, alice, "human")
+    assert (await fake.answer(asked)).content == Notices.handoff_requested
+    handoff = await app.handoff()
+    topic = await app.telegram_topic(handoff.id)
+
+    answer = await app.telegram_command(world.tg_mods, world.sam, "/block", thread_id=topic)
+    expected = TelegramReplies.blocked.format(who=f"discord user {alice.id}")
+    assert answer == expected + TelegramReplies.handoff_stays.format(id=handoff.id)
+    assert (await app.handoff()).status is HandoffStatus.REQUESTED
+    usage = await app.telegram_command(world.tg_mods, world.sam, "/unblock")  # outside any topic
+    assert usage == TelegramReplies.block_usage.format(command="unblock")
+
+
+async def test_a_telegram_admin_blocks_a_discord_user_whose_dms_are_then_ignored(
+    world: World, app: App, ignored: Ignored
+) -> None:
+    fake, alice, ada = world.discord, world.alice, world.ada
+    admin_chat = world.telegram.private_chat(ada)
+    for wrong in (
+        "/block",
+        "/block discord",
+        "/block matrix 12",
+        "/block discord 12 34",
+        "/block discord abc",
+    ):
+        usage = await app.telegram_command(admin_chat, ada, wrong)
+        assert usage == TelegramReplies.block_usage.format(command="block"), wrong
+    community = world.telegram.group("Community", forum=True)
+    topic = world.telegram.open_topic(community, "Chat", by=world.uma)  # replies to its start name nobody
+    usage = await app.telegram_command(community, ada, "/block", thread_id=topic)
+    assert usage == TelegramReplies.block_usage.format(command="block")
+    assert not await app.relay.is_blocked("telegram", str(world.uma.id))
+    who = f"discord user {alice.id}"
+    answer = await app.telegram_command(admin_chat, ada, f"/block Discord {alice.id}")
+    assert answer == TelegramReplies.blocked.format(who=who)
+
+    dm = fake.dm_channel(alice)
+    await fake.user_says(dm, alice, "hello?")
+    await ignored("discord", str(alice.id))
+    assert fake.bot_messages(dm) == [] and app.agent.turns == []
+
+    answer = await app.telegram_command(admin_chat, ada, f"/unblock discord {alice.id}")
+    assert answer == TelegramReplies.unblocked.format(who=who)
+    await fake.user_says(dm, alice, "hello again")
+    await fake.wait_for_texts(dm, ["scripted: hello again (#1)"])
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+
+async def _private_answer(fake: FakeDiscord, interaction: FakeInteraction) -> str:
+    answer: FakeMessage = await fake.answer(interaction)
+    assert answer.flags & EPHEMERAL, answer.content
+    return answer.content
+
+
+async def _slash_naming(
+    fake: FakeDiscord, channel: FakeChannel, by: DiscordUser, name: str, user: DiscordUser
+) -> FakeInteraction:
+    """A slash command whose `user` option names `user`, with the resolved data Discord sends along (the
+    fake's `slash` only builds string, integer and boolean options)."""
+    command_id, _ = fake._command(name, channel.guild_id)
+    data = {
+        "id": str(command_id),
+        "name": name,
+        "type": 1,
+        "options": [{"name": "user", "type": 6, "value": str(user.id)}],
+        "resolved": {"users": {str(user.id): user.payload()}},
+    }
+    return await fake._interact(2, channel, by, data)
+
+
+async def _until(predicate: Callable[[], bool], *, within: float = 5.0, what: str) -> None:
+    """Poll a condition nothing signals (a log record), until it holds or `within` seconds pass."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what!r}")
+        await asyncio.sleep(0.01)
