@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.discord.surface import NO_PINGS, DiscordSurface, Surfaces
-from bridges.discord.views import PRESS_EVENT
+from bridges.discord.views import PRESS_EVENT, ChoiceButton, HandoffButton
 from bridges.relay import Relay
 from bridges.surface import Inbound, SurfaceError
 from models import OPEN_HANDOFF_STATUSES, BindingScope, Conversation, Handoff, User
@@ -335,6 +335,20 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         return self._allowed(interaction.channel, interaction.user)
 
     # -- button presses ----------------------------------------------------------------------------
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
+        """A press no button of ours matches (forged, or from a version long gone) is answered, so the
+        user learns the button is dead instead of seeing "This interaction failed"."""
+        if interaction.type is not discord.InteractionType.component:
+            return
+        data: dict[str, Any] = dict(interaction.data or {})
+        custom_id = str(data.get("custom_id", ""))
+        ours = [ChoiceButton] + ([HandoffButton] if self.config.handoff is not None else [])
+        if any(item.__discord_ui_compiled_template__.fullmatch(custom_id) for item in ours):
+            return
+        log.info("discord: a press of unknown button %r", custom_id[:100])
+        await interaction.response.send_message(Replies.button_expired, ephemeral=True)
 
     @commands.Cog.listener(f"on_{PRESS_EVENT}")
     async def on_press(self, interaction: discord.Interaction[Any], token: str) -> None:
