@@ -30,6 +30,7 @@ from bridges.handoff import HandoffPolicy, HandoffService, open_handoff_of
 from bridges.render import RenderFailed, RenderResult, ReplyRenderer
 from bridges.surface import Inbound, Surface, SurfaceFactory, send_notice
 from models import (
+    OPEN_HANDOFF_STATUSES,
     AgentBinding,
     Base,
     BindingScope,
@@ -202,6 +203,9 @@ class Relay:
 
     async def reset(self, inbound: Inbound, surface: Surface) -> None:
         """Close the current conversation (and any open handoff); the next message starts afresh."""
+        if await self.is_blocked(inbound.platform, inbound.user_id):
+            log.info("ignoring /reset from blocked user %s:%s", inbound.platform, inbound.user_id)
+            return
         async with self._turn_lock(inbound):
             async with self.db() as session:
                 conversation = await self._open_conversation(session, inbound)
@@ -222,6 +226,9 @@ class Relay:
     async def request_human(
         self, inbound: Inbound, surface: Surface, reason: str = "the user asked for a human"
     ) -> None:
+        if await self.is_blocked(inbound.platform, inbound.user_id):
+            log.info("ignoring /human from blocked user %s:%s", inbound.platform, inbound.user_id)
+            return
         async with self._turn_lock(inbound):
             conversation, notice = await self._conversation_for(inbound)
             if notice:
@@ -283,6 +290,22 @@ class Relay:
                 cutoff = self._now() - timedelta(days=2)
                 await session.execute(delete(InboundMessage).where(InboundMessage.received_at < cutoff))
         return taken_by == self._run_id
+
+    @_survives_db_outage
+    async def open_handoff_of_user(self, platform: str, user_id: str) -> int | None:
+        """The user's open handoff in any conversation, if any (what a moderator blocking them learns)."""
+        async with self.db() as session:
+            return await session.scalar(
+                select(Handoff.id)
+                .join(Conversation, Conversation.id == Handoff.conversation_id)
+                .join(User, User.id == Conversation.user_id)
+                .where(
+                    User.platform == platform,
+                    User.external_id == user_id,
+                    Handoff.status.in_(OPEN_HANDOFF_STATUSES),
+                )
+                .limit(1)
+            )
 
     @_survives_db_outage
     async def is_blocked(self, platform: str, user_id: str) -> bool:

@@ -454,3 +454,19 @@ async def test_a_message_delivered_to_two_processes_is_answered_once(
             select(func.count()).select_from(TranscriptEntry).where(TranscriptEntry.role == Role.USER)
         )
     assert users == 3
+
+
+async def test_blocked_users_cannot_reset_or_ask_for_a_human(
+    db: async_sessionmaker[AsyncSession], agent: ScriptedAgent
+) -> None:
+    relay = Relay(db, {"scripted": agent, "other": ScriptedAgent()}, POLICY)
+    surface = RecordingSurface()
+    await relay.handle(inbound("hello"), surface)
+    await relay.block("console", "u1", by="discord:mod")
+    shown = surface.visible_texts()
+    await relay.request_human(inbound("/human"), surface)
+    await relay.reset(inbound("/reset"), surface)
+    assert surface.visible_texts() == shown
+    async with db() as session:
+        assert await session.scalar(select(func.count()).select_from(Handoff)) == 0
+    assert await relay.open_handoff_of_user("console", "u1") is None

@@ -20,14 +20,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 from discord.utils import escape_markdown
-from sqlalchemy import select
 
 from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.discord.surface import NO_PINGS, DiscordSurface, Surfaces
 from bridges.discord.views import PRESS_EVENT, ChoiceButton, HandoffButton
 from bridges.relay import Relay
 from bridges.surface import Inbound, SurfaceError
-from models import OPEN_HANDOFF_STATUSES, BindingScope, Conversation, Handoff, User
+from models import BindingScope
 
 log = logging.getLogger(__name__)
 
@@ -308,7 +307,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             return Replies.blocked_already.format(who=target)
         await relay.block(target.platform, target.user_id, by=by)
         reply = Replies.blocked.format(who=target)
-        handoff_id = target.handoff_id or await open_handoff_of_user(relay, target.platform, target.user_id)
+        handoff_id = target.handoff_id or await relay.open_handoff_of_user(target.platform, target.user_id)
         return reply + (Replies.handoff_stays.format(id=handoff_id) if handoff_id is not None else "")
 
     @agent.autocomplete("name")
@@ -381,23 +380,6 @@ def is_moderator(user: discord.abc.User, desk: DiscordDeskConfig | None) -> bool
     roles = {role.id for role in user.roles}
     moderator_roles = set(desk.moderator_roles) if desk is not None else set()
     return bool(roles & moderator_roles) or user.guild_permissions.manage_guild
-
-
-async def open_handoff_of_user(relay: Relay, platform: str, user_id: str) -> int | None:
-    """The user's open handoff, if any (bridges/telegram/handlers.py has the same lookup until the Relay
-    offers it)."""
-    async with relay.db() as session:
-        return await session.scalar(
-            select(Handoff.id)
-            .join(Conversation, Conversation.id == Handoff.conversation_id)
-            .join(User, User.id == Conversation.user_id)
-            .where(
-                User.platform == platform,
-                User.external_id == user_id,
-                Handoff.status.in_(OPEN_HANDOFF_STATUSES),
-            )
-            .limit(1)
-        )
 
 
 def track_current(in_flight: set[asyncio.Task[Any]]) -> None:

@@ -13,7 +13,6 @@ import logging
 import re
 from dataclasses import dataclass, replace
 
-from sqlalchemy import select
 from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatType
 from telegram.ext import (
@@ -32,7 +31,6 @@ from bridges.telegram.config import TelegramConfig
 from bridges.telegram.desk import TelegramDesk
 from bridges.telegram.keyboards import token_of
 from bridges.telegram.surface import DraftingSurface, Surfaces
-from models import OPEN_HANDOFF_STATUSES, Conversation, Handoff, User
 from models.binding import BindingScope
 
 log = logging.getLogger(__name__)
@@ -241,7 +239,7 @@ class Handlers:
             return Replies.blocked_already.format(who=target)
         await relay.block(target.platform, target.user_id, by=by)
         reply = Replies.blocked.format(who=target)
-        handoff_id = target.handoff_id or await open_handoff_of_user(relay, target.platform, target.user_id)
+        handoff_id = target.handoff_id or await relay.open_handoff_of_user(target.platform, target.user_id)
         return reply + (Replies.handoff_stays.format(id=handoff_id) if handoff_id is not None else "")
 
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -303,23 +301,6 @@ def _inbound(message: Message, text: str) -> Inbound:
         thread_id=str(message.message_thread_id) if message.is_topic_message else "",
         is_dm=message.chat.type == ChatType.PRIVATE,
     )
-
-
-async def open_handoff_of_user(relay: Relay, platform: str, user_id: str) -> int | None:
-    """The user's open handoff, if any (bridges/discord/cog.py has the same lookup until the Relay
-    offers it)."""
-    async with relay.db() as session:
-        return await session.scalar(
-            select(Handoff.id)
-            .join(Conversation, Conversation.id == Handoff.conversation_id)
-            .join(User, User.id == Conversation.user_id)
-            .where(
-                User.platform == platform,
-                User.external_id == user_id,
-                Handoff.status.in_(OPEN_HANDOFF_STATUSES),
-            )
-            .limit(1)
-        )
 
 
 async def _tell(surface: Surface, text: str) -> None:
