@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -168,6 +169,10 @@ class FaultyTelegram(FakeTelegram):
 
     def of(self, method: str) -> list[Arrival]:
         return [a for a in self.arrivals if a.method == method]
+
+
+def rate_limits_counted(platform: str) -> float:
+    return REGISTRY.get_sample_value("switchboard_platform_429_total", {"platform": platform}) or 0.0
 
 
 def flood(seconds: int) -> ApiError:
@@ -418,6 +423,7 @@ async def test_discord_5xx_on_send_and_edits_mid_stream_still_ends_exact(discord
 @sqlite_only
 async def test_discord_429_storm_is_waited_out_without_hammering(discord: DiscordWorld) -> None:
     fake, agent, dm = discord.fake, discord.agent, discord.dm
+    counted = rate_limits_counted("discord")
     retry_after = 0.15
     fake.inject(MESSAGES, 429, times=3, retry_after=retry_after)
     feed = agent.feed("go")
@@ -432,6 +438,7 @@ async def test_discord_429_storm_is_waited_out_without_hammering(discord: Discor
 
     calls = [r for r in fake.requests if r.route in (MESSAGES, EDITS)]
     assert sum(r.status == 429 for r in calls) == 7
+    assert rate_limits_counted("discord") - counted == 7  # the operator's metric saw every one
     for refused, following in itertools.pairwise(calls):
         if refused.status == 429 and following.route == refused.route:
             assert following.at - refused.at >= retry_after * 0.9, "retried before retry_after"
@@ -611,6 +618,7 @@ async def test_telegram_refused_formatting_falls_back_to_the_plain_text(telegram
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")  # PTB's own RetryAfter
 async def test_telegram_429_storm_is_waited_out_without_hammering(telegram: Telegram) -> None:
     fake, agent = faulty(telegram), telegram.agent
+    counted = rate_limits_counted("telegram")
     user = fake.user("Lu")
     group = fake.group("Busy")
     feed = agent.feed("go")
@@ -629,6 +637,7 @@ async def test_telegram_429_storm_is_waited_out_without_hammering(telegram: Tele
 
     edits = fake.of("editMessageText")
     assert sum(a.injected == 429 for a in edits) == 3
+    assert rate_limits_counted("telegram") - counted == 3  # the operator's metric saw every one
     for refused, following in itertools.pairwise(edits):
         if refused.injected == 429:
             assert following.at - refused.at >= 0.95, "retried before retry_after"

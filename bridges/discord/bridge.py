@@ -22,8 +22,26 @@ from bridges.discord.views import HANDOFF_EVENT, ButtonViews, ChoiceButton, Hand
 from bridges.relay import Relay
 from bridges.surface import Surface
 from models import Conversation
+from ops import metrics
 
 log = logging.getLogger(__name__)
+
+
+class _CountRateLimits(logging.Filter):
+    """discord.py waits out a 429 itself and only logs it; the metric counts those log records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("We are being rate limited."):
+            metrics.PLATFORM_RATE_LIMITED.labels("discord").inc()
+        return True
+
+
+def _count_rate_limits() -> None:
+    http_log = logging.getLogger("discord.http")
+    if not any(isinstance(f, _CountRateLimits) for f in http_log.filters):
+        http_log.addFilter(_CountRateLimits())
+    if http_log.getEffectiveLevel() > logging.WARNING:  # the record must be made to be counted
+        http_log.setLevel(logging.WARNING)
 
 
 class DiscordStartError(Exception):
@@ -48,6 +66,7 @@ class DiscordBridge:
     ) -> None:
         self.config = config
         self.relay = relay
+        _count_rate_limits()
         intents = discord.Intents.none()
         intents.guilds = intents.guild_messages = intents.dm_messages = True
         intents.message_content = config.message_content_intent

@@ -41,6 +41,7 @@ from bridges.telegram.formatting import MAX_CAPTION, MAX_TEXT, plain
 from bridges.telegram.keyboards import DESK_PRESS, DeskAction, desk_keyboard, desk_press
 from bridges.telegram.surface import Budgets, _seconds
 from models import OPEN_HANDOFF_STATUSES, Conversation, HandoffStatus
+from ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -377,6 +378,7 @@ class TelegramDesk:
             try:
                 return await request()
             except RetryAfter as exc:
+                metrics.PLATFORM_RATE_LIMITED.labels("telegram").inc()
                 seconds = _seconds(exc)
                 if seconds > self.max_retry_after:
                     raise

@@ -32,6 +32,7 @@ from bridges.surface import SurfaceError
 from bridges.telegram.config import TelegramConfig
 from bridges.telegram.formatting import MAX_CAPTION, MAX_TEXT, Formatted, plain, to_telegram
 from bridges.telegram.keyboards import keyboard
+from ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -256,6 +257,7 @@ class TelegramSurface:
             try:
                 return await request()
             except RetryAfter as exc:
+                metrics.PLATFORM_RATE_LIMITED.labels("telegram").inc()
                 seconds = _seconds(exc)
                 if not wait_out_flood or seconds > self.max_retry_after:
                     raise Flooded(seconds) from exc
