@@ -12,14 +12,12 @@ import asyncio
 import json
 from collections import deque
 from collections.abc import Sequence
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import serve
+from tests.fakes.server import LoopbackService
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ class Failure:
 Injection = Failure | Hang | Drop
 
 
-class FakeHttpService:
+class FakeHttpService(LoopbackService):
     """Base of the HTTP fakes: subclasses add routes in `routes()` and say what their errors look like."""
 
     def __init__(self, *, first_chunk_delay: float = 0.0, chunks_per_second: float | None = None) -> None:
@@ -88,20 +86,12 @@ class FakeHttpService:
         self.disconnected = asyncio.Event()
         """Set when a client went away while the fake was still answering."""
         self._injections: deque[Injection] = deque()
-        self._stack = AsyncExitStack()
-        self.base_url = ""
 
-    async def __aenter__(self) -> Self:
+    def application(self) -> web.Application:
         # A handler is cancelled when its client goes away, which is how a hang learns that it ended.
         app = web.Application(handler_args={"handler_cancellation": True})
         app.add_routes(self.routes())
-        self.base_url = await self._stack.enter_async_context(serve(app))
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._stack.aclose()
+        return app
 
     def routes(self) -> list[web.RouteDef]:
         raise NotImplementedError

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from types import TracebackType
+from typing import Self
 
 from aiohttp import web
 
@@ -22,3 +24,22 @@ async def serve(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+class LoopbackService:
+    """Serves `application()` on loopback for the length of an `async with`; `base_url` says where."""
+
+    base_url = ""
+
+    def application(self) -> web.Application:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        self._stack = AsyncExitStack()
+        self.base_url = await self._stack.enter_async_context(serve(self.application()))
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
