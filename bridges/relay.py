@@ -22,6 +22,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Agent, HistoryEntry, Resumable, Turn
@@ -117,7 +118,7 @@ def _survives_db_outage(
         while True:
             try:
                 return await step(relay, *args, **kwargs)
-            except (DBAPIError, OSError) as exc:
+            except (DBAPIError, PoolTimeout, OSError) as exc:
                 if not is_transient_db_error(exc):
                     raise
                 if loop.time() + delay > deadline:

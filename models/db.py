@@ -8,6 +8,7 @@ import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 _ASYNC_DRIVERS = {
@@ -34,7 +35,9 @@ def safe_url(url: str | URL) -> str:
 
 def create_engine(url: str | URL, *, echo: bool = False) -> AsyncEngine:
     parsed = normalize_url(url)
-    kwargs: dict[str, Any] = {"echo": echo}
+    # Hundreds of replies at once each touch the database a few times; a small pool made them queue
+    # past the pool timeout under load (see bench/).
+    kwargs: dict[str, Any] = {"echo": echo, "pool_size": 10, "max_overflow": 30}
     if parsed.drivername.startswith("sqlite"):
         # One writer at a time: wait for the lock instead of failing at once.
         kwargs["connect_args"] = {"timeout": 30}
@@ -50,6 +53,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Write-ahead logging: readers never wait for the writer, so concurrent replies do not queue on
+    # every read; NORMAL sync is safe with WAL (a power cut can lose the last commits, never corrupt).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 
@@ -63,8 +70,9 @@ _TRANSIENT_SQLSTATES = ("08", "57P")
 
 
 def is_transient_db_error(error: BaseException) -> bool:
-    """True for failures a retry can outlive: a dropped connection, a restarting server, a locked file."""
-    if isinstance(error, OperationalError | InterfaceError):
+    """True for failures a retry can outlive: a dropped connection, a restarting server, a locked file,
+    every pooled connection busy."""
+    if isinstance(error, OperationalError | InterfaceError | PoolTimeout):
         return True
     if isinstance(error, DBAPIError) and error.connection_invalidated:
         return True

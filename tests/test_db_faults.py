@@ -12,6 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
 
 import migrations
 from bridges.relay import Notices, Relay
@@ -93,6 +94,27 @@ async def test_locked_sqlite_database_is_waited_for(tmp_path: Path) -> None:
         release.set()
         await asyncio.wait_for(turn, 30)
         await asyncio.to_thread(holder.join, 10)
+        assert surface.visible_texts() == ["scripted: hello (#1)"]
+    finally:
+        await engine.dispose()
+
+
+async def test_every_pooled_connection_busy_is_waited_out(tmp_path: Path) -> None:
+    """Under load all pooled connections can be in use longer than the pool's timeout; the turn retries
+    instead of failing (the benchmark lost replies this way at 500 concurrent replies)."""
+    engine = create_async_engine(
+        f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}", pool_size=1, max_overflow=0, pool_timeout=0.1
+    )
+    try:
+        await migrations.upgrade(engine)
+        relay = Relay(session_factory(engine), {"scripted": ScriptedAgent()}, POLICY)
+        busy = await engine.connect()  # the only connection, held by "another reply"
+        surface = RecordingSurface()
+        turn = asyncio.create_task(relay.handle(inbound("hello"), surface))
+        done, _ = await asyncio.wait({turn}, timeout=0.5)
+        assert not done  # past several pool timeouts, still waiting rather than failed
+        await busy.close()
+        await asyncio.wait_for(turn, 10)
         assert surface.visible_texts() == ["scripted: hello (#1)"]
     finally:
         await engine.dispose()

@@ -26,7 +26,7 @@ from telegram.ext import (
 
 from bridges.buttons import ButtonStore
 from bridges.relay import Relay
-from bridges.surface import Inbound, Surface, SurfaceError
+from bridges.surface import Inbound, SurfaceError, send_notice
 from bridges.telegram.config import TelegramConfig
 from bridges.telegram.desk import TelegramDesk
 from bridges.telegram.keyboards import token_of
@@ -55,6 +55,7 @@ class Replies:
     agent_usage = "Usage: /agent NAME. Configured agents: {agents}."
     agent_bound = "This chat now talks to {agent}. New conversations here use it; /reset to start one now."
     expired_button = "This button has expired."
+    failed = "Sorry, something went wrong on my side. Please try again in a moment."
     moderators_only = "Only moderators can block or unblock users."
     block_usage = (
         "Usage: /{command} PLATFORM ID, for example /{command} discord 123 (the platform and id are on "
@@ -145,7 +146,7 @@ class Handlers:
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if (message := update.message) is not None:
-            await _tell(self.surfaces.plain(message), self.config.start_text)
+            await send_notice(self.surfaces.plain(message), self.config.start_text)
 
     async def reset(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if (message := update.message) is not None and message.from_user is not None:
@@ -162,10 +163,12 @@ class Handlers:
         surface = self.surfaces.plain(message)
         user_id = message.from_user.id
         if user_id not in self.config.admins:
-            await _tell(surface, Replies.not_admin)
+            await send_notice(surface, Replies.not_admin)
             return
         if len(context.args or []) != 1:
-            await _tell(surface, Replies.agent_usage.format(agents=", ".join(sorted(self.relay.agents))))
+            await send_notice(
+                surface, Replies.agent_usage.format(agents=", ".join(sorted(self.relay.agents)))
+            )
             return
         name = (context.args or [""])[0]
         try:
@@ -173,9 +176,9 @@ class Handlers:
                 BindingScope.TELEGRAM_CHAT, str(message.chat.id), name, by=f"{PLATFORM}:{user_id}"
             )
         except ValueError as exc:
-            await _tell(surface, str(exc))
+            await send_notice(surface, str(exc))
             return
-        await _tell(surface, Replies.agent_bound.format(agent=name))
+        await send_notice(surface, Replies.agent_bound.format(agent=name))
 
     async def block(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._moderate(update, context, block=True)
@@ -191,7 +194,7 @@ class Handlers:
         surface = self.surfaces.plain(message)
         moderator = message.from_user.id
         if not await self._is_moderator(moderator):
-            await _tell(surface, Replies.moderators_only)
+            await send_notice(surface, Replies.moderators_only)
             return
         try:
             target = await self._target(message, context.args or [])
@@ -203,7 +206,7 @@ class Handlers:
         except Exception:
             log.exception("telegram: /%s failed", "block" if block else "unblock")
             reply = Replies.failed
-        await _tell(surface, reply)
+        await send_notice(surface, reply)
 
     async def _is_moderator(self, user_id: int) -> bool:
         """A configured admin, or a moderator of the desk."""
@@ -243,7 +246,11 @@ class Handlers:
         return reply + (Replies.handoff_stays.format(id=handoff_id) if handoff_id is not None else "")
 
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Log it, and tell the person whose message failed rather than leave them waiting."""
         log.error("telegram handler failed", exc_info=context.error)
+        message = update.effective_message if isinstance(update, Update) else None
+        if message is not None:
+            await send_notice(self.surfaces.plain(message), Replies.failed)
 
     async def _serve(self, inbound: Inbound, message: Message) -> None:
         """Hand one turn to the Relay; in private chats, post the draft it streamed once it is over."""
@@ -301,10 +308,3 @@ def _inbound(message: Message, text: str) -> Inbound:
         thread_id=str(message.message_thread_id) if message.is_topic_message else "",
         is_dm=message.chat.type == ChatType.PRIVATE,
     )
-
-
-async def _tell(surface: Surface, text: str) -> None:
-    try:
-        await surface.send(text)
-    except SurfaceError as exc:
-        log.warning("telegram: could not answer a command: %s", exc)
