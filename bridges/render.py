@@ -8,6 +8,7 @@ budgets allow; intermediate edits are paced by `edit_interval` and skipped while
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
@@ -36,6 +37,10 @@ log = logging.getLogger(__name__)
 
 CHOOSE_PROMPT = "Please choose:"
 TYPING_REFRESH_SECONDS = 4.0
+IDLE_WAIT = 3600.0
+TYPING_DELAY_SECONDS = 1.0
+"""Typing shows only if the agent is still silent after this long. Most agents start within it, and
+an early typing request would spend the chat's rate budget the first text then has to wait for."""
 
 
 class RenderFailed(Exception):
@@ -113,6 +118,8 @@ class ReplyRenderer:
         self._blocks: list[_Block] = []
         self._shown: list[_Shown] = []
         self._changed = asyncio.Event()
+        self._urgent = asyncio.Event()
+        """Set for changes that cannot wait for the edit interval: a block closed, media, the end."""
         self._finished = False
         self._first_text = asyncio.Event()
         self._first_text_at: float | None = None
@@ -127,6 +134,8 @@ class ReplyRenderer:
                 async for event in events:
                     self._apply(event, result)
                     self._changed.set()
+                    if not isinstance(event, TextDelta):
+                        self._urgent.set()
                     if pump.done():
                         break  # the platform refused the text; stop pulling from the agent
             except AgentError as exc:
@@ -138,6 +147,7 @@ class ReplyRenderer:
                 self._add_notice(result.error.user_message)
             self._finished = True
             self._changed.set()
+            self._urgent.set()
             await pump
         finally:
             typing.cancel()
@@ -216,18 +226,21 @@ class ReplyRenderer:
         return targets
 
     async def _pump(self) -> None:
+        """Bring the platform messages towards the text, one request at a time. While an edit waits for
+        its interval, more text changes nothing, so only urgent changes wake the pump early: at
+        hundreds of replies streaming at once, waking on every chunk would cost the bridge its CPU."""
         while True:
             self._changed.clear()
+            self._urgent.clear()
             targets = self._targets()
             if self._finished and self._in_sync(targets):
                 return
             wait = await self._step(targets)
             if wait is None:
                 continue
-            try:
-                await asyncio.wait_for(self._changed.wait(), timeout=wait)
-            except TimeoutError:
-                pass
+            woken_by = self._changed if wait >= IDLE_WAIT else self._urgent
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken_by.wait(), timeout=wait)
 
     def _in_sync(self, targets: Sequence[_Target]) -> bool:
         return len(self._shown) == len(targets) and all(
@@ -254,7 +267,7 @@ class ReplyRenderer:
                 return max(self.surface.edit_interval / 4, 0.05)
             await self._edit_intermediate(shown, target)
             return None
-        return 3600.0  # nothing to do until the stream changes
+        return IDLE_WAIT  # nothing to do until the stream changes
 
     async def _send(self, target: _Target) -> None:
         for attempt in range(1, self.final_attempts + 1):
@@ -316,6 +329,8 @@ class ReplyRenderer:
             await self._on_posted(message_id)
 
     async def _keep_typing(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_text.wait(), timeout=TYPING_DELAY_SECONDS)
         while not self._first_text.is_set():
             if try_acquire_all(self.surface.budgets):  # nice to have: never queued ahead of real text
                 try:

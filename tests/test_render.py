@@ -275,6 +275,13 @@ async def test_typing_is_shown_until_the_first_text() -> None:
     assert surface.requests[0].kind == "typing"
 
 
+async def test_an_agent_that_answers_promptly_costs_no_typing_request() -> None:
+    """Typing would spend the chat's budget that the first text needs; a prompt agent needs none."""
+    surface = RecordingSurface()
+    await ReplyRenderer(surface).render(stream([TextDelta("quick"), TurnEnd({})]))
+    assert surface.count("typing") == 0 and surface.visible_texts() == ["quick"]
+
+
 async def test_concurrent_replies_share_one_budget_and_still_end_exact() -> None:
     """Ten replies in one channel: intermediate edits thin out, first and final texts all land."""
     channel = RateBudget(10, per=1.0, burst=5)
