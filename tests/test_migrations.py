@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -53,3 +56,18 @@ def test_revisions_form_one_linear_history() -> None:
     assert len(script.get_heads()) == 1
     revisions = list(script.walk_revisions())
     assert revisions[-1].down_revision is None
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_processes_starting_together_migrate_one_at_a_time(database_url: str) -> None:
+    """Several processes with auto_migrate start on an empty database at once; none may fail.
+    (Several processes need PostgreSQL; SQLite is the single-process default.)"""
+    engines = [create_engine(database_url) for _ in range(3)]
+    try:
+        await asyncio.gather(*(migrations.upgrade(engine) for engine in engines))
+        head = ScriptDirectory(str(migrations.SCRIPT_LOCATION)).get_current_head()
+        assert {await migrations.current_revision(engine) for engine in engines} == {head}
+    finally:
+        for engine in engines:
+            await engine.dispose()

@@ -115,7 +115,12 @@ class DiscordDesk:
         await self._pace(channel_id)
         name = _clip(f"#{view.handoff_id} {view.user_name}".strip(), MAX_THREAD_NAME)
         try:
-            refs["thread"] = str((await message.create_thread(name=name)).id)
+            # Through the raw route: the desk's server may be on a shard this process does not run, and
+            # discord.py's Message.create_thread needs that server cached.
+            thread = await self._client.http.start_thread_with_message(
+                channel_id, message.id, name=name, auto_archive_duration=1440
+            )
+            refs["thread"] = str(thread["id"])
         except discord.HTTPException as exc:  # user messages then go to the channel itself
             log.warning("handoff %s: could not start a thread (status %s)", view.handoff_id, exc.status)
         return refs
