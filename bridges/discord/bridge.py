@@ -67,6 +67,8 @@ class DiscordBridge:
         self.config = config
         self.relay = relay
         _count_rate_limits()
+        # A text bot: discord.py's warnings that voice libraries are missing only alarm operators.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = intents.guild_messages = intents.dm_messages = True
         intents.message_content = config.message_content_intent
