@@ -35,12 +35,12 @@ def safe_url(url: str | URL) -> str:
 
 def create_engine(url: str | URL, *, echo: bool = False) -> AsyncEngine:
     parsed = normalize_url(url)
-    # Hundreds of replies at once each touch the database a few times; a small pool made them queue
-    # past the pool timeout under load (see bench/).
-    kwargs: dict[str, Any] = {"echo": echo, "pool_size": 10, "max_overflow": 30}
+    # Hundreds of replies at once each touch the database a few times. Under overload (see bench/) a
+    # small pool and short waits dropped turns; waiting longer only delays them.
+    kwargs: dict[str, Any] = {"echo": echo, "pool_size": 10, "max_overflow": 30, "pool_timeout": 120}
     if parsed.drivername.startswith("sqlite"):
         # One writer at a time: wait for the lock instead of failing at once.
-        kwargs["connect_args"] = {"timeout": 30}
+        kwargs["connect_args"] = {"timeout": 60}
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_async_engine(parsed, **kwargs)
@@ -52,7 +52,7 @@ def create_engine(url: str | URL, *, echo: bool = False) -> AsyncEngine:
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA busy_timeout=60000")
     # Write-ahead logging: readers never wait for the writer, so concurrent replies do not queue on
     # every read; NORMAL sync is safe with WAL (a power cut can lose the last commits, never corrupt).
     cursor.execute("PRAGMA journal_mode=WAL")
