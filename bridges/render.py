@@ -271,7 +271,8 @@ class ReplyRenderer:
 
     async def _send(self, target: _Target) -> None:
         for attempt in range(1, self.final_attempts + 1):
-            await acquire_all(self.surface.budgets)
+            # The reply's first words go ahead of other replies' queued edits.
+            await acquire_all(self.surface.budgets, urgent=not self._shown)
             started = self._clock()
             try:
                 if target.media is not None:

@@ -106,3 +106,32 @@ async def test_a_refused_notice_is_logged_not_raised(caplog: pytest.LogCaptureFi
     surface.fail_next("send", SurfaceError("chat not found"))
     assert await send_notice(surface, "hello") is False
     assert "chat not found" in caplog.text
+
+
+async def test_first_texts_go_ahead_of_queued_requests_in_their_own_arrival_order() -> None:
+    budget = RateBudget(50, per=1.0, burst=1)
+    order: list[str] = []
+
+    async def take(name: str, urgent: bool) -> None:
+        await budget.acquire(urgent=urgent)
+        order.append(name)
+
+    await budget.acquire()  # the bucket is empty: everyone below waits
+    edits = [asyncio.create_task(take(f"edit {n}", False)) for n in range(3)]
+    await asyncio.sleep(0)  # let them queue (a yield, not a wait for time)
+    firsts = [asyncio.create_task(take(f"first {n}", True)) for n in range(2)]
+    await asyncio.wait_for(asyncio.gather(*edits, *firsts), 5)
+    # Even "edit 0", already at the head waiting out the refill, lets the first texts pass.
+    assert order == ["first 0", "first 1", "edit 0", "edit 1", "edit 2"]
+
+
+async def test_a_cancelled_first_text_lets_the_queue_move_on() -> None:
+    budget = RateBudget(50, per=1.0, burst=1)
+    await budget.acquire()
+    edit = asyncio.create_task(budget.acquire())
+    await asyncio.sleep(0)
+    first = asyncio.create_task(budget.acquire(urgent=True))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.wait_for(edit, 5)
+    assert first.cancelled()

@@ -48,6 +48,7 @@ async def test_private_chat_streams_as_a_draft_then_posts_the_exact_final_text(t
     def draft_shows(text: str) -> bool:
         return any(d.history and d.history[-1] == text for d in fake.drafts_in(chat))
 
+    await fake.wait_for(lambda: fake.count("sendChatAction") >= 1, what="typing while the agent thinks")
     await feed.put(TextDelta("Hello"))
     await fake.wait_for(lambda: draft_shows("Hello"), what="first draft")
     await feed.put(TextDelta(", **world**"))

@@ -63,8 +63,12 @@ class Budgets:
         self._groups: dict[int, RateBudget] = {}
 
     def for_chat(self, chat_id: int, is_group: bool) -> tuple[RateBudget, ...]:
+        # A chat's budget starts with one token: Telegram's bucket for the chat may still hold requests
+        # made just before a restart, and one request is all a first text needs. (A group's budget
+        # refills at one token per three seconds, so it starts full: its burst is what keeps a busy
+        # group's replies moving.)
         chat = self._get(
-            self._chats, chat_id, self.config.chat_messages_per_second, 1.0, self.config.chat_burst
+            self._chats, chat_id, self.config.chat_messages_per_second, 1.0, self.config.chat_burst, 1
         )
         if not is_group:
             return (self.bot, chat)
@@ -74,13 +78,20 @@ class Budgets:
         return (self.bot, chat, group)
 
     @staticmethod
-    def _get(budgets: dict[int, RateBudget], key: int, rate: float, per: float, burst: int) -> RateBudget:
+    def _get(
+        budgets: dict[int, RateBudget],
+        key: int,
+        rate: float,
+        per: float,
+        burst: int,
+        initial: float | None = None,
+    ) -> RateBudget:
         budget = budgets.get(key)
         if budget is None:
             if len(budgets) >= _BUDGETS_KEPT:  # forget chats whose budget has fully refilled
                 for stale in [k for k, b in budgets.items() if b.full()]:
                     del budgets[stale]
-            budget = budgets[key] = RateBudget(rate, per, burst=burst)
+            budget = budgets[key] = RateBudget(rate, per, burst=burst, initial=initial)
         return budget
 
 
@@ -103,8 +114,8 @@ class _Receipted(RateBudget):
         self.shared.take()
         self.receipts += 1
 
-    async def acquire(self) -> None:
-        await self.shared.acquire()
+    async def acquire(self, *, urgent: bool = False) -> None:
+        await self.shared.acquire(urgent=urgent)
         self.receipts += 1
 
 
