@@ -13,12 +13,11 @@ import json
 from typing import Protocol
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Button
 from models import StoredButton
+from models.queries import insert_ignoring_duplicates
 
 TOKEN_LENGTH = 16
 CACHE_LIMIT = 10_000
@@ -51,8 +50,9 @@ class DatabaseButtonStore:
             return token
         values = {"token": token, "label": button.label, "payload": button.payload, "url": button.url}
         async with self.db.begin() as session:
-            insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-            await session.execute(insert(StoredButton).values(values).on_conflict_do_nothing())
+            await session.execute(
+                insert_ignoring_duplicates(session, StoredButton).values(values).on_conflict_do_nothing()
+            )
         self._remember(token, button)
         return token
 

@@ -99,6 +99,10 @@ class ModeratorDesk(Protocol):
         """Post a transition to the log destination, with the transcript as a file when given."""
         ...
 
+    async def audit(self, summary: str) -> None:
+        """Post a moderator action that is not about one handoff (a block) to the log destination."""
+        ...
+
 
 JumpLink = Callable[[Conversation], str | None]
 
@@ -496,6 +500,15 @@ class HandoffService:
                 .execution_options(synchronize_session=False)
             )
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+    async def audit(self, summary: str) -> None:
+        """Record a moderator action (a block, an unblock) in the log and on every desk's log."""
+        log.info(summary)
+        for desk in self.desks:
+            try:
+                await desk.audit(summary)
+            except Exception:
+                log.exception("could not write to the log of desk %s", desk.name)
 
     async def _log(self, view: HandoffView, summary: str, transcript: str | None = None) -> None:
         log.info(summary)

@@ -15,25 +15,25 @@ import unicodedata
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.base import Agent, HistoryEntry, Resumable, Turn
+from agents.base import Agent, Button, HistoryEntry, Resumable, Turn
+from bridges.blocks import BlockService
 from bridges.budget import RateBudget
 from bridges.handoff import HandoffPolicy, HandoffService, open_handoff_of
 from bridges.render import RenderFailed, RenderResult, ReplyRenderer
 from bridges.surface import Inbound, Surface, SurfaceFactory, send_notice
+from bridges.turns import Place, TurnOrder
 from models import (
     OPEN_HANDOFF_STATUSES,
     AgentBinding,
-    Base,
     BindingScope,
     Conversation,
     ConversationStatus,
@@ -46,6 +46,7 @@ from models import (
     utcnow,
 )
 from models.db import is_transient_db_error
+from models.queries import insert_ignoring_duplicates, user_row
 from ops import metrics
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,9 @@ class Notices:
     handoff_requested = "I've asked a human moderator to join. They'll see this conversation and reply here."
     handoff_pending = "A moderator has been asked to join; your message is saved and they will see it."
     handoff_already_open = "A moderator has already been asked to join this conversation."
+    handoff_open_elsewhere = (
+        "You already have an open request for a moderator. They will answer you where you asked."
+    )
     handoff_expired = "No moderator was available in time, so the assistant is back. Your message is below."
     reset = "Started a new conversation. What can I help you with?"
     session_ended = "This conversation has ended. Send a message any time to start a new one."
@@ -74,6 +78,7 @@ class Notices:
     interrupted = (
         "Sorry, I was restarted while answering “{asked}”. Your message is saved; please send it again."
     )
+    not_answered = "Sorry, I was restarted before I could answer “{asked}”. Please send it again."
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,23 @@ class _UserGate:
     warned: bool = False
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a message may have no effect at all, checked before anything visible happens."""
+
+    notice: str | None
+    """What to tell the user: None for a blocked user, or one already asked to slow down."""
+
+
+@dataclass(frozen=True)
+class _Receipt:
+    """The primary key of an inbound message's row (models/inbound.py)."""
+
+    platform: str
+    chat_id: str
+    message_id: str
+
+
 class Relay:
     def __init__(
         self,
@@ -156,45 +178,83 @@ class Relay:
             db, HandoffPolicy(expire_after=policy.handoff_expiry, escalate_after=None), now=now
         )
         self.handoffs.on_return = self.resume_after_handoff
-        self._locks: dict[tuple[str, str, str, str], tuple[asyncio.Lock, int]] = {}
+        self.blocks = BlockService(db, now=now)
+        self._turns = TurnOrder()
         self._gates: dict[tuple[str, str], _UserGate] = {}
         self._run_id = f"{policy.instance}:{uuid.uuid4().hex[:12]}"
         self._taken = 0
 
-    async def handle(self, inbound: Inbound, surface: Surface) -> RenderResult | None:
+    def line_up(self, inbound: Inbound) -> Place:
+        """Take the message's place in its conversation's line, now, before any await. A bridge that
+        must ask `admission` before anything visible happens (a public "thinking…", a new thread) takes
+        its place first with this, and passes it on; everyone else lets `handle` do both."""
+        return self._turns.line_up(_conversation_key(inbound))
+
+    async def handle(
+        self, inbound: Inbound, surface: Surface, *, place: Place | None = None
+    ) -> RenderResult | None:
         """Route one user message: to the agent (returning the rendered reply) or, during a handoff, aside.
 
         Blocked users are ignored, and a user over the message rate is asked to slow down, before
-        anything is queued, so one user cannot hold up others or burn the provider's budget.
+        anything is queued, so one user cannot hold up others or burn the provider's budget. With a
+        `place` (see `line_up`) the bridge has asked `admission` itself.
+
+        The message is recorded before it waits for its turn, so a crash while it waits loses nothing
+        (`recover_interrupted` answers it on the next start).
         """
         if inbound.button is None and _invisible(inbound.text):
             return None
-        if not self._within_rate(inbound):
-            gate = self._gates[(inbound.platform, inbound.user_id)]
-            if not gate.warned:
-                gate.warned = True
-                seconds = max(1, round(60 / self.policy.user_messages_per_minute))
-                await send_notice(surface, Notices.slow_down.format(seconds=seconds))
-            return None
+        if place is not None:
+            return await self._take_turn(inbound, surface, place)
+        with self.line_up(inbound) as place:  # no await before this, so turns keep their order
+            if not await self._admitted(inbound, surface):
+                return None
+            return await self._take_turn(inbound, surface, place)
+
+    async def _take_turn(self, inbound: Inbound, surface: Surface, place: Place) -> RenderResult | None:
         try:
-            async with self._turn_lock(inbound):  # taken before any await, so turns keep their order
-                if not await self._first_to_take(inbound):
+            with place:
+                receipt = await self._receive(inbound, place.number)
+                if receipt is None:
                     log.info("message %s:%s taken by another process", inbound.platform, inbound.message_id)
                     return None
-                return await self._route(inbound, surface)
+                await place.turn()
+                return await self._route(inbound, surface, receipt)
         except DatabaseUnavailable as exc:
             log.error("dropping a turn for %s:%s: %s", inbound.platform, inbound.user_id, exc)
             await send_notice(surface, Notices.db_unavailable)
             return None
 
-    async def _route(self, inbound: Inbound, surface: Surface) -> RenderResult | None:
+    async def admission(self, inbound: Inbound) -> Refusal | None:
+        """None if the message may go ahead; else why not. Counts against the user's message rate, so
+        every entry point (messages, presses, /reset, /human) calls it once, first."""
+        if not self._within_rate(inbound):
+            gate = self._gates[(inbound.platform, inbound.user_id)]
+            if gate.warned or await self.is_blocked(inbound.platform, inbound.user_id):
+                return Refusal(None)
+            gate.warned = True
+            seconds = max(1, round(60 / self.policy.user_messages_per_minute))
+            return Refusal(Notices.slow_down.format(seconds=seconds))
         if await self.is_blocked(inbound.platform, inbound.user_id):
             log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
+            return Refusal(None)
+        return None
+
+    async def _admitted(self, inbound: Inbound, surface: Surface) -> bool:
+        refusal = await self.admission(inbound)
+        if refusal is not None and refusal.notice is not None:
+            await send_notice(surface, refusal.notice)
+        return refusal is None
+
+    async def _route(self, inbound: Inbound, surface: Surface, receipt: _Receipt) -> RenderResult | None:
+        if await self.is_blocked(inbound.platform, inbound.user_id):  # blocked while it waited
+            log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
+            await self._mark_handled(receipt)
             return None
         conversation, notice = await self._conversation_for(inbound)
         if notice:
             await send_notice(surface, notice)
-        await self._record(conversation.id, Role.USER, inbound.text, [inbound.message_id])
+        await self._record(conversation.id, Role.USER, inbound.text, [inbound.message_id], handled=receipt)
         if conversation.status in (ConversationStatus.HANDOFF_REQUESTED, ConversationStatus.HUMAN):
             if conversation.status == ConversationStatus.HANDOFF_REQUESTED:
                 await send_notice(surface, Notices.handoff_pending)
@@ -202,12 +262,11 @@ class Relay:
             return None
         return await self._agent_turn(conversation, inbound, surface)
 
-    async def reset(self, inbound: Inbound, surface: Surface) -> None:
+    async def reset(self, inbound: Inbound, surface: Surface, *, place: Place | None = None) -> None:
         """Close the current conversation (and any open handoff); the next message starts afresh."""
-        if await self.is_blocked(inbound.platform, inbound.user_id):
-            log.info("ignoring /reset from blocked user %s:%s", inbound.platform, inbound.user_id)
-            return
-        async with self._turn_lock(inbound):
+        async with self._turn(inbound, surface, place) as admitted:
+            if not admitted:
+                return
             async with self.db() as session:
                 conversation = await self._open_conversation(session, inbound)
                 handoff = await open_handoff_of(session, conversation.id) if conversation else None
@@ -225,17 +284,21 @@ class Relay:
         await send_notice(surface, Notices.reset)
 
     async def request_human(
-        self, inbound: Inbound, surface: Surface, reason: str = "the user asked for a human"
+        self,
+        inbound: Inbound,
+        surface: Surface,
+        reason: str = "the user asked for a human",
+        *,
+        place: Place | None = None,
     ) -> None:
-        if await self.is_blocked(inbound.platform, inbound.user_id):
-            log.info("ignoring /human from blocked user %s:%s", inbound.platform, inbound.user_id)
-            return
-        async with self._turn_lock(inbound):
+        async with self._turn(inbound, surface, place) as admitted:
+            if not admitted:
+                return
             conversation, notice = await self._conversation_for(inbound)
             if notice:
                 await send_notice(surface, notice)
-            opened = await self._open_handoff(conversation.id, reason, requested_by="user")
-        await send_notice(surface, Notices.handoff_requested if opened else Notices.handoff_already_open)
+            answer = await self._open_handoff(conversation.id, reason, requested_by="user")
+        await send_notice(surface, answer)
 
     async def bind_agent(self, scope: BindingScope, scope_id: str, agent_name: str, *, by: str) -> None:
         """Store which agent answers in a scope (an admin's `/agent`); new conversations there use it."""
@@ -253,44 +316,48 @@ class Relay:
             else:
                 binding.agent_name, binding.created_by = agent_name, by
 
-    async def block(self, platform: str, user_id: str, *, by: str) -> None:
-        """Ignore everything this user sends from now on, in every process sharing the database."""
-        async with self.db.begin() as session:
-            user = await self._user(session, Inbound(platform, "", user_id, "", ""))
-            user.blocked_at, user.blocked_by = self._now(), by
-        log.info("user %s:%s blocked by %s", platform, user_id, by)
-
-    async def unblock(self, platform: str, user_id: str, *, by: str) -> bool:
-        """Returns whether the user was blocked."""
-        async with self.db.begin() as session:
-            user = await session.scalar(
-                select(User).where(User.platform == platform, User.external_id == user_id)
-            )
-            if user is None or user.blocked_at is None:
-                return False
-            user.blocked_at, user.blocked_by = None, None
-        log.info("user %s:%s unblocked by %s", platform, user_id, by)
-        return True
-
     @_survives_db_outage
-    async def _first_to_take(self, inbound: Inbound) -> bool:
-        """Whether this process answers the message; see models/inbound.py. A retry after a lost
-        acknowledgement finds its own row, so it is never mistaken for another process's."""
-        if not inbound.message_id or inbound.button is not None:
-            return True  # presses and slash commands reach exactly one process already
-        key = {"platform": inbound.platform, "chat_id": inbound.chat_id, "message_id": inbound.message_id}
+    async def _receive(self, inbound: Inbound, arrival: int) -> _Receipt | None:
+        """Record the message, with all it takes to answer it later; None if another process took it
+        first (see models/inbound.py), or a restart's recovery did (`_retake`). A retry after a lost
+        acknowledgement finds its own row, so it is never mistaken for another process's. Presses and
+        slash commands reach one process already."""
+        local = not inbound.message_id or inbound.button is not None
+        message_id = f"local:{uuid.uuid4().hex}" if local else inbound.message_id
+        receipt = _Receipt(inbound.platform, inbound.chat_id, message_id)
         async with self.db.begin() as session:
             await session.execute(
-                _insert(session, InboundMessage)
-                .values(**key, taken_by=self._run_id, received_at=self._now())
+                insert_ignoring_duplicates(session, InboundMessage)
+                .values(
+                    **asdict(receipt),
+                    taken_by=self._run_id,
+                    received_at=self._now(),
+                    arrival=arrival,
+                    user_id=inbound.user_id,
+                    display_name=inbound.display_name,
+                    thread_id=inbound.thread_id,
+                    guild_id=inbound.guild_id,
+                    is_dm=inbound.is_dm,
+                    text=inbound.text,
+                    button=asdict(inbound.button) if inbound.button is not None else None,
+                )
                 .on_conflict_do_nothing()
             )
-            taken_by = await session.scalar(select(InboundMessage.taken_by).filter_by(**key))
+            row = (
+                await session.execute(
+                    select(InboundMessage.taken_by, InboundMessage.handled_at).filter_by(**asdict(receipt))
+                )
+            ).one()
             self._taken += 1
             if self._taken % 1000 == 0:
                 cutoff = self._now() - timedelta(days=2)
                 await session.execute(delete(InboundMessage).where(InboundMessage.received_at < cutoff))
-        return taken_by == self._run_id
+        return receipt if row.taken_by == self._run_id and row.handled_at is None else None
+
+    @_survives_db_outage
+    async def _mark_handled(self, receipt: _Receipt) -> None:
+        async with self.db.begin() as session:
+            await session.execute(_handled(receipt, self._now()))
 
     @_survives_db_outage
     async def open_handoff_of_user(self, platform: str, user_id: str) -> int | None:
@@ -310,11 +377,7 @@ class Relay:
 
     @_survives_db_outage
     async def is_blocked(self, platform: str, user_id: str) -> bool:
-        async with self.db() as session:
-            blocked_at = await session.scalar(
-                select(User.blocked_at).where(User.platform == platform, User.external_id == user_id)
-            )
-        return blocked_at is not None
+        return await self.blocks.active(platform, user_id) is not None
 
     def _within_rate(self, inbound: Inbound) -> bool:
         key = (inbound.platform, inbound.user_id)
@@ -346,7 +409,8 @@ class Relay:
             "",
             thread_id=conversation.thread_id,
         )
-        async with self._turn_lock(inbound):
+        with self.line_up(inbound) as place:
+            await place.turn()
             await self._agent_turn(conversation, inbound, surface, resume=True)
 
     async def _agent_turn(
@@ -389,8 +453,8 @@ class Relay:
             await self._record(conversation.id, Role.AGENT, result.text, result.message_ids)
         await self._finish_turn(conversation.id, result)
         if result.handoff is not None:
-            opened = await self._open_handoff(conversation.id, result.handoff.reason, requested_by="agent")
-            await send_notice(surface, Notices.handoff_requested if opened else Notices.handoff_already_open)
+            answer = await self._open_handoff(conversation.id, result.handoff.reason, requested_by="agent")
+            await send_notice(surface, answer)
         elif result.session_ended is not None:
             await send_notice(surface, Notices.session_ended)
         return result
@@ -423,7 +487,7 @@ class Relay:
                 )
                 notice = Notices.handoff_expired if expired else None
         async with self.db.begin() as session:
-            user = await self._user(session, inbound)
+            user = await user_row(session, inbound.platform, inbound.user_id, inbound.display_name)
             conversation = await self._open_conversation(session, inbound)
             if (
                 conversation is not None
@@ -446,27 +510,6 @@ class Relay:
                 session.add(conversation)
             conversation.last_activity_at = now
         return conversation, notice
-
-    async def _user(self, session: AsyncSession, inbound: Inbound) -> User:
-        """The user's row, created on first contact. The insert ignores a duplicate, since the same new
-        user's first messages can arrive in two chats (a DM and a channel) at the same moment."""
-        where = (User.platform == inbound.platform, User.external_id == inbound.user_id)
-        user = await session.scalar(select(User).where(*where))
-        if user is None:
-            await session.execute(
-                _insert(session, User)
-                .values(
-                    platform=inbound.platform,
-                    external_id=inbound.user_id,
-                    display_name=inbound.display_name,
-                )
-                .on_conflict_do_nothing(index_elements=["platform", "external_id"])
-            )
-            user = await session.scalar(select(User).where(*where))
-            assert user is not None
-        elif inbound.display_name and user.display_name != inbound.display_name:
-            user.display_name = inbound.display_name
-        return user
 
     async def _open_conversation(self, session: AsyncSession, inbound: Inbound) -> Conversation | None:
         return await session.scalar(
@@ -521,8 +564,14 @@ class Relay:
         text: str,
         message_ids: Sequence[str] = (),
         author_id: str = "",
+        *,
+        handled: _Receipt | None = None,
     ) -> None:
+        """Add a transcript entry; with `handled`, mark that inbound message as taken by its turn in the
+        same transaction, so a crash can neither lose it nor answer it twice."""
         async with self.db.begin() as session:
+            if handled is not None:
+                await session.execute(_handled(handled, self._now()))
             session.add(
                 TranscriptEntry(
                     conversation_id=conversation_id,
@@ -545,11 +594,17 @@ class Relay:
             conversation.pending_reply = current
 
     async def recover_interrupted(self, surface_for: SurfaceFactory) -> int:
-        """After a crash: tell each user whose reply this instance left half-written, and note it.
+        """After a crash: tell each user whose reply this instance left half-written, then answer, in
+        order, every message this instance had recorded but not yet taken (they were waiting behind
+        that reply). Messages for a platform this process does not serve are reported in the log.
 
         `surface_for(platform, chat_id, thread_id)` reaches the chat, or returns None if this process
-        has no bridge for that platform (the note is still made). Returns how many were found.
+        has no bridge for that platform (the note is still made). Returns how many replies were
+        interrupted and messages left unanswered.
         """
+        return await self._report_interrupted(surface_for) + await self._answer_unanswered(surface_for)
+
+    async def _report_interrupted(self, surface_for: SurfaceFactory) -> int:
         async with self.db() as session:
             stranded = list(
                 await session.scalars(select(Conversation).where(Conversation.pending_reply.is_not(None)))
@@ -574,6 +629,64 @@ class Relay:
             log.warning("conversation %s: a reply was interrupted by a restart", conversation.id)
         return found
 
+    async def _answer_unanswered(self, surface_for: SurfaceFactory) -> int:
+        """Take over this instance's unhandled messages from its earlier run, and answer them. Each is
+        taken by a conditional UPDATE, then all line up in arrival order before any is answered, so a
+        new message from the same user cannot overtake them."""
+        async with self.db() as session:
+            rows = list(
+                await session.scalars(
+                    select(InboundMessage).where(
+                        InboundMessage.taken_by.startswith(f"{self.policy.instance}:", autoescape=True),
+                        InboundMessage.taken_by != self._run_id,
+                        InboundMessage.handled_at.is_(None),
+                    )
+                )
+            )
+        rows.sort(key=_arrival_order(rows))
+        taken: list[tuple[Inbound, Surface, _Receipt]] = []
+        for row in rows:
+            receipt = _Receipt(row.platform, row.chat_id, row.message_id)
+            surface = surface_for(row.platform, row.chat_id, row.thread_id)
+            if surface is None:
+                log.warning("message %s:%s was left unanswered; no bridge here serves it", *asdict(receipt))
+                continue
+            if await self._retake(receipt, row.taken_by):
+                taken.append((_inbound_of(row), surface, receipt))
+        turns = [
+            asyncio.create_task(self._answer_late(self._turns.line_up(_conversation_key(i)), i, s, r))
+            for i, s, r in taken
+        ]
+        await asyncio.gather(*turns)
+        return len(taken)
+
+    async def _answer_late(self, place: Place, inbound: Inbound, surface: Surface, receipt: _Receipt) -> None:
+        """Answer a message recovered after a restart; a press is reported, since its buttons are gone."""
+        with place:
+            await place.turn()
+            log.warning("answering %s:%s, left unanswered by a restart", inbound.platform, inbound.message_id)
+            try:
+                if inbound.button is None:
+                    await self._route(inbound, surface, receipt)
+                    return
+                await self._mark_handled(receipt)
+                await send_notice(surface, Notices.not_answered.format(asked=inbound.text[:80]))
+            except DatabaseUnavailable as exc:
+                log.error("could not answer a recovered message: %s", exc)
+                await send_notice(surface, Notices.not_answered.format(asked=inbound.text[:80]))
+
+    @_survives_db_outage
+    async def _retake(self, receipt: _Receipt, previous: str) -> bool:
+        async with self.db.begin() as session:
+            result = await session.execute(
+                update(InboundMessage)
+                .filter_by(**asdict(receipt))
+                .where(InboundMessage.taken_by == previous, InboundMessage.handled_at.is_(None))
+                .values(taken_by=f"{self._run_id}{_RETAKEN}")
+                .execution_options(synchronize_session=False)
+            )
+        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
     @_survives_db_outage
     async def _finish_turn(self, conversation_id: int, result: RenderResult) -> None:
         async with self.db.begin() as session:
@@ -587,12 +700,15 @@ class Relay:
                 _close(conversation, now)
 
     @_survives_db_outage
-    async def _open_handoff(self, conversation_id: int, reason: str, *, requested_by: str) -> bool:
-        """Open a handoff unless one is already open, and notify the moderators. Returns whether it opened."""
+    async def _open_handoff(self, conversation_id: int, reason: str, *, requested_by: str) -> str:
+        """Open a handoff unless the user already has one open (here or in another conversation), and
+        notify the moderators. Returns what to tell the user."""
         async with self.db.begin() as session:
             conversation = await session.get_one(Conversation, conversation_id)
             if await open_handoff_of(session, conversation_id) is not None:
-                return False
+                return Notices.handoff_already_open
+            if await session.scalar(_open_handoff_of_user(conversation.user_id)) is not None:
+                return Notices.handoff_open_elsewhere
             handoff = Handoff(
                 conversation_id=conversation_id,
                 status=HandoffStatus.REQUESTED,
@@ -605,24 +721,17 @@ class Relay:
             conversation.closed_at = None
         log.info("conversation %s: handoff %s requested by %s", conversation_id, handoff.id, requested_by)
         await self.handoffs.opened(handoff.id)
-        return True
+        return Notices.handoff_requested
 
     @asynccontextmanager
-    async def _turn_lock(self, inbound: Inbound) -> AsyncIterator[None]:
-        """Serialise turns per conversation. asyncio.Lock wakes waiters first in, first out, and the
-        lock is taken before the first await, so turns run in the order the bridge received them."""
-        key = (inbound.platform, inbound.chat_id, inbound.thread_id, inbound.user_id)
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users == 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
+    async def _turn(self, inbound: Inbound, surface: Surface, place: Place | None) -> AsyncIterator[bool]:
+        """A command's turn in its conversation, after every message that arrived before; yields whether
+        it was admitted (with a `place`, the bridge has asked `admission` itself)."""
+        with place or self.line_up(inbound) as taken:
+            admitted = place is not None or await self._admitted(inbound, surface)
+            if admitted:
+                await taken.turn()
+            yield admitted
 
 
 def _binding_scopes(inbound: Inbound) -> Iterator[tuple[BindingScope, str]]:
@@ -636,11 +745,55 @@ def _binding_scopes(inbound: Inbound) -> Iterator[tuple[BindingScope, str]]:
     yield BindingScope.GLOBAL, ""
 
 
-def _insert(session: AsyncSession, table: type[Base]) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT that can ignore duplicates (`on_conflict_do_nothing`) on SQLite and PostgreSQL alike."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+_RETAKEN = "*"
+"""Marks a message this run took over from an earlier one: a redelivery of it is then a duplicate."""
+
+
+def _conversation_key(inbound: Inbound) -> tuple[str, str, str, str]:
+    return (inbound.platform, inbound.chat_id, inbound.thread_id, inbound.user_id)
+
+
+def _handled(receipt: _Receipt, now: datetime) -> Any:
+    """Mark an inbound message as taken by its turn; its text now lives in the transcript."""
+    return (
+        update(InboundMessage)
+        .filter_by(**asdict(receipt))
+        .values(handled_at=now, text="", button=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _arrival_order(rows: Sequence[InboundMessage]) -> Callable[[InboundMessage], tuple[datetime, int]]:
+    """Sort key: earlier runs first (a run by its first message), then each run's order of arrival,
+    which is exact where the clock may tie or run ahead for a message that waited less."""
+    run_started: dict[str, datetime] = {}
+    for row in rows:
+        run_started[row.taken_by] = min(row.received_at, run_started.get(row.taken_by, row.received_at))
+    return lambda row: (run_started[row.taken_by], row.arrival)
+
+
+def _inbound_of(row: InboundMessage) -> Inbound:
+    return Inbound(
+        platform=row.platform,
+        chat_id=row.chat_id,
+        user_id=row.user_id,
+        display_name=row.display_name,
+        text=row.text,
+        message_id="" if row.message_id.startswith("local:") else row.message_id,
+        thread_id=row.thread_id,
+        guild_id=row.guild_id,
+        is_dm=row.is_dm,
+        button=Button(**row.button) if row.button is not None else None,
+    )
+
+
+def _open_handoff_of_user(user_row_id: int) -> Any:
+    return (
+        select(Handoff.id)
+        .join(Conversation, Conversation.id == Handoff.conversation_id)
+        .where(Conversation.user_id == user_row_id, Handoff.status.in_(OPEN_HANDOFF_STATUSES))
+        .limit(1)
+    )
 
 
 def _invisible(text: str) -> bool:

@@ -36,6 +36,12 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(255), default="")
     blocked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     blocked_by: Mapped[str | None] = mapped_column(String(64), default=None, doc="platform:user id")
+    blocked_until: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, default=None, doc="when the block lifts by itself; None blocks until /unblock"
+    )
+    block_reason: Mapped[str | None] = mapped_column(
+        Text, default=None, doc="for moderators only: never shown to the blocked user"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -33,6 +33,7 @@ from models import (
     ConversationStatus,
     Handoff,
     HandoffStatus,
+    InboundMessage,
     Role,
     TranscriptEntry,
     User,
@@ -368,14 +369,14 @@ async def test_long_input_is_kept_whole_but_shortened_for_the_agent(
 
 
 async def test_blocked_users_are_ignored_until_unblocked(relay: Relay, agent: ScriptedAgent) -> None:
-    await relay.block("telegram", "u1", by="discord:mod")
+    await relay.blocks.block("telegram", "u1", by="discord:mod")
     surface = RecordingSurface()
     await relay.handle(inbound("hello", platform="telegram"), surface)
     assert agent.turns == [] and surface.visible_texts() == []
     await relay.handle(inbound("hello", platform="discord"), surface)  # the same id elsewhere is someone else
     assert len(agent.turns) == 1
-    assert await relay.unblock("telegram", "u1", by="discord:mod")
-    assert not await relay.unblock("telegram", "u1", by="discord:mod")
+    assert await relay.blocks.unblock("telegram", "u1") is not None
+    assert await relay.blocks.unblock("telegram", "u1") is None
     await relay.handle(inbound("hello again", platform="telegram"), surface)
     assert agent.turns[-1].text == "hello again"
 
@@ -462,7 +463,7 @@ async def test_blocked_users_cannot_reset_or_ask_for_a_human(
     relay = Relay(db, {"scripted": agent, "other": ScriptedAgent()}, POLICY)
     surface = RecordingSurface()
     await relay.handle(inbound("hello"), surface)
-    await relay.block("console", "u1", by="discord:mod")
+    await relay.blocks.block("console", "u1", by="discord:mod")
     shown = surface.visible_texts()
     await relay.request_human(inbound("/human"), surface)
     await relay.reset(inbound("/reset"), surface)
@@ -470,3 +471,88 @@ async def test_blocked_users_cannot_reset_or_ask_for_a_human(
     async with db() as session:
         assert await session.scalar(select(func.count()).select_from(Handoff)) == 0
     assert await relay.open_handoff_of_user("console", "u1") is None
+
+
+async def test_a_timed_block_runs_out_by_itself(relay: Relay, agent: ScriptedAgent, clock: Clock) -> None:
+    await relay.blocks.block(
+        "console", "u1", by="discord:mod", until=clock.now + timedelta(hours=2), reason="spam"
+    )
+    block = await relay.blocks.active("console", "u1")
+    assert block is not None and block.reason == "spam" and block.by == "discord:mod"
+    surface = RecordingSurface()
+    await relay.handle(inbound("hello"), surface)
+    assert agent.turns == [] and surface.visible_texts() == []
+    clock.now += timedelta(hours=2)
+    assert await relay.blocks.active("console", "u1") is None
+    await relay.handle(inbound("hello again"), surface)
+    assert [turn.text for turn in agent.turns] == ["hello again"]
+
+
+async def test_human_and_reset_pay_the_message_rate_and_one_handoff_per_user(
+    db: async_sessionmaker[AsyncSession], agent: ScriptedAgent
+) -> None:
+    relay = Relay(db, {"scripted": agent}, replace(POLICY, user_burst=3, user_messages_per_minute=1))
+    surface = RecordingSurface()
+    await relay.request_human(inbound("/human"), surface)
+    await relay.request_human(inbound("/human", chat="c2"), surface)  # another conversation
+    await relay.request_human(inbound("/human"), surface)
+    for _ in range(6):
+        await relay.request_human(inbound("/human", chat="c3"), surface)
+        await relay.reset(inbound("/reset", chat="c4"), surface)
+    assert surface.visible_texts() == [
+        Notices.handoff_requested,
+        Notices.handoff_open_elsewhere,
+        Notices.handoff_already_open,
+        Notices.slow_down.format(seconds=60),  # once, and nothing else gets through
+    ]
+    async with db() as session:
+        assert await session.scalar(select(func.count()).select_from(Handoff)) == 1
+
+
+async def test_messages_queued_behind_a_reply_cut_off_by_a_crash_are_answered_on_the_next_start(
+    db: async_sessionmaker[AsyncSession], clock: Clock
+) -> None:
+    gate = asyncio.Event()
+    agent = ScriptedAgent(gate=gate)
+    crashed = Relay(db, {"scripted": agent}, POLICY, now=clock)
+    surface = RecordingSurface()
+    first = asyncio.create_task(crashed.handle(inbound("slow", message_id="1"), surface))
+    await asyncio.wait_for(agent.entered.wait(), 5)
+    queued = [
+        asyncio.create_task(crashed.handle(inbound(text, message_id=str(n)), surface))
+        for n, text in enumerate(("and then?", "hello?", "anyone?"), start=2)
+    ]
+
+    async def all_recorded() -> None:
+        while await unhandled(db) != 3:  # noqa: ASYNC110 - the database has no event to wait on
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(all_recorded(), 5)  # recorded while they wait behind "slow"
+    for task in (first, *queued):  # the process dies here (kill -9: nothing else runs)
+        task.cancel()
+    await asyncio.gather(first, *queued, return_exceptions=True)
+    assert agent.turns[0].text == "slow" and len(agent.turns) == 1
+
+    gate.set()
+    restarted = Relay(db, {"scripted": agent}, POLICY, now=clock)
+    assert await restarted.recover_interrupted(lambda *_: surface) == 4
+    assert surface.visible_texts()[-4:] == [
+        Notices.interrupted.format(asked="slow"),
+        "scripted: and then? (#1)",
+        "scripted: hello? (#2)",
+        "scripted: anyone? (#3)",
+    ]
+    assert await unhandled(db) == 0
+    assert await restarted.recover_interrupted(lambda *_: surface) == 0  # answered once
+    # Telegram redelivers the unconfirmed updates after the restart: they were answered already.
+    again = RecordingSurface()
+    assert await restarted.handle(inbound("hello?", message_id="3"), again) is None
+    assert again.visible_texts() == []
+
+
+async def unhandled(db: async_sessionmaker[AsyncSession]) -> int:
+    async with db() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(InboundMessage).where(InboundMessage.handled_at.is_(None))
+        )
+    return count or 0

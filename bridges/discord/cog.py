@@ -2,8 +2,12 @@
 
 Who is answered, and where: DMs (if enabled); in servers, a message that mentions the bot, replies to
 one of its messages, or is written in a thread the bot opened, in an allowed channel by a member with
-an allowed role. Slash commands follow the same rules; `/agent` also needs Manage Server. `/block` and
-`/unblock` are for moderators (the desk's moderator roles, or Manage Server) anywhere in a server.
+an allowed role. Slash commands follow the same rules; `/agent` also needs Manage Server. A block is
+global, so `/block` and `/unblock` work only in the desk's own server, for its moderators (the desk's
+moderator roles, or Manage Server there).
+
+A blocked user, or one over the message rate, is turned away before anything visible happens: no public
+"thinking…", no echo of `/ask`, no new thread.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Literal
 
 import discord
@@ -24,8 +28,11 @@ from discord.utils import escape_markdown
 from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.discord.surface import NO_PINGS, DiscordSurface, Surfaces
 from bridges.discord.views import PRESS_EVENT, ChoiceButton, HandoffButton
+from bridges.moderation import Moderation, Moderator, Target, parse_duration
+from bridges.moderation import Replies as ModerationReplies
 from bridges.relay import Relay
-from bridges.surface import Inbound, SurfaceError
+from bridges.surface import Inbound, SurfaceError, send_notice
+from bridges.turns import Place
 from models import BindingScope
 
 log = logging.getLogger(__name__)
@@ -42,34 +49,13 @@ class Replies:
     bound = "New conversations in this {scope} will use the agent **{agent}**."
     asked = "> {question}"
     failed = "Sorry, something went wrong on my side. Please try again in a moment."
-    moderators_only = "Only moderators can block or unblock users."
+    moderators_only = (
+        "Only moderators can block or unblock users, and only in the server where handoffs are handled."
+    )
     block_usage = (
-        "Say whom: pick a `user`, or give both `platform` and `user_id` (digits, as shown on the handoff "
+        "Say whom: pick a `user`, or give both `platform` and `user_id` (as shown on the handoff "
         "notification). With no options, use it in a handoff's thread for that handoff's user."
     )
-    blocked = "Blocked {who}: everything they send is ignored until someone uses `/unblock`."
-    blocked_already = "{who} was already blocked."
-    unblocked = "Unblocked {who}: the bot answers them again."
-    unblocked_already = "{who} was not blocked."
-    handoff_stays = (
-        " Their handoff #{id} stays open, but what they send no longer reaches it: "
-        "resolve or return it when you are done."
-    )
-
-
-@dataclass(frozen=True)
-class _Target:
-    """Whom a `/block` or `/unblock` is about."""
-
-    platform: str
-    user_id: str
-    name: str = ""
-    handoff_id: int | None = None
-    """Their open handoff, when the command was used in its thread."""
-
-    def __str__(self) -> str:
-        who = f"{self.platform} user {self.user_id}"
-        return f"**{escape_markdown(self.name)}** ({who})" if self.name else who
 
 
 class SwitchboardCog(commands.Cog, name="Switchboard"):
@@ -80,6 +66,8 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         self.surfaces = surfaces
         self.in_flight: set[asyncio.Task[Any]] = set()
         self.accepting = True
+        self.moderation = Moderation(relay)
+        self._desk_guild_id: int | None = None
 
     # -- messages ----------------------------------------------------------------------------------
 
@@ -90,24 +78,21 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         track_current(self.in_flight)
         channel: discord.abc.Messageable = message.channel
         reply_to: int | None = message.id if message.guild is not None else None
-        if self.config.threads and isinstance(message.channel, discord.TextChannel):
-            thread = await self._open_thread(message)
-            if thread is not None:
-                channel, reply_to = thread, None
-        chat_id, thread_id = _place(channel)
-        inbound = Inbound(
-            platform=PLATFORM,
-            chat_id=chat_id,
-            thread_id=thread_id,
-            guild_id=str(message.guild.id) if message.guild else "",
-            user_id=str(message.author.id),
-            display_name=message.author.display_name,
-            text=self._without_own_mention(message.content),
-            message_id=str(message.id),
-            is_dm=message.guild is None,
-        )
-        surface = self.surfaces.channel(int(thread_id or chat_id), reply_to=reply_to)
-        await self._guarded(self.relay.handle(inbound, surface), surface)
+        inbound = _inbound_of_message(message, channel, self._without_own_mention(message.content))
+        with self.relay.line_up(inbound) as place:  # before any await: turns keep their order
+            refusal = await self.relay.admission(inbound)
+            if refusal is not None:  # before a thread is opened for them
+                if refusal.notice is not None:
+                    surface = self.surfaces.channel(message.channel.id, reply_to=reply_to)
+                    await self._guarded(send_notice(surface, refusal.notice), surface)
+                return
+            if self.config.threads and isinstance(message.channel, discord.TextChannel):
+                thread = await self._open_thread(message)
+                if thread is not None:
+                    channel, reply_to = thread, None
+                    inbound = _inbound_of_message(message, channel, inbound.text)
+            surface = self.surfaces.channel(int(inbound.thread_id or inbound.chat_id), reply_to=reply_to)
+            await self._guarded(self.relay.handle(inbound, surface, place=place), surface)
 
     def _addressed(self, message: discord.Message) -> bool:
         me = self.bot.user
@@ -163,27 +148,28 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
     @app_commands.command(name="ask", description="Ask the assistant something")
     @app_commands.describe(question="Your question")
     async def ask(self, interaction: discord.Interaction[Any], question: str) -> None:
-        inbound = await self._begin(interaction, question)
-        if inbound is None:
+        begun = await self._begin(interaction, question)
+        if begun is None:
             return
+        inbound, place = begun
         surface = self.surfaces.interaction(interaction)
-        await self._guarded(self.relay.handle(inbound, surface), surface)
-        if not surface.posted:  # went to a moderator, or was refused: still show what was asked
+        await self._guarded(self.relay.handle(inbound, surface, place=place), surface)
+        if not surface.posted:  # went to a moderator: still show what was asked
             await self._guarded(surface.send(Replies.asked.format(question=question[:1990])), surface)
 
     @app_commands.command(name="reset", description="Start a new conversation with the assistant")
     async def reset(self, interaction: discord.Interaction[Any]) -> None:
-        inbound = await self._begin(interaction, "/reset")
-        if inbound is not None:
+        begun = await self._begin(interaction, "/reset")
+        if begun is not None:
             surface = self.surfaces.interaction(interaction)
-            await self._guarded(self.relay.reset(inbound, surface), surface)
+            await self._guarded(self.relay.reset(begun[0], surface, place=begun[1]), surface)
 
     @app_commands.command(name="human", description="Ask for a human moderator")
     async def human(self, interaction: discord.Interaction[Any]) -> None:
-        inbound = await self._begin(interaction, "/human")
-        if inbound is not None:
+        begun = await self._begin(interaction, "/human")
+        if begun is not None:
             surface = self.surfaces.interaction(interaction)
-            await self._guarded(self.relay.request_human(inbound, surface), surface)
+            await self._guarded(self.relay.request_human(begun[0], surface, place=begun[1]), surface)
 
     @app_commands.command(name="agent", description="Choose the agent for this server or channel")
     @app_commands.describe(
@@ -219,6 +205,8 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         user="A Discord user",
         platform="With user_id: the platform of a user who is not on this server",
         user_id="With platform: their id, as shown on a handoff notification",
+        duration="How long, such as 30m, 2h, 7d or 1w; empty blocks until /unblock",
+        reason="Why: moderators see it in the log, the user never does",
     )
     @app_commands.guild_only()
     async def block(
@@ -227,8 +215,10 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         user: discord.User | None = None,
         platform: Literal["discord", "telegram"] | None = None,
         user_id: str | None = None,
+        duration: str | None = None,
+        reason: str | None = None,
     ) -> None:
-        await self._moderate(interaction, user, platform, user_id, block=True)
+        await self._moderate(interaction, user, platform, user_id, block=(duration, reason or ""))
 
     @app_commands.command(name="unblock", description="Answer a blocked user again (moderators)")
     @app_commands.describe(
@@ -244,7 +234,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         platform: Literal["discord", "telegram"] | None = None,
         user_id: str | None = None,
     ) -> None:
-        await self._moderate(interaction, user, platform, user_id, block=False)
+        await self._moderate(interaction, user, platform, user_id, block=None)
 
     async def _moderate(
         self,
@@ -253,24 +243,62 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         platform: str | None,
         user_id: str | None,
         *,
-        block: bool,
+        block: tuple[str | None, str] | None,
     ) -> None:
-        """Block or unblock, answering only the moderator. No default_permissions: that would hide the
-        commands from moderator roles without Manage Server, so the check is here alone."""
-        if not is_moderator(interaction.user, self.config.handoff):
+        """Block (for the duration and with the reason given) or unblock (`block=None`), answering only
+        the moderator. No default_permissions: that would hide the commands from moderator roles without
+        Manage Server, so the check is here alone."""
+        if not await self._may_moderate(interaction):
             await interaction.response.send_message(Replies.moderators_only, ephemeral=True)
             return
         track_current(self.in_flight)
         await interaction.response.defer(ephemeral=True, thinking=True)
+        moderator = Moderator(
+            f"{PLATFORM}:{interaction.user.id}",
+            interaction.user.display_name,
+            f"discord server {interaction.guild_id}, channel {interaction.channel_id}",
+        )
         try:
             target = await self._target(interaction, user, platform, user_id)
-            reply = await self._apply(target, f"{PLATFORM}:{interaction.user.id}", block) if target else None
+            if target is None:
+                reply = Replies.block_usage
+            elif block is None:
+                reply = await self.moderation.unblock(target, _who(target), moderator)
+            else:
+                reply = await self._block(target, moderator, *block)
         except Exception:
-            log.exception("discord: /%s failed", "block" if block else "unblock")
+            log.exception("discord: /%s failed", "unblock" if block is None else "block")
             reply = Replies.failed
-        await interaction.edit_original_response(
-            content=reply or Replies.block_usage, allowed_mentions=NO_PINGS
-        )
+        await interaction.edit_original_response(content=reply, allowed_mentions=NO_PINGS)
+
+    async def _block(self, target: Target, moderator: Moderator, duration: str | None, reason: str) -> str:
+        words = (duration or "").split()
+        try:
+            length = parse_duration(words[0]) if len(words) == 1 else None
+        except ValueError:
+            length = None
+        if duration is not None and length is None:
+            return ModerationReplies.bad_duration.format(word=escape_markdown(duration[:40]))
+        return await self.moderation.block(target, _who(target), moderator, length, reason.strip())
+
+    async def _may_moderate(self, interaction: discord.Interaction[Any]) -> bool:
+        """A moderator of the desk (its roles, or Manage Server), in the desk's own server."""
+        desk = self.config.handoff
+        if desk is None or not is_moderator(interaction.user, desk):
+            return False
+        return interaction.guild_id is not None and interaction.guild_id == await self._desk_server()
+
+    async def _desk_server(self) -> int | None:
+        """The server that holds the desk channel (fetched once if this shard has no cache of it)."""
+        if self._desk_guild_id is None and self.config.handoff is not None:
+            channel_id = self.config.handoff.channel
+            try:
+                channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+            except discord.HTTPException as exc:
+                log.warning("discord: cannot see the desk channel %s (status %s)", channel_id, exc.status)
+                return None
+            self._desk_guild_id = getattr(getattr(channel, "guild", None), "id", None)
+        return self._desk_guild_id
 
     async def _target(
         self,
@@ -278,14 +306,14 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         user: discord.User | None,
         platform: str | None,
         user_id: str | None,
-    ) -> _Target | None:
+    ) -> Target | None:
         """The user named by the options, or with none the user of the handoff whose thread this is;
         None if that is not exactly one user."""
         if user is not None:
-            return None if platform or user_id else _Target(PLATFORM, str(user.id), user.display_name)
+            return None if platform or user_id else Target(PLATFORM, str(user.id), user.display_name)
         if platform and user_id:
             user_id = user_id.strip()
-            return _Target(platform, user_id) if user_id.isascii() and user_id.isdigit() else None
+            return Target(platform, user_id) if re.fullmatch(r"-?[0-9]{1,20}", user_id) else None
         if platform or user_id:
             return None
         # the desk's refs are stored under its name, which is the platform's
@@ -295,20 +323,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         if handoff_id is None:
             return None
         view = await self.relay.handoffs.view(handoff_id)
-        return _Target(view.platform, view.user_id, view.user_name, handoff_id)
-
-    async def _apply(self, target: _Target, by: str, block: bool) -> str:
-        """Do it, and say what changed; a block leaves the user's open handoff to the moderators."""
-        relay = self.relay
-        if not block:
-            done = await relay.unblock(target.platform, target.user_id, by=by)
-            return (Replies.unblocked if done else Replies.unblocked_already).format(who=target)
-        if await relay.is_blocked(target.platform, target.user_id):
-            return Replies.blocked_already.format(who=target)
-        await relay.block(target.platform, target.user_id, by=by)
-        reply = Replies.blocked.format(who=target)
-        handoff_id = target.handoff_id or await relay.open_handoff_of_user(target.platform, target.user_id)
-        return reply + (Replies.handoff_stays.format(id=handoff_id) if handoff_id is not None else "")
+        return Target(view.platform, view.user_id, view.user_name, handoff_id)
 
     @agent.autocomplete("name")
     async def _agent_names(
@@ -317,14 +332,27 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         names = [n for n in sorted(self.relay.agents) if current.lower() in n.lower()]
         return [app_commands.Choice(name=n, value=n) for n in names[:25]]
 
-    async def _begin(self, interaction: discord.Interaction[Any], text: str) -> Inbound | None:
-        """Refuse (privately) where the bot may not answer; else show "thinking" and build the Inbound."""
+    async def _begin(self, interaction: discord.Interaction[Any], text: str) -> tuple[Inbound, Place] | None:
+        """Refuse (privately) where the bot may not answer, or whom it may not answer now (blocked, or
+        over the message rate); else show "thinking", and return the Inbound with its place in line,
+        which the Relay call it is handed to leaves."""
         if not self._interaction_allowed(interaction):
             await interaction.response.send_message(Replies.not_here, ephemeral=True)
             return None
         track_current(self.in_flight)
-        await interaction.response.defer(thinking=True)
-        return _inbound_of(interaction, text)
+        inbound = _inbound_of(interaction, text)
+        place = self.relay.line_up(inbound)
+        try:
+            refusal = await self.relay.admission(inbound)
+            if refusal is not None:
+                place.leave()
+                await interaction.response.send_message(refusal.notice or Replies.not_here, ephemeral=True)
+                return None
+            await interaction.response.defer(thinking=True)
+        except BaseException:
+            place.leave()
+            raise
+        return inbound, place
 
     def _interaction_allowed(self, interaction: discord.Interaction[Any]) -> bool:
         if not self.accepting:
@@ -399,6 +427,26 @@ def _place(channel: Any) -> tuple[str, str]:
 
 def _interaction_place(interaction: discord.Interaction[Any]) -> tuple[str, str]:
     return _place(interaction.channel) if interaction.channel else (str(interaction.channel_id), "")
+
+
+def _who(target: Target) -> str:
+    who = f"{target.platform} user {target.user_id}"
+    return f"**{escape_markdown(target.name)}** ({who})" if target.name else who
+
+
+def _inbound_of_message(message: discord.Message, channel: Any, text: str) -> Inbound:
+    chat_id, thread_id = _place(channel)
+    return Inbound(
+        platform=PLATFORM,
+        chat_id=chat_id,
+        thread_id=thread_id,
+        guild_id=str(message.guild.id) if message.guild else "",
+        user_id=str(message.author.id),
+        display_name=message.author.display_name,
+        text=text,
+        message_id=str(message.id),
+        is_dm=message.guild is None,
+    )
 
 
 def _inbound_of(interaction: discord.Interaction[Any], text: str) -> Inbound:

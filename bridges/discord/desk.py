@@ -167,6 +167,10 @@ class DiscordDesk:
             self.config.log_channel, content=_clip(f"{summary}\n{user}", MAX_LENGTH), files=files
         )
 
+    async def audit(self, summary: str) -> None:
+        if self.config.log_channel is not None:
+            await self._send(self.config.log_channel, content=_clip(escape_markdown(summary), MAX_LENGTH))
+
     # -- Discord events ------------------------------------------------------------------------------
 
     def is_moderator(self, user: discord.abc.User) -> bool:

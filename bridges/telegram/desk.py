@@ -227,6 +227,12 @@ class TelegramDesk:
             ),
         )
 
+    async def audit(self, summary: str) -> None:
+        chat, thread_id = self.config.log_chat_id, self.config.log_thread_id
+        if chat is not None:
+            text = plain(summary).text
+            await self._call(chat, lambda: self.bot.send_message(chat, text, message_thread_id=thread_id))
+
     # -- moderators ----------------------------------------------------------------------------------
 
     async def is_moderator(self, user_id: int) -> bool:

@@ -2,8 +2,12 @@
 
 Triggers: every text in a private chat; in groups an @mention of the bot, a reply to one of its
 messages, or a command. A forum topic is its own place, so it keeps its own conversation. The
-moderator desk's chat, if configured, belongs to the desk alone, except for `/block` and `/unblock`,
-which moderators (the desk's, and the configured admins) may use anywhere.
+moderator desk's chat, if configured, belongs to the desk alone, except for `/block` and `/unblock`.
+A block is global, so those are for the desk's moderators in the desk's chat (or their private chat
+with the bot) and for the configured admins.
+
+Someone posting as a channel, or as an anonymous group admin, is keyed by that sender chat: its own
+conversation, rate limit and block, never shared with everyone else who posts the same way.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatType
@@ -25,6 +29,8 @@ from telegram.ext import (
 )
 
 from bridges.buttons import ButtonStore
+from bridges.moderation import Moderation, Moderator, Target, duration_and_reason
+from bridges.moderation import Replies as ModerationReplies
 from bridges.relay import Relay
 from bridges.surface import Inbound, SurfaceError, send_notice
 from bridges.telegram.config import TelegramConfig
@@ -44,7 +50,7 @@ PUBLIC_COMMANDS = (
 ADMIN_COMMANDS = (
     *PUBLIC_COMMANDS,
     ("agent", "Choose the agent for this chat (admins)"),
-    ("block", "Ignore a user: /block PLATFORM ID, or as a reply to them (moderators)"),
+    ("block", "Ignore a user: /block PLATFORM ID [2h] [reason], or as a reply (moderators)"),
     ("unblock", "Answer a blocked user again: /unblock PLATFORM ID (moderators)"),
 )
 BLOCKABLE_PLATFORMS = ("discord", "telegram")
@@ -56,34 +62,16 @@ class Replies:
     agent_bound = "This chat now talks to {agent}. New conversations here use it; /reset to start one now."
     expired_button = "This button has expired."
     failed = "Sorry, something went wrong on my side. Please try again in a moment."
-    moderators_only = "Only moderators can block or unblock users."
-    block_usage = (
-        "Usage: /{command} PLATFORM ID, for example /{command} discord 123 (the platform and id are on "
-        "the handoff notification), or send /{command} as a reply to the person's message. In a "
-        "handoff's topic, /{command} alone means that handoff's user."
+    moderators_only = (
+        "Only moderators can block or unblock users, in the moderators' chat or in a private chat with me."
     )
-    blocked = "Blocked {who}: everything they send is ignored until a moderator uses /unblock."
-    blocked_already = "{who} was already blocked."
-    unblocked = "Unblocked {who}: the bot answers them again."
-    unblocked_already = "{who} was not blocked."
-    handoff_stays = (
-        " Their handoff #{id} stays open, but what they send no longer reaches it: "
-        "resolve or return it when you are done."
+    block_usage = (
+        "Usage: /block PLATFORM ID [DURATION] [REASON], for example /block discord 123 2h spam (the "
+        "platform and id are on the handoff notification), or send /block [DURATION] [REASON] as a reply "
+        "to the person's message. In a handoff's topic, /block alone means that handoff's user. "
+        "/unblock takes the same PLATFORM ID, reply or topic."
     )
     failed = "Sorry, that did not work. Please try again in a moment."
-
-
-@dataclass(frozen=True)
-class _Target:
-    """Whom a `/block` or `/unblock` is about."""
-
-    platform: str
-    user_id: str
-    handoff_id: int | None = None
-    """Their open handoff, when the command was used in its topic."""
-
-    def __str__(self) -> str:
-        return f"{self.platform} user {self.user_id}"
 
 
 class Handlers:
@@ -102,6 +90,7 @@ class Handlers:
         self.desk = desk
         self.accepting = True
         self.in_flight: set[asyncio.Task[object]] = set()
+        self.moderation = Moderation(relay)
 
     def install(self, app: Application) -> None:  # type: ignore[type-arg]
         users: filters.BaseFilter = filters.UpdateType.MESSAGES
@@ -187,63 +176,73 @@ class Handlers:
         await self._moderate(update, context, block=False)
 
     async def _moderate(self, update: Update, context: ContextTypes.DEFAULT_TYPE, *, block: bool) -> None:
-        """Block or unblock whom the command names; only moderators, everyone else is told so."""
+        """Block or unblock whom the command names; only moderators, where they may, and everyone else is
+        told so."""
         message = update.message
         if message is None or message.from_user is None:
             return
         surface = self.surfaces.plain(message)
-        moderator = message.from_user.id
-        if not await self._is_moderator(moderator):
+        if not await self._may_moderate(message):
             await send_notice(surface, Replies.moderators_only)
             return
+        sender = _sender(message)
+        moderator = Moderator(f"{PLATFORM}:{sender[0]}", sender[1], f"telegram chat {message.chat.id}")
         try:
-            target = await self._target(message, context.args or [])
-            reply = (
-                await self._apply(target, f"{PLATFORM}:{moderator}", block)
-                if target is not None
-                else Replies.block_usage.format(command="block" if block else "unblock")
-            )
+            target, words = await self._target(message, context.args or [])
+            if target is None:
+                reply = Replies.block_usage
+            elif not block:
+                reply = await self.moderation.unblock(target, str(target), moderator)
+            else:
+                reply = await self._block(target, moderator, words)
         except Exception:
             log.exception("telegram: /%s failed", "block" if block else "unblock")
             reply = Replies.failed
         await send_notice(surface, reply)
 
-    async def _is_moderator(self, user_id: int) -> bool:
-        """A configured admin, or a moderator of the desk."""
+    async def _block(self, target: Target, moderator: Moderator, words: list[str]) -> str:
+        try:
+            duration, reason = duration_and_reason(words)
+        except ValueError:
+            return ModerationReplies.bad_duration.format(word=words[0][:40])
+        return await self.moderation.block(target, str(target), moderator, duration, reason)
+
+    async def _may_moderate(self, message: Message) -> bool:
+        """A configured admin anywhere; a moderator of the desk in the desk's chat or a private chat with
+        the bot (a block is global, so it is never decided by another group). An anonymous admin counts
+        only in the desk's own chat, as its admin."""
+        if message.sender_chat is not None:
+            return self.desk is not None and message.sender_chat.id == message.chat.id == self.desk.chat_id
+        user_id = message.from_user.id if message.from_user is not None else 0
         if user_id in self.config.admins:
             return True
-        return self.desk is not None and await self.desk.is_moderator(user_id)
+        if self.desk is None:
+            return False
+        where_allowed = message.chat.id == self.desk.chat_id or message.chat.type == ChatType.PRIVATE
+        return where_allowed and await self.desk.is_moderator(user_id)
 
-    async def _target(self, message: Message, args: list[str]) -> _Target | None:
-        """PLATFORM ID if given; else in the desk's chat the handoff the command was sent about, and
-        elsewhere the sender of the message it replies to. None if that names nobody."""
-        if args:
-            platform, user_id = (args[0].lower(), args[1]) if len(args) == 2 else ("", "")
-            known = platform in BLOCKABLE_PLATFORMS and user_id.isascii() and user_id.isdigit()
-            return _Target(platform, user_id) if known else None
+    async def _target(self, message: Message, args: list[str]) -> tuple[Target | None, list[str]]:
+        """Whom, and the words after it (duration, reason): PLATFORM ID if given; else in the desk's chat
+        the handoff the command was sent about, and elsewhere the sender of the message it replies to.
+        None if that names nobody."""
+        if len(args) >= 2 and args[0].lower() in BLOCKABLE_PLATFORMS:
+            platform, user_id = args[0].lower(), args[1]
+            known = re.fullmatch(r"-?[0-9]{1,20}", user_id) is not None
+            return (Target(platform, user_id) if known else None), args[2:]
         if self.desk is not None and message.chat.id == self.desk.chat_id:
             handoff_id = await self.desk.handoff_of(message)
             if handoff_id is None:
-                return None
+                return None, args
             view = await self.relay.handoffs.view(handoff_id)
-            return _Target(view.platform, view.user_id, handoff_id)
+            return Target(view.platform, view.user_id, view.user_name, handoff_id), args
         replied = message.reply_to_message
         # in a topic every message "replies" to the topic's start, which names nobody
-        person = replied.from_user if replied is not None and replied.forum_topic_created is None else None
-        return _Target(PLATFORM, str(person.id)) if person is not None and not person.is_bot else None
-
-    async def _apply(self, target: _Target, by: str, block: bool) -> str:
-        """Do it, and say what changed; a block leaves the user's open handoff to the moderators."""
-        relay = self.relay
-        if not block:
-            done = await relay.unblock(target.platform, target.user_id, by=by)
-            return (Replies.unblocked if done else Replies.unblocked_already).format(who=target)
-        if await relay.is_blocked(target.platform, target.user_id):
-            return Replies.blocked_already.format(who=target)
-        await relay.block(target.platform, target.user_id, by=by)
-        reply = Replies.blocked.format(who=target)
-        handoff_id = target.handoff_id or await relay.open_handoff_of_user(target.platform, target.user_id)
-        return reply + (Replies.handoff_stays.format(id=handoff_id) if handoff_id is not None else "")
+        if replied is None or replied.forum_topic_created is not None:
+            return None, args
+        if replied.from_user is not None and replied.from_user.is_bot and replied.sender_chat is None:
+            return None, args
+        user_id, name = _sender(replied)
+        return Target(PLATFORM, user_id, name), args
 
     async def error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log it, and tell the person whose message failed rather than leave them waiting."""
@@ -295,14 +294,24 @@ class Handlers:
         return re.sub(r"[ \t]{2,}", " ", without).strip()
 
 
-def _inbound(message: Message, text: str) -> Inbound:
+def _sender(message: Message) -> tuple[str, str]:
+    """(id, name) of who wrote it: the sender chat when someone posts as a channel or as an anonymous
+    admin (`from_user` is then a placeholder that everyone posting that way shares), else the user."""
+    if message.sender_chat is not None:
+        chat = message.sender_chat
+        return str(chat.id), chat.title or chat.effective_name or f"chat {chat.id}"
     user = message.from_user
     assert user is not None
+    return str(user.id), user.full_name
+
+
+def _inbound(message: Message, text: str) -> Inbound:
+    user_id, name = _sender(message)
     return Inbound(
         platform=PLATFORM,
         chat_id=str(message.chat.id),
-        user_id=str(user.id),
-        display_name=user.full_name,
+        user_id=user_id,
+        display_name=name,
         text=text,
         message_id=str(message.message_id),
         thread_id=str(message.message_thread_id) if message.is_topic_message else "",

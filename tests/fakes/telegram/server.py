@@ -31,6 +31,8 @@ from tests.fakes.server import serve
 from tests.fakes.telegram.limits import FloodControl, Limits
 from tests.fakes.telegram.markup import BadRequest, read, utf16_length
 from tests.fakes.telegram.state import (
+    ANONYMOUS_ADMIN,
+    CHANNEL_BOT,
     FakeChat,
     FakeDocument,
     FakeDraft,
@@ -183,6 +185,10 @@ class FakeTelegram:
     def private_chat(self, user: FakeUser) -> FakeChat:
         return self._add_chat(FakeChat(user.id, "private", user.first_name))
 
+    def channel(self, title: str) -> FakeChat:
+        """A channel, which users can post on behalf of in groups (`say(..., as_chat=channel)`)."""
+        return self._add_chat(FakeChat(-1_000_000_000_000 - next(self._ids), "channel", title))
+
     def group(self, title: str, *, forum: bool = False) -> FakeChat:
         return self._add_chat(FakeChat(-1_000_000_000_000 - next(self._ids), "supergroup", title, forum))
 
@@ -198,15 +204,21 @@ class FakeTelegram:
         *,
         thread_id: int | None = None,
         reply_to: FakeMessage | None = None,
+        as_chat: FakeChat | None = None,
     ) -> FakeMessage:
         """A user sends `text`; mentions and a leading command get their entities as Telegram adds them.
 
-        In a topic, a message that replies to nothing else replies to the topic's service message."""
+        In a topic, a message that replies to nothing else replies to the topic's service message. With
+        `as_chat` the user posts on behalf of that chat: as the group's anonymous admin when it is the
+        group itself, else as a channel; `from` is then Telegram's placeholder, as the Bot API says."""
         if thread_id is not None and reply_to is None:
             reply_to = self.messages.get((chat.id, thread_id))
+        if as_chat is not None:
+            user = ANONYMOUS_ADMIN if as_chat.id == chat.id else CHANNEL_BOT
         message = self._store(
             chat, user, text, _detected_entities(text), thread_id=thread_id, reply_to=reply_to
         )
+        message.sender_chat = as_chat
         self._push({"message": message.to_json()})
         return message
 

@@ -20,6 +20,12 @@ class FakeUser:
         return data
 
 
+ANONYMOUS_ADMIN = FakeUser(1087968824, "Group", "GroupAnonymousBot", is_bot=True)
+"""The `from` of a message a group's anonymous admin posts (Bot API: `sender_chat` is the group)."""
+CHANNEL_BOT = FakeUser(136817688, "Channel", "Channel_Bot", is_bot=True)
+"""The `from` of a message posted in a group on behalf of a channel."""
+
+
 @dataclass(frozen=True)
 class FakeChat:
     id: int
@@ -82,6 +88,9 @@ class FakeMessage:
     """A document message's file; `text` then holds the caption."""
     forum_topic_created: dict[str, Any] | None = None
     """Set on the service message that opens a forum topic (its id is the topic's thread id)."""
+    sender_chat: FakeChat | None = None
+    """Set when posted on behalf of a chat (a channel, or a group's anonymous admin); `sender` is then
+    Telegram's placeholder user, the same for everyone who posts that way."""
     history: list[str] = field(default_factory=list)
     """Every text the message has shown, the first one included."""
 
@@ -109,6 +118,8 @@ class FakeMessage:
             "chat": self.chat.to_json(),
             "from": self.sender.to_json(),
         }
+        if self.sender_chat is not None:
+            data["sender_chat"] = self.sender_chat.to_json()
         text_key, entities_key = ("caption", "caption_entities") if self.has_media else ("text", "entities")
         if self.text:
             data[text_key] = self.text

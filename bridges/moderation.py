@@ -1,0 +1,140 @@
+"""`/block` and `/unblock`, the same on every platform: whom, for how long, why, and a desk log line.
+
+Bridges decide who may use them, and where (the desk's own server or chat: a block is global), then
+name the target; this module does the rest and says what changed, in words for the moderator.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bridges.blocks import Block
+from bridges.relay import Relay
+
+log = logging.getLogger(__name__)
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DURATION = re.compile(r"(?:\d{1,6}[smhdw])+", re.IGNORECASE)
+MAX_DURATION = timedelta(days=3650)
+
+
+class Replies:
+    blocked = "Blocked {who} {how_long}: everything they send is ignored."
+    blocked_already = "{who} is already blocked, {how_long} (set by {by} on {since}).{reason}"
+    unblocked = "Unblocked {who}: the bot answers them again."
+    unblocked_already = "{who} was not blocked."
+    reason = " Reason: {reason}"
+    handoff_stays = (
+        " Their handoff #{id} stays open, but what they send no longer reaches it: "
+        "resolve or return it when you are done."
+    )
+    bad_duration = (
+        "I could not read “{word}” as a duration: use for example 30m, 2h, 7d or 1w (at most 10 years)."
+    )
+
+
+def parse_duration(word: str) -> timedelta | None:
+    """`30m`, `2h`, `7d`, `1w`, `1h30m`; None if `word` is not a duration. Raises ValueError if it is
+    one, but zero or over ten years."""
+    if not _DURATION.fullmatch(word):
+        return None
+    total = timedelta()
+    for amount, unit in re.findall(r"(\d+)([smhdw])", word.lower()):
+        total += timedelta(**{_UNITS[unit]: int(amount)})
+    if not timedelta() < total <= MAX_DURATION:
+        raise ValueError(word)
+    return total
+
+
+def duration_and_reason(words: list[str]) -> tuple[timedelta | None, str]:
+    """`["2h", "spam", "links"]` -> (2 hours, "spam links"); a first word that is no duration starts
+    the reason. Raises ValueError on a duration out of range."""
+    if not words:
+        return None, ""
+    duration = parse_duration(words[0])
+    return duration, " ".join(words[1:] if duration is not None else words).strip()
+
+
+@dataclass(frozen=True)
+class Target:
+    """Whom a `/block` or `/unblock` is about."""
+
+    platform: str
+    user_id: str
+    name: str = ""
+    handoff_id: int | None = None
+    """Their open handoff, when the command was used in its thread or topic."""
+
+    def __str__(self) -> str:
+        who = f"{self.platform} user {self.user_id}"
+        return f"{self.name} ({who})" if self.name else who
+
+
+@dataclass(frozen=True)
+class Moderator:
+    id: str
+    """platform:user id"""
+    name: str
+    where: str
+    """Where the command was used, for the log: "discord server 1 channel 2"."""
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+
+class Moderation:
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+
+    async def block(
+        self, target: Target, who: str, moderator: Moderator, duration: timedelta | None, reason: str
+    ) -> str:
+        """Block, unless already blocked (then say by whom, until when and why); `who` is the target as
+        the platform shows it."""
+        relay = self.relay
+        current = await relay.blocks.active(target.platform, target.user_id)
+        if current is not None:
+            return Replies.blocked_already.format(
+                who=who,
+                how_long=_how_long(current),
+                by=current.by,
+                since=_when(current.since),
+                reason=Replies.reason.format(reason=current.reason) if current.reason else "",
+            )
+        until = relay.blocks.now() + duration if duration is not None else None
+        block = await relay.blocks.block(
+            target.platform, target.user_id, by=moderator.id, until=until, reason=reason
+        )
+        await relay.handoffs.audit(
+            f"🚫 {moderator} blocked {target} {_how_long(block)} in {moderator.where}."
+            + (Replies.reason.format(reason=reason) if reason else " No reason given.")
+        )
+        reply = Replies.blocked.format(who=who, how_long=_how_long(block))
+        if reason:
+            reply += Replies.reason.format(reason=reason)
+        handoff_id = target.handoff_id or await relay.open_handoff_of_user(target.platform, target.user_id)
+        return reply + (Replies.handoff_stays.format(id=handoff_id) if handoff_id is not None else "")
+
+    async def unblock(self, target: Target, who: str, moderator: Moderator) -> str:
+        lifted = await self.relay.blocks.unblock(target.platform, target.user_id)
+        if lifted is None:
+            return Replies.unblocked_already.format(who=who)
+        await self.relay.handoffs.audit(
+            f"✅ {moderator} unblocked {target} in {moderator.where} (blocked by {lifted.by} on "
+            f"{_when(lifted.since)}, {_how_long(lifted)}"
+            + (f"; reason: {lifted.reason})." if lifted.reason else ").")
+        )
+        return Replies.unblocked.format(who=who)
+
+
+def _how_long(block: Block) -> str:
+    if block.until is None:
+        return "until someone uses /unblock"
+    return f"until {_when(block.until)} (or /unblock)"
+
+
+def _when(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"
