@@ -6,15 +6,30 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import JSON, Column, DateTime, Enum, Integer, MetaData, String, inspect, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Enum,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import QueuePool
 
 import migrations
 from models import Base, create_engine
@@ -63,11 +78,9 @@ def test_revisions_form_one_linear_history() -> None:
     assert revisions[-1].down_revision is None
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_processes_starting_together_migrate_one_at_a_time(database_url: str) -> None:
-    """Several processes with auto_migrate start on an empty database at once; none may fail.
-    (Several processes need PostgreSQL; SQLite is the single-process default.)"""
+    """Several processes with auto_migrate start on an empty database at once; none may fail. (An advisory
+    lock on PostgreSQL; on SQLite, BEGIN IMMEDIATE.)"""
     engines = [create_engine(database_url) for _ in range(3)]
     try:
         await asyncio.gather(*(migrations.upgrade(engine) for engine in engines))
@@ -103,8 +116,12 @@ def _value(column: Column[Any], row: int) -> object:
         if isinstance(model_type, Enum):
             return model_type.enums[row % len(model_type.enums)]
     kind = column.type
+    if isinstance(kind, Boolean):
+        return row % 2 == 0
     if isinstance(kind, Integer):
         return row + 1
+    if isinstance(kind, Numeric):
+        return row + 0.5
     if isinstance(kind, String):
         return f"{row}:{column.name}"[: kind.length]
     if isinstance(kind, JSON):
@@ -198,5 +215,59 @@ async def test_no_row_lost_up_or_down(database_url: str, start: str) -> None:
             contents = await _step(engine, contents, target, up=False)
         for target in revisions[1:]:
             contents = await _step(engine, contents, target, up=True)
+    finally:
+        await engine.dispose()
+
+
+async def _connection_is_ordinary(engine: AsyncEngine) -> None:
+    """The pooled connection the migration used is back to normal: foreign keys enforced, and a
+    transaction that rolls back leaves nothing behind."""
+    pool = engine.sync_engine.pool
+    assert isinstance(pool, QueuePool)
+    assert pool.checkedin() == 1  # so the next connect gets the connection that migrated
+    async with engine.connect() as conn:
+        assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+        await conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'rolled back'")
+        await conn.rollback()
+        assert await conn.scalar(text("SELECT version_num FROM alembic_version")) != "rolled back"
+
+
+async def test_sqlite_migration_leaves_connections_as_it_found_them(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}")
+    try:
+        await migrations.upgrade(engine)
+        await _connection_is_ordinary(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_migration_over_broken_foreign_keys_fails_and_changes_nothing(tmp_path: Path) -> None:
+    """Rows pointing at missing rows (left by a foreign-keys-off import, say) stop the migration with a
+    clear error, and its DDL is rolled back: SQLite can, once the runner owns the transaction."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}"
+    first = _revisions()[0]
+    engine = create_engine(url)
+    try:
+        await migrations.upgrade(engine, first)
+        async with engine.begin() as conn:
+            await conn.run_sync(_seed)
+        saboteur = create_engine(url)  # its own pool: this connection must not serve anyone else
+        try:
+            async with saboteur.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                await conn.exec_driver_sql("DELETE FROM conversations")
+                await conn.commit()
+        finally:
+            await saboteur.dispose()
+        async with engine.connect() as conn:
+            before = await conn.run_sync(_snapshot)
+
+        with pytest.raises(migrations.MigrationError, match=r"4 in handoffs point to missing conversations"):
+            await migrations.upgrade(engine)
+
+        assert await migrations.current_revision(engine) == first
+        async with engine.connect() as conn:
+            assert await conn.run_sync(_snapshot) == before
+        await _connection_is_ordinary(engine)
     finally:
         await engine.dispose()
