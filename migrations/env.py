@@ -1,4 +1,5 @@
-"""Alembic environment: runs on the connection handed in by `migrations.upgrade`, or on the URL given."""
+"""Alembic environment: runs on the connection handed in by `migrations.upgrade`, or on the URL given
+(through the same `run_migration`, so the SQLite foreign-key handling applies either way)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import migrations
 from models import Base, create_engine
 
 target_metadata = Base.metadata
@@ -26,8 +28,7 @@ def _run(connection: Connection) -> None:
 async def _run_with_url(url: str) -> None:
     engine = create_engine(url)
     try:
-        async with engine.begin() as conn:
-            await conn.run_sync(_run)
+        await migrations.run_migration(engine, _run)
     finally:
         await engine.dispose()
 

@@ -1,5 +1,7 @@
 """${message}
 
+Downgrade loses: (only what the newer schema can hold: its tables and columns; every row stays)
+
 Revision ID: ${up_revision}
 Revises: ${down_revision | comma,n}
 Create Date: ${create_date}

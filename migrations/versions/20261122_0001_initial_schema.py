@@ -1,5 +1,7 @@
 """Initial schema: users, conversations, transcript, handoffs, agent bindings.
 
+Downgrade loses: everything (it drops every table).
+
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-22 23:46:08.032126

@@ -1,5 +1,8 @@
 """Stored buttons (too large for custom_id or callback_data), handoff closer, blocks, pending replies.
 
+Downgrade loses: stored buttons (old messages' long buttons stop working), handoffs.closed_by_name,
+users.blocked_at and blocked_by (blocked users are unblocked), conversations.pending_reply.
+
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-24 06:56:41.957593

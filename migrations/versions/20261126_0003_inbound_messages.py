@@ -1,5 +1,8 @@
 """Several processes on one database: inbound messages taken once, deliveries across processes.
 
+Downgrade loses: inbound_messages (which process took which message) and pending_deliveries (notices
+and resumes not yet delivered).
+
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-26 12:30:00
