@@ -6,7 +6,6 @@ import asyncio
 import logging
 from types import TracebackType
 from typing import Self
-from urllib.parse import urlsplit
 
 from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.error import InvalidToken, TelegramError
@@ -20,6 +19,7 @@ from bridges.telegram.desk import TelegramDesk
 from bridges.telegram.desk import jump_link as topic_link
 from bridges.telegram.handlers import ADMIN_COMMANDS, PUBLIC_COMMANDS, Handlers
 from bridges.telegram.surface import Surfaces
+from bridges.telegram.webhook import WebhookServer
 from models import Conversation
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ class TelegramBridge:
         bridge adds it to `relay.handoffs.desks` once the bridge has started."""
         self.handlers = Handlers(relay, config, self.surfaces, store, self.desk)
         self.handlers.install(self.app)
+        self.webhook: WebhookServer | None = None
+        """Our webhook server while it runs (webhook mode only)."""
 
     def surface_for(self, platform: str, chat_id: str, thread_id: str) -> Surface | None:
         """A `SurfaceFactory` for handoff notices and crash recovery."""
@@ -103,8 +105,8 @@ class TelegramBridge:
         log.info("telegram: %s as @%s (%s)", how, self.app.bot.username, self.app.bot.id)
 
     async def _take_updates(self) -> str:
-        """Start polling, or PTB's webhook server (which calls setWebhook with the secret and answers
-        403 to any request without it); say which, for the log."""
+        """Start polling, or our webhook server and then setWebhook with the secret (so Telegram is never
+        pointed at a port we could not bind); say which, for the log."""
         updater, config = self.app.updater, self.config
         assert updater is not None
         if config.webhook_url is None:
@@ -116,16 +118,19 @@ class TelegramBridge:
             )
             return "polling"
         assert config.webhook_secret is not None  # the config insists on it
-        host, port = config.webhook_address
-        await updater.start_webhook(
-            listen=host,
-            port=port,
-            url_path=urlsplit(config.webhook_url).path,  # the proxy forwards the public path unchanged
-            webhook_url=config.webhook_url,
-            secret_token=config.webhook_secret.get_secret_value(),
-            allowed_updates=ALLOWED_UPDATES,
-            drop_pending_updates=config.drop_pending_updates,
-        )
+        server = WebhookServer(config, self.app.bot, self.app.update_queue)
+        await server.start()
+        try:
+            await self.app.bot.set_webhook(
+                url=config.webhook_url,
+                secret_token=config.webhook_secret.get_secret_value(),
+                allowed_updates=ALLOWED_UPDATES,
+                drop_pending_updates=config.drop_pending_updates,
+            )
+        except BaseException:
+            await server.stop()
+            raise
+        self.webhook = server
         return f"webhook on {config.webhook_listen} for {config.webhook_url}"
 
     async def _register_commands(self) -> None:
@@ -151,6 +156,9 @@ class TelegramBridge:
         updater = self.app.updater
         if updater is not None and updater.running:
             await updater.stop()
+        if self.webhook is not None:
+            await self.webhook.stop()
+            self.webhook = None
         if self.handlers.in_flight:
             _, late = await asyncio.wait(set(self.handlers.in_flight), timeout=grace)
             if late:

@@ -90,6 +90,25 @@ class TelegramConfig(BaseModel):
         description="required with webhook_url: Telegram sends it with every update, and requests "
         "without it are refused (1-256 of A-Z a-z 0-9 _ -)",
     )
+    webhook_max_body_bytes: int = Field(
+        1 << 20,
+        ge=16 << 10,
+        le=64 << 20,
+        description="a larger request is refused with 413 before it is read (updates are a few KiB)",
+    )
+    webhook_header_timeout: float = Field(
+        5.0, gt=0, le=60, description="seconds a client has to send a request's headers, from its first byte"
+    )
+    webhook_body_timeout: float = Field(
+        10.0, gt=0, le=300, description="seconds a client has to send a request's body, once its headers came"
+    )
+    webhook_keepalive_timeout: float = Field(
+        75.0,
+        gt=0,
+        le=3600,
+        description="seconds an idle connection stays open; above the proxy's own (nginx: 60), so the "
+        "proxy never sends on a connection being closed",
+    )
 
     @property
     def webhook_address(self) -> tuple[str, int]:
