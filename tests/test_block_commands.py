@@ -14,8 +14,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import pytest
+from discord.utils import escape_markdown
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,7 +31,7 @@ from bridges.relay import Notices, Relay
 from bridges.surface import Surface
 from bridges.telegram import TelegramBridge
 from bridges.telegram.handlers import Replies as TelegramReplies
-from models import Conversation, Handoff, HandoffStatus
+from models import Conversation, Handoff, HandoffStatus, User, utcnow
 from tests.fakes.discord import FakeChannel, FakeDiscord, FakeInteraction, FakeMessage
 from tests.fakes.discord import FakeUser as DiscordUser
 from tests.fakes.telegram import FakeChat, FakeTelegram, FakeUser
@@ -53,6 +55,11 @@ class World:
     """A Discord moderator (has the desk's moderator role)."""
     alice: DiscordUser
     """A Discord member with no special role."""
+    mod_log: FakeChannel
+    """The Discord desk's log channel."""
+    eve: DiscordUser
+    """Owns another server the bot is in (so has Manage Server there), and nothing on the desk's."""
+    eves_lobby: FakeChannel
     telegram: FakeTelegram
     telegram_url: str
     tg_mods: FakeChat
@@ -66,6 +73,8 @@ class World:
     uma: FakeUser
     mallory: FakeUser
     """A Telegram user in the lobby, not a moderator."""
+    tg_log: FakeChat
+    """The Telegram desk's log chat."""
 
 
 @pytest.fixture
@@ -77,7 +86,9 @@ async def world() -> AsyncIterator[World]:
         maya, alice = discord.add_user("maya"), discord.add_user("alice")
         discord.add_member(guild, maya, (moderators,))
         discord.add_member(guild, alice)
-        general, mods = (discord.add_text_channel(guild, name) for name in ("general", "mods"))
+        general, mods, mod_log = (discord.add_text_channel(guild, n) for n in ("general", "mods", "log"))
+        eve = discord.add_user("eve")
+        eves_lobby = discord.add_text_channel(discord.add_guild("Eve's place", eve), "lobby")
         tg_mods, lobby = telegram.group("Moderators", forum=True), telegram.group("Lobby")
         sam, uma, mallory = telegram.user("Sam"), telegram.user("Uma"), telegram.user("Mallory")
         telegram.join(tg_mods, sam)
@@ -90,6 +101,9 @@ async def world() -> AsyncIterator[World]:
             moderators=moderators,
             maya=maya,
             alice=alice,
+            mod_log=mod_log,
+            eve=eve,
+            eves_lobby=eves_lobby,
             telegram=telegram,
             telegram_url=telegram_url,
             tg_mods=tg_mods,
@@ -98,6 +112,7 @@ async def world() -> AsyncIterator[World]:
             ada=FakeUser(ADMIN_ID, "Ada"),
             uma=uma,
             mallory=mallory,
+            tg_log=telegram.group("Moderation log"),
         )
 
 
@@ -111,6 +126,7 @@ class App:
     discord: DiscordBridge
     telegram: TelegramBridge
     db: async_sessionmaker[AsyncSession]
+    clock: Clock
 
     async def discord_command(
         self, channel: FakeChannel, user: DiscordUser, name: str, **options: str
@@ -188,7 +204,8 @@ async def app(world: World, db: async_sessionmaker[AsyncSession]) -> AsyncIterat
 
     handoffs = HandoffService(db, HANDOFF_POLICY, surfaces=surface_for, jump_link=jump_link)
     agent = ScriptedAgent()
-    relay = Relay(db, {"scripted": agent}, POLICY, handoffs=handoffs)
+    clock = Clock()
+    relay = Relay(db, {"scripted": agent}, POLICY, handoffs=handoffs, now=clock)
     w = world
     bridges["discord"] = DiscordBridge(
         DiscordConfig(
@@ -198,13 +215,21 @@ async def app(world: World, db: async_sessionmaker[AsyncSession]) -> AsyncIterat
             channel_window_seconds=WINDOW,
             guild_ready_timeout=0.05,
             message_content_intent=True,
-            handoff=DiscordDeskConfig(channel=w.mods.id, moderator_roles=(w.moderators,)),
+            threads=True,
+            handoff=DiscordDeskConfig(
+                channel=w.mods.id, moderator_roles=(w.moderators,), log_channel=w.mod_log.id
+            ),
         ),
         relay,
         edit_interval=0.02,
     )
     bridges["telegram"] = bridge(
-        w.telegram, w.telegram_url, relay, handoff={"chat_id": w.tg_mods.id}, drafts=False, **QUICK
+        w.telegram,
+        w.telegram_url,
+        relay,
+        handoff={"chat_id": w.tg_mods.id, "log_chat_id": w.tg_log.id},
+        drafts=False,
+        **QUICK,
     )
     async with AsyncExitStack() as stack:
         for platform_bridge in bridges.values():
@@ -214,7 +239,7 @@ async def app(world: World, db: async_sessionmaker[AsyncSession]) -> AsyncIterat
             handoffs.desks.append(platform_bridge.desk)
         discord_bridge, telegram_bridge = bridges["discord"], bridges["telegram"]
         assert isinstance(discord_bridge, DiscordBridge) and isinstance(telegram_bridge, TelegramBridge)
-        yield App(world, relay, agent, discord_bridge, telegram_bridge, db)
+        yield App(world, relay, agent, discord_bridge, telegram_bridge, db, clock)
 
 
 Ignored = Callable[[str, str], Awaitable[None]]
@@ -378,7 +403,164 @@ async def test_a_telegram_admin_blocks_a_discord_user_whose_dms_are_then_ignored
     await fake.wait_for_texts(dm, ["scripted: hello again (#1)"])
 
 
+async def test_manage_server_elsewhere_gives_no_right_to_block_or_unblock(world: World, app: App) -> None:
+    """A spammer adds the public bot to his own server, where he has Manage Server: he can neither block a
+    real moderator nor lift his own block. The desk's moderator blocks him, with a duration and a reason
+    that both desks' logs show, with who, whom and where."""
+    fake, eve, maya = world.discord, world.eve, world.maya
+    for command, whom in (("block", maya), ("unblock", eve)):
+        refused = await app.discord_command(
+            world.eves_lobby, eve, command, platform="discord", user_id=str(whom.id)
+        )
+        assert refused == DiscordReplies.moderators_only
+    assert not await app.relay.is_blocked("discord", str(maya.id))
+
+    answer = await app.discord_command(
+        world.general,
+        maya,
+        "block",
+        platform="discord",
+        user_id=str(eve.id),
+        duration="2h",
+        reason="spam links",
+    )
+    until = f"{app.clock() + timedelta(hours=2):%Y-%m-%d %H:%M} UTC"
+    assert answer == ModerationReplies.blocked.format(
+        who=f"discord user {eve.id}", how_long=f"until {until} (or /unblock)"
+    ) + ModerationReplies.reason.format(reason="spam links")
+    refused = await app.discord_command(
+        world.eves_lobby, eve, "unblock", platform="discord", user_id=str(eve.id)
+    )
+    assert refused == DiscordReplies.moderators_only
+    assert await app.relay.is_blocked("discord", str(eve.id))
+
+    line = (
+        f"🚫 maya (discord:{maya.id}) blocked discord user {eve.id} until {until} (or /unblock) in discord "
+        f"server {world.general.guild_id}, channel {world.general.id}. Reason: spam links"
+    )
+    logged = await fake.wait_until(lambda: fake.bot_messages(world.mod_log), what="the desk log line")
+    assert logged[-1].content == escape_markdown(line)
+    telegram = world.telegram
+    await telegram.wait_for(lambda: bool(telegram.bot_messages(world.tg_log)), what="the Telegram log line")
+    assert telegram.bot_messages(world.tg_log)[-1].text == line
+
+    await app.discord_command(world.general, maya, "unblock", platform="discord", user_id=str(eve.id))
+    unblocked = await fake.wait_until(
+        lambda: [m for m in fake.bot_messages(world.mod_log) if m.content.startswith("✅")],
+        what="unblock log",
+    )
+    assert f"maya (discord:{maya.id}) unblocked discord user {eve.id}" in unblocked[0].content
+    assert "reason: spam links" in unblocked[0].content
+
+
+async def test_a_timed_block_runs_out_and_its_reason_never_reaches_the_user(
+    world: World, app: App, ignored: Ignored
+) -> None:
+    fake, alice = world.discord, world.alice
+    answer = await app.telegram_command(world.tg_mods, world.sam, f"/block discord {alice.id} 30m spam links")
+    assert answer.startswith(f"Blocked discord user {alice.id} until ")
+    assert answer.endswith(" (or /unblock): everything they send is ignored. Reason: spam links")
+    again = await app.telegram_command(world.tg_mods, world.sam, f"/block discord {alice.id}")
+    assert again.endswith(" Reason: spam links")  # moderators see why
+    dm = fake.dm_channel(alice)
+    await fake.user_says(dm, alice, "hello?")
+    await ignored("discord", str(alice.id))
+    app.clock.advance(timedelta(minutes=31))
+    await fake.user_says(dm, alice, "hello again")
+    await fake.wait_for_texts(dm, ["scripted: hello again (#1)"])
+    assert not any("spam" in m.content for m in fake.bot_messages(dm))
+
+
+async def test_a_bad_duration_is_explained(world: World, app: App) -> None:
+    answer = await app.telegram_command(world.tg_mods, world.sam, f"/block discord {world.alice.id} 99999w")
+    assert answer == ModerationReplies.bad_duration.format(word="99999w")
+    answer = await app.discord_command(
+        world.general, world.maya, "block", platform="telegram", user_id="5", duration="soon"
+    )
+    assert answer == ModerationReplies.bad_duration.format(word="soon")
+    assert not await app.relay.is_blocked("discord", str(world.alice.id))
+    assert not await app.relay.is_blocked("telegram", "5")
+
+
+async def test_a_telegram_desk_moderator_blocks_only_from_the_desk_or_a_private_chat(
+    world: World, app: App
+) -> None:
+    sam, uma, lobby = world.sam, world.uma, world.lobby
+    greeting = world.telegram.say(lobby, uma, "hello everyone")
+    refused = await app.telegram_command(lobby, sam, "/block 1h", reply_to=greeting)
+    assert refused == TelegramReplies.moderators_only
+    refused = await app.telegram_command(lobby, sam, f"/block telegram {uma.id}")
+    assert refused == TelegramReplies.moderators_only
+    assert not await app.relay.is_blocked("telegram", str(uma.id))
+    answer = await app.telegram_command(world.telegram.private_chat(sam), sam, f"/block telegram {uma.id}")
+    assert answer == blocked(f"telegram user {uma.id}")
+
+
+async def test_people_posting_as_a_channel_or_as_anonymous_admins_are_kept_apart(
+    world: World, app: App, ignored: Ignored
+) -> None:
+    telegram, lobby = world.telegram, world.lobby
+    news = telegram.channel("News")
+    mention = f"@{telegram.bot.username}"
+    telegram.say(lobby, world.uma, f"{mention} from the channel", as_chat=news)
+    telegram.say(lobby, world.mallory, f"{mention} anonymously", as_chat=lobby)
+    await telegram.wait_for(
+        lambda: (
+            {m.text for m in telegram.bot_messages(lobby)}
+            >= {"scripted: from the channel (#1)", "scripted: anonymously (#1)"}
+        ),
+        what="both answered, each in its own conversation",
+    )
+    async with app.db() as session:
+        users = {(u.external_id, u.display_name) for u in await session.scalars(select(User))}
+    assert users == {(str(news.id), "News"), (str(lobby.id), "Lobby")}
+
+    answer = await app.telegram_command(
+        lobby, world.ada, "/block", reply_to=telegram.say(lobby, world.uma, "x", as_chat=news)
+    )
+    assert answer == blocked(f"News (telegram user {news.id})")
+    telegram.say(lobby, world.uma, f"{mention} still here", as_chat=news)
+    await ignored("telegram", str(news.id))
+    telegram.say(lobby, world.mallory, f"{mention} and me?", as_chat=lobby)
+    await telegram.wait_for(
+        lambda: any(m.text == "scripted: and me? (#2)" for m in telegram.bot_messages(lobby)),
+        what="the anonymous admin is still answered",
+    )
+
+
+async def test_a_blocked_user_leaves_no_public_trace_on_discord(
+    world: World, app: App, ignored: Ignored
+) -> None:
+    """No thread opened for a mention, no public "thinking…" or echo of /ask, no handoff from /human."""
+    fake, alice, general = world.discord, world.alice, world.general
+    await app.relay.blocks.block("discord", str(alice.id), by="test")
+    channels_before = set(fake.channels)
+    await fake.user_says(general, alice, f"<@{fake.bot.id}> hello")
+    await ignored("discord", str(alice.id))
+    assert set(fake.channels) == channels_before  # no thread
+    for command, options in (("ask", {"question": "hello?"}), ("human", {}), ("reset", {})):
+        answer = await _private_answer(fake, await fake.slash(general, alice, command, **options))
+        assert answer == DiscordReplies.not_here
+    assert fake.bot_messages(general) == []
+    async with app.db() as session:
+        assert list(await session.scalars(select(Handoff))) == []
+    assert app.agent.turns == []
+
+
 # -- helpers ---------------------------------------------------------------------------------------------
+
+
+class Clock:
+    """Real time, which a test can move forward."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return utcnow() + self.offset
+
+    def advance(self, by: timedelta) -> None:
+        self.offset += by
 
 
 def blocked(who: str) -> str:
