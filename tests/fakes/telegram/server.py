@@ -263,6 +263,11 @@ class FakeTelegram:
         return [r for r in self.requests if r.status == status]
 
     @property
+    def unconfirmed(self) -> int:
+        """Updates the bot has not yet confirmed (by asking getUpdates for a later offset)."""
+        return len(self._updates)
+
+    @property
     def not_modified(self) -> int:
         return sum(1 for r in self.requests if r.description.startswith("message is not modified"))
 
