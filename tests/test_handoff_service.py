@@ -30,10 +30,12 @@ from tests.test_relay import POLICY, Clock, ScriptedAgent, inbound
 @dataclass
 class RecordingDesk:
     name: str = "desk"
+    place_keys: tuple[str, ...] = ("thread",)
     opened: list[HandoffView] = field(default_factory=list)
     updates: list[HandoffView] = field(default_factory=list)
     posts: list[tuple[Any, str, str]] = field(default_factory=list)
     logs: list[tuple[str, str | None]] = field(default_factory=list)
+    notes: list[tuple[Any, str]] = field(default_factory=list)
 
     async def open(self, view: HandoffView) -> dict[str, Any]:
         self.opened.append(view)
@@ -44,6 +46,9 @@ class RecordingDesk:
 
     async def post(self, refs: Mapping[str, Any], author: str, text: str) -> None:
         self.posts.append((refs["thread"], author, text))
+
+    async def note(self, refs: Mapping[str, Any], text: str) -> None:
+        self.notes.append((refs["thread"], text))
 
     async def log(self, view: HandoffView, summary: str, transcript: str | None) -> None:
         self.logs.append((summary, transcript))
