@@ -71,7 +71,7 @@ class ModeratorNotices:
     rest = "the rest of a message, from “{excerpt}”"
     refused = "{platform} refused it: {detail}."
     refused_again = "{platform} refused it {times} times: {detail}."
-    unreachable = "No running bridge could reach {platform} for a day."
+    unreachable = "{platform} could not be reached for a day."
 
 
 @dataclass(frozen=True)
@@ -561,23 +561,22 @@ class HandoffService:
             if (surface is None and not stale) or not await self._take(item.id, now):
                 held.add(conversation.id)
                 continue
-            if stale:
+            if surface is None or stale:
                 why = ModeratorNotices.unreachable.format(platform=conversation.platform)
-                await self._give_up(item, why, started=False)
+                await self._give_up(item, item.text, why, started=False)
                 continue
-            assert surface is not None
             shortfall = await self._deliver(conversation.id, surface, item.kind, item.text)
             if shortfall is None:
                 async with self.db.begin() as session:
                     await session.execute(delete(PendingDelivery).where(PendingDelivery.id == item.id))
                 delivered += 1
                 continue
-            refusals = item.refusals + shortfall.error.permanent
+            refusals = item.refusals + (1 if shortfall.error.permanent else 0)
             if refusals >= MAX_REFUSALS:
                 why = ModeratorNotices.refused_again.format(
                     platform=conversation.platform, times=refusals, detail=shortfall.error
                 )
-                await self._give_up(item, why, started=item.text != shortfall.rest or shortfall.started)
+                await self._give_up(item, shortfall.rest, why, started=shortfall.started)
                 continue
             log.warning("queued delivery %s failed (%s); will retry", item.id, shortfall.error)
             held.add(conversation.id)
@@ -590,8 +589,9 @@ class HandoffService:
                 )
         return delivered
 
-    async def _give_up(self, item: PendingDelivery, why: str, *, started: bool) -> None:
-        """Drop a queued item that cannot be delivered, and say so where the moderators will see it."""
+    async def _give_up(self, item: PendingDelivery, rest: str, why: str, *, started: bool) -> None:
+        """Drop a queued item that cannot be delivered, and tell the moderators what of it (`rest`) the
+        user did not get."""
         async with self.db.begin() as session:
             await session.execute(delete(PendingDelivery).where(PendingDelivery.id == item.id))
             handoff_id = await session.scalar(
@@ -602,7 +602,7 @@ class HandoffService:
             )
         log.warning("queued delivery %s given up: %s", item.id, why)
         if handoff_id is not None and item.kind == DeliveryKind.NOTICE:
-            await self._report_undelivered(handoff_id, item.text, why, started=started)
+            await self._report_undelivered(handoff_id, rest, why, started=started)
 
     async def _report_undelivered(self, handoff_id: int, text: str, why: str, *, started: bool) -> None:
         """Tell the moderators, in the handoff's thread or topic on every desk, what the user did not get."""
