@@ -16,21 +16,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bridges.surface import Surface, SurfaceFactory, send_notice
+from bridges.budget import acquire_all
+from bridges.split import split_text
+from bridges.surface import Surface, SurfaceError, SurfaceFactory
 from models import (
     OPEN_HANDOFF_STATUSES,
     Conversation,
     ConversationStatus,
     DeliveryKind,
     Handoff,
+    HandoffPlace,
     HandoffStatus,
     PendingDelivery,
     Role,
     TranscriptEntry,
     User,
+    place_key,
     utcnow,
 )
 from ops import metrics
@@ -40,7 +44,13 @@ log = logging.getLogger(__name__)
 DELIVERY_TAKEOVER = timedelta(minutes=1)
 """An undelivered item taken this long ago was taken by a process that died; another takes it over."""
 DELIVERY_GIVE_UP = timedelta(days=1)
-"""Items no process could deliver for this long (no process serves the platform) are dropped."""
+"""Items no process could deliver for this long (no process serves the platform, or the platform kept
+failing) are given up, and the moderators told."""
+MAX_REFUSALS = 3
+"""A queued item the platform refused this many times for good (a 403, a 400) is given up and reported;
+a transient failure (network, 5xx, flood control) does not count and is simply retried."""
+EXCERPT = 80
+"""Characters of an undelivered message quoted back to the moderators."""
 
 
 class UserNotices:
@@ -51,6 +61,17 @@ class UserNotices:
     returned = "The moderator handed you back to the assistant. Ask it anything."
     expired = "No moderator was available in time, so the assistant is back. Please ask again."
     from_moderator = "{name} (moderator): {text}"
+
+
+class ModeratorNotices:
+    """What the handoff tells moderators in its thread or topic when the user could not be reached."""
+
+    undelivered = "⚠️ {user} did not get {what}. {why} It is kept in the transcript."
+    whole = "“{excerpt}”"
+    rest = "the rest of a message, from “{excerpt}”"
+    refused = "{platform} refused it: {detail}."
+    refused_again = "{platform} refused it {times} times: {detail}."
+    unreachable = "{platform} could not be reached for a day."
 
 
 @dataclass(frozen=True)
@@ -82,6 +103,9 @@ class ModeratorDesk(Protocol):
     """One moderator destination: a Discord channel with a thread per handoff, or a Telegram forum topic."""
 
     name: str
+    place_keys: tuple[str, ...]
+    """The refs entries (a thread id, a topic) that `open_handoff_at` finds a handoff by; each value is
+    unique to one handoff on this desk."""
 
     async def open(self, view: HandoffView) -> dict[str, Any]:
         """Post the notification; return what is needed to find it again (stored in the database)."""
@@ -95,6 +119,10 @@ class ModeratorDesk(Protocol):
         """Relay a user's message into the handoff's thread or topic."""
         ...
 
+    async def note(self, refs: Mapping[str, Any], text: str) -> None:
+        """Tell the moderators something in the handoff's thread or topic (plain text, shown as is)."""
+        ...
+
     async def log(self, view: HandoffView, summary: str, transcript: str | None) -> None:
         """Post a transition to the log destination, with the transcript as a file when given."""
         ...
@@ -105,6 +133,16 @@ class ModeratorDesk(Protocol):
 
 
 JumpLink = Callable[[Conversation], str | None]
+
+
+@dataclass(frozen=True)
+class Shortfall:
+    """A message that did not arrive whole: what was not shown, and the platform's refusal."""
+
+    rest: str
+    error: SurfaceError
+    started: bool
+    """Whether its first parts were shown."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +188,15 @@ class HandoffService:
         async with self.db.begin() as session:
             handoff = await session.get_one(Handoff, handoff_id)
             handoff.notification_refs = {**handoff.notification_refs, **refs}
+            session.add_all(
+                HandoffPlace(
+                    desk=desk.name, place=place_key(key, refs[desk.name][key]), handoff_id=handoff.id
+                )
+                for desk in self.desks
+                if desk.name in refs
+                for key in desk.place_keys
+                if refs[desk.name].get(key) is not None
+            )
         metrics.HANDOFF_TRANSITIONS.labels(HandoffStatus.REQUESTED.value).inc()
         await self._log(view, f"handoff #{handoff_id} requested: {view.reason}")
 
@@ -292,23 +339,40 @@ class HandoffService:
         await self.deliver_pending()
         now = self._now()
         async with self.db() as session:
-            waiting = list(
-                await session.scalars(select(Handoff).where(Handoff.status == HandoffStatus.REQUESTED))
-            )
-            claimed = await session.scalar(
-                select(func.count()).select_from(Handoff).where(Handoff.status == HandoffStatus.CLAIMED)
-            )
-        metrics.OPEN_HANDOFFS.labels(HandoffStatus.REQUESTED.value).set(len(waiting))
-        metrics.OPEN_HANDOFFS.labels(HandoffStatus.CLAIMED.value).set(claimed or 0)
-        for handoff in waiting:
-            if handoff.requested_at + self.policy.expire_after <= now:
-                await self.close(handoff.id, HandoffStatus.EXPIRED, "timer", "timeout")
-            elif (
-                self.policy.escalate_after is not None
-                and handoff.escalated_at is None
-                and handoff.requested_at + self.policy.escalate_after <= now
-            ):
-                await self._escalate(handoff.id)
+            due = list(await session.execute(self.due_requests(now)))
+            counts = {status: n for status, n in await session.execute(self.open_counts())}
+        for status in OPEN_HANDOFF_STATUSES:
+            metrics.OPEN_HANDOFFS.labels(status.value).set(counts.get(status, 0))
+        for handoff_id, requested_at in due:
+            if requested_at + self.policy.expire_after <= now:
+                await self.close(handoff_id, HandoffStatus.EXPIRED, "timer", "timeout")
+            else:
+                await self._escalate(handoff_id)
+
+    def due_requests(self, now: datetime) -> Select[int, datetime]:
+        """Unclaimed requests whose expiry or escalation has come: one range on (status, requested_at),
+        so a tick reads only those, however many handoffs are open."""
+        expire_before = now - self.policy.expire_after
+        escalate_after = self.policy.escalate_after
+        if escalate_after is None or escalate_after >= self.policy.expire_after:
+            due_before, wanted = expire_before, Handoff.requested_at <= expire_before
+        else:
+            due_before = now - escalate_after
+            wanted = or_(Handoff.requested_at <= expire_before, Handoff.escalated_at.is_(None))
+        return (
+            select(Handoff.id, Handoff.requested_at)
+            .where(Handoff.status == HandoffStatus.REQUESTED, Handoff.requested_at <= due_before, wanted)
+            .order_by(Handoff.requested_at)
+        )
+
+    @staticmethod
+    def open_counts() -> Select[HandoffStatus, int]:
+        """Open handoffs per status, for the gauges: counted in the index, no rows loaded."""
+        return (
+            select(Handoff.status, func.count())
+            .where(Handoff.status.in_(OPEN_HANDOFF_STATUSES))
+            .group_by(Handoff.status)
+        )
 
     async def run_timers(self, every: float = 2.0) -> None:
         while True:
@@ -394,16 +458,23 @@ class HandoffService:
         return header + "\n".join(lines) + "\n"
 
     async def open_handoff_at(self, desk: str, key: str, value: object) -> int | None:
-        """The open handoff whose notification on `desk` has `refs[key] == value` (a thread or topic id),
-        so a desk can tell which handoff a moderator is writing in."""
+        """The open handoff whose notification on `desk` has `refs[key] == value` (a thread or topic id,
+        one of the desk's `place_keys`), so a desk can tell which handoff a moderator is writing in."""
         async with self.db() as session:
-            for handoff in await session.scalars(
-                select(Handoff).where(Handoff.status.in_(OPEN_HANDOFF_STATUSES))
-            ):
-                refs = handoff.notification_refs.get(desk)
-                if isinstance(refs, Mapping) and refs.get(key) == value:
-                    return handoff.id
-        return None
+            return await session.scalar(self.handoff_at(desk, key, value))
+
+    @staticmethod
+    def handoff_at(desk: str, key: str, value: object) -> Select[int]:
+        """One primary-key lookup in `handoff_places`, then the handoff by its id."""
+        return (
+            select(HandoffPlace.handoff_id)
+            .join(Handoff, Handoff.id == HandoffPlace.handoff_id)
+            .where(
+                HandoffPlace.desk == desk,
+                HandoffPlace.place == place_key(key, value),
+                Handoff.status.in_(OPEN_HANDOFF_STATUSES),
+            )
+        )
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -428,7 +499,8 @@ class HandoffService:
 
     async def _reach_user(self, handoff_id: int, kind: DeliveryKind, text: str = "") -> None:
         """Deliver now if this process serves the user's platform and nothing for them is queued ahead;
-        otherwise queue it (`pending_deliveries`) for a process that does, so order is kept."""
+        otherwise queue it (`pending_deliveries`) for a process that does, so order is kept. What the
+        platform refuses for good is reported to the moderators; what fails for now is queued."""
         async with self.db() as session:
             handoff = await session.get_one(Handoff, handoff_id)
             conversation = await session.get_one(Conversation, handoff.conversation_id)
@@ -436,29 +508,44 @@ class HandoffService:
                 select(PendingDelivery.id).where(PendingDelivery.conversation_id == conversation.id).limit(1)
             )
         surface = self._surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
-        if surface is None or queued_ahead is not None:
-            async with self.db.begin() as session:
-                session.add(
-                    PendingDelivery(
-                        conversation_id=conversation.id, platform=conversation.platform, kind=kind, text=text
-                    )
+        if surface is not None and queued_ahead is None:
+            shortfall = await self._deliver(conversation.id, surface, kind, text)
+            if shortfall is None:
+                return
+            if shortfall.error.permanent:
+                why = ModeratorNotices.refused.format(platform=conversation.platform, detail=shortfall.error)
+                await self._report_undelivered(handoff_id, shortfall.rest, why, started=shortfall.started)
+                return
+            log.warning(
+                "conversation %s: delivery failed (%s); queued for a retry", conversation.id, shortfall.error
+            )
+            text = shortfall.rest
+        async with self.db.begin() as session:
+            session.add(
+                PendingDelivery(
+                    conversation_id=conversation.id, platform=conversation.platform, kind=kind, text=text
                 )
-            return
-        await self._deliver(conversation.id, surface, kind, text)
+            )
 
-    async def _deliver(self, conversation_id: int, surface: Surface, kind: DeliveryKind, text: str) -> None:
+    async def _deliver(
+        self, conversation_id: int, surface: Surface, kind: DeliveryKind, text: str
+    ) -> Shortfall | None:
+        """Show it to the user; None once all of it arrived."""
         if kind == DeliveryKind.NOTICE:
-            await send_notice(surface, text)
-        elif self.on_return is not None:
+            return await post_in_parts(surface, text)
+        if self.on_return is not None:
             try:
                 await self.on_return(conversation_id, surface)
             except Exception:
                 log.exception("conversation %s: telling the agent it is back failed", conversation_id)
+        return None
 
     async def deliver_pending(self) -> int:
         """Deliver what was queued for users this process can reach, in order per conversation. Each item
         is taken with a conditional UPDATE, so two processes never deliver it twice; an item taken by a
-        process that died is taken over after `DELIVERY_TAKEOVER`. Returns how many were delivered."""
+        process that died is taken over after `DELIVERY_TAKEOVER`. An item is deleted only once shown;
+        one that failed keeps what is left of it and holds back its conversation's later items, until
+        it arrives or is given up (`MAX_REFUSALS`, `DELIVERY_GIVE_UP`). Returns how many were delivered."""
         now = self._now()
         async with self.db() as session:
             queued = list(
@@ -468,22 +555,74 @@ class HandoffService:
                     .order_by(PendingDelivery.id)
                 )
             )
-            await session.execute(
-                delete(PendingDelivery).where(PendingDelivery.created_at < now - DELIVERY_GIVE_UP)
-            )
-            await session.commit()
         held: set[int] = set()  # conversations with an earlier item not delivered by us in this pass
         delivered = 0
         for item, conversation in queued:
+            if conversation.id in held:
+                continue
             surface = self._surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
-            if conversation.id in held or surface is None or not await self._take(item.id, now):
+            stale = item.created_at < now - DELIVERY_GIVE_UP
+            if (surface is None and not stale) or not await self._take(item.id, now):
                 held.add(conversation.id)
                 continue
-            await self._deliver(conversation.id, surface, item.kind, item.text)
+            if surface is None or stale:
+                why = ModeratorNotices.unreachable.format(platform=conversation.platform)
+                await self._give_up(item, item.text, why, started=False)
+                continue
+            shortfall = await self._deliver(conversation.id, surface, item.kind, item.text)
+            if shortfall is None:
+                async with self.db.begin() as session:
+                    await session.execute(delete(PendingDelivery).where(PendingDelivery.id == item.id))
+                delivered += 1
+                continue
+            refusals = item.refusals + (1 if shortfall.error.permanent else 0)
+            if refusals >= MAX_REFUSALS:
+                why = ModeratorNotices.refused_again.format(
+                    platform=conversation.platform, times=refusals, detail=shortfall.error
+                )
+                await self._give_up(item, shortfall.rest, why, started=shortfall.started)
+                continue
+            log.warning("queued delivery %s failed (%s); will retry", item.id, shortfall.error)
+            held.add(conversation.id)
             async with self.db.begin() as session:
-                await session.execute(delete(PendingDelivery).where(PendingDelivery.id == item.id))
-            delivered += 1
+                await session.execute(
+                    update(PendingDelivery)
+                    .where(PendingDelivery.id == item.id)
+                    .values(text=shortfall.rest, refusals=refusals, taken_by=None, taken_at=None)
+                    .execution_options(synchronize_session=False)
+                )
         return delivered
+
+    async def _give_up(self, item: PendingDelivery, rest: str, why: str, *, started: bool) -> None:
+        """Drop a queued item that cannot be delivered, and tell the moderators what of it (`rest`) the
+        user did not get."""
+        async with self.db.begin() as session:
+            await session.execute(delete(PendingDelivery).where(PendingDelivery.id == item.id))
+            handoff_id = await session.scalar(
+                select(Handoff.id)
+                .where(Handoff.conversation_id == item.conversation_id)
+                .order_by(Handoff.id.desc())
+                .limit(1)
+            )
+        log.warning("queued delivery %s given up: %s", item.id, why)
+        if handoff_id is not None and item.kind == DeliveryKind.NOTICE:
+            await self._report_undelivered(handoff_id, rest, why, started=started)
+
+    async def _report_undelivered(self, handoff_id: int, text: str, why: str, *, started: bool) -> None:
+        """Tell the moderators, in the handoff's thread or topic on every desk, what the user did not get."""
+        view = await self.view(handoff_id)
+        excerpt = text if len(text) <= EXCERPT else text[:EXCERPT].rstrip() + "…"
+        what = (ModeratorNotices.rest if started else ModeratorNotices.whole).format(excerpt=excerpt)
+        line = ModeratorNotices.undelivered.format(user=view.user_name, what=what, why=why)
+        log.warning("handoff %s: a message did not reach the user: %s", handoff_id, why)
+        async with self.db() as session:
+            refs = (await session.get_one(Handoff, handoff_id)).notification_refs
+        for desk in self.desks:
+            if desk.name in refs:
+                try:
+                    await desk.note(refs[desk.name], line)
+                except Exception:
+                    log.exception("handoff %s: could not tell desk %s", handoff_id, desk.name)
 
     async def _take(self, item_id: int, now: datetime) -> bool:
         async with self.db.begin() as session:
@@ -525,3 +664,18 @@ async def open_handoff_of(session: AsyncSession, conversation_id: int) -> Handof
             Handoff.conversation_id == conversation_id, Handoff.status.in_(OPEN_HANDOFF_STATUSES)
         )
     )
+
+
+async def post_in_parts(surface: Surface, text: str) -> Shortfall | None:
+    """Post `text` cut to the surface's limit the way replies are cut, part after part, each paid from
+    the surface's budgets. At the first refusal, stop and return what is left: never silently lost."""
+    shown = 0
+    for part in split_text(text, surface.max_length, surface.measure):
+        if part.strip():  # whitespace alone between two cuts: platforms refuse an empty message
+            await acquire_all(surface.budgets)
+            try:
+                await surface.send(part)
+            except SurfaceError as exc:
+                return Shortfall(text[shown:], exc, started=shown > 0)
+        shown += len(part)
+    return None

@@ -6,7 +6,7 @@ from models.button import StoredButton
 from models.conversation import Conversation, ConversationStatus, Role, TranscriptEntry, User
 from models.db import create_engine, normalize_url, safe_url, session_factory
 from models.delivery import DeliveryKind, PendingDelivery
-from models.handoff import OPEN_HANDOFF_STATUSES, Handoff, HandoffStatus
+from models.handoff import OPEN_HANDOFF_STATUSES, Handoff, HandoffPlace, HandoffStatus, place_key
 from models.inbound import InboundMessage
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "ConversationStatus",
     "DeliveryKind",
     "Handoff",
+    "HandoffPlace",
     "HandoffStatus",
     "InboundMessage",
     "PendingDelivery",
@@ -27,6 +28,7 @@ __all__ = [
     "User",
     "create_engine",
     "normalize_url",
+    "place_key",
     "safe_url",
     "session_factory",
     "utcnow",

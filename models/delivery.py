@@ -33,6 +33,8 @@ class PendingDelivery(Base):
     platform: Mapped[str] = mapped_column(String(16), index=True)
     kind: Mapped[DeliveryKind] = mapped_column(str_enum(DeliveryKind, "delivery_kind"))
     text: Mapped[str] = mapped_column(Text, default="")
+    refusals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How often the platform refused it for good; past a few, delivery is given up and reported."""
     taken_by: Mapped[str | None] = mapped_column(String(64), default=None)
     taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

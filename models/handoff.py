@@ -35,6 +35,8 @@ class Handoff(Base):
             sqlite_where=_OPEN_WHERE,
             postgresql_where=_OPEN_WHERE,
         ),
+        # The timers' question every tick, "which requests are due?", is a range on this index.
+        Index("ix_handoffs_status_requested_at", "status", "requested_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -58,3 +60,20 @@ class Handoff(Base):
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class HandoffPlace(Base):
+    """Where a handoff lives on a desk (a Discord thread, a Telegram topic), as "key:value" from the refs
+    the desk returned. A moderator's message finds its handoff by this primary key, instead of a scan of
+    every open handoff's `notification_refs`."""
+
+    __tablename__ = "handoff_places"
+
+    desk: Mapped[str] = mapped_column(String(32), primary_key=True)
+    place: Mapped[str] = mapped_column(String(128), primary_key=True)
+    handoff_id: Mapped[int] = mapped_column(ForeignKey("handoffs.id", ondelete="CASCADE"), index=True)
+
+
+def place_key(key: str, value: object) -> str:
+    """How a refs entry is stored in `HandoffPlace.place`."""
+    return f"{key}:{value}"

@@ -8,11 +8,13 @@ socket.io) against theirs. Each platform desk sees every handoff; the tests act 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 
 import pytest
+from discord.utils import escape_markdown
 from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,12 +24,12 @@ from agents.convocore_ws import ConvocoreWsAgent, ConvocoreWsSettings
 from agents.voiceflow import VoiceflowAgent, VoiceflowSettings
 from bridges.discord import DiscordBridge, DiscordConfig
 from bridges.discord.config import DiscordDeskConfig
-from bridges.handoff import HandoffService, UserNotices
+from bridges.handoff import MAX_REFUSALS, HandoffService, UserNotices
 from bridges.relay import Notices, Relay
 from bridges.surface import Surface
 from bridges.telegram import TelegramBridge
 from bridges.telegram.desk import DeskReplies as TelegramDeskReplies
-from models import Conversation, Handoff
+from models import Conversation, Handoff, PendingDelivery
 from tests.agent_support import FAST_RETRIES
 from tests.fakes.convocore_ws import Chunk, Close, FakeConvocore, handoff
 from tests.fakes.discord import FakeChannel, FakeDiscord, FakeMessage, FakeUser
@@ -35,6 +37,7 @@ from tests.fakes.telegram import FakeChat, FakeTelegram
 from tests.fakes.telegram import FakeMessage as TelegramMessage
 from tests.fakes.telegram import FakeUser as TelegramUser
 from tests.fakes.telegram.harness import HANDOFF_POLICY, POLICY, bridge
+from tests.fakes.telegram.markup import utf16_length
 from tests.fakes.voiceflow import WELCOME_BACK, FakeVoiceflow, Trace, text
 from tests.test_discord import WINDOW
 from tests.test_discord_desk import EPHEMERAL, fields
@@ -429,3 +432,185 @@ async def test_a_restart_while_claimed_keeps_the_cross_platform_handoff_working(
     await telegram.wait_for(lambda: "Status: ✅ resolved by maya" in tg_note.text, what="closed")
     handed_over = [r["prompt"] for r in p.convocore.requests]
     assert handed_over == ["I was charged twice"]  # what was said to the moderator never reached the agent
+
+
+# -- moderator words that do not fit, or do not arrive ---------------------------------------------------
+
+
+def long_answer() -> str:
+    """About 4,500 characters a moderator might write: paragraphs of sentences, with emoji (two UTF-16
+    units each, as Telegram counts) and accented letters."""
+    paragraphs = [
+        " ".join(
+            f"Step {p}.{n}: I checked payment {p * 100 + n} with the bank 🏦 and it is fine, café included."
+            for n in range(1, 9)
+        )
+        for p in range(1, 8)
+    ]
+    text = "\n\n".join(paragraphs)
+    assert 4400 <= len(text) <= 4700, len(text)
+    return text
+
+
+async def discord_user_asks_for_a_human(app: App) -> FakeChannel:
+    """Alice, in a DM with the Discord bot, is handed over by the Convocore agent; returns the DM."""
+    p = app.p
+    dm = p.discord.dm_channel(p.alice)
+    p.convocore.script(Chunk("Let me find a person for you."), handoff("refund"), Close())
+    await p.discord.user_says(dm, p.alice, "I want a refund")
+    await p.discord.wait_until(
+        lambda: discord_texts(p.discord, dm)[-1:] == [Notices.handoff_requested], what="Alice handed over"
+    )
+    return dm
+
+
+async def claimed_on_discord(app: App) -> tuple[int, FakeChannel]:
+    """Maya claims the newest handoff on the Discord desk; returns its id and its thread."""
+    fake, handoff_id = app.p.discord, (await app.handoff()).id
+    note = await fake.wait_until(
+        lambda: next(
+            (
+                m
+                for m in fake.bot_messages(app.p.mods)
+                if m.embeds and m.embeds[0]["title"].endswith(f"#{handoff_id}")
+            ),
+            None,
+        ),
+        what=f"the notification of #{handoff_id}",
+    )
+    thread = await fake.wait_until(lambda: fake.channels.get(note.id), what="the handoff thread")
+    assert (await app.discord_press(note, "claim", app.p.maya)).startswith(
+        f"You claimed handoff #{handoff_id}"
+    )
+    return handoff_id, thread
+
+
+async def test_a_long_answer_reaches_users_on_both_platforms_whole_in_parts_that_fit(
+    convocore_app: App,
+) -> None:
+    app, p = convocore_app, convocore_app.p
+    discord, telegram = p.discord, p.telegram
+    words = long_answer()
+    expected = f"maya (moderator): {words}"
+
+    _, chat, seen = await convocore_user_asks_for_a_human(app)
+    _, uma_thread = await claimed_on_discord(app)
+    seen.append(UserNotices.claimed.format(name="maya"))
+    await telegram_shows(telegram, chat, seen)
+    await discord.user_says(uma_thread, p.maya, words)
+    # Cut between paragraphs; a message's trailing blank line is not shown on Telegram.
+    await telegram.wait_for(
+        lambda: "\n\n".join(telegram_texts(telegram, chat)[len(seen) :]) == expected,
+        what="the whole answer in Uma's chat",
+    )
+    parts = telegram_texts(telegram, chat)[len(seen) :]
+    assert len(parts) == 2 and all(utf16_length(part) <= 4096 for part in parts)
+
+    dm = await discord_user_asks_for_a_human(app)
+    _, alice_thread = await claimed_on_discord(app)
+    shown = len(discord_texts(discord, dm))
+    await discord.user_says(alice_thread, p.maya, words)
+    await discord.wait_until(
+        lambda: "".join(discord_texts(discord, dm)[shown:]) == expected, what="the whole answer in Alice's DM"
+    )
+    parts = discord_texts(discord, dm)[shown:]
+    assert len(parts) == 3 and all(len(part) <= 2000 and part.endswith("\n\n") for part in parts[:-1])
+    assert not [r for r in discord.requests if r.status == 400]
+
+
+async def test_a_refused_answer_is_reported_in_the_handoffs_thread_and_topic(convocore_app: App) -> None:
+    app, p = convocore_app, convocore_app.p
+    discord, telegram = p.discord, p.telegram
+    dm = await discord_user_asks_for_a_human(app)
+    handoff_id, thread = await claimed_on_discord(app)
+    _, topic = await app.telegram_notification(handoff_id)
+    discord.refuse(dm)  # Alice no longer accepts messages from the bot
+    await discord.user_says(thread, p.maya, "Your refund is approved.")
+    report = (
+        "⚠️ alice did not get “maya (moderator): Your refund is approved.”. discord refused it: "
+        "discord 403 (code 50007). It is kept in the transcript."
+    )
+    await discord.wait_until(
+        lambda: discord_texts(discord, thread)[-1:] == [escape_markdown(report)],
+        what="the report in the thread",
+    )
+    await telegram_shows(telegram, p.tg_mods, [report], topic)  # every desk of the handoff sees it
+    assert "maya (moderator): Your refund is approved." not in discord_texts(discord, dm)
+    assert "Your refund is approved." in await app.handoffs.transcript(handoff_id)
+
+
+async def pending(app: App) -> list[PendingDelivery]:
+    async with app.db() as session:
+        return list(await session.scalars(select(PendingDelivery).order_by(PendingDelivery.id)))
+
+
+async def test_an_answer_that_fails_for_now_waits_in_order_and_arrives_once_the_platform_works(
+    convocore_app: App,
+) -> None:
+    app, p = convocore_app, convocore_app.p
+    discord, telegram = p.discord, p.telegram
+    _, chat, seen = await convocore_user_asks_for_a_human(app)
+    _, thread = await claimed_on_discord(app)
+    seen.append(UserNotices.claimed.format(name="maya"))
+    await telegram_shows(telegram, chat, seen)
+
+    telegram.refuse(chat, 502, "Bad Gateway")  # Telegram has trouble for a while
+    await discord.user_says(thread, p.maya, "First, sorry for the wait.")
+    await discord.user_says(thread, p.maya, "Second, your refund is on its way.")
+    queued = await until(lambda items: len(items) == 2, app, what="both answers queued")
+    assert [item.text for item in queued] == [
+        "maya (moderator): First, sorry for the wait.",
+        "maya (moderator): Second, your refund is on its way.",
+    ]
+    await app.handoffs.tick()  # still failing: both stay, nothing later jumps the queue
+    assert [(item.id, item.text, item.refusals) for item in await pending(app)] == [
+        (item.id, item.text, 0) for item in queued
+    ]
+    assert telegram_texts(telegram, chat) == seen
+
+    telegram.refusing.clear()
+    await app.handoffs.tick()
+    seen += [item.text for item in queued]
+    assert telegram_texts(telegram, chat) == seen
+    assert await pending(app) == []
+
+
+async def test_a_queued_answer_the_platform_keeps_refusing_is_given_up_and_reported(
+    convocore_app: App,
+) -> None:
+    app, p = convocore_app, convocore_app.p
+    discord, telegram = p.discord, p.telegram
+    _, chat, seen = await convocore_user_asks_for_a_human(app)
+    _, thread = await claimed_on_discord(app)
+    await telegram_shows(telegram, chat, [*seen, UserNotices.claimed.format(name="maya")])
+    telegram.refuse(chat, 502, "Bad Gateway")
+    await discord.user_says(thread, p.maya, "Are you still there?")
+    await until(lambda items: len(items) == 1, app, what="the answer queued")
+    telegram.refuse(chat)  # then Uma blocks the bot
+    for refused in range(1, MAX_REFUSALS):
+        await app.handoffs.tick()
+        assert [item.refusals for item in await pending(app)] == [refused]
+    await app.handoffs.tick()
+    assert await pending(app) == []
+    report = (
+        "⚠️ Uma did not get “maya (moderator): Are you still there?”. telegram refused it 3 times: "
+        "Forbidden: bot was blocked by the user. It is kept in the transcript."
+    )
+    await discord.wait_until(
+        lambda: discord_texts(discord, thread)[-1:] == [escape_markdown(report)],
+        what="the report in the thread",
+    )
+
+
+async def until(
+    condition: Callable[[list[PendingDelivery]], bool], app: App, *, what: str, within: float = 5.0
+) -> list[PendingDelivery]:
+    """The queued deliveries, once they satisfy `condition` (the database has no change events to wait
+    on, so it is looked at again every few milliseconds)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not condition(items := await pending(app)):
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}: {items}")
+        await asyncio.sleep(0.01)
+    return items

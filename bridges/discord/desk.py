@@ -78,6 +78,8 @@ class DiscordDesk:
 
     name = PLATFORM
     """The key of its refs, by which `/block` in a handoff's thread finds the handoff."""
+    place_keys: tuple[str, ...] = ("thread",)
+    """A moderator's message is traced to its handoff by the thread it was written in."""
 
     def __init__(
         self,
@@ -153,6 +155,9 @@ class DiscordDesk:
     async def post(self, refs: Mapping[str, Any], author: str, text: str) -> None:
         for chunk in split_text(f"**{escape_markdown(author)}:** {text}", MAX_LENGTH, utf16_length):
             await self._send(_thread_of(refs), content=chunk)
+
+    async def note(self, refs: Mapping[str, Any], text: str) -> None:
+        await self._send(_thread_of(refs), content=_clip(escape_markdown(text), MAX_LENGTH))
 
     async def log(self, view: HandoffView, summary: str, transcript: str | None) -> None:
         if self.config.log_channel is None:

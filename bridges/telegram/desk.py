@@ -109,6 +109,9 @@ class TelegramDesk:
     """A `ModeratorDesk` in a Telegram supergroup, and the handlers for what moderators do there."""
 
     name = NAME
+    place_keys: tuple[str, ...] = ("topic", "handoff_id")
+    """A moderator's message is traced to its handoff by its topic, or outside topics by the "#id" tag of
+    the desk message it replies to."""
 
     def __init__(
         self,
@@ -207,6 +210,10 @@ class TelegramDesk:
         head = f"💬 {place.tag}{name}: "
         for part in split_text(text, MAX_TEXT - utf16_length(head), utf16_length):
             await self._post(place, f"💬 {place.tag}<b>{html.escape(name)}</b>: {html.escape(part)}")
+
+    async def note(self, refs: Mapping[str, Any], text: str) -> None:
+        place = _Place.of(refs)
+        await self._post(place, html.escape(place.tag + plain(text, MAX_TEXT - len(place.tag)).text))
 
     async def log(self, view: HandoffView, summary: str, transcript: str | None) -> None:
         """A line per transition in the log chat (or topic); on close, the transcript file with it."""

@@ -119,6 +119,9 @@ class FakeDiscord:
     """The shard count GET /gateway/bot recommends."""
     identified_shards: list[tuple[int, int]] = field(default_factory=list)
     """The [shard_id, num_shards] of every successful IDENTIFY ((0, 1) when it named none)."""
+    refusing: dict[int, DiscordError] = field(default_factory=dict)
+    """Channels whose new messages are answered with this error (as a DM with a user who blocked the
+    bot is), until removed; see `refuse`."""
 
     def __post_init__(self) -> None:
         per_channel = (self.message_limit, self.message_window)
@@ -621,8 +624,15 @@ class FakeDiscord:
             raise DiscordError(404, 10008, "Unknown Message")
         return message
 
+    def refuse(self, channel: FakeChannel, status: int = 403, code: int = 50007) -> None:
+        """Answer every new message in `channel` with an error until `refusing` is cleared; by default
+        Discord's "Cannot send messages to this user"."""
+        self.refusing[channel.id] = DiscordError(status, code, "Cannot send messages to this user")
+
     async def _post_message(self, request: web.Request, body: JSON) -> tuple[int, Any]:
         channel = self._channel(request)
+        if channel.id in self.refusing:
+            raise self.refusing[channel.id]
         message = await self._create(channel, body, files=request.get(UPLOADS, {}))
         return 200, message.payload(guild=self.guilds.get(channel.guild_id or 0))
 

@@ -115,6 +115,8 @@ class FakeTelegram:
         self.commands: dict[str, list[dict[str, Any]]] = {}
         """setMyCommands by scope (the scope's JSON, "default" for none)."""
         self.callback_answers: dict[str, Params] = {}
+        self.refusing: dict[int, ApiError] = {}
+        """Chats where sendMessage is answered with this error until removed; see `refuse`."""
         self.topics: dict[tuple[int, int], str] = {}
         self.closed_topics: set[tuple[int, int]] = set()
         self.members: dict[tuple[int, int], str] = {}
@@ -239,6 +241,14 @@ class FakeTelegram:
             }
         )
         return query_id
+
+    def refuse(
+        self, chat: FakeChat, code: int = 403, description: str = "bot was blocked by the user"
+    ) -> None:
+        """Answer sendMessage in `chat` with an error until `refusing` is cleared: by default a user who
+        blocked the bot; 502 "Bad Gateway" for a failure worth retrying."""
+        prefix = {400: "Bad Request: ", 403: "Forbidden: "}.get(code, "")
+        self.refusing[chat.id] = ApiError(code, prefix + description)
 
     # ---- observing it ----
 
@@ -396,6 +406,8 @@ class FakeTelegram:
 
     async def _send_message(self, params: Params) -> dict[str, Any]:
         chat = self._chat(params)
+        if chat.id in self.refusing:
+            raise self.refusing[chat.id]
         text, entities = _content(params, "text", MAX_TEXT)
         markup = _markup(params)
         thread_id = self._thread(chat, params)
