@@ -186,6 +186,11 @@ async def serve_until_stopped(bridge: ConsoleBridge, grace: float) -> None:
             loop.remove_signal_handler(signum)
 
 
+def console_mode(settings: Settings) -> bool:
+    """No platform configured: `run` serves this terminal, where log lines would mix with the chat."""
+    return settings.discord is None and settings.telegram is None
+
+
 def describe(settings: Settings) -> str:
     agents = ", ".join(f"{name} ({cfg.kind})" for name, cfg in settings.agents.items())
     bridges = [name for name in ("discord", "telegram") if getattr(settings, name) is not None] or ["console"]
@@ -199,7 +204,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__.splitlines()[0])
     parser.add_argument("command", nargs="?", default="run", choices=["run", "migrate", "check-config"])
     parser.add_argument("--config", help="TOML file (default: $SWITCHBOARD_CONFIG or ./switchboard.toml)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show INFO logs in console mode")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show INFO logs in console mode (platforms always log them)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -207,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.logging.level,
             secrets=settings.secrets(),
             fmt=settings.logging.format,
-            quiet=args.command == "run" and not args.verbose,
+            quiet=args.command == "run" and console_mode(settings) and not args.verbose,
         )
         if args.command == "check-config":
             print(describe(settings))

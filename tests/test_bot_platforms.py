@@ -25,6 +25,10 @@ def config(discord: FakeDiscord, telegram_url: str) -> str:
     )
 
 
+def telegram_only(telegram_url: str) -> str:
+    return f'[telegram]\nbase_url = "{telegram_url}"\npoll_timeout = 1\n'
+
+
 async def start_bot(cwd: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
     return await asyncio.create_subprocess_exec(
@@ -33,7 +37,6 @@ async def start_bot(cwd: Path, env: dict[str, str]) -> asyncio.subprocess.Proces
         "run",
         "--config",
         str(cwd / "switchboard.toml"),
-        "--verbose",
         cwd=cwd,
         env={
             **clean,
@@ -104,3 +107,23 @@ async def test_rejected_token_stops_start_up_with_one_line(
         "switchboard: could not start: telegram: the bot token was rejected; check [telegram] token"
     )
     assert "wrong-token" not in stderr.decode()
+
+
+async def test_platform_mode_logs_info_without_verbose(
+    tmp_path: Path, fakes: tuple[FakeDiscord, FakeTelegram, str]
+) -> None:
+    """`-v` is for the console chat only: a deployed bot (the Docker image runs no `-v`) logs INFO."""
+    _, telegram, telegram_url = fakes
+    (tmp_path / "switchboard.toml").write_text(telegram_only(telegram_url))
+    process = await start_bot(
+        tmp_path, {"SWITCHBOARD_TELEGRAM__TOKEN": telegram.token, "SWITCHBOARD_LOGGING__LEVEL": "INFO"}
+    )
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(30):
+            while "telegram: polling as @" not in (line := (await process.stderr.readline()).decode()):
+                assert line, "the process ended without logging that it started polling"
+        assert " INFO " in line
+    finally:
+        process.kill()
+        await process.wait()

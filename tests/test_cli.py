@@ -86,6 +86,16 @@ def test_human_handoff_holds_messages_for_moderators(tmp_path: Path) -> None:
     assert result.stdout.rstrip().endswith("[1] Tell me a joke  [2] Show a long answer  [3] Talk to a human")
 
 
+def test_info_logs_stay_out_of_the_console_chat_unless_asked_for(tmp_path: Path) -> None:
+    (tmp_path / "quiet").mkdir()
+    (tmp_path / "verbose").mkdir()
+    quiet = bot(tmp_path / "quiet", stdin="hello\n", env=FAST)
+    verbose = bot(tmp_path / "verbose", "-v", stdin="hello\n", env=FAST)
+    assert quiet.returncode == 0 and verbose.returncode == 0, quiet.stderr + verbose.stderr
+    assert "bot> Hi **" in quiet.stdout and " INFO " not in quiet.stderr
+    assert " INFO alembic.runtime.migration: " in verbose.stderr  # the first start migrates
+
+
 def test_migrate_and_check_config(tmp_path: Path) -> None:
     migrated = bot(tmp_path, "migrate")
     assert migrated.returncode == 0, migrated.stderr
