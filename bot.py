@@ -27,7 +27,7 @@ from bridges.surface import Surface, SurfaceFactory
 from bridges.telegram import TelegramBridge, TelegramStartError
 from models import Conversation, create_engine, safe_url, session_factory
 from ops.health import OpsServer
-from ops.logs import configure_logging
+from ops.logs import configure_logging, finish_logging
 from settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("switchboard")
@@ -228,14 +228,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             asyncio.run(run(settings))
     except ConfigError as exc:
-        print(f"switchboard: config error: {exc}", file=sys.stderr)
-        return 2
+        return fail(f"config error: {exc}", 2)
     except (DiscordStartError, TelegramStartError) as exc:
-        print(f"switchboard: could not start: {exc}", file=sys.stderr)
-        return 1
+        return fail(f"could not start: {exc}", 1)
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def fail(problem: str, status: int) -> int:
+    """End with one line naming the problem: the last on stderr, alone, whatever threads still log."""
+    finish_logging()
+    sys.stderr.write(f"switchboard: {problem}\n")
+    sys.stderr.flush()
+    return status
 
 
 if __name__ == "__main__":

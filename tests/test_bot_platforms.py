@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+import bot
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.telegram import FakeTelegram
 
@@ -127,3 +130,43 @@ async def test_platform_mode_logs_info_without_verbose(
     finally:
         process.kill()
         await process.wait()
+
+
+@pytest.fixture
+def root_logger_restored() -> Iterator[None]:
+    """For tests that call `bot.main` in process: it configures the root logger for a whole process."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logger_restored")
+async def test_the_final_error_stays_the_last_line_when_threads_log_after_it(
+    tmp_path: Path,
+    fakes: tuple[FakeDiscord, FakeTelegram, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """aiosqlite's worker threads log "operation ... completed" after the awaiting code has moved on,
+    so they may still write while bot.py prints why it stops: that line must stay last and whole."""
+    _, _, telegram_url = fakes
+    (tmp_path / "switchboard.toml").write_text(telegram_only(telegram_url))
+    monkeypatch.chdir(tmp_path)
+    for name in [name for name in os.environ if name.startswith("SWITCHBOARD_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SWITCHBOARD_TELEGRAM__TOKEN", "999:wrong-token")
+    monkeypatch.setenv("SWITCHBOARD_LOGGING__LEVEL", "DEBUG")
+
+    status = await asyncio.to_thread(bot.main, ["run", "--config", str(tmp_path / "switchboard.toml")])
+    late = threading.Thread(target=logging.getLogger("aiosqlite").debug, args=("operation completed",))
+    late.start()
+    late.join()
+
+    stderr = capsys.readouterr().err
+    assert status == 1
+    assert " DEBUG aiosqlite: " in stderr  # worker threads did log before the error
+    assert stderr.endswith(
+        "\nswitchboard: could not start: telegram: the bot token was rejected; check [telegram] token\n"
+    )

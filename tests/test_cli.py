@@ -181,9 +181,11 @@ async def test_killed_mid_reply_is_reported_on_the_next_start(tmp_path: Path) ->
 
 
 async def test_sigterm_lets_the_reply_in_progress_finish(tmp_path: Path) -> None:
-    process = await start_slow_bot(tmp_path)
+    # The long reply streams for about 14 s; a grace as long as allowed lets it finish however slow
+    # the machine is, so the test depends on no clock.
+    process = await start_slow_bot(tmp_path, SWITCHBOARD_OPS__SHUTDOWN_GRACE_SECONDS="600")
     process.send_signal(signal.SIGTERM)
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 100)
     assert process.returncode == 0, stderr
     assert b"the message ends on exactly the text the agent produced." in stdout
     assert b"shutting down: finishing replies in progress" in stderr
