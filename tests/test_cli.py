@@ -132,6 +132,25 @@ def test_secret_never_printed(tmp_path: Path) -> None:
     assert result.returncode == 2 and secret not in result.stderr + result.stdout
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_database_password_in_the_query_string_is_never_shown(tmp_path: Path, database_url: str) -> None:
+    secret = "pw-in-the-query-0123"
+    env = {
+        **FAST,
+        "SWITCHBOARD_DATABASE__URL": f"{database_url}?password={secret}",  # trust auth: accepted, unused
+        "SWITCHBOARD_LOGGING__LEVEL": "DEBUG",
+    }
+    checked = bot(tmp_path, "check-config", env=env)
+    assert checked.returncode == 0 and "?password=***" in checked.stdout, checked.stderr
+    migrated = bot(tmp_path, "migrate", env=env)
+    served = bot(tmp_path, "-v", stdin="hello\n", env=env)
+    assert migrated.returncode == 0 and served.returncode == 0, migrated.stderr + served.stderr
+    assert "bot> Hi **" in served.stdout and " DEBUG " in served.stderr
+    for result in (checked, migrated, served):
+        assert secret not in result.stdout + result.stderr
+
+
 async def start_slow_bot(cwd: Path, **extra: str) -> asyncio.subprocess.Process:
     """bot.py answering "long" slowly, with its reply already streaming when this returns."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
