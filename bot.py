@@ -26,6 +26,7 @@ from bridges.relay import Relay, RelayPolicy
 from bridges.surface import Surface, SurfaceFactory
 from bridges.telegram import TelegramBridge, TelegramStartError
 from models import Conversation, create_engine, safe_url, session_factory
+from models.sqlite_lock import SQLiteInUse, sqlite_single_process
 from ops.health import OpsServer
 from ops.logs import configure_logging, finish_logging
 from settings import ConfigError, Settings, load_settings
@@ -219,17 +220,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             fmt=settings.logging.format,
             quiet=args.command == "run" and console_mode(settings) and not args.verbose,
         )
+        url = settings.database.url.get_secret_value()
         if args.command == "check-config":
             print(describe(settings))
         elif args.command == "migrate":
-            revision = asyncio.run(migrate(settings))
-            where = safe_url(settings.database.url.get_secret_value())
-            print(f"database {where} is at revision {revision} (head)")
+            with sqlite_single_process(url):
+                revision = asyncio.run(migrate(settings))
+            print(f"database {safe_url(url)} is at revision {revision} (head)")
         else:
-            asyncio.run(run(settings))
+            with sqlite_single_process(url):  # before migrating or recovering cut-off replies
+                asyncio.run(run(settings))
     except ConfigError as exc:
         return fail(f"config error: {exc}", 2)
-    except (DiscordStartError, TelegramStartError) as exc:
+    except (DiscordStartError, TelegramStartError, SQLiteInUse) as exc:
         return fail(f"could not start: {exc}", 1)
     except KeyboardInterrupt:
         return 130

@@ -179,6 +179,18 @@ async def start_slow_bot(cwd: Path, **extra: str) -> asyncio.subprocess.Process:
     return process
 
 
+async def stored_conversation(cwd: Path) -> tuple[list[tuple[Role, str]], dict[str, object] | None]:
+    """The transcript and the reply still in progress of the one conversation in cwd's SQLite file."""
+    engine = create_engine(f"sqlite+aiosqlite:///{cwd / 'switchboard.db'}")
+    try:
+        async with session_factory(engine)() as session:
+            entries = [(e.role, e.text) for e in await session.scalars(select(TranscriptEntry))]
+            pending = await session.scalar(select(Conversation.pending_reply))
+    finally:
+        await engine.dispose()
+    return entries, pending
+
+
 async def test_killed_mid_reply_is_reported_on_the_next_start(tmp_path: Path) -> None:
     process = await start_slow_bot(tmp_path)
     process.kill()  # SIGKILL: no chance to clean up
@@ -187,13 +199,7 @@ async def test_killed_mid_reply_is_reported_on_the_next_start(tmp_path: Path) ->
     after = bot(tmp_path, stdin="", env=FAST)
     assert after.returncode == 0, after.stderr
     assert "I was restarted while answering “long”" in after.stdout
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}")
-    try:
-        async with session_factory(engine)() as session:
-            entries = [(e.role, e.text) for e in await session.scalars(select(TranscriptEntry))]
-            pending = await session.scalar(select(Conversation.pending_reply))
-    finally:
-        await engine.dispose()
+    entries, pending = await stored_conversation(tmp_path)
     assert entries[0] == (Role.USER, "long")  # the user's message was kept
     assert (Role.SYSTEM, "reply interrupted by a restart") in entries
     assert pending is None
@@ -220,3 +226,29 @@ async def test_sigterm_past_the_grace_period_cuts_the_reply_off_and_reports_it_l
     assert b"were cut off" in stderr
     after = bot(tmp_path, stdin="", env=FAST)
     assert "I was restarted while answering “long”" in after.stdout
+
+
+async def test_a_second_process_on_the_same_sqlite_file_is_refused_and_the_first_left_alone(
+    tmp_path: Path,
+) -> None:
+    first = await start_slow_bot(tmp_path)  # answering "long" on ./switchboard.db
+    try:
+        for command in ("run", "migrate"):
+            second = await asyncio.to_thread(bot, tmp_path, command, env=FAST)
+            assert (second.returncode, second.stdout, second.stderr) == (
+                1,
+                "",
+                "switchboard: could not start: another Switchboard process is using ./switchboard.db "
+                "(SQLite serves one process; use PostgreSQL to run several)\n",
+            )
+        entries, pending = await stored_conversation(tmp_path)
+        assert pending is not None  # the first is still writing its reply, and nobody called it cut off
+        assert [role for role, _ in entries] == [Role.USER]
+    finally:
+        first.kill()  # SIGKILL: the operating system releases the lock all the same
+        stdout, _ = await first.communicate()
+    assert b"I was restarted" not in stdout
+
+    third = await asyncio.to_thread(bot, tmp_path, env=FAST)
+    assert third.returncode == 0, third.stderr
+    assert "I was restarted while answering “long”" in third.stdout  # now it was cut off
