@@ -26,8 +26,9 @@ from bridges.relay import Relay, RelayPolicy
 from bridges.surface import Surface, SurfaceFactory
 from bridges.telegram import TelegramBridge, TelegramStartError
 from models import Conversation, create_engine, safe_url, session_factory
+from models.sqlite_lock import SQLiteInUse, sqlite_single_process
 from ops.health import OpsServer
-from ops.logs import configure_logging
+from ops.logs import configure_logging, finish_logging
 from settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("switchboard")
@@ -186,6 +187,11 @@ async def serve_until_stopped(bridge: ConsoleBridge, grace: float) -> None:
             loop.remove_signal_handler(signum)
 
 
+def console_mode(settings: Settings) -> bool:
+    """No platform configured: `run` serves this terminal, where log lines would mix with the chat."""
+    return settings.discord is None and settings.telegram is None
+
+
 def describe(settings: Settings) -> str:
     agents = ", ".join(f"{name} ({cfg.kind})" for name, cfg in settings.agents.items())
     bridges = [name for name in ("discord", "telegram") if getattr(settings, name) is not None] or ["console"]
@@ -199,7 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__.splitlines()[0])
     parser.add_argument("command", nargs="?", default="run", choices=["run", "migrate", "check-config"])
     parser.add_argument("--config", help="TOML file (default: $SWITCHBOARD_CONFIG or ./switchboard.toml)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="show INFO logs in console mode")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show INFO logs in console mode (platforms always log them)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.config)
@@ -207,25 +218,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.logging.level,
             secrets=settings.secrets(),
             fmt=settings.logging.format,
-            quiet=args.command == "run" and not args.verbose,
+            quiet=args.command == "run" and console_mode(settings) and not args.verbose,
         )
+        url = settings.database.url.get_secret_value()
         if args.command == "check-config":
             print(describe(settings))
         elif args.command == "migrate":
-            revision = asyncio.run(migrate(settings))
-            where = safe_url(settings.database.url.get_secret_value())
-            print(f"database {where} is at revision {revision} (head)")
+            with sqlite_single_process(url):
+                revision = asyncio.run(migrate(settings))
+            print(f"database {safe_url(url)} is at revision {revision} (head)")
         else:
-            asyncio.run(run(settings))
+            with sqlite_single_process(url):  # before migrating or recovering cut-off replies
+                asyncio.run(run(settings))
     except ConfigError as exc:
-        print(f"switchboard: config error: {exc}", file=sys.stderr)
-        return 2
-    except (DiscordStartError, TelegramStartError) as exc:
-        print(f"switchboard: could not start: {exc}", file=sys.stderr)
-        return 1
+        return fail(f"config error: {exc}", 2)
+    except (DiscordStartError, TelegramStartError, SQLiteInUse) as exc:
+        return fail(f"could not start: {exc}", 1)
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def fail(problem: str, status: int) -> int:
+    """End with one line naming the problem: the last on stderr, alone, whatever threads still log."""
+    finish_logging()
+    sys.stderr.write(f"switchboard: {problem}\n")
+    sys.stderr.flush()
+    return status
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy.engine import make_url
 
 from agents.base import AgentSettings
 from agents.demo import DemoSettings
@@ -32,6 +31,7 @@ from agents.registry import KINDS
 from bridges.discord.config import DiscordConfig
 from bridges.telegram.config import TelegramConfig
 from models.binding import BindingScope
+from models.db import url_secrets
 
 ENV_PREFIX = "SWITCHBOARD_"
 CONFIG_PATH_ENV = "SWITCHBOARD_CONFIG"
@@ -185,8 +185,10 @@ class Settings(Section):
         return self
 
     def secrets(self) -> list[str]:
-        """Every secret value, so the log filter can redact them wherever they might leak."""
-        return [value for _path, value in _secret_fields(self)]
+        """Every secret value, so the log filter can redact them wherever they might leak; the database
+        password also on its own, since a driver may quote it without the rest of the URL."""
+        values = [value for _path, value in _secret_fields(self)]
+        return values + url_secrets(self.database.url.get_secret_value())
 
 
 class _KeyProblem(ValueError):
@@ -233,8 +235,8 @@ def load_settings(
 
 
 def _allowed_in_file(key: str, value: str) -> bool:
-    """A database URL may sit in the file as long as it carries no password."""
-    return key == "database.url" and make_url(value).password is None
+    """A database URL may sit in the file as long as it carries no password (`user:pw@` or `?password=`)."""
+    return key == "database.url" and not url_secrets(value)
 
 
 def _leaves(tree: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
 from sqlalchemy import event
@@ -28,9 +29,26 @@ def normalize_url(url: str | URL) -> URL:
     return parsed
 
 
+SECRET_QUERY_KEYS = frozenset({"password", "sslpassword"})
+"""Query parameters that carry a secret: asyncpg, like libpq, also takes the password from the query."""
+
+
+def url_secrets(url: str | URL) -> list[str]:
+    """The URL's passwords, from its user info or its query string."""
+    parsed = make_url(url)
+    found = [parsed.password] if parsed.password else []
+    for key, value in parsed.query.items():
+        if key.lower() in SECRET_QUERY_KEYS:
+            found += [value] if isinstance(value, str) else value
+    return found
+
+
 def safe_url(url: str | URL) -> str:
-    """The URL as it may appear in logs: never with its password."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL as it may appear in logs and output: never with a password, wherever it is written."""
+    parsed = make_url(url)
+    query = {key: "***" if key.lower() in SECRET_QUERY_KEYS else value for key, value in parsed.query.items()}
+    shown = parsed.set(query={}).render_as_string(hide_password=True)
+    return f"{shown}?{urlencode(query, doseq=True, safe='*')}" if query else shown
 
 
 def create_engine(url: str | URL, *, echo: bool = False) -> AsyncEngine:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from collections.abc import Sequence
@@ -56,3 +57,21 @@ def configure_logging(
     root.handlers[:] = [handler]
     numeric = logging.getLevelName(level)
     root.setLevel(max(numeric, logging.WARNING) if quiet else numeric)
+
+
+class _Discard(io.TextIOBase):
+    """A text stream that drops everything written to it."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+def finish_logging() -> None:
+    """Silence the log handlers, so whatever is printed next is the last line on stderr, whole.
+
+    Worker threads (aiosqlite's, for one) still log while the process winds down. Swapping the stream
+    takes the handler's lock, so a line being written finishes first and every later one is dropped.
+    """
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(_Discard())

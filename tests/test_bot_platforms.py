@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+import bot
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.telegram import FakeTelegram
 
@@ -25,6 +28,10 @@ def config(discord: FakeDiscord, telegram_url: str) -> str:
     )
 
 
+def telegram_only(telegram_url: str) -> str:
+    return f'[telegram]\nbase_url = "{telegram_url}"\npoll_timeout = 1\n'
+
+
 async def start_bot(cwd: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
     return await asyncio.create_subprocess_exec(
@@ -33,7 +40,6 @@ async def start_bot(cwd: Path, env: dict[str, str]) -> asyncio.subprocess.Proces
         "run",
         "--config",
         str(cwd / "switchboard.toml"),
-        "--verbose",
         cwd=cwd,
         env={
             **clean,
@@ -104,3 +110,63 @@ async def test_rejected_token_stops_start_up_with_one_line(
         "switchboard: could not start: telegram: the bot token was rejected; check [telegram] token"
     )
     assert "wrong-token" not in stderr.decode()
+
+
+async def test_platform_mode_logs_info_without_verbose(
+    tmp_path: Path, fakes: tuple[FakeDiscord, FakeTelegram, str]
+) -> None:
+    """`-v` is for the console chat only: a deployed bot (the Docker image runs no `-v`) logs INFO."""
+    _, telegram, telegram_url = fakes
+    (tmp_path / "switchboard.toml").write_text(telegram_only(telegram_url))
+    process = await start_bot(
+        tmp_path, {"SWITCHBOARD_TELEGRAM__TOKEN": telegram.token, "SWITCHBOARD_LOGGING__LEVEL": "INFO"}
+    )
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(30):
+            while "telegram: polling as @" not in (line := (await process.stderr.readline()).decode()):
+                assert line, "the process ended without logging that it started polling"
+        assert " INFO " in line
+    finally:
+        process.kill()
+        await process.wait()
+
+
+@pytest.fixture
+def root_logger_restored() -> Iterator[None]:
+    """For tests that call `bot.main` in process: it configures the root logger for a whole process."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logger_restored")
+async def test_the_final_error_stays_the_last_line_when_threads_log_after_it(
+    tmp_path: Path,
+    fakes: tuple[FakeDiscord, FakeTelegram, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """aiosqlite's worker threads log "operation ... completed" after the awaiting code has moved on,
+    so they may still write while bot.py prints why it stops: that line must stay last and whole."""
+    _, _, telegram_url = fakes
+    (tmp_path / "switchboard.toml").write_text(telegram_only(telegram_url))
+    monkeypatch.chdir(tmp_path)
+    for name in [name for name in os.environ if name.startswith("SWITCHBOARD_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("SWITCHBOARD_TELEGRAM__TOKEN", "999:wrong-token")
+    monkeypatch.setenv("SWITCHBOARD_LOGGING__LEVEL", "DEBUG")
+
+    status = await asyncio.to_thread(bot.main, ["run", "--config", str(tmp_path / "switchboard.toml")])
+    late = threading.Thread(target=logging.getLogger("aiosqlite").debug, args=("operation completed",))
+    late.start()
+    late.join()
+
+    stderr = capsys.readouterr().err
+    assert status == 1
+    assert " DEBUG aiosqlite: " in stderr  # worker threads did log before the error
+    assert stderr.endswith(
+        "\nswitchboard: could not start: telegram: the bot token was rejected; check [telegram] token\n"
+    )

@@ -86,6 +86,16 @@ def test_human_handoff_holds_messages_for_moderators(tmp_path: Path) -> None:
     assert result.stdout.rstrip().endswith("[1] Tell me a joke  [2] Show a long answer  [3] Talk to a human")
 
 
+def test_info_logs_stay_out_of_the_console_chat_unless_asked_for(tmp_path: Path) -> None:
+    (tmp_path / "quiet").mkdir()
+    (tmp_path / "verbose").mkdir()
+    quiet = bot(tmp_path / "quiet", stdin="hello\n", env=FAST)
+    verbose = bot(tmp_path / "verbose", "-v", stdin="hello\n", env=FAST)
+    assert quiet.returncode == 0 and verbose.returncode == 0, quiet.stderr + verbose.stderr
+    assert "bot> Hi **" in quiet.stdout and " INFO " not in quiet.stderr
+    assert " INFO alembic.runtime.migration: " in verbose.stderr  # the first start migrates
+
+
 def test_migrate_and_check_config(tmp_path: Path) -> None:
     migrated = bot(tmp_path, "migrate")
     assert migrated.returncode == 0, migrated.stderr
@@ -122,6 +132,25 @@ def test_secret_never_printed(tmp_path: Path) -> None:
     assert result.returncode == 2 and secret not in result.stderr + result.stdout
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_database_password_in_the_query_string_is_never_shown(tmp_path: Path, database_url: str) -> None:
+    secret = "pw-in-the-query-0123"
+    env = {
+        **FAST,
+        "SWITCHBOARD_DATABASE__URL": f"{database_url}?password={secret}",  # trust auth: accepted, unused
+        "SWITCHBOARD_LOGGING__LEVEL": "DEBUG",
+    }
+    checked = bot(tmp_path, "check-config", env=env)
+    assert checked.returncode == 0 and "?password=***" in checked.stdout, checked.stderr
+    migrated = bot(tmp_path, "migrate", env=env)
+    served = bot(tmp_path, "-v", stdin="hello\n", env=env)
+    assert migrated.returncode == 0 and served.returncode == 0, migrated.stderr + served.stderr
+    assert "bot> Hi **" in served.stdout and " DEBUG " in served.stderr
+    for result in (checked, migrated, served):
+        assert secret not in result.stdout + result.stderr
+
+
 async def start_slow_bot(cwd: Path, **extra: str) -> asyncio.subprocess.Process:
     """bot.py answering "long" slowly, with its reply already streaming when this returns."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
@@ -150,6 +179,18 @@ async def start_slow_bot(cwd: Path, **extra: str) -> asyncio.subprocess.Process:
     return process
 
 
+async def stored_conversation(cwd: Path) -> tuple[list[tuple[Role, str]], dict[str, object] | None]:
+    """The transcript and the reply still in progress of the one conversation in cwd's SQLite file."""
+    engine = create_engine(f"sqlite+aiosqlite:///{cwd / 'switchboard.db'}")
+    try:
+        async with session_factory(engine)() as session:
+            entries = [(e.role, e.text) for e in await session.scalars(select(TranscriptEntry))]
+            pending = await session.scalar(select(Conversation.pending_reply))
+    finally:
+        await engine.dispose()
+    return entries, pending
+
+
 async def test_killed_mid_reply_is_reported_on_the_next_start(tmp_path: Path) -> None:
     process = await start_slow_bot(tmp_path)
     process.kill()  # SIGKILL: no chance to clean up
@@ -158,22 +199,18 @@ async def test_killed_mid_reply_is_reported_on_the_next_start(tmp_path: Path) ->
     after = bot(tmp_path, stdin="", env=FAST)
     assert after.returncode == 0, after.stderr
     assert "I was restarted while answering “long”" in after.stdout
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}")
-    try:
-        async with session_factory(engine)() as session:
-            entries = [(e.role, e.text) for e in await session.scalars(select(TranscriptEntry))]
-            pending = await session.scalar(select(Conversation.pending_reply))
-    finally:
-        await engine.dispose()
+    entries, pending = await stored_conversation(tmp_path)
     assert entries[0] == (Role.USER, "long")  # the user's message was kept
     assert (Role.SYSTEM, "reply interrupted by a restart") in entries
     assert pending is None
 
 
 async def test_sigterm_lets_the_reply_in_progress_finish(tmp_path: Path) -> None:
-    process = await start_slow_bot(tmp_path)
+    # The long reply streams for about 14 s; a grace as long as allowed lets it finish however slow
+    # the machine is, so the test depends on no clock.
+    process = await start_slow_bot(tmp_path, SWITCHBOARD_OPS__SHUTDOWN_GRACE_SECONDS="600")
     process.send_signal(signal.SIGTERM)
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 100)
     assert process.returncode == 0, stderr
     assert b"the message ends on exactly the text the agent produced." in stdout
     assert b"shutting down: finishing replies in progress" in stderr
@@ -189,3 +226,29 @@ async def test_sigterm_past_the_grace_period_cuts_the_reply_off_and_reports_it_l
     assert b"were cut off" in stderr
     after = bot(tmp_path, stdin="", env=FAST)
     assert "I was restarted while answering “long”" in after.stdout
+
+
+async def test_a_second_process_on_the_same_sqlite_file_is_refused_and_the_first_left_alone(
+    tmp_path: Path,
+) -> None:
+    first = await start_slow_bot(tmp_path)  # answering "long" on ./switchboard.db
+    try:
+        for command in ("run", "migrate"):
+            second = await asyncio.to_thread(bot, tmp_path, command, env=FAST)
+            assert (second.returncode, second.stdout, second.stderr) == (
+                1,
+                "",
+                "switchboard: could not start: another Switchboard process is using ./switchboard.db "
+                "(SQLite serves one process; use PostgreSQL to run several)\n",
+            )
+        entries, pending = await stored_conversation(tmp_path)
+        assert pending is not None  # the first is still writing its reply, and nobody called it cut off
+        assert [role for role, _ in entries] == [Role.USER]
+    finally:
+        first.kill()  # SIGKILL: the operating system releases the lock all the same
+        stdout, _ = await first.communicate()
+    assert b"I was restarted" not in stdout
+
+    third = await asyncio.to_thread(bot, tmp_path, env=FAST)
+    assert third.returncode == 0, third.stderr
+    assert "I was restarted while answering “long”" in third.stdout  # now it was cut off

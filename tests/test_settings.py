@@ -88,6 +88,16 @@ def test_database_password_in_file_is_refused(tmp_path: Path) -> None:
     assert plain.database.url.get_secret_value() == "postgresql://bot@db/switchboard"
 
 
+def test_database_password_in_the_query_string_is_a_secret_too(tmp_path: Path) -> None:
+    url = f"postgresql://bot@db/switchboard?sslmode=require&password={SECRET}"
+    assert error(tmp_path, f"[database]\nurl = '{url}'") == (
+        "database.url: secrets are not read from the config file; "
+        'set SWITCHBOARD_DATABASE__URL or use url_env = "VARIABLE"'
+    )
+    from_env = load(tmp_path, "", {"SWITCHBOARD_DATABASE__URL": url})
+    assert SECRET in from_env.secrets()  # on its own, for the log redaction
+
+
 def test_missing_secret_is_one_line(tmp_path: Path) -> None:
     assert error(tmp_path, "[telegram]\nbase_url = 'http://127.0.0.1:1/bot'") == (
         'telegram.token: missing secret: set SWITCHBOARD_TELEGRAM__TOKEN or token_env = "VARIABLE"'
