@@ -116,7 +116,10 @@ async def run(settings: Settings) -> None:
         timers = asyncio.create_task(handoffs.run_timers(), name="handoff-timers")
         stack.callback(timers.cancel)  # before the bridges close, so no tick meets a closed client
         if factories:
-            await relay.recover_interrupted(surface_for)
+            # Answering what a crash left behind takes as long as replies do: serve (and heed SIGTERM)
+            # meanwhile, and give it the same grace as replies in progress on the way out.
+            recovery = asyncio.create_task(relay.recover_interrupted(surface_for), name="recovery")
+            stack.push_async_callback(finish_within, recovery, grace)
             log.info("serving %s; stop with SIGTERM or Ctrl-C", " and ".join(factories))
             await stop_signal()
             log.warning("shutting down: finishing replies in progress (up to %gs)", grace)
@@ -143,6 +146,16 @@ def platform_bridges(settings: Settings, relay: Relay) -> list[DiscordBridge | T
     if settings.telegram is not None:
         bridges.append(TelegramBridge(settings.telegram, relay, settings.streaming.telegram_edit_interval))
     return bridges
+
+
+async def finish_within(task: asyncio.Task[object], grace: float) -> None:
+    """Let `task` finish within `grace` seconds, then cut it off (what it left is reported next start)."""
+    try:
+        await asyncio.wait_for(task, grace)
+    except TimeoutError:
+        log.warning("recovery after the last crash was cut off by the shutdown")
+    except Exception:
+        log.exception("recovery after the last crash failed")
 
 
 async def stop_signal() -> None:

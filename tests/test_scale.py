@@ -1,6 +1,6 @@
 """Running at scale: Discord shards split across processes on one database, and Telegram in webhook mode.
 
-Both use the real clients (discord.py, python-telegram-bot with its tornado webhook server) against the
+Both use the real clients (discord.py, python-telegram-bot, and our aiohttp webhook server) against the
 loopback fakes, which route gateway events by shard and deliver Telegram updates by POST.
 """
 
