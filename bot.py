@@ -101,6 +101,7 @@ async def run(settings: Settings) -> None:
                 user_messages_per_minute=settings.limits.user_messages_per_minute,
                 user_burst=settings.limits.user_burst,
                 max_input_chars=settings.limits.max_input_chars,
+                handoffs_per_hour=settings.limits.handoffs_per_hour,
                 instance=settings.ops.instance,
             ),
             handoffs=handoffs,

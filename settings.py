@@ -105,6 +105,9 @@ class LimitsSettings(Section):
     user_messages_per_minute: float = Field(12.0, gt=0, description="sustained rate per user")
     user_burst: int = Field(5, ge=1, description="messages a user may send at once")
     max_input_chars: int = Field(4000, ge=100, description="longer messages are shortened for the agent")
+    handoffs_per_hour: int = Field(
+        3, ge=1, le=100, description="requests for a human one user may open in an hour (/human or the agent)"
+    )
 
 
 class LoggingSettings(Section):

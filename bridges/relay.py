@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -63,6 +63,10 @@ class Notices:
     handoff_open_elsewhere = (
         "You already have an open request for a moderator. They will answer you where you asked."
     )
+    handoff_too_often = (
+        "You have asked for a moderator several times in the last hour, so I can't open another request "
+        "right now. Please try again later; the assistant is still here."
+    )
     handoff_expired = "No moderator was available in time, so the assistant is back. Your message is below."
     reset = "Started a new conversation. What can I help you with?"
     session_ended = "This conversation has ended. Send a message any time to start a new one."
@@ -93,6 +97,9 @@ class RelayPolicy:
     """A user may send this many messages at once, then `user_messages_per_minute`."""
     max_input_chars: int = 4000
     """Longer messages are kept whole in the transcript but shortened for the agent."""
+    handoffs_per_hour: int = 3
+    """Requests for a human one user may open in an hour, so /reset and /human in a loop cannot flood
+    the moderators with topics and pings."""
     instance: str = "main"
     """This process's name: after a crash it finishes only the replies it had started itself."""
     db_outage_grace: float = 30.0
@@ -709,6 +716,12 @@ class Relay:
                 return Notices.handoff_already_open
             if await session.scalar(_open_handoff_of_user(conversation.user_id)) is not None:
                 return Notices.handoff_open_elsewhere
+            since = self._now() - timedelta(hours=1)
+            if await session.scalar(_handoffs_of_user_since(conversation.user_id, since)) >= (
+                self.policy.handoffs_per_hour
+            ):
+                log.info("conversation %s: handoff refused, too many this hour", conversation_id)
+                return Notices.handoff_too_often
             handoff = Handoff(
                 conversation_id=conversation_id,
                 status=HandoffStatus.REQUESTED,
@@ -784,6 +797,15 @@ def _inbound_of(row: InboundMessage) -> Inbound:
         guild_id=row.guild_id,
         is_dm=row.is_dm,
         button=Button(**row.button) if row.button is not None else None,
+    )
+
+
+def _handoffs_of_user_since(user_row_id: int, since: datetime) -> Any:
+    return (
+        select(func.count())
+        .select_from(Handoff)
+        .join(Conversation, Conversation.id == Handoff.conversation_id)
+        .where(Conversation.user_id == user_row_id, Handoff.requested_at > since)
     )
 
 

@@ -556,3 +556,21 @@ async def unhandled(db: async_sessionmaker[AsyncSession]) -> int:
             select(func.count()).select_from(InboundMessage).where(InboundMessage.handled_at.is_(None))
         )
     return count or 0
+
+
+async def test_reset_and_human_in_a_loop_open_at_most_the_hourly_handoff_limit(
+    db: async_sessionmaker[AsyncSession], agent: ScriptedAgent, clock: Clock
+) -> None:
+    policy = replace(POLICY, handoffs_per_hour=3, user_burst=50, user_messages_per_minute=600)
+    relay = Relay(db, {"scripted": agent}, policy, now=clock)
+    surface = RecordingSurface()
+    for _ in range(5):
+        await relay.request_human(inbound("/human"), surface)
+        await relay.reset(inbound("/reset"), surface)
+    answers = [text for text in surface.visible_texts() if text != Notices.reset]
+    assert answers == [Notices.handoff_requested] * 3 + [Notices.handoff_too_often] * 2
+    clock.now += timedelta(hours=1)
+    await relay.request_human(inbound("/human"), surface)
+    assert surface.visible_texts()[-1] == Notices.handoff_requested
+    async with db() as session:
+        assert await session.scalar(select(func.count()).select_from(Handoff)) == 4
