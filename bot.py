@@ -100,6 +100,7 @@ async def run(settings: Settings) -> None:
                 user_messages_per_minute=settings.limits.user_messages_per_minute,
                 user_burst=settings.limits.user_burst,
                 max_input_chars=settings.limits.max_input_chars,
+                max_reply_chars=settings.limits.max_reply_chars,
                 instance=settings.ops.instance,
             ),
             handoffs=handoffs,

@@ -105,6 +105,12 @@ class LimitsSettings(Section):
     user_messages_per_minute: float = Field(12.0, gt=0, description="sustained rate per user")
     user_burst: int = Field(5, ge=1, description="messages a user may send at once")
     max_input_chars: int = Field(4000, ge=100, description="longer messages are shortened for the agent")
+    max_reply_chars: int = Field(
+        20_000,
+        gt=0,
+        description="an agent reply is cut at a natural boundary before this many characters, its stream "
+        "closed, and the user told it was too long",
+    )
 
 
 class LoggingSettings(Section):

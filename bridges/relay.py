@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.base import Agent, HistoryEntry, Resumable, Turn
 from bridges.budget import RateBudget
 from bridges.handoff import HandoffPolicy, HandoffService, open_handoff_of
-from bridges.render import RenderFailed, RenderResult, ReplyRenderer
+from bridges.render import MAX_REPLY_CHARS, RenderFailed, RenderResult, ReplyRenderer
 from bridges.surface import Inbound, Surface, SurfaceFactory, send_notice
 from models import (
     OPEN_HANDOFF_STATUSES,
@@ -71,6 +71,9 @@ class Notices:
         "Please send it again in a minute."
     )
     input_shortened = "Your message was very long, so the assistant only read the first {limit} characters."
+    reply_cut = (
+        "The assistant's reply was too long, so it was cut off here. You can ask it to go on, or to be brief."
+    )
     interrupted = (
         "Sorry, I was restarted while answering “{asked}”. Your message is saved; please send it again."
     )
@@ -88,6 +91,8 @@ class RelayPolicy:
     """A user may send this many messages at once, then `user_messages_per_minute`."""
     max_input_chars: int = 4000
     """Longer messages are kept whole in the transcript but shortened for the agent."""
+    max_reply_chars: int = MAX_REPLY_CHARS
+    """An agent's reply is cut before this many characters and its stream closed."""
     instance: str = "main"
     """This process's name: after a crash it finishes only the replies it had started itself."""
     db_outage_grace: float = 30.0
@@ -375,7 +380,8 @@ class Relay:
         delivered = True
         try:
             events = agent.resume(turn) if resume and isinstance(agent, Resumable) else agent.stream(turn)
-            result = await ReplyRenderer(surface, on_posted=posted).render(events)
+            renderer = ReplyRenderer(surface, max_chars=self.policy.max_reply_chars, on_posted=posted)
+            result = await renderer.render(events)
         except RenderFailed as exc:
             log.error("conversation %s: reply could not be delivered: %s", conversation.id, exc)
             result = RenderResult(text="", error=None)
@@ -387,6 +393,8 @@ class Relay:
             await self._record(conversation.id, Role.SYSTEM, f"agent error: {type(result.error).__name__}")
         if result.text:
             await self._record(conversation.id, Role.AGENT, result.text, result.message_ids)
+        if result.cut:
+            await send_notice(surface, Notices.reply_cut)
         await self._finish_turn(conversation.id, result)
         if result.handoff is not None:
             opened = await self._open_handoff(conversation.id, result.handoff.reason, requested_by="agent")

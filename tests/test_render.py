@@ -346,17 +346,17 @@ async def test_rendering_work_grows_linearly_with_the_reply(monkeypatch: pytest.
 
 
 class Runaway:
-    """An agent that would stream forever; records how far it was read and whether it was closed."""
+    """An agent that would stream forever; records how far it was read and whether it was closed. It
+    holds on to its stream, so only the renderer can close it (not the garbage collector)."""
 
-    def __init__(self, text: str, *, then: Iterable[AgentEvent] = ()) -> None:
-        self.text, self.then = text, list(then)
+    def __init__(self, text: str) -> None:
+        self.text = text
         self.pulled = 0
         self.closed = False
+        self.events = self._stream()
 
-    async def stream(self) -> AsyncIterator[AgentEvent]:
+    async def _stream(self) -> AsyncIterator[AgentEvent]:
         try:
-            for event in self.then:
-                yield event
             while True:
                 for index in range(0, len(self.text), 4):
                     delta = self.text[index : index + 4]
@@ -371,7 +371,7 @@ async def test_a_reply_past_the_cap_ends_at_a_sentence_and_the_stream_is_closed(
     sentence = "This reply goes on and on without an end in sight. "
     agent = Runaway(sentence)
     surface = RecordingSurface(max_length=2000, edit_interval=0.01)
-    result = await asyncio.wait_for(ReplyRenderer(surface, max_chars=5000).render(agent.stream()), 10)
+    result = await asyncio.wait_for(ReplyRenderer(surface, max_chars=5000).render(agent.events), 10)
     assert result.cut and agent.closed
     assert agent.pulled < 5004  # not one delta more than it took to pass the cap
     shown = surface.visible_texts()
@@ -420,5 +420,5 @@ async def test_the_stream_is_closed_when_the_platform_refuses_the_reply() -> Non
     surface.fail_next("send", SurfaceError("forbidden", permanent=True), times=5)
     agent = Runaway("more text ")
     with pytest.raises(RenderFailed):
-        await asyncio.wait_for(ReplyRenderer(surface).render(agent.stream()), 5)
+        await asyncio.wait_for(ReplyRenderer(surface).render(agent.events), 5)
     assert agent.closed
