@@ -102,6 +102,7 @@ async def run(settings: Settings) -> None:
                 user_burst=settings.limits.user_burst,
                 max_input_chars=settings.limits.max_input_chars,
                 handoffs_per_hour=settings.limits.handoffs_per_hour,
+                max_reply_chars=settings.limits.max_reply_chars,
                 instance=settings.ops.instance,
             ),
             handoffs=handoffs,

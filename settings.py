@@ -108,6 +108,12 @@ class LimitsSettings(Section):
     handoffs_per_hour: int = Field(
         3, ge=1, le=100, description="requests for a human one user may open in an hour (/human or the agent)"
     )
+    max_reply_chars: int = Field(
+        20_000,
+        gt=0,
+        description="an agent reply is cut at a natural boundary before this many characters, its stream "
+        "closed, and the user told it was too long",
+    )
 
 
 class LoggingSettings(Section):

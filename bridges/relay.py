@@ -28,7 +28,7 @@ from agents.base import Agent, Button, HistoryEntry, Resumable, Turn
 from bridges.blocks import BlockService
 from bridges.budget import RateBudget
 from bridges.handoff import HandoffPolicy, HandoffService, open_handoff_of
-from bridges.render import RenderFailed, RenderResult, ReplyRenderer
+from bridges.render import MAX_REPLY_CHARS, RenderFailed, RenderResult, ReplyRenderer
 from bridges.surface import Inbound, Surface, SurfaceFactory, send_notice
 from bridges.turns import Place, TurnOrder
 from models import (
@@ -79,6 +79,9 @@ class Notices:
         "Please send it again in a minute."
     )
     input_shortened = "Your message was very long, so the assistant only read the first {limit} characters."
+    reply_cut = (
+        "The assistant's reply was too long, so it was cut off here. You can ask it to go on, or to be brief."
+    )
     interrupted = (
         "Sorry, I was restarted while answering “{asked}”. Your message is saved; please send it again."
     )
@@ -100,6 +103,8 @@ class RelayPolicy:
     handoffs_per_hour: int = 3
     """Requests for a human one user may open in an hour, so /reset and /human in a loop cannot flood
     the moderators with topics and pings."""
+    max_reply_chars: int = MAX_REPLY_CHARS
+    """An agent's reply is cut before this many characters and its stream closed."""
     instance: str = "main"
     """This process's name: after a crash it finishes only the replies it had started itself."""
     db_outage_grace: float = 30.0
@@ -446,7 +451,8 @@ class Relay:
         delivered = True
         try:
             events = agent.resume(turn) if resume and isinstance(agent, Resumable) else agent.stream(turn)
-            result = await ReplyRenderer(surface, on_posted=posted).render(events)
+            renderer = ReplyRenderer(surface, max_chars=self.policy.max_reply_chars, on_posted=posted)
+            result = await renderer.render(events)
         except RenderFailed as exc:
             log.error("conversation %s: reply could not be delivered: %s", conversation.id, exc)
             result = RenderResult(text="", error=None)
@@ -458,6 +464,8 @@ class Relay:
             await self._record(conversation.id, Role.SYSTEM, f"agent error: {type(result.error).__name__}")
         if result.text:
             await self._record(conversation.id, Role.AGENT, result.text, result.message_ids)
+        if result.cut:
+            await send_notice(surface, Notices.reply_cut)
         await self._finish_turn(conversation.id, result)
         if result.handoff is not None:
             answer = await self._open_handoff(conversation.id, result.handoff.reason, requested_by="agent")

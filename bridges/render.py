@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from agents.base import (
     TurnEnd,
 )
 from bridges.budget import acquire_all, try_acquire_all
-from bridges.split import split_text
+from bridges.split import Measure, natural_end, split_text
 from bridges.surface import Surface, SurfaceError
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 CHOOSE_PROMPT = "Please choose:"
 TYPING_REFRESH_SECONDS = 4.0
 IDLE_WAIT = 3600.0
+MAX_REPLY_CHARS = 20_000
+"""Default cap on the agent's text in one reply: a runaway agent must not cost the bot its CPU or the chat
+a wall of messages."""
 TYPING_DELAY_SECONDS = 1.0
 """Typing shows only if the agent is still silent after this long. Most agents start within it, and
 an early typing request would spend the chat's rate budget the first text then has to wait for."""
@@ -57,30 +60,47 @@ class RenderResult:
     error: AgentError | None = None
     first_text_at: float | None = None
     """Clock reading when the first message of the reply was posted."""
+    cut: bool = False
+    """The agent's text passed the renderer's `max_chars`: the reply ends early, on the text shown."""
 
 
 @dataclass
 class _Block:
-    """One logical message of the reply: streamed text, a whole message, or a media item."""
+    """One logical message of the reply: streamed text, a whole message, or a media item.
 
-    parts: list[str] = field(default_factory=list)
+    Text that has filled a platform message moves from `tail` into `full` and never changes again (a
+    full chunk's cut never moves), so each step re-examines only `tail`, the message still growing, and
+    rendering stays linear in the length of the reply."""
+
     closed: bool = False
     buttons: tuple[Button, ...] = ()
     media: Media | None = None
-    _joined: str = ""
-    _joined_parts: int = 0
+    full: list[str] = field(default_factory=list)
+    """Chunks that filled a message, as split."""
+    tail: str = ""
+    """The text after `full`, once `settle` has taken in what arrived."""
+    taken: int = 0
+    """How many of `full` the renderer has turned into targets that can no longer change."""
+    blank: bool = True
+    """Nothing but whitespace so far."""
+    _arrived: list[str] = field(default_factory=list)
+
+    def append(self, text: str) -> None:
+        self._arrived.append(text)
+        self.blank = self.blank and not text.strip()
+
+    def settle(self, limit: int, measure: Measure) -> None:
+        """Take in the text that arrived and move every chunk that fills a message into `full`."""
+        if not self._arrived:
+            return  # `tail` was split when it last changed
+        self.tail += "".join(self._arrived)
+        self._arrived.clear()
+        *done, self.tail = split_text(self.tail, limit, measure)
+        self.full += done
 
     @property
     def text(self) -> str:
-        if self._joined_parts != len(self.parts):
-            self._joined = "".join(self.parts)
-            self.parts[:] = [self._joined]
-            self._joined_parts = 1
-        return self._joined
-
-    def replace(self, text: str) -> None:
-        self.parts[:] = [text]
-        self._joined, self._joined_parts = text, 1
+        return "".join([*self.full, self.tail, *self._arrived])
 
 
 @dataclass(frozen=True)
@@ -104,19 +124,31 @@ class ReplyRenderer:
         self,
         surface: Surface,
         *,
+        max_chars: int = MAX_REPLY_CHARS,
         final_attempts: int = 3,
         retry_delay: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         on_posted: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
-        """`on_posted` hears every new platform message id, so a crash mid-reply can be found later."""
+        """`max_chars` caps the agent's text in a reply; `on_posted` hears every new platform message id,
+        so a crash mid-reply can be found later."""
         self.surface = surface
+        self.max_chars = max_chars
         self._on_posted = on_posted
         self.final_attempts = final_attempts
         self.retry_delay = retry_delay
         self._clock = clock
         self._blocks: list[_Block] = []
+        self._chars = 0
+        """Characters of agent text taken into the reply so far."""
+        self._cut = False
+        self._fixed: list[_Target] = []
+        """Targets that can no longer change: every block but the last, and its messages already full."""
+        self._fixed_blocks = 0
+        """How many leading blocks are wholly in `_fixed`."""
         self._shown: list[_Shown] = []
+        self._settled = 0
+        """How many leading messages show their fixed target: the pump never looks at them again."""
         self._changed = asyncio.Event()
         self._urgent = asyncio.Event()
         """Set for changes that cannot wait for the edit interval: a block closed, media, the end."""
@@ -125,19 +157,22 @@ class ReplyRenderer:
         self._first_text_at: float | None = None
 
     async def render(self, events: AsyncIterable[AgentEvent]) -> RenderResult:
-        """Consume the whole stream; agent failures end the reply with a notice instead of raising."""
+        """Consume the stream up to `max_chars`; agent failures end the reply with a notice instead of
+        raising. A stream left early (too long, or the platform refused the text) is closed, so the
+        provider's connection is released at once."""
         result = RenderResult()
         pump = asyncio.create_task(self._pump(), name="reply-pump")
         typing = asyncio.create_task(self._keep_typing(), name="reply-typing")
+        stream = aiter(events)
         try:
             try:
-                async for event in events:
+                async for event in stream:
                     self._apply(event, result)
                     self._changed.set()
-                    if not isinstance(event, TextDelta):
+                    if self._cut or not isinstance(event, TextDelta):
                         self._urgent.set()
-                    if pump.done():
-                        break  # the platform refused the text; stop pulling from the agent
+                    if self._cut or pump.done():  # pump done: the platform refused the text
+                        break
             except AgentError as exc:
                 result.error = exc
                 self._add_notice(exc.user_message)
@@ -145,6 +180,7 @@ class ReplyRenderer:
                 log.exception("agent stream crashed")
                 result.error = AgentProtocolError(f"agent stream crashed: {type(exc).__name__}")
                 self._add_notice(result.error.user_message)
+            await _close(stream)
             self._finished = True
             self._changed.set()
             self._urgent.set()
@@ -155,17 +191,18 @@ class ReplyRenderer:
         result.text = "\n\n".join(block.text.strip() for block in self._blocks if block.media is None).strip()
         result.message_ids = [shown.message_id for shown in self._shown]
         result.first_text_at = self._first_text_at
+        result.cut = self._cut
         return result
 
     def _apply(self, event: AgentEvent, result: RenderResult) -> None:
         match event:
             case TextDelta(text=text):
-                self._open_block().parts.append(text)
+                self._add_text(self._open_block(), text)
             case Message(text=text, buttons=buttons, media=media):
                 self._close_open_block()
                 if text.strip() or buttons:
-                    self._blocks.append(_Block([text or CHOOSE_PROMPT], closed=True, buttons=buttons))
-                for item in media:
+                    self._add_block(text or CHOOSE_PROMPT, buttons)
+                for item in () if self._cut else media:
                     self._blocks.append(_Block(closed=True, media=item))
             case Buttons(buttons=buttons):
                 self._attach_buttons(buttons)
@@ -174,9 +211,7 @@ class ReplyRenderer:
                 self._blocks.append(_Block(closed=True, media=media))
             case Sources(urls=urls) if urls:
                 self._close_open_block()
-                self._blocks.append(
-                    _Block(["Sources: " + " · ".join(f"<{url}>" for url in urls)], closed=True)
-                )
+                self._add_block("Sources: " + " · ".join(f"<{url}>" for url in urls))
             case HandoffRequested() as handoff:
                 result.handoff = handoff
             case SessionEnded() as ended:
@@ -185,6 +220,26 @@ class ReplyRenderer:
                 result.provider_state = dict(state)
             case _:
                 log.warning("renderer ignored an unknown event %r", type(event).__name__)
+
+    def _add_text(self, block: _Block, text: str) -> None:
+        """Add agent text to `block`, up to `max_chars` in the whole reply. The text that passes the cap
+        is dropped and the block ends at the last natural boundary before it."""
+        room = self.max_chars - self._chars
+        if len(text) <= room:
+            self._chars += len(text)
+            block.append(text)
+            return
+        self._chars, self._cut = self.max_chars, True
+        block.append(text[:room])
+        self._settle(block)
+        block.tail = block.tail[: natural_end(block.tail + text[room : room + 1], len(block.tail))]
+        block.closed = True
+
+    def _add_block(self, text: str, buttons: tuple[Button, ...] = ()) -> None:
+        """A message of its own: a whole message, sources, or the prompt that carries buttons."""
+        block = _Block(closed=True, buttons=buttons)
+        self._blocks.append(block)
+        self._add_text(block, text)
 
     def _open_block(self) -> _Block:
         if not self._blocks or self._blocks[-1].closed:
@@ -196,34 +251,54 @@ class ReplyRenderer:
             self._blocks[-1].closed = True
 
     def _attach_buttons(self, buttons: tuple[Button, ...]) -> None:
+        """On the last message if it is text, else on a prompt of their own."""
         self._close_open_block()
-        text_blocks = [block for block in self._blocks if block.media is None and block.text.strip()]
-        if text_blocks and text_blocks[-1] is self._blocks[-1]:
-            text_blocks[-1].buttons += buttons
+        last = self._blocks[-1] if self._blocks else None
+        if last is not None and last.media is None and not last.blank:
+            last.buttons += buttons
         else:
-            self._blocks.append(_Block([CHOOSE_PROMPT], closed=True, buttons=buttons))
+            self._add_block(CHOOSE_PROMPT, buttons)
 
     def _add_notice(self, notice: str) -> None:
         block = self._open_block()
-        shown = block.text.rstrip()
-        block.replace((shown + "\n\n" if shown else "") + f"⚠️ {notice}")
+        self._settle(block)
+        block.tail = block.tail.rstrip() + ("" if block.blank else "\n\n")
+        block.append(f"⚠️ {notice}")
         block.closed = True
 
-    def _targets(self) -> list[_Target]:
-        """What every platform message of this reply should show right now."""
-        targets: list[_Target] = []
-        for block in self._blocks:
-            if block.media is not None:
-                targets.append(_Target("", (), True, block.media))
-                continue
-            chunks = [
-                c for c in split_text(block.text, self.surface.max_length, self.surface.measure) if c.strip()
-            ]
-            for index, chunk in enumerate(chunks):
-                last = index == len(chunks) - 1
-                final = block.closed or self._finished or not last
-                targets.append(_Target(chunk.strip(), block.buttons if last and final else (), final))
-        return targets
+    def _settle(self, block: _Block) -> None:
+        block.settle(self.surface.max_length, self.surface.measure)
+
+    def _live_targets(self) -> list[_Target]:
+        """Fold what can no longer change into `_fixed`, and return the targets after it: what the
+        platform messages following the fixed ones should show right now."""
+        while len(self._blocks) - self._fixed_blocks > 1:  # a block followed by another is done
+            self._fixed += self._block_targets(self._blocks[self._fixed_blocks], last=False)
+            self._fixed_blocks += 1
+        if self._fixed_blocks == len(self._blocks):
+            return []
+        return self._block_targets(self._blocks[-1], last=True)
+
+    def _block_targets(self, block: _Block, *, last: bool) -> list[_Target]:
+        """The targets of `block` not yet fixed. In the last block, only the final message may still
+        change (more text, buttons, the end of the reply); the full messages before it are fixed here."""
+        if block.media is not None:
+            return [_Target("", (), True, block.media)]
+        self._settle(block)
+        chunks = [
+            (index, chunk.strip())
+            for index, chunk in enumerate([*block.full[block.taken :], block.tail], block.taken)
+            if chunk.strip()
+        ]
+        final = not last or block.closed or self._finished
+        targets = [_Target(text, (), True) for _, text in chunks[:-1]]
+        if chunks:
+            targets.append(_Target(chunks[-1][1], block.buttons if final else (), final))
+        if not last:
+            return targets
+        self._fixed += targets[:-1]
+        block.taken = chunks[-1][0] if chunks else len(block.full)
+        return targets[-1:]
 
     async def _pump(self) -> None:
         """Bring the platform messages towards the text, one request at a time. While an edit waits for
@@ -232,30 +307,37 @@ class ReplyRenderer:
         while True:
             self._changed.clear()
             self._urgent.clear()
-            targets = self._targets()
-            if self._finished and self._in_sync(targets):
+            live = self._live_targets()
+            if self._finished and self._in_sync(live):
                 return
-            wait = await self._step(targets)
+            wait = await self._step(live)
             if wait is None:
                 continue
             woken_by = self._changed if wait >= IDLE_WAIT else self._urgent
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken_by.wait(), timeout=wait)
 
-    def _in_sync(self, targets: Sequence[_Target]) -> bool:
-        return len(self._shown) == len(targets) and all(
-            target.media is not None or (shown.text == target.text and shown.buttons == target.buttons)
-            for shown, target in zip(self._shown, targets, strict=True)
+    def _target(self, index: int, live: Sequence[_Target]) -> _Target:
+        fixed = len(self._fixed)
+        return self._fixed[index] if index < fixed else live[index - fixed]
+
+    def _in_sync(self, live: Sequence[_Target]) -> bool:
+        return len(self._shown) == len(self._fixed) + len(live) and all(
+            _shows(self._shown[index], self._target(index, live))
+            for index in range(self._settled, len(self._shown))
         )
 
-    async def _step(self, targets: Sequence[_Target]) -> float | None:
-        """Make one request towards `targets`. Return None if one was made, else how long to wait."""
-        for index, target in enumerate(targets):
+    async def _step(self, live: Sequence[_Target]) -> float | None:
+        """Make one request towards the targets. Return None if one was made, else how long to wait."""
+        for index in range(self._settled, len(self._fixed) + len(live)):
+            target = self._target(index, live)
             if index >= len(self._shown):
                 await self._send(target)
                 return None
             shown = self._shown[index]
-            if target.media is not None or (shown.text == target.text and shown.buttons == target.buttons):
+            if _shows(shown, target):
+                if index == self._settled and index < len(self._fixed):
+                    self._settled += 1
                 continue
             if target.final:
                 await self._edit_final(index, target)
@@ -342,3 +424,19 @@ class ReplyRenderer:
                 await asyncio.wait_for(self._first_text.wait(), timeout=TYPING_REFRESH_SECONDS)
             except TimeoutError:
                 pass
+
+
+def _shows(shown: _Shown, target: _Target) -> bool:
+    return target.media is not None or (shown.text == target.text and shown.buttons == target.buttons)
+
+
+async def _close(stream: AsyncIterator[AgentEvent]) -> None:
+    """Close an agent stream left before its end (an async generator; a plain iterator has nothing to
+    close). The agent's own cleanup failing must not cost the user the reply."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is None:
+        return
+    try:
+        await aclose()
+    except Exception:
+        log.warning("closing the agent stream failed", exc_info=True)

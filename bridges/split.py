@@ -1,7 +1,9 @@
 """Split a long reply into platform-sized messages at the most natural boundary.
 
 Splitting is greedy and only looks at the first `limit` units of what remains, so once a chunk is full
-its cut never moves as more text streams in: a message that was finalised stays final.
+its cut never moves as more text streams in: a message that was finalised stays final. Each cut depends
+only on the text from the previous cut on, so a streaming caller can keep the full chunks and re-split
+just the rest, and the work stays linear in the length of the reply.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import unicodedata
 from collections.abc import Callable
 
 Measure = Callable[[str], int]
+"""Length in the platform's units: grows with the text, by at least one unit per character."""
 
 # Cut after these, best first. A cut is only taken if it keeps the chunk at least this full.
 _BOUNDARIES: tuple[tuple[re.Pattern[str], float], ...] = (
@@ -34,13 +37,28 @@ def split_text(text: str, limit: int, measure: Measure = len) -> list[str]:
         raise ValueError("limit too small to split sensibly")
     chunks: list[str] = []
     start = 0
-    while measure(text[start:]) > limit:
+    while not _fits(text, start, limit, measure):
         window = text[start : start + _fitting_length(text, start, limit, measure)]
         cut = _boundary_cut(window) or _grapheme_safe_cut(text, start, start + len(window)) - start
         chunks.append(text[start : start + cut])
         start += cut
     chunks.append(text[start:])
     return chunks
+
+
+def _fits(text: str, start: int, limit: int, measure: Measure) -> bool:
+    """Whether text[start:] fits, measuring at most `limit` characters of it (never the whole reply)."""
+    return len(text) - start <= limit and measure(text[start:]) <= limit
+
+
+def natural_end(text: str, end: int) -> int:
+    """Where to stop `text` when only text[:end] may be shown: after the last paragraph, line, sentence
+    or word boundary that keeps enough of it, else at `end`, never inside a grapheme. The character after
+    `end`, when there is one, shows whether a word or a grapheme goes on."""
+    if end >= len(text):
+        return len(text)
+    cut = _boundary_cut(text[: end + 1])
+    return min(cut, end) if cut else _grapheme_safe_cut(text, 0, end)
 
 
 def _fitting_length(text: str, start: int, limit: int, measure: Measure) -> int:
@@ -78,7 +96,7 @@ def _grapheme_safe_cut(text: str, start: int, index: int) -> int:
     cut = index
     while cut > floor and _joins_previous(text, cut):
         cut -= 1
-    if _regional_indicators_before(text, cut) % 2 == 1 and cut - 1 > start:
+    if _regional_indicators_before(text, start, cut) % 2 == 1 and cut - 1 > start:
         cut -= 1
     return cut
 
@@ -99,9 +117,11 @@ def _joins_previous(text: str, index: int) -> bool:
     )
 
 
-def _regional_indicators_before(text: str, index: int) -> int:
+def _regional_indicators_before(text: str, start: int, index: int) -> int:
+    """Flag halves in the run ending at `index`, counted from `start` at the earliest (every earlier cut
+    left an even number of them behind it, so the parity is the same)."""
     count = 0
-    while index - count - 1 >= 0 and "\U0001f1e6" <= text[index - count - 1] <= "\U0001f1ff":
+    while index - count - 1 >= start and "\U0001f1e6" <= text[index - count - 1] <= "\U0001f1ff":
         count += 1
     if count and index < len(text) and "\U0001f1e6" <= text[index] <= "\U0001f1ff":
         return count

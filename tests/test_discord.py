@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
@@ -25,12 +26,15 @@ from agents.base import (
     Turn,
     TurnEnd,
 )
+from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.discord import DiscordBridge, DiscordConfig
 from bridges.discord.cog import Replies
 from bridges.relay import Notices, Relay, RelayPolicy
 from bridges.split import split_text, utf16_length
-from models import AgentBinding, BindingScope
+from models import AgentBinding, BindingScope, Role, TranscriptEntry
 from tests.fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeMessage, FakeUser
+from tests.fakes.http import Hang
+from tests.fakes.openai import FakeOpenAI, content
 
 WINDOW = 0.25
 """The fake's per-channel message bucket window, shortened from Discord's 5 s to keep tests quick; the
@@ -115,20 +119,23 @@ def relay(db: async_sessionmaker[AsyncSession], agent: ScriptedAgent) -> Relay:
 StartBridge = Callable[..., Awaitable[DiscordBridge]]
 
 
+def config_for(fake: FakeDiscord, **overrides: Any) -> DiscordConfig:
+    return DiscordConfig(
+        token=SecretStr(fake.token),
+        api_base=fake.api_base,
+        gateway_url=fake.gateway_url,
+        channel_window_seconds=WINDOW,
+        guild_ready_timeout=0.05,
+        **overrides,
+    )
+
+
 @pytest.fixture
 async def start_bridge(world: World, relay: Relay) -> AsyncIterator[StartBridge]:
     started: list[DiscordBridge] = []
 
     async def start(**overrides: Any) -> DiscordBridge:
-        config = DiscordConfig(
-            token=SecretStr(world.fake.token),
-            api_base=world.fake.api_base,
-            gateway_url=world.fake.gateway_url,
-            channel_window_seconds=WINDOW,
-            guild_ready_timeout=0.05,
-            **overrides,
-        )
-        bridge = DiscordBridge(config, relay, edit_interval=0.02)
+        bridge = DiscordBridge(config_for(world.fake, **overrides), relay, edit_interval=0.02)
         await bridge.start()
         started.append(bridge)
         return bridge
@@ -390,3 +397,40 @@ async def test_threads_media_and_follow_ups_in_the_thread(
     await fake.wait_for_texts(thread, ["Here it is", "", "scripted: and without a mention"])
     assert fake.bot_messages(channel) == []
     assert fake.identifies[-1] & (1 << 15)  # asked for the Message Content intent
+
+
+async def test_a_runaway_reply_is_cut_at_the_cap_and_the_provider_is_hung_up_on(
+    world: World, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """An OpenAI-compatible provider streams far past `max_reply_chars`: the user sees the reply up to the
+    last sentence before the cap, then a notice; the provider sees the client hang up mid-stream; the
+    transcript keeps what was shown."""
+    sentence = "This answer keeps going and going. "  # 35 characters; 3,000 fit 85 sentences and a bit
+    endless = sentence * 400
+    streamed = [content(endless[i : i + 4]) for i in range(0, 2996, 4)]
+    # The rest comes in one piece, so the fake is past writing, and waiting, when the client hangs up.
+    async with FakeOpenAI(api_key=None) as provider, httpx.AsyncClient() as http:
+        provider.script(*streamed, content(endless[2996:]), Hang())
+        gpt = OpenAICompatAgent(
+            "gpt", OpenAICompatSettings(base_url=provider.url, model=provider.model), http
+        )
+        policy = RelayPolicy(
+            default_agent="gpt",
+            idle_timeout=timedelta(minutes=30),
+            handoff_expiry=timedelta(minutes=10),
+            bindings={},
+            max_reply_chars=3000,
+        )
+        bridge = DiscordBridge(config_for(world.fake), Relay(db, {"gpt": gpt}, policy), edit_interval=0.02)
+        await bridge.start()
+        try:
+            dm = world.dm()
+            await world.fake.user_says(dm, world.alice, "tell me everything")
+            shown = [chunk.strip() for chunk in split_text(sentence * 85, 2000, utf16_length)]
+            await world.fake.wait_for_texts(dm, [*shown, Notices.reply_cut])
+            assert provider.disconnected.is_set()  # hung up on when the cap was passed, not once all was said
+        finally:
+            await bridge.close(grace=1.0)
+    async with db() as session:
+        said = await session.scalar(select(TranscriptEntry.text).where(TranscriptEntry.role == Role.AGENT))
+    assert said == (sentence * 85).strip()

@@ -22,9 +22,10 @@ from agents.base import (
     TextDelta,
     TurnEnd,
 )
+from bridges import render
 from bridges.budget import RateBudget
 from bridges.render import CHOOSE_PROMPT, RenderFailed, ReplyRenderer
-from bridges.split import split_text, utf16_length
+from bridges.split import Measure, split_text, utf16_length
 from bridges.surface import SurfaceError
 from tests.surfaces import RecordingSurface
 from tests.test_split import FAMILY, FLAGS, TRICKY, breaks_grapheme
@@ -78,7 +79,8 @@ async def test_chunk_storm_coalesces_into_few_edits_and_ends_exact() -> None:
     events = [TextDelta(char) for char in text] * 1  # 1,500 one-character deltas
     events += [TextDelta(" tail") for _ in range(8500)]  # 10,000 deltas in all
     full = text + " tail" * 8500
-    result = await asyncio.wait_for(ReplyRenderer(surface).render(stream([*events, TurnEnd({})], 50)), 20)
+    renderer = ReplyRenderer(surface, max_chars=len(full))
+    result = await asyncio.wait_for(renderer.render(stream([*events, TurnEnd({})], 50)), 20)
     assert surface.visible_texts() == expected_messages(full, surface)
     assert result.text == full.strip()
     edits = surface.count("edit")
@@ -301,3 +303,122 @@ async def test_concurrent_replies_share_one_budget_and_still_end_exact() -> None
     for surface, text in zip(surfaces, texts, strict=True):
         assert surface.visible_texts() == [text.strip()]
         assert_clean_history(surface)
+
+
+class Work:
+    """Characters the renderer hands to the real splitter and to the platform's measure, counted."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.chars = 0
+        real_split = render.split_text
+
+        def split(text: str, limit: int, measure: Measure = len) -> list[str]:
+            self.chars += len(text)
+            return real_split(text, limit, measure)
+
+        monkeypatch.setattr(render, "split_text", split)
+
+    def measure(self, text: str) -> int:
+        self.chars += len(text)
+        return utf16_length(text)
+
+
+async def rendering_work(size: int, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """(characters processed, requests made) to render `size` characters streamed in 4-character deltas,
+    the pump catching up every 100 characters, as it does with a provider paced over the network."""
+    work = Work(monkeypatch)
+    text = ("Streaming text, as an agent writes it. " * 6 + "\n\n") * (size // 236 + 1)
+    text = text[:size]
+    surface = RecordingSurface(max_length=4096, measure=work.measure, edit_interval=0.0)
+    renderer = ReplyRenderer(surface, max_chars=size)
+    result = await renderer.render(stream([*deltas(text, 4), TurnEnd({})], pause_every=25))
+    assert result.text == text.strip() and surface.visible_texts() == expected_messages(text, surface)
+    return work.chars, len(surface.requests)
+
+
+async def test_rendering_work_grows_linearly_with_the_reply(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each step re-reads only the message still growing, never the whole reply: four times the text
+    costs four times the work (re-splitting everything per edit would cost sixteen times)."""
+    small, small_requests = await rendering_work(25_000, monkeypatch)
+    large, large_requests = await rendering_work(100_000, monkeypatch)
+    assert large_requests <= 5 * small_requests  # the same pace of edits per character
+    assert large < 5 * small, (small, large)
+
+
+class Runaway:
+    """An agent that would stream forever; records how far it was read and whether it was closed. It
+    holds on to its stream, so only the renderer can close it (not the garbage collector)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pulled = 0
+        self.closed = False
+        self.events = self._stream()
+
+    async def _stream(self) -> AsyncIterator[AgentEvent]:
+        try:
+            while True:
+                for index in range(0, len(self.text), 4):
+                    delta = self.text[index : index + 4]
+                    self.pulled += len(delta)
+                    await asyncio.sleep(0)
+                    yield TextDelta(delta)
+        finally:
+            self.closed = True
+
+
+async def test_a_reply_past_the_cap_ends_at_a_sentence_and_the_stream_is_closed() -> None:
+    sentence = "This reply goes on and on without an end in sight. "
+    agent = Runaway(sentence)
+    surface = RecordingSurface(max_length=2000, edit_interval=0.01)
+    result = await asyncio.wait_for(ReplyRenderer(surface, max_chars=5000).render(agent.events), 10)
+    assert result.cut and agent.closed
+    assert agent.pulled < 5004  # not one delta more than it took to pass the cap
+    shown = surface.visible_texts()
+    assert len(shown) == 3 and all(text.endswith("in sight.") for text in shown)
+    assert " ".join(shown) == result.text
+    assert (sentence * 100).startswith(result.text) and 4900 < len(result.text) <= 5000
+    assert result.provider_state is None  # the turn never ended: its state is not kept
+    assert_clean_history(surface)
+
+
+async def test_a_reply_cut_inside_a_word_or_a_grapheme_backs_off_to_a_whole_one() -> None:
+    surface = RecordingSurface(max_length=2000)
+    words = await ReplyRenderer(surface, max_chars=25).render(
+        stream([TextDelta("alpha beta gamma delta epsilon")])
+    )
+    assert words.text == "alpha beta gamma delta" and words.cut
+    accents = "e\u0301" * 40  # the cap falls between an "e" and its accent
+    marks = await ReplyRenderer(RecordingSurface(), max_chars=31).render(stream([TextDelta(accents)]))
+    assert marks.text == accents[:30] and marks.cut
+
+
+async def test_a_whole_message_past_the_cap_is_cut_and_what_follows_is_dropped() -> None:
+    surface = RecordingSurface()
+    picture = Media("https://example.test/cat.png")
+    events: list[AgentEvent] = [
+        TextDelta("Intro. "),
+        Message("First point. Second point. Third point.", media=(picture,)),
+        Media(picture.url),
+        TurnEnd({"s": 1}),
+    ]
+    result = await ReplyRenderer(surface, max_chars=34).render(stream(events))
+    assert surface.visible_texts() == ["Intro.", "First point. Second point."]
+    assert surface.visible_media() == [] and result.cut and result.provider_state is None
+
+
+async def test_a_reply_within_the_cap_is_not_cut() -> None:
+    text = "x" * 100
+    result = await ReplyRenderer(RecordingSurface(), max_chars=100).render(
+        stream([TextDelta(text), TurnEnd({})])
+    )
+    assert result.text == text and not result.cut and result.provider_state == {}
+
+
+async def test_the_stream_is_closed_when_the_platform_refuses_the_reply() -> None:
+    surface = RecordingSurface()
+    surface.fail_next("send", SurfaceError("forbidden", permanent=True), times=5)
+    agent = Runaway("more text ")
+    with pytest.raises(RenderFailed):
+        await asyncio.wait_for(ReplyRenderer(surface).render(agent.events), 5)
+    assert agent.closed

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridges.split import split_text, utf16_length
+from bridges.split import natural_end, split_text, utf16_length
 
 FAMILY = "👨\u200d👩\u200d👧\u200d👦"
 FLAGS = "🇫🇷🇩🇪🇯🇵"
@@ -122,3 +122,49 @@ def test_full_chunks_never_move_as_text_streams_in(prefix: str, more: str, limit
     before = split_text(prefix, limit)
     after = split_text(prefix + more, limit)
     assert after[: len(before) - 1] == before[:-1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts, st.integers(min_value=16, max_value=120), st.booleans())
+def test_the_rest_splits_alike_on_its_own(text: str, limit: int, utf16: bool) -> None:
+    """Each cut depends only on the text from the previous cut on, so a streaming caller may keep the full
+    chunks and split only what follows them."""
+    measure = utf16_length if utf16 else len
+    first, *rest = split_text(text, limit, measure)
+    if rest:
+        assert split_text(text[len(first) :], limit, measure) == rest
+
+
+def test_splitting_work_grows_linearly_with_the_text() -> None:
+    """Never measures all of what remains per chunk: that made a 400 kB reply cost seconds of CPU."""
+
+    def measured(text: str) -> int:
+        count = 0
+
+        def counting(piece: str) -> int:
+            nonlocal count
+            count += len(piece)
+            return utf16_length(piece)
+
+        assert "".join(split_text(text, 4096, counting)) == text
+        return count
+
+    line = "Lorem ipsum dolor sit amet, 😀 consectetur adipiscing elit. "
+    small, large = measured(line * 1000), measured(line * 4000)  # 59,000 and 236,000 characters
+    assert large < 5 * small, (small, large)
+
+
+@pytest.mark.parametrize(
+    ("text", "end", "kept"),
+    [
+        ("One sentence. Another one follows here", 22, "One sentence. "),
+        ("line one\nline two goes on", 15, "line one\n"),
+        ("alpha beta gamma delta", 13, "alpha beta "),
+        ("x" * 50, 20, "x" * 20),
+        ("a" * 20 + ACCENTED * 5, 21, "a" * 20),  # the accent after the cut belongs to the "e"
+        ("a" * 20 + FAMILY, 23, "a" * 20),
+        ("short", 10, "short"),
+    ],
+)
+def test_natural_end_backs_off_to_a_boundary(text: str, end: int, kept: str) -> None:
+    assert text[: natural_end(text, end)] == kept
