@@ -443,7 +443,8 @@ class Relay:
             button=inbound.button,
             history=await self._history(conversation.id),
         )
-        await self._set_pending(conversation.id, {"instance": self.policy.instance, "asked": text[:80]})
+        pending = {"instance": self.policy.instance, "run": self._run_id, "asked": text[:80]}
+        await self._set_pending(conversation.id, pending)
 
         async def posted(message_id: str) -> None:
             await self._set_pending(conversation.id, message_id=message_id)
@@ -627,8 +628,8 @@ class Relay:
         found = 0
         for conversation in stranded:
             pending = conversation.pending_reply or {}
-            if pending.get("instance") != self.policy.instance:
-                continue
+            if pending.get("instance") != self.policy.instance or pending.get("run") == self._run_id:
+                continue  # another process's, or a reply this run is writing right now
             found += 1
             surface = surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
             if surface is not None:

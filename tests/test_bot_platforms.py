@@ -53,6 +53,13 @@ async def start_bot(cwd: Path, env: dict[str, str]) -> asyncio.subprocess.Proces
     )
 
 
+def drain_stderr(process: asyncio.subprocess.Process) -> asyncio.Task[bytes]:
+    """Read the process's stderr as it comes: a DEBUG log fills the pipe's buffer in seconds, and a
+    process blocked writing its log stops serving."""
+    assert process.stderr is not None
+    return asyncio.create_task(process.stderr.read())
+
+
 @pytest.fixture
 async def fakes() -> AsyncIterator[tuple[FakeDiscord, FakeTelegram, str]]:
     telegram = FakeTelegram()
@@ -73,6 +80,7 @@ async def test_bot_serves_discord_and_telegram_and_stops_cleanly_on_sigterm(
         tmp_path,
         {"SWITCHBOARD_DISCORD__TOKEN": discord.token, "SWITCHBOARD_TELEGRAM__TOKEN": telegram.token},
     )
+    stderr = drain_stderr(process)
     try:
         await discord.connected(within=30)
         await telegram.wait_for(lambda: telegram.count("setMyCommands") > 0, within=30, what="start")
@@ -88,9 +96,9 @@ async def test_bot_serves_discord_and_telegram_and_stops_cleanly_on_sigterm(
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0, stderr.decode()
-    logs = stderr.decode()
+        await asyncio.wait_for(process.wait(), 30)
+    logs = (await stderr).decode()
+    assert process.returncode == 0, logs
     assert logs.count("\n") > 50 and "[redacted]" in logs  # the scan read real, token-bearing lines
     assert discord.token not in logs and telegram.token not in logs
 

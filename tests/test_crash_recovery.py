@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from agents.demo import JOKES
 from models import InboundMessage, create_engine, session_factory
 from tests.fakes.telegram import FakeTelegram
-from tests.test_bot_platforms import start_bot
+from tests.test_bot_platforms import drain_stderr, start_bot
 
 
 @pytest.fixture
@@ -51,6 +51,7 @@ async def test_messages_queued_behind_a_reply_survive_kill_9_and_are_answered_in
     bob = fake.user("Bob")
     chat = fake.private_chat(bob)
     first = await start_bot(tmp_path, {**env, "SWITCHBOARD_AGENTS__DEMO__CHUNK_DELAY": "0.5"})
+    first_log = drain_stderr(first)
     try:
         await fake.wait_for(lambda: fake.count("setMyCommands") > 0, within=30, what="start")
         fake.say(chat, bob, "long")
@@ -63,10 +64,12 @@ async def test_messages_queued_behind_a_reply_survive_kill_9_and_are_answered_in
         await fake.wait_for(lambda: fake.unconfirmed == 0, what="Telegram to forget them")
     finally:
         first.send_signal(signal.SIGKILL)  # no chance to clean up
-        await first.communicate()
+        await first.wait()
+        await first_log
     shown = len(fake.bot_messages(chat))
 
     second = await start_bot(tmp_path, env)
+    stderr = drain_stderr(second)
     try:
         expected = [
             "Sorry, I was restarted while answering “long”. Your message is saved; please send it again.",
@@ -87,6 +90,7 @@ async def test_messages_queued_behind_a_reply_survive_kill_9_and_are_answered_in
         assert await unhandled(tmp_path / "switchboard.db") == 0
     finally:
         second.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(second.communicate(), 30)
-    assert second.returncode == 0, stderr.decode()
-    assert stderr.decode().count("left unanswered by a restart") == 2
+        await asyncio.wait_for(second.wait(), 30)
+    logs = (await stderr).decode()
+    assert second.returncode == 0, logs
+    assert logs.count("left unanswered by a restart") == 2

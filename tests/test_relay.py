@@ -574,3 +574,19 @@ async def test_reset_and_human_in_a_loop_open_at_most_the_hourly_handoff_limit(
     assert surface.visible_texts()[-1] == Notices.handoff_requested
     async with db() as session:
         assert await session.scalar(select(func.count()).select_from(Handoff)) == 4
+
+
+async def test_recovery_leaves_alone_the_replies_this_run_is_writing(
+    db: async_sessionmaker[AsyncSession], clock: Clock
+) -> None:
+    """Recovery runs while the process already serves: a reply started meanwhile is no crash leftover."""
+    gate = asyncio.Event()
+    agent = ScriptedAgent(gate=gate)
+    relay = Relay(db, {"scripted": agent}, POLICY, now=clock)
+    surface = RecordingSurface()
+    turn = asyncio.create_task(relay.handle(inbound("slow"), surface))
+    await asyncio.wait_for(agent.entered.wait(), 5)
+    assert await relay.recover_interrupted(lambda *_: surface) == 0
+    gate.set()
+    await turn
+    assert surface.visible_texts() == ["scripted: slow (#1)"]
