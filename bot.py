@@ -22,6 +22,7 @@ from agents import create_agent
 from bridges.console import ConsoleBridge
 from bridges.discord import DiscordBridge, DiscordStartError
 from bridges.handoff import HandoffPolicy, HandoffService, JumpLink
+from bridges.recovery import Recovery
 from bridges.relay import Relay, RelayPolicy
 from bridges.surface import Surface, SurfaceFactory
 from bridges.telegram import TelegramBridge, TelegramStartError
@@ -108,7 +109,11 @@ async def run(settings: Settings) -> None:
             handoffs=handoffs,
         )
         grace = settings.ops.shutdown_grace_seconds
-        for bridge in platform_bridges(settings, relay):
+        bridges = platform_bridges(settings, relay)
+        recovery = Recovery(relay)
+        if bridges:  # before they start, so what a crash left waiting goes ahead of anything new
+            await recovery.prepare()
+        for bridge in bridges:
             stack.push_async_callback(bridge.close, grace)  # closes (and finishes replies) on the way out
             await bridge.start()
             factories[bridge.platform] = bridge.surface_for
@@ -120,8 +125,8 @@ async def run(settings: Settings) -> None:
         if factories:
             # Answering what a crash left behind takes as long as replies do: serve (and heed SIGTERM)
             # meanwhile, and give it the same grace as replies in progress on the way out.
-            recovery = asyncio.create_task(relay.recover_interrupted(surface_for), name="recovery")
-            stack.push_async_callback(finish_within, recovery, grace)
+            recovering = asyncio.create_task(recovery.run(surface_for), name="recovery")
+            stack.push_async_callback(finish_within, recovering, grace)
             log.info("serving %s; stop with SIGTERM or Ctrl-C", " and ".join(factories))
             await stop_signal()
             log.warning("shutting down: finishing replies in progress (up to %gs)", grace)

@@ -17,6 +17,7 @@ from typing import TextIO
 
 from agents.base import Button, Media
 from bridges.budget import RateBudget
+from bridges.recovery import recover
 from bridges.relay import Relay
 from bridges.surface import Inbound
 
@@ -170,7 +171,7 @@ class ConsoleBridge:
         await self.terminal.start()
         if self.terminal.interactive:
             self.terminal.write(HELP + "\n")
-        if await self.relay.recover_interrupted(self._surface_for):
+        if await recover(self.relay, self._surface_for):
             self.surface.end_reply()
         while (line := await self.terminal.read_line()) is not None:
             text = line.strip()

@@ -23,7 +23,11 @@ MAX_DURATION = timedelta(days=3650)
 
 class Replies:
     blocked = "Blocked {who} {how_long}: everything they send is ignored."
-    blocked_already = "{who} is already blocked, {how_long} (set by {by} on {since}).{reason}"
+    blocked_already = (
+        "{who} is already blocked, {how_long} (set by {by} on {since}).{reason} To change it, give a "
+        "duration or a reason."
+    )
+    block_changed = "Changed the block of {who}: now {how_long}."
     unblocked = "Unblocked {who}: the bot answers them again."
     unblocked_already = "{who} was not blocked."
     reason = " Reason: {reason}"
@@ -90,30 +94,42 @@ class Moderation:
         self.relay = relay
 
     async def block(
-        self, target: Target, who: str, moderator: Moderator, duration: timedelta | None, reason: str
+        self,
+        target: Target,
+        who: str,
+        moderator: Moderator,
+        duration: timedelta | None,
+        reason: str,
+        *,
+        show_reason: bool = True,
     ) -> str:
-        """Block, unless already blocked (then say by whom, until when and why); `who` is the target as
-        the platform shows it."""
+        """Block; a user already blocked gets the new terms if any are given, else the moderator learns
+        by whom, until when and why. `who` is the target as the platform shows it; `show_reason=False`
+        where the person blocked might read the answer (the desk log has it anyway)."""
         relay = self.relay
         current = await relay.blocks.active(target.platform, target.user_id)
-        if current is not None:
+        if current is not None and duration is None and not reason:
             return Replies.blocked_already.format(
                 who=who,
                 how_long=_how_long(current),
                 by=current.by,
                 since=_when(current.since),
-                reason=Replies.reason.format(reason=current.reason) if current.reason else "",
+                reason=Replies.reason.format(reason=current.reason) + "."
+                if current.reason and show_reason
+                else "",
             )
         until = relay.blocks.now() + duration if duration is not None else None
         block = await relay.blocks.block(
             target.platform, target.user_id, by=moderator.id, until=until, reason=reason
         )
+        done = "changed the block of" if current is not None else "blocked"
         await relay.handoffs.audit(
-            f"🚫 {moderator} blocked {target} {_how_long(block)} in {moderator.where}."
+            f"🚫 {moderator} {done} {target} {_how_long(block)} in {moderator.where}."
             + (Replies.reason.format(reason=reason) if reason else " No reason given.")
         )
-        reply = Replies.blocked.format(who=who, how_long=_how_long(block))
-        if reason:
+        answer = Replies.block_changed if current is not None else Replies.blocked
+        reply = answer.format(who=who, how_long=_how_long(block))
+        if reason and show_reason:
             reply += Replies.reason.format(reason=reason)
         handoff_id = target.handoff_id or await relay.open_handoff_of_user(target.platform, target.user_id)
         return reply + (Replies.handoff_stays.format(id=handoff_id) if handoff_id is not None else "")

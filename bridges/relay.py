@@ -7,27 +7,24 @@ agent is called, so nothing typed is lost whatever the provider or platform does
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import time
 import unicodedata
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Literal, cast
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.base import Agent, Button, HistoryEntry, Resumable, Turn
+from agents.base import Agent, HistoryEntry, Resumable, Turn
 from bridges.blocks import BlockService
 from bridges.budget import RateBudget
 from bridges.handoff import HandoffPolicy, HandoffService, open_handoff_of
+from bridges.inbox import Inbox, LeftOver, Receipt
+from bridges.outage import DatabaseUnavailable, survives_db_outage
 from bridges.render import MAX_REPLY_CHARS, RenderFailed, RenderResult, ReplyRenderer
 from bridges.surface import Inbound, Surface, SurfaceFactory, send_notice
 from bridges.turns import Place, TurnOrder
@@ -39,19 +36,20 @@ from models import (
     ConversationStatus,
     Handoff,
     HandoffStatus,
-    InboundMessage,
     Role,
     TranscriptEntry,
     User,
     utcnow,
 )
-from models.db import is_transient_db_error
-from models.queries import insert_ignoring_duplicates, user_row
+from models.queries import user_row
 from ops import metrics
 
 log = logging.getLogger(__name__)
 
 HISTORY_LENGTH = 20
+
+Command = Literal["reset", "human"]
+"""Commands that wait their turn in the conversation like messages do."""
 
 
 class Notices:
@@ -64,8 +62,8 @@ class Notices:
         "You already have an open request for a moderator. They will answer you where you asked."
     )
     handoff_too_often = (
-        "You have asked for a moderator several times in the last hour, so I can't open another request "
-        "right now. Please try again later; the assistant is still here."
+        "Several requests for a moderator were opened for you in the last hour, so I can't open another "
+        "one right now. Please try again later; the assistant is still here."
     )
     handoff_expired = "No moderator was available in time, so the assistant is back. Your message is below."
     reset = "Started a new conversation. What can I help you with?"
@@ -85,7 +83,10 @@ class Notices:
     interrupted = (
         "Sorry, I was restarted while answering “{asked}”. Your message is saved; please send it again."
     )
-    not_answered = "Sorry, I was restarted before I could answer “{asked}”. Please send it again."
+    press_not_answered = (
+        "Sorry, I was restarted before I could act on your choice “{label}”. Please choose again or send a "
+        "message."
+    )
 
 
 @dataclass(frozen=True)
@@ -111,42 +112,6 @@ class RelayPolicy:
     """Seconds to keep retrying while the database is unreachable or locked, before telling the user."""
 
 
-class DatabaseUnavailable(Exception):
-    """The database stayed unreachable for longer than the grace period."""
-
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-def _survives_db_outage(
-    step: Callable[Concatenate[Relay, P], Coroutine[Any, Any, T]],
-) -> Callable[Concatenate[Relay, P], Coroutine[Any, Any, T]]:
-    """Retry a database step through a restart or a lock, with backoff, within the policy's grace.
-
-    Each step is its own transaction, so a retry repeats only work that did not commit.
-    """
-
-    @functools.wraps(step)
-    async def retrying(relay: Relay, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + relay.policy.db_outage_grace
-        delay = 0.1
-        while True:
-            try:
-                return await step(relay, *args, **kwargs)
-            except (DBAPIError, PoolTimeout, OSError) as exc:
-                if not is_transient_db_error(exc):
-                    raise
-                if loop.time() + delay > deadline:
-                    raise DatabaseUnavailable(f"{step.__name__}: {type(exc).__name__}") from exc
-                log.warning("database unavailable in %s (%s); retrying in %.1fs", step.__name__, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-    return retrying
-
-
 @dataclass
 class _UserGate:
     budget: RateBudget
@@ -159,15 +124,6 @@ class Refusal:
 
     notice: str | None
     """What to tell the user: None for a blocked user, or one already asked to slow down."""
-
-
-@dataclass(frozen=True)
-class _Receipt:
-    """The primary key of an inbound message's row (models/inbound.py)."""
-
-    platform: str
-    chat_id: str
-    message_id: str
 
 
 class Relay:
@@ -191,10 +147,19 @@ class Relay:
         )
         self.handoffs.on_return = self.resume_after_handoff
         self.blocks = BlockService(db, now=now)
+        self.inbox = Inbox(
+            db,
+            run_id=f"{policy.instance}:{uuid.uuid4().hex[:12]}",
+            instance=policy.instance,
+            now=now,
+            outage_grace=policy.db_outage_grace,
+        )
         self._turns = TurnOrder()
         self._gates: dict[tuple[str, str], _UserGate] = {}
-        self._run_id = f"{policy.instance}:{uuid.uuid4().hex[:12]}"
-        self._taken = 0
+
+    @property
+    def outage_grace(self) -> float:
+        return self.policy.db_outage_grace
 
     def line_up(self, inbound: Inbound) -> Place:
         """Take the message's place in its conversation's line, now, before any await. A bridge that
@@ -212,7 +177,7 @@ class Relay:
         `place` (see `line_up`) the bridge has asked `admission` itself.
 
         The message is recorded before it waits for its turn, so a crash while it waits loses nothing
-        (`recover_interrupted` answers it on the next start).
+        (bridges/recovery.py answers it on the next start).
         """
         if inbound.button is None and _invisible(inbound.text):
             return None
@@ -223,15 +188,23 @@ class Relay:
                 return None
             return await self._take_turn(inbound, surface, place)
 
-    async def _take_turn(self, inbound: Inbound, surface: Surface, place: Place) -> RenderResult | None:
+    async def _take_turn(
+        self, inbound: Inbound, surface: Surface, place: Place, receipt: Receipt | None = None
+    ) -> RenderResult | None:
+        """Record the message (unless a recovery brings it recorded), wait for its turn, route it. A turn
+        that fails is marked handled, since its user is told (here, or by the bridge)."""
         try:
             with place:
-                receipt = await self._receive(inbound, place.number)
+                receipt = receipt or await self.inbox.receive(inbound, place.number)
                 if receipt is None:
                     log.info("message %s:%s taken by another process", inbound.platform, inbound.message_id)
                     return None
                 await place.turn()
-                return await self._route(inbound, surface, receipt)
+                try:
+                    return await self._route(inbound, surface, receipt)
+                except Exception:
+                    await self.inbox.give_up(receipt)
+                    raise
         except DatabaseUnavailable as exc:
             log.error("dropping a turn for %s:%s: %s", inbound.platform, inbound.user_id, exc)
             await send_notice(surface, Notices.db_unavailable)
@@ -258,10 +231,10 @@ class Relay:
             await send_notice(surface, refusal.notice)
         return refusal is None
 
-    async def _route(self, inbound: Inbound, surface: Surface, receipt: _Receipt) -> RenderResult | None:
+    async def _route(self, inbound: Inbound, surface: Surface, receipt: Receipt) -> RenderResult | None:
         if await self.is_blocked(inbound.platform, inbound.user_id):  # blocked while it waited
             log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
-            await self._mark_handled(receipt)
+            await self.inbox.mark_handled(receipt)
             return None
         conversation, notice = await self._conversation_for(inbound)
         if notice:
@@ -276,24 +249,7 @@ class Relay:
 
     async def reset(self, inbound: Inbound, surface: Surface, *, place: Place | None = None) -> None:
         """Close the current conversation (and any open handoff); the next message starts afresh."""
-        async with self._turn(inbound, surface, place) as admitted:
-            if not admitted:
-                return
-            async with self.db() as session:
-                conversation = await self._open_conversation(session, inbound)
-                handoff = await open_handoff_of(session, conversation.id) if conversation else None
-            if handoff is not None:
-                await self.handoffs.close(
-                    handoff.id,
-                    HandoffStatus.RETURNED,
-                    f"user:{inbound.user_id}",
-                    f"{inbound.display_name} (the user, with /reset)",
-                    notify_user=False,
-                )
-            if conversation is not None:
-                async with self.db.begin() as session:
-                    _close(await session.get_one(Conversation, conversation.id), self._now())
-        await send_notice(surface, Notices.reset)
+        await self._command(inbound, surface, place, "reset")
 
     async def request_human(
         self,
@@ -303,14 +259,76 @@ class Relay:
         *,
         place: Place | None = None,
     ) -> None:
-        async with self._turn(inbound, surface, place) as admitted:
-            if not admitted:
+        """Open a request for a human moderator (the user's `/human`)."""
+        await self._command(inbound, surface, place, "human", reason=reason)
+
+    async def _command(
+        self,
+        inbound: Inbound,
+        surface: Surface,
+        place: Place | None,
+        command: Command,
+        receipt: Receipt | None = None,
+        *,
+        reason: str = "the user asked for a human",
+    ) -> None:
+        """A command waits its turn like a message, recorded first (a crash while it waits loses it
+        not), and is marked handled when its turn comes: a crash while it runs does not repeat it."""
+        with place or self.line_up(inbound) as taken:
+            if place is None and not await self._admitted(inbound, surface):
                 return
-            conversation, notice = await self._conversation_for(inbound)
-            if notice:
-                await send_notice(surface, notice)
-            answer = await self._open_handoff(conversation.id, reason, requested_by="user")
+            try:
+                receipt = receipt or await self.inbox.receive(inbound, taken.number, command)
+                if receipt is None:
+                    return
+                await taken.turn()
+                await self.inbox.mark_handled(receipt)
+                if command == "reset":
+                    answer = await self._reset(inbound)
+                else:
+                    answer = await self._human(inbound, surface, reason)
+            except DatabaseUnavailable as exc:
+                log.error("dropping /%s of %s:%s: %s", command, inbound.platform, inbound.user_id, exc)
+                answer = Notices.db_unavailable
         await send_notice(surface, answer)
+
+    async def _reset(self, inbound: Inbound) -> str:
+        async with self.db() as session:
+            conversation = await self._open_conversation(session, inbound)
+            handoff = await open_handoff_of(session, conversation.id) if conversation else None
+        if handoff is not None:
+            await self.handoffs.close(
+                handoff.id,
+                HandoffStatus.RETURNED,
+                f"user:{inbound.user_id}",
+                f"{inbound.display_name} (the user, with /reset)",
+                notify_user=False,
+            )
+        if conversation is not None:
+            async with self.db.begin() as session:
+                _close(await session.get_one(Conversation, conversation.id), self._now())
+        return Notices.reset
+
+    async def _human(self, inbound: Inbound, surface: Surface, reason: str) -> str:
+        conversation, notice = await self._conversation_for(inbound)
+        if notice:
+            await send_notice(surface, notice)
+        return await self._open_handoff(conversation.id, reason, requested_by="user")
+
+    async def answer_left_over(self, left: LeftOver, surface: Surface, place: Place) -> None:
+        """Answer a message a crash left unanswered (see bridges/recovery.py), in its place in line. A
+        pressed button is reported instead: its message may be long gone."""
+        inbound, receipt = left.inbound, left.receipt
+        log.warning("answering %s:%s, left unanswered by a restart", inbound.platform, inbound.message_id)
+        if left.command is not None:
+            await self._command(inbound, surface, place, cast(Command, left.command), receipt)
+        elif inbound.button is None:
+            await self._take_turn(inbound, surface, place, receipt)
+        else:
+            with place:
+                await place.turn()
+                await self.inbox.give_up(receipt)
+                await send_notice(surface, Notices.press_not_answered.format(label=inbound.text[:80]))
 
     async def bind_agent(self, scope: BindingScope, scope_id: str, agent_name: str, *, by: str) -> None:
         """Store which agent answers in a scope (an admin's `/agent`); new conversations there use it."""
@@ -328,50 +346,7 @@ class Relay:
             else:
                 binding.agent_name, binding.created_by = agent_name, by
 
-    @_survives_db_outage
-    async def _receive(self, inbound: Inbound, arrival: int) -> _Receipt | None:
-        """Record the message, with all it takes to answer it later; None if another process took it
-        first (see models/inbound.py), or a restart's recovery did (`_retake`). A retry after a lost
-        acknowledgement finds its own row, so it is never mistaken for another process's. Presses and
-        slash commands reach one process already."""
-        local = not inbound.message_id or inbound.button is not None
-        message_id = f"local:{uuid.uuid4().hex}" if local else inbound.message_id
-        receipt = _Receipt(inbound.platform, inbound.chat_id, message_id)
-        async with self.db.begin() as session:
-            await session.execute(
-                insert_ignoring_duplicates(session, InboundMessage)
-                .values(
-                    **asdict(receipt),
-                    taken_by=self._run_id,
-                    received_at=self._now(),
-                    arrival=arrival,
-                    user_id=inbound.user_id,
-                    display_name=inbound.display_name,
-                    thread_id=inbound.thread_id,
-                    guild_id=inbound.guild_id,
-                    is_dm=inbound.is_dm,
-                    text=inbound.text,
-                    button=asdict(inbound.button) if inbound.button is not None else None,
-                )
-                .on_conflict_do_nothing()
-            )
-            row = (
-                await session.execute(
-                    select(InboundMessage.taken_by, InboundMessage.handled_at).filter_by(**asdict(receipt))
-                )
-            ).one()
-            self._taken += 1
-            if self._taken % 1000 == 0:
-                cutoff = self._now() - timedelta(days=2)
-                await session.execute(delete(InboundMessage).where(InboundMessage.received_at < cutoff))
-        return receipt if row.taken_by == self._run_id and row.handled_at is None else None
-
-    @_survives_db_outage
-    async def _mark_handled(self, receipt: _Receipt) -> None:
-        async with self.db.begin() as session:
-            await session.execute(_handled(receipt, self._now()))
-
-    @_survives_db_outage
+    @survives_db_outage
     async def open_handoff_of_user(self, platform: str, user_id: str) -> int | None:
         """The user's open handoff in any conversation, if any (what a moderator blocking them learns)."""
         async with self.db() as session:
@@ -387,7 +362,7 @@ class Relay:
                 .limit(1)
             )
 
-    @_survives_db_outage
+    @survives_db_outage
     async def is_blocked(self, platform: str, user_id: str) -> bool:
         return await self.blocks.active(platform, user_id) is not None
 
@@ -443,7 +418,7 @@ class Relay:
             button=inbound.button,
             history=await self._history(conversation.id),
         )
-        pending = {"instance": self.policy.instance, "run": self._run_id, "asked": text[:80]}
+        pending = {"instance": self.policy.instance, "run": self.inbox.run_id, "asked": text[:80]}
         await self._set_pending(conversation.id, pending)
 
         async def posted(message_id: str) -> None:
@@ -487,7 +462,7 @@ class Relay:
             agent = self.agents[self.policy.default_agent]
         return agent
 
-    @_survives_db_outage
+    @survives_db_outage
     async def _conversation_for(self, inbound: Inbound) -> tuple[Conversation, str | None]:
         """The live conversation for this user in this place, after idle and handoff timeouts."""
         now = self._now()
@@ -558,7 +533,7 @@ class Relay:
                     return name
         return self.policy.default_agent
 
-    @_survives_db_outage
+    @survives_db_outage
     async def _history(self, conversation_id: int) -> tuple[HistoryEntry, ...]:
         async with self.db() as session:
             entries = await session.scalars(
@@ -572,7 +547,7 @@ class Relay:
             rows = list(entries)[1:]  # the newest is the message being answered now
         return tuple(HistoryEntry(role=row.role.value, text=row.text) for row in reversed(rows))  # type: ignore[arg-type]
 
-    @_survives_db_outage
+    @survives_db_outage
     async def _record(
         self,
         conversation_id: int,
@@ -581,13 +556,13 @@ class Relay:
         message_ids: Sequence[str] = (),
         author_id: str = "",
         *,
-        handled: _Receipt | None = None,
+        handled: Receipt | None = None,
     ) -> None:
         """Add a transcript entry; with `handled`, mark that inbound message as taken by its turn in the
         same transaction, so a crash can neither lose it nor answer it twice."""
         async with self.db.begin() as session:
             if handled is not None:
-                await session.execute(_handled(handled, self._now()))
+                await session.execute(self.inbox.handled(handled))
             session.add(
                 TranscriptEntry(
                     conversation_id=conversation_id,
@@ -598,7 +573,7 @@ class Relay:
                 )
             )
 
-    @_survives_db_outage
+    @survives_db_outage
     async def _set_pending(
         self, conversation_id: int, pending: dict[str, Any] | None = None, *, message_id: str = ""
     ) -> None:
@@ -609,18 +584,11 @@ class Relay:
                 current["message_ids"] = [*current.get("message_ids", []), message_id]
             conversation.pending_reply = current
 
-    async def recover_interrupted(self, surface_for: SurfaceFactory) -> int:
-        """After a crash: tell each user whose reply this instance left half-written, then answer, in
-        order, every message this instance had recorded but not yet taken (they were waiting behind
-        that reply). Messages for a platform this process does not serve are reported in the log.
-
-        `surface_for(platform, chat_id, thread_id)` reaches the chat, or returns None if this process
-        has no bridge for that platform (the note is still made). Returns how many replies were
-        interrupted and messages left unanswered.
-        """
-        return await self._report_interrupted(surface_for) + await self._answer_unanswered(surface_for)
-
-    async def _report_interrupted(self, surface_for: SurfaceFactory) -> int:
+    async def report_interrupted(self, surface_for: SurfaceFactory) -> int:
+        """After a crash: tell each user whose reply this instance left half-written (by an earlier run)
+        to send it again, and note it in the transcript. The turn is not re-run: the provider may have
+        acted on it. `surface_for` returns None for a platform this process has no bridge for (the note
+        is still made). Returns how many there were."""
         async with self.db() as session:
             stranded = list(
                 await session.scalars(select(Conversation).where(Conversation.pending_reply.is_not(None)))
@@ -628,7 +596,7 @@ class Relay:
         found = 0
         for conversation in stranded:
             pending = conversation.pending_reply or {}
-            if pending.get("instance") != self.policy.instance or pending.get("run") == self._run_id:
+            if pending.get("instance") != self.policy.instance or pending.get("run") == self.inbox.run_id:
                 continue  # another process's, or a reply this run is writing right now
             found += 1
             surface = surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
@@ -645,65 +613,7 @@ class Relay:
             log.warning("conversation %s: a reply was interrupted by a restart", conversation.id)
         return found
 
-    async def _answer_unanswered(self, surface_for: SurfaceFactory) -> int:
-        """Take over this instance's unhandled messages from its earlier run, and answer them. Each is
-        taken by a conditional UPDATE, then all line up in arrival order before any is answered, so a
-        new message from the same user cannot overtake them."""
-        async with self.db() as session:
-            rows = list(
-                await session.scalars(
-                    select(InboundMessage).where(
-                        InboundMessage.taken_by.startswith(f"{self.policy.instance}:", autoescape=True),
-                        InboundMessage.taken_by != self._run_id,
-                        InboundMessage.handled_at.is_(None),
-                    )
-                )
-            )
-        rows.sort(key=_arrival_order(rows))
-        taken: list[tuple[Inbound, Surface, _Receipt]] = []
-        for row in rows:
-            receipt = _Receipt(row.platform, row.chat_id, row.message_id)
-            surface = surface_for(row.platform, row.chat_id, row.thread_id)
-            if surface is None:
-                log.warning("message %s:%s was left unanswered; no bridge here serves it", *asdict(receipt))
-                continue
-            if await self._retake(receipt, row.taken_by):
-                taken.append((_inbound_of(row), surface, receipt))
-        turns = [
-            asyncio.create_task(self._answer_late(self._turns.line_up(_conversation_key(i)), i, s, r))
-            for i, s, r in taken
-        ]
-        await asyncio.gather(*turns)
-        return len(taken)
-
-    async def _answer_late(self, place: Place, inbound: Inbound, surface: Surface, receipt: _Receipt) -> None:
-        """Answer a message recovered after a restart; a press is reported, since its buttons are gone."""
-        with place:
-            await place.turn()
-            log.warning("answering %s:%s, left unanswered by a restart", inbound.platform, inbound.message_id)
-            try:
-                if inbound.button is None:
-                    await self._route(inbound, surface, receipt)
-                    return
-                await self._mark_handled(receipt)
-                await send_notice(surface, Notices.not_answered.format(asked=inbound.text[:80]))
-            except DatabaseUnavailable as exc:
-                log.error("could not answer a recovered message: %s", exc)
-                await send_notice(surface, Notices.not_answered.format(asked=inbound.text[:80]))
-
-    @_survives_db_outage
-    async def _retake(self, receipt: _Receipt, previous: str) -> bool:
-        async with self.db.begin() as session:
-            result = await session.execute(
-                update(InboundMessage)
-                .filter_by(**asdict(receipt))
-                .where(InboundMessage.taken_by == previous, InboundMessage.handled_at.is_(None))
-                .values(taken_by=f"{self._run_id}{_RETAKEN}")
-                .execution_options(synchronize_session=False)
-            )
-        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
-
-    @_survives_db_outage
+    @survives_db_outage
     async def _finish_turn(self, conversation_id: int, result: RenderResult) -> None:
         async with self.db.begin() as session:
             conversation = await session.get_one(Conversation, conversation_id)
@@ -715,12 +625,15 @@ class Relay:
             if result.session_ended is not None and result.handoff is None:
                 _close(conversation, now)
 
-    @_survives_db_outage
+    @survives_db_outage
     async def _open_handoff(self, conversation_id: int, reason: str, *, requested_by: str) -> str:
         """Open a handoff unless the user already has one open (here or in another conversation), and
         notify the moderators. Returns what to tell the user."""
         async with self.db.begin() as session:
             conversation = await session.get_one(Conversation, conversation_id)
+            # one request at a time per user: their row is locked until this one is in (PostgreSQL; SQLite
+            # has one writer at a time anyway, and a stale read fails to write and is retried)
+            await session.execute(select(User.id).where(User.id == conversation.user_id).with_for_update())
             if await open_handoff_of(session, conversation_id) is not None:
                 return Notices.handoff_already_open
             if await session.scalar(_open_handoff_of_user(conversation.user_id)) is not None:
@@ -745,16 +658,6 @@ class Relay:
         await self.handoffs.opened(handoff.id)
         return Notices.handoff_requested
 
-    @asynccontextmanager
-    async def _turn(self, inbound: Inbound, surface: Surface, place: Place | None) -> AsyncIterator[bool]:
-        """A command's turn in its conversation, after every message that arrived before; yields whether
-        it was admitted (with a `place`, the bridge has asked `admission` itself)."""
-        with place or self.line_up(inbound) as taken:
-            admitted = place is not None or await self._admitted(inbound, surface)
-            if admitted:
-                await taken.turn()
-            yield admitted
-
 
 def _binding_scopes(inbound: Inbound) -> Iterator[tuple[BindingScope, str]]:
     """Most specific first."""
@@ -767,46 +670,8 @@ def _binding_scopes(inbound: Inbound) -> Iterator[tuple[BindingScope, str]]:
     yield BindingScope.GLOBAL, ""
 
 
-_RETAKEN = "*"
-"""Marks a message this run took over from an earlier one: a redelivery of it is then a duplicate."""
-
-
 def _conversation_key(inbound: Inbound) -> tuple[str, str, str, str]:
     return (inbound.platform, inbound.chat_id, inbound.thread_id, inbound.user_id)
-
-
-def _handled(receipt: _Receipt, now: datetime) -> Any:
-    """Mark an inbound message as taken by its turn; its text now lives in the transcript."""
-    return (
-        update(InboundMessage)
-        .filter_by(**asdict(receipt))
-        .values(handled_at=now, text="", button=None)
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _arrival_order(rows: Sequence[InboundMessage]) -> Callable[[InboundMessage], tuple[datetime, int]]:
-    """Sort key: earlier runs first (a run by its first message), then each run's order of arrival,
-    which is exact where the clock may tie or run ahead for a message that waited less."""
-    run_started: dict[str, datetime] = {}
-    for row in rows:
-        run_started[row.taken_by] = min(row.received_at, run_started.get(row.taken_by, row.received_at))
-    return lambda row: (run_started[row.taken_by], row.arrival)
-
-
-def _inbound_of(row: InboundMessage) -> Inbound:
-    return Inbound(
-        platform=row.platform,
-        chat_id=row.chat_id,
-        user_id=row.user_id,
-        display_name=row.display_name,
-        text=row.text,
-        message_id="" if row.message_id.startswith("local:") else row.message_id,
-        thread_id=row.thread_id,
-        guild_id=row.guild_id,
-        is_dm=row.is_dm,
-        button=Button(**row.button) if row.button is not None else None,
-    )
 
 
 def _handoffs_of_user_since(user_row_id: int, since: datetime) -> Any:

@@ -41,6 +41,9 @@ class InboundMessage(Base):
     is_dm: Mapped[bool] = mapped_column(Boolean, default=False)
     text: Mapped[str] = mapped_column(Text, default="", doc="kept until handled, then cleared")
     button: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, doc="a pressed button")
+    command: Mapped[str | None] = mapped_column(
+        String(16), default=None, doc="a command that waits its turn like a message: reset, human"
+    )
     handled_at: Mapped[datetime | None] = mapped_column(
         UTCDateTime, default=None, doc="when its turn took it; None while it waits (or was lost to a crash)"
     )

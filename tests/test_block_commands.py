@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agents.base import TextDelta
 from bridges.discord import DiscordBridge, DiscordConfig
 from bridges.discord.cog import Replies as DiscordReplies
 from bridges.discord.config import DiscordDeskConfig
@@ -461,7 +462,7 @@ async def test_a_timed_block_runs_out_and_its_reason_never_reaches_the_user(
     assert answer.startswith(f"Blocked discord user {alice.id} until ")
     assert answer.endswith(" (or /unblock): everything they send is ignored. Reason: spam links")
     again = await app.telegram_command(world.tg_mods, world.sam, f"/block discord {alice.id}")
-    assert again.endswith(" Reason: spam links")  # moderators see why
+    assert " Reason: spam links. " in again  # moderators see why
     dm = fake.dm_channel(alice)
     await fake.user_says(dm, alice, "hello?")
     await ignored("discord", str(alice.id))
@@ -597,3 +598,54 @@ async def _until(predicate: Callable[[], bool], *, within: float = 5.0, what: st
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what!r}")
         await asyncio.sleep(0.01)
+
+
+async def test_a_follow_up_in_a_new_thread_waits_for_the_first_reply(world: World, app: App) -> None:
+    """With `threads = true` the first turn runs in the thread's conversation, so a follow-up written
+    there while it streams waits its turn instead of running beside it."""
+    fake, alice, general = world.discord, world.alice, world.general
+    first = app.agent.feed("tell me")
+    await fake.user_says(general, alice, f"<@{fake.bot.id}> tell me")
+    thread = await fake.wait_until(
+        lambda: next((c for c in fake.channels.values() if c.parent_id == general.id), None), what="a thread"
+    )
+    await first.put(TextDelta("Once upon"))
+    await fake.wait_until(lambda: fake.bot_messages(thread), what="the first words")
+    await fake.user_says(thread, alice, "and then?")
+    await _until(lambda: len(app.agent.turns) == 1 and first.empty(), what="the follow-up waiting")
+    assert [turn.text for turn in app.agent.turns] == ["tell me"]  # not running beside the first
+    await first.put(TextDelta(" a time."))
+    await first.put(None)
+    await fake.wait_for_texts(thread, ["Once upon a time.", "scripted: and then? (#2)"])
+
+
+async def test_a_moderator_changes_a_blocks_terms_and_an_admin_in_a_group_never_shows_the_reason(
+    world: World, app: App
+) -> None:
+    uma, lobby = world.uma, world.lobby
+    greeting = world.telegram.say(lobby, uma, "hello everyone")
+    answer = await app.telegram_command(lobby, world.ada, "/block 2h spam links", reply_to=greeting)
+    assert answer.startswith(f"Blocked Uma (telegram user {uma.id}) until ")
+    assert "spam" not in answer  # Uma can read this group
+    again = await app.telegram_command(lobby, world.ada, "/block", reply_to=greeting)
+    assert "already blocked" in again and "spam" not in again
+    private = world.telegram.private_chat(world.sam)
+    changed = await app.telegram_command(private, world.sam, f"/block telegram {uma.id} 1w")
+    assert changed.startswith(f"Changed the block of telegram user {uma.id}: now until ")
+    block = await app.relay.blocks.active("telegram", str(uma.id))
+    assert block is not None and block.until is not None
+    assert block.until - app.clock() > timedelta(days=6)
+    await world.telegram.wait_for(
+        lambda: any("changed the block of" in m.text for m in world.telegram.bot_messages(world.tg_log)),
+        what="the change in the desk log",
+    )
+
+
+async def test_blocked_users_get_no_start_text(world: World, app: App, ignored: Ignored) -> None:
+    mallory, lobby = world.mallory, world.lobby
+    await app.relay.blocks.block("telegram", str(mallory.id), by="test")
+    world.telegram.say(lobby, mallory, "/start")
+    await ignored("telegram", str(mallory.id))
+    answer = await app.telegram_command(lobby, world.uma, "/start")
+    assert answer == app.telegram.config.start_text  # Uma's, and only hers
+    assert len([m for m in world.telegram.bot_messages(lobby) if m.text == answer]) == 1

@@ -24,6 +24,7 @@ from agents.base import (
     TurnEnd,
 )
 from agents.demo import DemoAgent, DemoSettings
+from bridges.recovery import recover
 from bridges.relay import Notices, Relay, RelayPolicy
 from bridges.surface import Inbound
 from models import (
@@ -396,7 +397,7 @@ async def test_reply_cut_off_by_a_crash_is_reported_once_by_its_own_instance(
     with pytest.raises(asyncio.CancelledError):
         await turn
     other = Relay(db, {"scripted": agent}, replace(POLICY, instance="other"), now=clock)
-    assert await other.recover_interrupted(lambda *_: surface) == 0  # not its reply to recover
+    assert await recover(other, lambda *_: surface) == 0  # not its reply to recover
     restarted = Relay(db, {"scripted": agent}, POLICY, now=clock)
     places: list[tuple[str, str, str]] = []
 
@@ -404,10 +405,10 @@ async def test_reply_cut_off_by_a_crash_is_reported_once_by_its_own_instance(
         places.append((platform, chat_id, thread_id))
         return surface
 
-    assert await restarted.recover_interrupted(surface_for) == 1
+    assert await recover(restarted, surface_for) == 1
     assert places == [("console", "c1", "")]
     assert surface.visible_texts()[-1] == Notices.interrupted.format(asked="slow")
-    assert await restarted.recover_interrupted(surface_for) == 0  # reported once
+    assert await recover(restarted, surface_for) == 0  # reported once
     entries = await transcript(db)
     assert [(role, text) for _, role, text in entries] == [
         (Role.USER, "slow"),
@@ -535,7 +536,7 @@ async def test_messages_queued_behind_a_reply_cut_off_by_a_crash_are_answered_on
 
     gate.set()
     restarted = Relay(db, {"scripted": agent}, POLICY, now=clock)
-    assert await restarted.recover_interrupted(lambda *_: surface) == 4
+    assert await recover(restarted, lambda *_: surface) == 4
     assert surface.visible_texts()[-4:] == [
         Notices.interrupted.format(asked="slow"),
         "scripted: and then? (#1)",
@@ -543,7 +544,7 @@ async def test_messages_queued_behind_a_reply_cut_off_by_a_crash_are_answered_on
         "scripted: anyone? (#3)",
     ]
     assert await unhandled(db) == 0
-    assert await restarted.recover_interrupted(lambda *_: surface) == 0  # answered once
+    assert await recover(restarted, lambda *_: surface) == 0  # answered once
     # Telegram redelivers the unconfirmed updates after the restart: they were answered already.
     again = RecordingSurface()
     assert await restarted.handle(inbound("hello?", message_id="3"), again) is None
@@ -586,7 +587,23 @@ async def test_recovery_leaves_alone_the_replies_this_run_is_writing(
     surface = RecordingSurface()
     turn = asyncio.create_task(relay.handle(inbound("slow"), surface))
     await asyncio.wait_for(agent.entered.wait(), 5)
-    assert await relay.recover_interrupted(lambda *_: surface) == 0
+    assert await recover(relay, lambda *_: surface) == 0
     gate.set()
     await turn
     assert surface.visible_texts() == ["scripted: slow (#1)"]
+
+
+async def test_two_requests_for_a_human_at_once_in_two_places_open_one(
+    db: async_sessionmaker[AsyncSession], agent: ScriptedAgent
+) -> None:
+    relay = Relay(db, {"scripted": agent}, POLICY)
+    here, there = RecordingSurface(), RecordingSurface()
+    await relay.handle(inbound("hello", chat="dm"), here)  # the user's row exists, as it would
+    await asyncio.gather(
+        relay.request_human(inbound("/human", chat="dm"), here),
+        relay.request_human(inbound("/human", chat="channel"), there),
+    )
+    async with db() as session:
+        assert await session.scalar(select(func.count()).select_from(Handoff)) == 1
+    answers = sorted([here.visible_texts()[-1], there.visible_texts()[-1]])
+    assert answers == sorted([Notices.handoff_requested, Notices.handoff_open_elsewhere])

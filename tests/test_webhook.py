@@ -209,11 +209,12 @@ async def test_idle_connections_are_closed_after_the_keepalive_timeout(
             await served.send(head(length=len(body)) + body)
             assert await served.status() == 200
             answered = time.monotonic()
-            await silent.until_closed(within=3.0)
-            await served.until_closed(within=3.0)
+            await silent.until_closed(within=12.0)
+            await served.until_closed(within=12.0)
             assert silent.closed_at is not None and served.closed_at is not None
-            assert 0.4 < silent.closed_at - opened < 2.0
-            assert 0.4 < served.closed_at - answered < 2.0
+            # bounds loose enough for a loaded machine: the point is that the timeout, not the peer, closed it
+            assert 0.4 < silent.closed_at - opened < 10.0
+            assert 0.4 < served.closed_at - answered < 10.0
 
 
 @SQLITE_ONLY
@@ -240,10 +241,12 @@ async def test_a_client_trickling_its_headers_is_cut_off(
 
         trickling = asyncio.create_task(trickle())
         try:
-            await client.until_closed(within=5.0)
+            await client.until_closed(within=15.0)
         finally:
             trickling.cancel()
-        assert 0.9 < time.monotonic() - start < 2.5
+        assert (
+            0.9 < time.monotonic() - start < 15.0
+        )  # the header deadline (1 s), far before keep-alive (30 s)
         assert len(client.received) == answered  # cut off, not answered
 
 
@@ -252,9 +255,9 @@ async def test_a_client_trickling_its_body_gets_408(db: async_sessionmaker[Async
     async with webhook(db, webhook_body_timeout=0.5) as (_, port), RawClient.connect(port) as client:
         await client.send(head(length=100) + b'{"update_id":')
         start = time.monotonic()
-        assert await client.status(within=3.0) == 408
-        assert 0.4 < time.monotonic() - start < 2.0
-        await client.until_closed(within=2.0)
+        assert await client.status(within=10.0) == 408
+        assert 0.4 < time.monotonic() - start < 10.0
+        await client.until_closed(within=10.0)
 
 
 @SQLITE_ONLY

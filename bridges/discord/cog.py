@@ -30,7 +30,8 @@ from bridges.discord.surface import NO_PINGS, DiscordSurface, Surfaces
 from bridges.discord.views import PRESS_EVENT, ChoiceButton, HandoffButton
 from bridges.moderation import Moderation, Moderator, Target, parse_duration
 from bridges.moderation import Replies as ModerationReplies
-from bridges.relay import Relay
+from bridges.relay import Notices as DBNotices
+from bridges.relay import Refusal, Relay
 from bridges.surface import Inbound, SurfaceError, send_notice
 from bridges.turns import Place
 from models import BindingScope
@@ -38,6 +39,8 @@ from models import BindingScope
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
+ADMISSION_TIMEOUT = 2.0
+"""Seconds a slash command waits for the block and rate check, within Discord's 3 s to answer."""
 
 
 class Replies:
@@ -88,9 +91,11 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
                 return
             if self.config.threads and isinstance(message.channel, discord.TextChannel):
                 thread = await self._open_thread(message)
-                if thread is not None:
+                if thread is not None:  # a conversation of its own: its line, which follow-ups join
                     channel, reply_to = thread, None
                     inbound = _inbound_of_message(message, channel, inbound.text)
+                    place.leave()
+                    place = self.relay.line_up(inbound)
             surface = self.surfaces.channel(int(inbound.thread_id or inbound.chat_id), reply_to=reply_to)
             await self._guarded(self.relay.handle(inbound, surface, place=place), surface)
 
@@ -343,7 +348,10 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         inbound = _inbound_of(interaction, text)
         place = self.relay.line_up(inbound)
         try:
-            refusal = await self.relay.admission(inbound)
+            try:  # Discord waits 3 s for an answer; a slow database must not cost the user theirs
+                refusal = await asyncio.wait_for(self.relay.admission(inbound), ADMISSION_TIMEOUT)
+            except TimeoutError:
+                refusal = Refusal(DBNotices.db_unavailable)
             if refusal is not None:
                 place.leave()
                 await interaction.response.send_message(refusal.notice or Replies.not_here, ephemeral=True)

@@ -134,8 +134,12 @@ class Handlers:
         await self._serve(inbound, message)
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if (message := update.message) is not None:
-            await send_notice(self.surfaces.plain(message), self.config.start_text)
+        if (message := update.message) is None or message.from_user is None:
+            return
+        surface = self.surfaces.plain(message)
+        refusal = await self.relay.admission(_inbound(message, "/start"))
+        if refusal is None or refusal.notice is not None:
+            await send_notice(surface, self.config.start_text if refusal is None else refusal.notice or "")
 
     async def reset(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if (message := update.message) is not None and message.from_user is not None:
@@ -187,6 +191,10 @@ class Handlers:
             return
         sender = _sender(message)
         moderator = Moderator(f"{PLATFORM}:{sender[0]}", sender[1], f"telegram chat {message.chat.id}")
+        # an admin may act in a group the bot serves, where the person blocked can read the answer
+        private = message.chat.type == ChatType.PRIVATE or (
+            self.desk is not None and message.chat.id == self.desk.chat_id
+        )
         try:
             target, words = await self._target(message, context.args or [])
             if target is None:
@@ -194,25 +202,32 @@ class Handlers:
             elif not block:
                 reply = await self.moderation.unblock(target, str(target), moderator)
             else:
-                reply = await self._block(target, moderator, words)
+                reply = await self._block(target, moderator, words, private)
         except Exception:
             log.exception("telegram: /%s failed", "block" if block else "unblock")
             reply = Replies.failed
         await send_notice(surface, reply)
 
-    async def _block(self, target: Target, moderator: Moderator, words: list[str]) -> str:
+    async def _block(self, target: Target, moderator: Moderator, words: list[str], private: bool) -> str:
         try:
             duration, reason = duration_and_reason(words)
         except ValueError:
             return ModerationReplies.bad_duration.format(word=words[0][:40])
-        return await self.moderation.block(target, str(target), moderator, duration, reason)
+        return await self.moderation.block(
+            target, str(target), moderator, duration, reason, show_reason=private
+        )
 
     async def _may_moderate(self, message: Message) -> bool:
         """A configured admin anywhere; a moderator of the desk in the desk's chat or a private chat with
         the bot (a block is global, so it is never decided by another group). An anonymous admin counts
         only in the desk's own chat, as its admin."""
-        if message.sender_chat is not None:
-            return self.desk is not None and message.sender_chat.id == message.chat.id == self.desk.chat_id
+        if message.sender_chat is not None:  # anonymous: only as an admin of the desk whose members moderate
+            desk = self.desk
+            return (
+                desk is not None
+                and desk.config.members_are_moderators
+                and message.sender_chat.id == message.chat.id == desk.chat_id
+            )
         user_id = message.from_user.id if message.from_user is not None else 0
         if user_id in self.config.admins:
             return True

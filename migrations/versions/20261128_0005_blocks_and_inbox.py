@@ -29,6 +29,7 @@ _INBOUND_COLUMNS = (
     sa.Column("is_dm", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("text", sa.Text(), nullable=False, server_default=""),
     sa.Column("button", sa.JSON(), nullable=True),
+    sa.Column("command", sa.String(length=16), nullable=True),
     sa.Column("handled_at", sa.DateTime(timezone=True), nullable=True),
 )
 

@@ -1,0 +1,190 @@
+"""Every inbound message, recorded the moment it arrives and marked once its turn has taken it.
+
+With the row written before the message waits for its turn, a process killed while messages queue
+behind a long reply (the platform had already confirmed them) finds them on its next start
+(`bridges/recovery.py`). The same row makes each platform message answered by one process only.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agents.base import Button
+from bridges.outage import survives_db_outage
+from bridges.surface import Inbound
+from models import InboundMessage
+from models.queries import insert_ignoring_duplicates
+
+log = logging.getLogger(__name__)
+
+KEPT = timedelta(days=2)
+"""Rows older than this are pruned: a platform redelivers within hours, and a crash is noticed sooner."""
+RETAKEN = "*"
+"""Appended to `taken_by` when a restart takes over a message: a redelivery of it is then a duplicate."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The primary key of an inbound message's row."""
+
+    platform: str
+    chat_id: str
+    message_id: str
+
+
+@dataclass(frozen=True)
+class LeftOver:
+    """A message an earlier run of this instance recorded but never took; taken over by this run."""
+
+    inbound: Inbound
+    receipt: Receipt
+    command: str | None
+
+
+class Inbox:
+    def __init__(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        *,
+        run_id: str,
+        instance: str,
+        now: Callable[[], datetime],
+        outage_grace: float,
+    ) -> None:
+        self.db = db
+        self.run_id = run_id
+        self.instance = instance
+        self._now = now
+        self.outage_grace = outage_grace
+        self._received = 0
+
+    @survives_db_outage
+    async def receive(self, inbound: Inbound, arrival: int, command: str | None = None) -> Receipt | None:
+        """Record the message with all it takes to answer it later; None if another process took it
+        first, or a restart's recovery did. A retry after a lost acknowledgement finds its own row, so it
+        is never mistaken for another process's. Presses and commands get a key of their own, since the
+        platform delivers those to one process already."""
+        local = command is not None or not inbound.message_id or inbound.button is not None
+        receipt = Receipt(
+            inbound.platform,
+            inbound.chat_id,
+            f"local:{uuid.uuid4().hex}" if local else inbound.message_id,
+        )
+        async with self.db.begin() as session:
+            await session.execute(
+                insert_ignoring_duplicates(session, InboundMessage)
+                .values(
+                    **asdict(receipt),
+                    taken_by=self.run_id,
+                    received_at=self._now(),
+                    arrival=arrival,
+                    user_id=inbound.user_id,
+                    display_name=inbound.display_name,
+                    thread_id=inbound.thread_id,
+                    guild_id=inbound.guild_id,
+                    is_dm=inbound.is_dm,
+                    text=inbound.text,
+                    button=asdict(inbound.button) if inbound.button is not None else None,
+                    command=command,
+                )
+                .on_conflict_do_nothing()
+            )
+            row = (
+                await session.execute(
+                    select(InboundMessage.taken_by, InboundMessage.handled_at).filter_by(**asdict(receipt))
+                )
+            ).one()
+            self._received += 1
+            if self._received % 1000 == 0:
+                cutoff = self._now() - KEPT
+                await session.execute(delete(InboundMessage).where(InboundMessage.received_at < cutoff))
+        return receipt if row.taken_by == self.run_id and row.handled_at is None else None
+
+    def handled(self, receipt: Receipt) -> Any:
+        """The statement that marks a message taken by its turn; run it in the transaction that writes
+        the message to the transcript, so a crash can neither lose it nor answer it twice."""
+        return (
+            update(InboundMessage)
+            .filter_by(**asdict(receipt))
+            .values(handled_at=self._now(), text="", button=None)
+            .execution_options(synchronize_session=False)
+        )
+
+    @survives_db_outage
+    async def mark_handled(self, receipt: Receipt) -> None:
+        async with self.db.begin() as session:
+            await session.execute(self.handled(receipt))
+
+    async def give_up(self, receipt: Receipt) -> None:
+        """Mark a message whose turn failed (the user was told) as handled, so no restart answers it
+        late; one attempt, since the database may be what failed."""
+        try:
+            async with self.db.begin() as session:
+                await session.execute(self.handled(receipt))
+        except Exception as exc:
+            log.warning("could not mark message %s as handled: %s", receipt.message_id, type(exc).__name__)
+
+    async def take_over_left_overs(self) -> list[LeftOver]:
+        """This instance's messages that an earlier run recorded but never took, taken over by this run
+        (each by a conditional UPDATE, so two starts never both take one), in arrival order."""
+        async with self.db() as session:
+            rows = list(
+                await session.scalars(
+                    select(InboundMessage).where(
+                        InboundMessage.taken_by.startswith(f"{self.instance}:", autoescape=True),
+                        InboundMessage.taken_by != self.run_id,
+                        InboundMessage.handled_at.is_(None),
+                    )
+                )
+            )
+        rows.sort(key=_arrival_order(rows))
+        taken = []
+        for row in rows:
+            receipt = Receipt(row.platform, row.chat_id, row.message_id)
+            if await self._retake(receipt, row.taken_by):
+                taken.append(LeftOver(_inbound_of(row), receipt, row.command))
+        return taken
+
+    @survives_db_outage
+    async def _retake(self, receipt: Receipt, previous: str) -> bool:
+        async with self.db.begin() as session:
+            result = await session.execute(
+                update(InboundMessage)
+                .filter_by(**asdict(receipt))
+                .where(InboundMessage.taken_by == previous, InboundMessage.handled_at.is_(None))
+                .values(taken_by=f"{self.run_id}{RETAKEN}")
+                .execution_options(synchronize_session=False)
+            )
+        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+def _arrival_order(rows: Sequence[InboundMessage]) -> Callable[[InboundMessage], tuple[datetime, int]]:
+    """Sort key: earlier runs first (a run by its first message), then each run's order of arrival,
+    which is exact where the clock may tie or run ahead for a message that waited less."""
+    run_started: dict[str, datetime] = {}
+    for row in rows:
+        run_started[row.taken_by] = min(row.received_at, run_started.get(row.taken_by, row.received_at))
+    return lambda row: (run_started[row.taken_by], row.arrival)
+
+
+def _inbound_of(row: InboundMessage) -> Inbound:
+    return Inbound(
+        platform=row.platform,
+        chat_id=row.chat_id,
+        user_id=row.user_id,
+        display_name=row.display_name,
+        text=row.text,
+        message_id="" if row.message_id.startswith("local:") else row.message_id,
+        thread_id=row.thread_id,
+        guild_id=row.guild_id,
+        is_dm=row.is_dm,
+        button=Button(**row.button) if row.button is not None else None,
+    )
