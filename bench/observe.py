@@ -18,10 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Literal, Protocol, TypeVar
 
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.discord import RequestRecord as DiscordRecord
-from tests.fakes.telegram import FakeTelegram
-from tests.fakes.telegram import RequestRecord as TelegramRecord
+from fakes.discord import FakeDiscord
+from fakes.discord import RequestRecord as DiscordRecord
+from fakes.telegram import FakeTelegram
+from fakes.telegram import RequestRecord as TelegramRecord
 
 
 class Answered(Protocol):

@@ -1,7 +1,7 @@
 """A paced OpenAI-compatible provider for the benchmark: streams each reply on a fixed schedule and
 notes when it wrote the first and the last chunk.
 
-The test fake (`tests.fakes.openai.FakeOpenAI`) paces every event, the finish chunk and `[DONE]`
+The test fake (`fakes.openai.FakeOpenAI`) paces every event, the finish chunk and `[DONE]`
 included, and keeps no clock per request. Here the schedule is absolute (chunk i is due
 `first_chunk + i / rate` seconds after the request arrived, so a late wake-up does not push every
 later chunk back), the first content rides in the opening chunk, and the last chunk goes out in the
@@ -25,8 +25,8 @@ from typing import Any
 from aiohttp import web
 
 from bench.observe import Pulse
-from tests.fakes.openai import chunk
-from tests.fakes.server import LoopbackService
+from fakes.openai import chunk
+from fakes.server import LoopbackService
 
 PROMPT = re.compile(r"(\S+) (\d+)\s*$")
 WORDS = (

@@ -54,11 +54,11 @@ from bench.observe import (
 from bench.process import BotProcess, HarnessError, fresh_database, seed_sessions
 from bench.provider import PacedProvider, reply_text
 from bench.report import IdleMemory, Layout, PlatformResult, ReplyTiming, Report, ScenarioResult, percentile
+from fakes.discord import FakeDiscord, FakeGuild
+from fakes.discord import RequestRecord as DiscordRecord
+from fakes.telegram import FakeTelegram
+from fakes.telegram import RequestRecord as TelegramRecord
 from models import safe_url
-from tests.fakes.discord import FakeDiscord, FakeGuild
-from tests.fakes.discord import RequestRecord as DiscordRecord
-from tests.fakes.telegram import FakeTelegram
-from tests.fakes.telegram import RequestRecord as TelegramRecord
 
 DISCORD_MAX_LENGTH = 2000
 WARM_UP_TOKENS = 3

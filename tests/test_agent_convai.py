@@ -27,9 +27,9 @@ from agents.base import (
 from agents.convai import ConvaiAgent, ConvaiSettings
 from bridges.relay import Relay
 from bridges.surface import Inbound
+from fakes.convai import FakeConvai, llm_text, reply, rtvi, transcription
+from fakes.http import Drop, Event, Gate, Hang, Raw
 from tests.agent_support import FAST_RETRIES, collect, relay_policy, state_of, text_of, turn, until_error
-from tests.fakes.convai import FakeConvai, llm_text, reply, rtvi, transcription
-from tests.fakes.http import Drop, Event, Gate, Hang, Raw
 from tests.surfaces import RecordingSurface
 
 SECRET = "convai-secret-do-not-log-5e81"

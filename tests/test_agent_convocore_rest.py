@@ -32,16 +32,16 @@ from agents.base import (
 from agents.convocore_rest import ConvocoreRestAgent, ConvocoreRestSettings
 from bridges.relay import Notices, Relay
 from bridges.surface import Inbound
-from models import Handoff, HandoffStatus
-from tests.agent_support import FAST_RETRIES, collect, relay_policy, state_of, turn
-from tests.fakes.convocore_rest import (
+from fakes.convocore_rest import (
     GREETING,
     FakeConvocoreRest,
     choice_item,
     text_item,
     visual_item,
 )
-from tests.fakes.http import Drop, Hang
+from fakes.http import Drop, Hang
+from models import Handoff, HandoffStatus
+from tests.agent_support import FAST_RETRIES, collect, relay_policy, state_of, turn
 from tests.surfaces import RecordingSurface
 
 SECRET = "cc-rest-secret-do-not-log-3d9b"

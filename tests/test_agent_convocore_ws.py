@@ -34,7 +34,7 @@ from agents.convocore_ws import ConvocoreWsAgent, ConvocoreWsSettings
 from bridges.relay import Relay, RelayPolicy
 from bridges.render import ReplyRenderer
 from bridges.surface import Inbound
-from tests.fakes.convocore_ws import (
+from fakes.convocore_ws import (
     GREETING,
     SERVER_LOG,
     Chunk,

@@ -28,9 +28,9 @@ from agents.base import (
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.relay import Relay
 from bridges.surface import Inbound
+from fakes.http import Drop, Event, Gate, Hang, Raw
+from fakes.openai import FakeOpenAI, content, stream_error
 from tests.agent_support import FAST_RETRIES, collect, relay_policy, text_of, turn
-from tests.fakes.http import Drop, Event, Gate, Hang, Raw
-from tests.fakes.openai import FakeOpenAI, content, stream_error
 from tests.surfaces import RecordingSurface
 
 SECRET = "sk-openai-secret-do-not-log-91c2"

@@ -33,9 +33,7 @@ from agents.voiceflow import REJECTED, RESTARTED, WIRE_LOG, VoiceflowAgent, Voic
 from bridges.relay import Notices, Relay
 from bridges.render import ReplyRenderer
 from bridges.surface import Inbound
-from models import Handoff, HandoffStatus
-from tests.agent_support import FAST_RETRIES, collect, relay_policy, state_of, text_of, turn, until_error
-from tests.fakes.voiceflow import (
+from fakes.voiceflow import (
     GREETING,
     SERVER_LOG,
     WELCOME_BACK,
@@ -57,6 +55,8 @@ from tests.fakes.voiceflow import (
     old_completion,
     text,
 )
+from models import Handoff, HandoffStatus
+from tests.agent_support import FAST_RETRIES, collect, relay_policy, state_of, text_of, turn, until_error
 from tests.surfaces import RecordingSurface
 
 SECRET = "VF.DM.0123abcd.never-log-this-key"

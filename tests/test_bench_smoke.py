@@ -7,8 +7,8 @@ import json
 
 from bench.observe import discord_floor, telegram_floor
 from bench.run import benchmark, parse_args
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.telegram import FakeTelegram
+from fakes.discord import FakeDiscord
+from fakes.telegram import FakeTelegram
 
 
 async def test_a_small_run_prints_a_table_with_every_reply_exact_and_no_429s() -> None:

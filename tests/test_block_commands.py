@@ -32,12 +32,12 @@ from bridges.relay import Notices, Relay
 from bridges.surface import Surface
 from bridges.telegram import TelegramBridge
 from bridges.telegram.handlers import Replies as TelegramReplies
+from fakes.discord import FakeChannel, FakeDiscord, FakeInteraction, FakeMessage
+from fakes.discord import FakeUser as DiscordUser
+from fakes.telegram import FakeChat, FakeTelegram, FakeUser
+from fakes.telegram import FakeMessage as TelegramMessage
+from fakes.telegram.harness import ADMIN_ID, HANDOFF_POLICY, POLICY, ScriptedAgent, bridge
 from models import Conversation, Handoff, HandoffStatus, User, utcnow
-from tests.fakes.discord import FakeChannel, FakeDiscord, FakeInteraction, FakeMessage
-from tests.fakes.discord import FakeUser as DiscordUser
-from tests.fakes.telegram import FakeChat, FakeTelegram, FakeUser
-from tests.fakes.telegram import FakeMessage as TelegramMessage
-from tests.fakes.telegram.harness import ADMIN_ID, HANDOFF_POLICY, POLICY, ScriptedAgent, bridge
 from tests.test_discord import WINDOW
 from tests.test_discord_desk import EPHEMERAL
 from tests.test_telegram_desk import QUICK, ROOMY

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import bot
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.telegram import FakeTelegram
+from fakes.discord import FakeDiscord
+from fakes.telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
 GREETING = "I'm the Switchboard demo agent"

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import func, select
 
 from agents.demo import JOKES
+from fakes.telegram import FakeTelegram
 from models import InboundMessage, create_engine, session_factory
-from tests.fakes.telegram import FakeTelegram
 from tests.test_bot_platforms import drain_stderr, start_bot
 
 

@@ -31,10 +31,10 @@ from bridges.discord import DiscordBridge, DiscordConfig
 from bridges.discord.cog import Replies
 from bridges.relay import Notices, Relay, RelayPolicy
 from bridges.split import split_text, utf16_length
+from fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeMessage, FakeUser
+from fakes.http import Hang
+from fakes.openai import FakeOpenAI, content
 from models import AgentBinding, BindingScope, Role, TranscriptEntry
-from tests.fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeMessage, FakeUser
-from tests.fakes.http import Hang
-from tests.fakes.openai import FakeOpenAI, content
 
 WINDOW = 0.25
 """The fake's per-channel message bucket window, shortened from Discord's 5 s to keep tests quick; the

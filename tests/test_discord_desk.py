@@ -21,8 +21,8 @@ from bridges.discord.desk import DeskReplies
 from bridges.handoff import HandoffPolicy, HandoffService, UserNotices
 from bridges.relay import Notices, Relay, RelayPolicy
 from bridges.surface import Inbound, Surface
+from fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeMessage, FakeUser
 from models import Conversation, Handoff, HandoffStatus, utcnow
-from tests.fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeMessage, FakeUser
 from tests.surfaces import RecordingSurface
 from tests.test_discord import WINDOW, ScriptedAgent
 

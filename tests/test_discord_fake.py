@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from tests.fakes.discord import FakeDiscord
+from fakes.discord import FakeDiscord
 
 
 @pytest.fixture

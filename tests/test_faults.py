@@ -38,12 +38,12 @@ from bridges.discord.cog import Replies as DiscordReplies
 from bridges.relay import Notices, Relay
 from bridges.split import utf16_length
 from bridges.telegram.handlers import Replies as TelegramReplies
+from fakes.discord import FakeChannel, FakeDiscord, FakeMessage, FakeUser
+from fakes.telegram import FakeTelegram
+from fakes.telegram.harness import POLICY, ScriptedAgent, Telegram, running
+from fakes.telegram.server import ApiError, Params
 from models import Role, StoredButton, TranscriptEntry
 from ops.logs import TEXT_FORMAT, RedactSecrets
-from tests.fakes.discord import FakeChannel, FakeDiscord, FakeMessage, FakeUser
-from tests.fakes.telegram import FakeTelegram
-from tests.fakes.telegram.harness import POLICY, ScriptedAgent, Telegram, running
-from tests.fakes.telegram.server import ApiError, Params
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 """What is tested here is the bridges' and renderer's behaviour; the button store runs on both databases."""

@@ -29,16 +29,16 @@ from bridges.relay import Notices, Relay
 from bridges.surface import Surface
 from bridges.telegram import TelegramBridge
 from bridges.telegram.desk import DeskReplies as TelegramDeskReplies
+from fakes.convocore_ws import Chunk, Close, FakeConvocore, handoff
+from fakes.discord import FakeChannel, FakeDiscord, FakeMessage, FakeUser
+from fakes.telegram import FakeChat, FakeTelegram
+from fakes.telegram import FakeMessage as TelegramMessage
+from fakes.telegram import FakeUser as TelegramUser
+from fakes.telegram.harness import HANDOFF_POLICY, POLICY, bridge
+from fakes.telegram.markup import utf16_length
+from fakes.voiceflow import WELCOME_BACK, FakeVoiceflow, Trace, text
 from models import Conversation, Handoff, PendingDelivery
 from tests.agent_support import FAST_RETRIES
-from tests.fakes.convocore_ws import Chunk, Close, FakeConvocore, handoff
-from tests.fakes.discord import FakeChannel, FakeDiscord, FakeMessage, FakeUser
-from tests.fakes.telegram import FakeChat, FakeTelegram
-from tests.fakes.telegram import FakeMessage as TelegramMessage
-from tests.fakes.telegram import FakeUser as TelegramUser
-from tests.fakes.telegram.harness import HANDOFF_POLICY, POLICY, bridge
-from tests.fakes.telegram.markup import utf16_length
-from tests.fakes.voiceflow import WELCOME_BACK, FakeVoiceflow, Trace, text
 from tests.test_discord import WINDOW
 from tests.test_discord_desk import EPHEMERAL, fields
 from tests.test_telegram_desk import QUICK, ROOMY

@@ -25,10 +25,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from agents.demo import LONG_ANSWER
 from bridges.handoff import UserNotices
 from bridges.relay import Notices
+from fakes.discord import FakeChannel, FakeDiscord, FakeMessage, FakeUser
+from fakes.telegram import FakeChat, FakeTelegram
 from models import Handoff, PendingDelivery
 from tests.conftest import free_port
-from tests.fakes.discord import FakeChannel, FakeDiscord, FakeMessage, FakeUser
-from tests.fakes.telegram import FakeChat, FakeTelegram
 from tests.test_bot_platforms import start_bot
 from tests.test_discord_desk import EPHEMERAL
 from tests.test_scale import guild_id_on

@@ -19,12 +19,12 @@ from bridges.discord import DiscordBridge, DiscordConfig
 from bridges.relay import Relay
 from bridges.telegram import TelegramBridge, TelegramConfig
 from bridges.telegram.bridge import TelegramStartError
+from fakes.discord import FakeDiscord
+from fakes.discord.server import shard_of
+from fakes.discord.state import snowflake
+from fakes.telegram.harness import POLICY, ScriptedAgent
+from fakes.telegram.server import SECRET_HEADER, FakeTelegram, Webhook
 from tests.conftest import free_port
-from tests.fakes.discord import FakeDiscord
-from tests.fakes.discord.server import shard_of
-from tests.fakes.discord.state import snowflake
-from tests.fakes.telegram.harness import POLICY, ScriptedAgent
-from tests.fakes.telegram.server import SECRET_HEADER, FakeTelegram, Webhook
 
 SECRET = "s3cret-token_for-webhooks"
 

@@ -18,8 +18,8 @@ from bridges.relay import Notices
 from bridges.split import utf16_length
 from bridges.telegram import TelegramConfig
 from bridges.telegram.handlers import Replies
-from tests.fakes.telegram import FakeChat, FakeTelegram, FakeUser, Limit, Limits
-from tests.fakes.telegram.harness import ADMIN_ID, Telegram, running
+from fakes.telegram import FakeChat, FakeTelegram, FakeUser, Limit, Limits
+from fakes.telegram.harness import ADMIN_ID, Telegram, running
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 """The bridge's own behaviour does not depend on the database; the button store runs on both."""

@@ -23,10 +23,10 @@ from bridges.handoff import HandoffView, UserNotices
 from bridges.relay import Notices
 from bridges.telegram.config import TelegramDeskConfig
 from bridges.telegram.desk import DeskReplies, jump_link, notification
+from fakes.telegram import FakeChat, FakeMessage, FakeTelegram, FakeUser, Limit, Limits
+from fakes.telegram.harness import Telegram, running
+from fakes.telegram.markup import read_html, utf16_length
 from models import Conversation, Handoff, HandoffStatus, utcnow
-from tests.fakes.telegram import FakeChat, FakeMessage, FakeTelegram, FakeUser, Limit, Limits
-from tests.fakes.telegram.harness import Telegram, running
-from tests.fakes.telegram.markup import read_html, utf16_length
 from tests.surfaces import RecordingSurface
 from tests.test_relay import inbound
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fakes.telegram import FakeTelegram, Limit, Limits
+from fakes.telegram import FakeTelegram, Limit, Limits
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridges.telegram import TelegramConfig
+from fakes.telegram.harness import Telegram, running
+from fakes.telegram.server import SECRET_HEADER, FakeTelegram
 from tests.conftest import free_port
-from tests.fakes.telegram.harness import Telegram, running
-from tests.fakes.telegram.server import SECRET_HEADER, FakeTelegram
 
 SECRET = "webhook-secret_under-attack"
 PATH = "/telegram/updates"

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.http import Event, FakeHttpService, Step
+from fakes.http import Event, FakeHttpService, Step
 
 FIELDS = frozenset({"character_id", "text_input", "character_session_id"})
 

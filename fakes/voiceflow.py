@@ -37,7 +37,7 @@ from typing import Any, Self
 import socketio
 from aiohttp import web
 
-from tests.fakes.server import serve
+from fakes.server import serve
 
 PATH = "/v4/interact/socket"
 SERVER_LOG = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
-from tests.fakes.discord.ratelimit import RateLimiter
-from tests.fakes.discord.state import (
+from fakes.discord.ratelimit import RateLimiter
+from fakes.discord.state import (
     JSON,
     MEMBER_PERMISSIONS,
     MESSAGE_CONTENT_INTENT,
@@ -34,7 +34,7 @@ from tests.fakes.discord.state import (
     pings,
     snowflake,
 )
-from tests.fakes.server import serve
+from fakes.server import serve
 
 T = TypeVar("T")
 Handler = Callable[[web.Request, JSON], Awaitable[tuple[int, Any]]]

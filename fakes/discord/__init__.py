@@ -1,7 +1,7 @@
 """A wire-level fake Discord (REST + gateway) for the real discord.py client; see `FakeDiscord`."""
 
-from tests.fakes.discord.server import FakeDiscord
-from tests.fakes.discord.state import (
+from fakes.discord.server import FakeDiscord
+from fakes.discord.state import (
     MANAGE_GUILD,
     FakeAttachment,
     FakeChannel,

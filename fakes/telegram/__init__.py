@@ -1,8 +1,8 @@
 """A wire-level fake Telegram Bot API for the real python-telegram-bot client; see `FakeTelegram`."""
 
-from tests.fakes.telegram.limits import Limit, Limits
-from tests.fakes.telegram.server import FakeTelegram
-from tests.fakes.telegram.state import (
+from fakes.telegram.limits import Limit, Limits
+from fakes.telegram.server import FakeTelegram
+from fakes.telegram.state import (
     FakeChat,
     FakeDocument,
     FakeDraft,

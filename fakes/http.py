@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import LoopbackService
+from fakes.server import LoopbackService
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from bridges.relay import Relay, RelayPolicy
 from bridges.surface import Surface
 from bridges.telegram import TelegramBridge, TelegramConfig
 from bridges.telegram.desk import jump_link
+from fakes.telegram.server import FakeTelegram
+from fakes.telegram.state import FakeChat, FakeMessage
 from models import utcnow
-from tests.fakes.telegram.server import FakeTelegram
-from tests.fakes.telegram.state import FakeChat, FakeMessage
 
 ADMIN_ID = 4242
 POLICY = RelayPolicy(

@@ -27,10 +27,10 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from tests.fakes.server import serve
-from tests.fakes.telegram.limits import FloodControl, Limits
-from tests.fakes.telegram.markup import BadRequest, read, utf16_length
-from tests.fakes.telegram.state import (
+from fakes.server import serve
+from fakes.telegram.limits import FloodControl, Limits
+from fakes.telegram.markup import BadRequest, read, utf16_length
+from fakes.telegram.state import (
     ANONYMOUS_ADMIN,
     CHANNEL_BOT,
     FakeChat,
@@ -630,12 +630,15 @@ async def _params(request: web.Request) -> Params:
     if request.content_type == "application/json":
         return dict(await request.json())
     form = await request.post()
-    return {
-        key: value
-        if isinstance(value, str)
-        else Upload(value.filename, value.content_type, value.file.read())
-        for key, value in form.items()
-    }
+    params: Params = {}
+    for key, value in form.items():
+        if isinstance(value, web.FileField):
+            params[key] = Upload(value.filename, value.content_type, value.file.read())
+        elif isinstance(value, str):
+            params[key] = value
+        else:
+            params[key] = bytes(value).decode()
+    return params
 
 
 def _json(params: Params, key: str) -> Any:

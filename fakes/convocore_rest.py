@@ -31,7 +31,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.http import Drop, FakeHttpService, Hang
+from fakes.http import Drop, FakeHttpService, Hang
 
 JSONDict = dict[str, Any]
 GREETING = "Welcome! How can I help?"

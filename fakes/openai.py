@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.http import Drop, Event, FakeHttpService, Hang, Raw, Step
+from fakes.http import Drop, Event, FakeHttpService, Hang, Raw, Step
 
 ROLES = frozenset({"system", "user", "assistant", "tool", "developer"})
 OPTIONAL_KEYS = frozenset({"temperature", "max_tokens", "stream_options", "top_p", "stop", "user"})
@@ -108,8 +108,8 @@ class FakeOpenAI(FakeHttpService):
             )
         self.requests.append(body)
         steps, role, finish = self._scripts.popleft() if self._scripts else (self._echo(body), True, True)
-        opening = [chunk({"role": "assistant", "content": ""})] if role else []
-        ending = [chunk({}, "stop"), Raw("data: [DONE]\n\n")] if finish else []
+        opening: list[Step] = [chunk({"role": "assistant", "content": ""})] if role else []
+        ending: list[Step] = [chunk({}, "stop"), Raw("data: [DONE]\n\n")] if finish else []
         if any(isinstance(step, Hang | Drop) for step in steps):
             ending = []
         return await self.play_sse(request, [*opening, *steps, *ending])
