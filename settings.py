@@ -1,5 +1,8 @@
 """Typed, validated configuration: one TOML file plus `SWITCHBOARD_*` environment variables.
 
+Each platform's section (`[discord]`, `[telegram]`, `[console]`, ...) is validated by that platform's own
+config model, found through bridges/registry.py; only the platforms named in the file are imported.
+
 Secrets never come from the file: a secret key is either set in the environment
 (`SWITCHBOARD_DISCORD__TOKEN`) or named through a `*_env` indirection (`token_env = "MY_TOKEN"`).
 Every problem becomes one `ConfigError` line naming the key, and never echoes a value.
@@ -7,11 +10,11 @@ Every problem becomes one `ConfigError` line naming the key, and never echoes a 
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
@@ -21,6 +24,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -28,9 +32,8 @@ from pydantic import (
 from agents.base import AgentSettings
 from agents.demo import DemoSettings
 from agents.registry import KINDS
-from bridges.discord.config import DiscordConfig
-from bridges.telegram.config import TelegramConfig
-from models.binding import BindingScope
+from bridges import registry
+from bridges.base import PlatformConfig
 from models.db import url_secrets
 
 ENV_PREFIX = "SWITCHBOARD_"
@@ -66,15 +69,19 @@ class DatabaseSettings(Section):
         return value
 
 
-class ConsoleSettings(Section):
-    user_id: str = Field(default_factory=getpass.getuser, min_length=1, max_length=64)
-    display_name: str = Field(default_factory=getpass.getuser, min_length=1, max_length=255)
-
-
 class Binding(Section):
-    scope: BindingScope
+    scope: str = Field(
+        description="global, or a scope a platform offers (discord_channel, telegram_chat, ...)"
+    )
     id: str = ""
     agent: str
+
+    @field_validator("scope")
+    @classmethod
+    def _known_scope(cls, value: str) -> str:
+        if value not in registry.binding_scopes():
+            raise ValueError(f"unknown scope (known: {', '.join(registry.binding_scopes())})")
+        return value
 
 
 class RoutingSettings(Section):
@@ -83,12 +90,6 @@ class RoutingSettings(Section):
         60.0, gt=0, description="after this much silence a new conversation starts"
     )
     bindings: tuple[Binding, ...] = ()
-
-
-class StreamingSettings(Section):
-    console_edit_interval: float = Field(0.05, ge=0, le=10)
-    discord_edit_interval: float = Field(1.0, ge=0.2, le=10)
-    telegram_edit_interval: float = Field(1.0, ge=0.2, le=10)
 
 
 class HandoffSettings(Section):
@@ -167,13 +168,12 @@ def _default_agents() -> dict[str, AgentSettingsUnion]:
 
 
 class Settings(Section):
+    """The sections every process has; `load_settings` returns a subclass with one field per platform
+    section the configuration names (see `platforms`)."""
+
     database: DatabaseSettings = DatabaseSettings()
-    discord: DiscordConfig | None = None
-    telegram: TelegramConfig | None = None
-    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     agents: dict[str, AgentSettingsUnion] = Field(default_factory=_default_agents)
     routing: RoutingSettings = RoutingSettings()
-    streaming: StreamingSettings = StreamingSettings()
     handoff: HandoffSettings = HandoffSettings()
     limits: LimitsSettings = LimitsSettings()
     logging: LoggingSettings = LoggingSettings()
@@ -192,6 +192,20 @@ class Settings(Section):
                     f"routing.bindings.{index}.agent", f"no agent named {binding.agent!r} (have {names})"
                 )
         return self
+
+    def platforms(self) -> dict[str, PlatformConfig]:
+        """The platforms to serve, by name, in registry order: every configured one, or the fallback
+        (the console) when none is."""
+        configured = {
+            name: config
+            for name in registry.PLATFORMS
+            if isinstance(config := getattr(self, name, None), PlatformConfig)
+        }
+        served = {name: c for name, c in configured.items() if not registry.PLATFORMS[name].fallback}
+        return served or configured
+
+    def platform(self, name: str) -> PlatformConfig | None:
+        return self.platforms().get(name)
 
     def secrets(self) -> list[str]:
         """Every secret value, so the log filter can redact them wherever they might leak; the database
@@ -228,11 +242,13 @@ def load_settings(
     raw = _resolve_env_indirections(raw, environ, sources)
     raw.setdefault("agents", {"demo": {"kind": "demo"}})  # so the environment can tune the default agent
     _overlay_environment(raw, environ, sources)
+    _move_edit_intervals(raw, sources)
 
+    model = _settings_model(frozenset(name for name in raw if name in registry.PLATFORMS))
     try:
-        settings = Settings.model_validate(raw)
+        settings = model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, sources)) from None
+        raise ConfigError(_describe(exc, sources, model)) from None
 
     for key, value in _secret_fields(settings):
         if key in file_keys and not _allowed_in_file(key, value):
@@ -241,6 +257,44 @@ def load_settings(
                 f'or use {key.rsplit(".", 1)[-1]}_env = "VARIABLE"'
             )
     return settings
+
+
+@cache
+def _settings_model(named: frozenset[str]) -> type[Settings]:
+    """`Settings` with a field for each platform section given, validated by that platform's own model,
+    plus the fallback platform (defaults) in case no other is given."""
+    fallbacks = {name for name, platform in registry.PLATFORMS.items() if platform.fallback}
+    fields: dict[str, Any] = {}
+    for name in registry.PLATFORMS:
+        if name in named:
+            fields[name] = (registry.config_class(name) | None, None)
+        elif name in fallbacks:
+            config = registry.config_class(name)
+            fields[name] = (config, Field(default_factory=config))
+    return create_model("Settings", __base__=Settings, **fields)
+
+
+def _move_edit_intervals(raw: dict[str, Any], sources: dict[str, str]) -> None:
+    """Earlier releases kept edit intervals in `[streaming]` as `NAME_edit_interval`; each platform's
+    section now has its own `edit_interval`. Old files keep working."""
+    streaming = raw.pop("streaming", None)
+    if streaming is None:
+        return
+    if not isinstance(streaming, dict):
+        raise ConfigError("streaming: expected a section")
+    for key, value in streaming.items():
+        name = key.removesuffix("_edit_interval")
+        if name == key or name not in registry.PLATFORMS:
+            raise ConfigError(f"streaming.{key}: unknown key (set edit_interval in the platform's section)")
+        section = raw.get(name)
+        if section is None and not registry.PLATFORMS[name].fallback:
+            continue  # a platform this file does not configure
+        section = raw.setdefault(name, {})
+        if "edit_interval" in section:
+            raise ConfigError(f"{name}.edit_interval: given both here and as streaming.{key}")
+        section["edit_interval"] = value
+        if f"streaming.{key}" in sources:
+            sources[f"{name}.edit_interval"] = sources[f"streaming.{key}"]
 
 
 def _allowed_in_file(key: str, value: str) -> bool:
@@ -305,7 +359,7 @@ def _parse_env_value(value: str) -> Any:
     return value
 
 
-def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
+def _describe(exc: ValidationError, sources: Mapping[str, str], model: type[Settings]) -> str:
     errors = exc.errors(include_input=False, include_url=False)
     error = min(errors, key=lambda e: e["type"] != "extra_forbidden")  # a typo explains the rest
     problem_in_check = error.get("ctx", {}).get("error")
@@ -327,7 +381,7 @@ def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
         )
     elif error["type"] == "extra_forbidden":
         problem = "unknown key"
-    elif error["type"] == "missing" and _is_secret_path(loc):
+    elif error["type"] == "missing" and _is_secret_path(loc, model):
         problem = f'missing secret: set {_env_name(key)} or {loc[-1]}_env = "VARIABLE"'
         where = None
     elif error["type"] == "missing":
@@ -337,8 +391,8 @@ def _describe(exc: ValidationError, sources: Mapping[str, str]) -> str:
     return f"{key}: {problem}" + (f" ({where})" if where else "")
 
 
-def _is_secret_path(loc: list[str]) -> bool:
-    node: Any = Settings
+def _is_secret_path(loc: list[str], model: type[Settings]) -> bool:
+    node: Any = model
     for part in loc:
         fields = getattr(node, "model_fields", None)
         if fields is None or part not in fields:

@@ -38,6 +38,7 @@ from models import (
     utcnow,
 )
 from ops import metrics
+from settings import HandoffSettings
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,15 @@ class HandoffPolicy:
     escalate_after: timedelta | None
     recent_entries: int = 10
 
+    @classmethod
+    def from_settings(cls, settings: HandoffSettings) -> HandoffPolicy:
+        escalate = settings.escalate_after_minutes
+        return cls(
+            expire_after=timedelta(minutes=settings.expire_after_minutes),
+            escalate_after=timedelta(minutes=escalate) if escalate else None,
+            recent_entries=settings.recent_entries,
+        )
+
 
 class HandoffService:
     def __init__(
@@ -166,7 +176,7 @@ class HandoffService:
         self.db = db
         self.policy = policy
         self.desks = list(desks)
-        self._surface_for = surfaces
+        self.surface_for = surfaces
         self._jump_link = jump_link
         self.on_return: Callable[[int, Surface], Awaitable[None]] | None = None
         """Called with (conversation id, the user's surface) when the bot takes over again; the Relay
@@ -507,7 +517,7 @@ class HandoffService:
             queued_ahead = await session.scalar(
                 select(PendingDelivery.id).where(PendingDelivery.conversation_id == conversation.id).limit(1)
             )
-        surface = self._surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
+        surface = self.surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
         if surface is not None and queued_ahead is None:
             shortfall = await self._deliver(conversation.id, surface, kind, text)
             if shortfall is None:
@@ -560,7 +570,7 @@ class HandoffService:
         for item, conversation in queued:
             if conversation.id in held:
                 continue
-            surface = self._surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
+            surface = self.surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
             stale = item.created_at < now - DELIVERY_GIVE_UP
             if (surface is None and not stale) or not await self._take(item.id, now):
                 held.add(conversation.id)

@@ -11,7 +11,7 @@ import logging
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Agent, HistoryEntry, Resumable, Turn
+from bridges.bindings import Bindings
 from bridges.blocks import BlockService
 from bridges.budget import RateBudget
 from bridges.handoff import HandoffPolicy, HandoffService, open_handoff_of
@@ -30,8 +31,6 @@ from bridges.surface import Inbound, Surface, SurfaceFactory, send_notice
 from bridges.turns import Place, TurnOrder
 from models import (
     OPEN_HANDOFF_STATUSES,
-    AgentBinding,
-    BindingScope,
     Conversation,
     ConversationStatus,
     Handoff,
@@ -43,6 +42,7 @@ from models import (
 )
 from models.queries import user_row
 from ops import metrics
+from settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class RelayPolicy:
     default_agent: str
     idle_timeout: timedelta
     handoff_expiry: timedelta
-    bindings: Mapping[tuple[BindingScope, str], str]
+    bindings: Mapping[tuple[str, str], str]
     """Bindings from configuration; bindings stored in the database take precedence."""
     user_messages_per_minute: float = 12.0
     user_burst: int = 5
@@ -110,6 +110,22 @@ class RelayPolicy:
     """This process's name: after a crash it finishes only the replies it had started itself."""
     db_outage_grace: float = 30.0
     """Seconds to keep retrying while the database is unreachable or locked, before telling the user."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RelayPolicy:
+        limits = settings.limits
+        return cls(
+            default_agent=settings.routing.default_agent,
+            idle_timeout=timedelta(minutes=settings.routing.idle_timeout_minutes),
+            handoff_expiry=timedelta(minutes=settings.handoff.expire_after_minutes),
+            bindings={(b.scope, b.id): b.agent for b in settings.routing.bindings},
+            user_messages_per_minute=limits.user_messages_per_minute,
+            user_burst=limits.user_burst,
+            max_input_chars=limits.max_input_chars,
+            handoffs_per_hour=limits.handoffs_per_hour,
+            max_reply_chars=limits.max_reply_chars,
+            instance=settings.ops.instance,
+        )
 
 
 @dataclass
@@ -147,6 +163,7 @@ class Relay:
         )
         self.handoffs.on_return = self.resume_after_handoff
         self.blocks = BlockService(db, now=now)
+        self.bindings = Bindings(db, agents, policy.default_agent, policy.bindings)
         self.inbox = Inbox(
             db,
             run_id=f"{policy.instance}:{uuid.uuid4().hex[:12]}",
@@ -313,7 +330,7 @@ class Relay:
         conversation, notice = await self._conversation_for(inbound)
         if notice:
             await send_notice(surface, notice)
-        return await self._open_handoff(conversation.id, reason, requested_by="user")
+        return await self._open_handoff(conversation, reason, requested_by="user")
 
     async def answer_left_over(self, left: LeftOver, surface: Surface, place: Place) -> None:
         """Answer a message a crash left unanswered (see bridges/recovery.py), in its place in line. A
@@ -329,22 +346,6 @@ class Relay:
                 await place.turn()
                 await self.inbox.give_up(receipt)
                 await send_notice(surface, Notices.press_not_answered.format(label=inbound.text[:80]))
-
-    async def bind_agent(self, scope: BindingScope, scope_id: str, agent_name: str, *, by: str) -> None:
-        """Store which agent answers in a scope (an admin's `/agent`); new conversations there use it."""
-        if agent_name not in self.agents:
-            known = ", ".join(sorted(self.agents))
-            raise ValueError(f"unknown agent {agent_name!r}; configured agents: {known}")
-        async with self.db.begin() as session:
-            binding = await session.scalar(
-                select(AgentBinding).where(AgentBinding.scope == scope, AgentBinding.scope_id == scope_id)
-            )
-            if binding is None:
-                session.add(
-                    AgentBinding(scope=scope, scope_id=scope_id, agent_name=agent_name, created_by=by)
-                )
-            else:
-                binding.agent_name, binding.created_by = agent_name, by
 
     @survives_db_outage
     async def open_handoff_of_user(self, platform: str, user_id: str) -> int | None:
@@ -444,7 +445,7 @@ class Relay:
             await send_notice(surface, Notices.reply_cut)
         await self._finish_turn(conversation.id, result)
         if result.handoff is not None:
-            answer = await self._open_handoff(conversation.id, result.handoff.reason, requested_by="agent")
+            answer = await self._open_handoff(conversation, result.handoff.reason, requested_by="agent")
             await send_notice(surface, answer)
         elif result.session_ended is not None:
             await send_notice(surface, Notices.session_ended)
@@ -493,7 +494,7 @@ class Relay:
                     platform=inbound.platform,
                     chat_id=inbound.chat_id,
                     thread_id=inbound.thread_id,
-                    agent_name=await self._bound_agent(session, inbound),
+                    agent_name=await self.bindings.agent_for(session, inbound),
                     provider_state={},
                     status=ConversationStatus.BOT,
                     last_activity_at=now,
@@ -517,21 +518,6 @@ class Relay:
             .order_by(Conversation.id.desc())
             .limit(1)
         )
-
-    async def _bound_agent(self, session: AsyncSession, inbound: Inbound) -> str:
-        scopes = list(_binding_scopes(inbound))
-        stored = {
-            (binding.scope, binding.scope_id): binding.agent_name
-            for binding in await session.scalars(
-                select(AgentBinding).where(AgentBinding.scope.in_({scope for scope, _ in scopes}))
-            )
-        }
-        for scope in scopes:
-            for source in (stored, self.policy.bindings):
-                name = source.get(scope)
-                if name is not None and name in self.agents:
-                    return name
-        return self.policy.default_agent
 
     @survives_db_outage
     async def _history(self, conversation_id: int) -> tuple[HistoryEntry, ...]:
@@ -625,8 +611,15 @@ class Relay:
             if result.session_ended is not None and result.handoff is None:
                 _close(conversation, now)
 
+    async def _open_handoff(self, conversation: Conversation, reason: str, *, requested_by: str) -> str:
+        """Open a handoff unless the user already has one open or opened too many this hour; one at a
+        time per user in this process (their row is locked too, for the other processes)."""
+        with self._turns.line_up(("handoff", conversation.user_id)) as place:
+            await place.turn()
+            return await self._open_handoff_now(conversation.id, reason, requested_by=requested_by)
+
     @survives_db_outage
-    async def _open_handoff(self, conversation_id: int, reason: str, *, requested_by: str) -> str:
+    async def _open_handoff_now(self, conversation_id: int, reason: str, *, requested_by: str) -> str:
         """Open a handoff unless the user already has one open (here or in another conversation), and
         notify the moderators. Returns what to tell the user."""
         async with self.db.begin() as session:
@@ -657,17 +650,6 @@ class Relay:
         log.info("conversation %s: handoff %s requested by %s", conversation_id, handoff.id, requested_by)
         await self.handoffs.opened(handoff.id)
         return Notices.handoff_requested
-
-
-def _binding_scopes(inbound: Inbound) -> Iterator[tuple[BindingScope, str]]:
-    """Most specific first."""
-    if inbound.platform == "discord":
-        yield BindingScope.DISCORD_CHANNEL, inbound.chat_id
-        if inbound.guild_id:
-            yield BindingScope.DISCORD_GUILD, inbound.guild_id
-    elif inbound.platform == "telegram":
-        yield BindingScope.TELEGRAM_CHAT, inbound.chat_id
-    yield BindingScope.GLOBAL, ""
 
 
 def _conversation_key(inbound: Inbound) -> tuple[str, str, str, str]:

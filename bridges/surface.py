@@ -28,6 +28,9 @@ class Inbound:
     guild_id: str = ""
     is_dm: bool = False
     button: Button | None = None
+    binding_scopes: tuple[tuple[str, str], ...] = ()
+    """Where an agent binding may apply, most specific first, as (scope, id): the bridge knows its
+    platform's places (a channel, then its server); the global scope comes last by itself."""
 
 
 class SurfaceError(Exception):

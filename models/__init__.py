@@ -1,7 +1,7 @@
 """The data model (SQLAlchemy 2 typed declarative) and the engine/session factory."""
 
 from models.base import Base, utcnow
-from models.binding import AgentBinding, BindingScope
+from models.binding import AgentBinding
 from models.button import StoredButton
 from models.conversation import Conversation, ConversationStatus, Role, TranscriptEntry, User
 from models.db import create_engine, normalize_url, safe_url, session_factory
@@ -13,7 +13,6 @@ __all__ = [
     "OPEN_HANDOFF_STATUSES",
     "AgentBinding",
     "Base",
-    "BindingScope",
     "Conversation",
     "ConversationStatus",
     "DeliveryKind",

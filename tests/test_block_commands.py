@@ -23,14 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import TextDelta
-from bridges.discord import DiscordBridge, DiscordConfig
+from bridges.discord.bridge import DiscordBridge
 from bridges.discord.cog import Replies as DiscordReplies
-from bridges.discord.config import DiscordDeskConfig
+from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.handoff import HandoffService
 from bridges.moderation import Replies as ModerationReplies
 from bridges.relay import Notices, Relay
 from bridges.surface import Surface
-from bridges.telegram import TelegramBridge
+from bridges.telegram.bridge import TelegramBridge
 from bridges.telegram.handlers import Replies as TelegramReplies
 from fakes.discord import FakeChannel, FakeDiscord, FakeInteraction, FakeMessage
 from fakes.discord import FakeUser as DiscordUser
@@ -215,6 +215,7 @@ async def app(world: World, db: async_sessionmaker[AsyncSession]) -> AsyncIterat
             gateway_url=w.discord.gateway_url,
             channel_window_seconds=WINDOW,
             guild_ready_timeout=0.05,
+            edit_interval=0.02,
             message_content_intent=True,
             threads=True,
             handoff=DiscordDeskConfig(
@@ -222,7 +223,6 @@ async def app(world: World, db: async_sessionmaker[AsyncSession]) -> AsyncIterat
             ),
         ),
         relay,
-        edit_interval=0.02,
     )
     bridges["telegram"] = bridge(
         w.telegram,

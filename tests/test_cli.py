@@ -110,7 +110,7 @@ def test_migrate_and_check_config(tmp_path: Path) -> None:
     [
         ("[routing]\nidel_timeout_minutes = 3\n", {}, "routing.idel_timeout_minutes: unknown key"),
         ("[discord]\napi_base = 'http://127.0.0.1:9/api'\n", {}, "discord.token: missing secret"),
-        ("", {"SWITCHBOARD_STREAMING__CONSOLE_EDIT_INTERVAL": "fast"}, "streaming.console_edit_interval:"),
+        ("", {"SWITCHBOARD_STREAMING__CONSOLE_EDIT_INTERVAL": "fast"}, "console.edit_interval:"),
     ],
 )
 def test_bad_config_stops_start_up_with_one_line(

@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.demo import DemoAgent, DemoSettings
-from bridges.console import ConsoleBridge, ConsoleSurface, Terminal
+from bridges.console.bridge import ConsoleBridge, ConsoleSurface, Terminal
+from bridges.console.config import ConsoleConfig
 from bridges.relay import Relay, RelayPolicy
 
 
@@ -52,7 +53,9 @@ async def test_piped_session_streams_each_chunk(
     demo = DemoAgent("demo", DemoSettings(first_chunk_delay=0, chunk_delay=0.002))
     relay = Relay(db, {"demo": demo}, RelayPolicy("demo", timedelta(hours=1), timedelta(minutes=5), {}))
     bridge = ConsoleBridge(
-        relay, user_id="ada", display_name="Ada", edit_interval=0, terminal=Terminal(reader, output)
+        ConsoleConfig(user_id="ada", display_name="Ada", edit_interval=0),
+        relay,
+        terminal=Terminal(reader, output),
     )
     await bridge.run()
 

@@ -27,14 +27,15 @@ from agents.base import (
     TurnEnd,
 )
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
-from bridges.discord import DiscordBridge, DiscordConfig
+from bridges.discord.bridge import DiscordBridge
 from bridges.discord.cog import Replies
+from bridges.discord.config import DiscordConfig
 from bridges.relay import Notices, Relay, RelayPolicy
 from bridges.split import split_text, utf16_length
 from fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeMessage, FakeUser
 from fakes.http import Hang
 from fakes.openai import FakeOpenAI, content
-from models import AgentBinding, BindingScope, Role, TranscriptEntry
+from models import AgentBinding, Role, TranscriptEntry
 
 WINDOW = 0.25
 """The fake's per-channel message bucket window, shortened from Discord's 5 s to keep tests quick; the
@@ -126,6 +127,7 @@ def config_for(fake: FakeDiscord, **overrides: Any) -> DiscordConfig:
         gateway_url=fake.gateway_url,
         channel_window_seconds=WINDOW,
         guild_ready_timeout=0.05,
+        edit_interval=0.02,
         **overrides,
     )
 
@@ -135,7 +137,7 @@ async def start_bridge(world: World, relay: Relay) -> AsyncIterator[StartBridge]
     started: list[DiscordBridge] = []
 
     async def start(**overrides: Any) -> DiscordBridge:
-        bridge = DiscordBridge(config_for(world.fake, **overrides), relay, edit_interval=0.02)
+        bridge = DiscordBridge(config_for(world.fake, **overrides), relay)
         await bridge.start()
         started.append(bridge)
         return bridge
@@ -239,7 +241,7 @@ async def test_slash_commands(
     await fake.wait_for_callback(bound)
     async with db() as session:
         binding = await session.scalar(select(AgentBinding))
-    assert binding is not None and binding.scope is BindingScope.DISCORD_CHANNEL
+    assert binding is not None and binding.scope == "discord_channel"
     assert (binding.scope_id, binding.agent_name) == (str(channel.id), "other")
 
     await fake.slash(channel, world.alice, "reset")
@@ -421,7 +423,7 @@ async def test_a_runaway_reply_is_cut_at_the_cap_and_the_provider_is_hung_up_on(
             bindings={},
             max_reply_chars=3000,
         )
-        bridge = DiscordBridge(config_for(world.fake), Relay(db, {"gpt": gpt}, policy), edit_interval=0.02)
+        bridge = DiscordBridge(config_for(world.fake), Relay(db, {"gpt": gpt}, policy))
         await bridge.start()
         try:
             dm = world.dm()

@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import HandoffRequested, Message
-from bridges.discord import DiscordBridge, DiscordConfig
-from bridges.discord.config import DiscordDeskConfig
+from bridges.discord.bridge import DiscordBridge
+from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.discord.desk import DeskReplies
 from bridges.handoff import HandoffPolicy, HandoffService, UserNotices
 from bridges.relay import Notices, Relay, RelayPolicy
@@ -96,6 +96,7 @@ class App:
             gateway_url=fake.gateway_url,
             channel_window_seconds=WINDOW,
             guild_ready_timeout=0.05,
+            edit_interval=0.02,
             message_content_intent=True,
             handoff=DiscordDeskConfig(
                 channel=self.world.mods.id,
@@ -119,7 +120,7 @@ class App:
             user_burst=50,
         )
         relay = Relay(self.db, {"scripted": self.agent}, policy, handoffs=self.handoffs, now=self.clock)
-        self.bridge = DiscordBridge(config, relay, edit_interval=0.02)
+        self.bridge = DiscordBridge(config, relay)
         await self.bridge.start()
         assert self.bridge.desk is not None
         self.handoffs.desks.append(self.bridge.desk)

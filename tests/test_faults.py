@@ -33,8 +33,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Button, Message, TextDelta
-from bridges.discord import DiscordBridge, DiscordConfig
+from bridges.discord.bridge import DiscordBridge
 from bridges.discord.cog import Replies as DiscordReplies
+from bridges.discord.config import DiscordConfig
 from bridges.relay import Notices, Relay
 from bridges.split import utf16_length
 from bridges.telegram.handlers import Replies as TelegramReplies
@@ -234,9 +235,10 @@ class DiscordWorld:
             gateway_url=self.fake.gateway_url,
             channel_window_seconds=WINDOW,
             guild_ready_timeout=0.05,
+            edit_interval=0.02,
         )
         relay = Relay(self.db, {"scripted": self.agent}, POLICY)
-        bridge = DiscordBridge(config, relay, edit_interval=0.02)
+        bridge = DiscordBridge(config, relay)
         await bridge.start()
         self.bridges.append(bridge)
         return bridge

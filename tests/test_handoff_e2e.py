@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.base import Agent
 from agents.convocore_ws import ConvocoreWsAgent, ConvocoreWsSettings
 from agents.voiceflow import VoiceflowAgent, VoiceflowSettings
-from bridges.discord import DiscordBridge, DiscordConfig
-from bridges.discord.config import DiscordDeskConfig
+from bridges.discord.bridge import DiscordBridge
+from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.handoff import MAX_REFUSALS, HandoffService, UserNotices
 from bridges.relay import Notices, Relay
 from bridges.surface import Surface
-from bridges.telegram import TelegramBridge
+from bridges.telegram.bridge import TelegramBridge
 from bridges.telegram.desk import DeskReplies as TelegramDeskReplies
 from fakes.convocore_ws import Chunk, Close, FakeConvocore, handoff
 from fakes.discord import FakeChannel, FakeDiscord, FakeMessage, FakeUser
@@ -155,13 +155,13 @@ class App:
                 gateway_url=p.discord.gateway_url,
                 channel_window_seconds=WINDOW,
                 guild_ready_timeout=0.05,
+                edit_interval=0.02,
                 message_content_intent=True,
                 handoff=DiscordDeskConfig(
                     channel=p.mods.id, moderator_roles=(p.moderators,), log_channel=p.log.id
                 ),
             ),
             relay,
-            edit_interval=0.02,
         )
         self.telegram = bridge(
             p.telegram,

@@ -29,7 +29,6 @@ from bridges.relay import Notices, Relay, RelayPolicy
 from bridges.surface import Inbound
 from models import (
     AgentBinding,
-    BindingScope,
     Conversation,
     ConversationStatus,
     Handoff,
@@ -83,7 +82,7 @@ POLICY = RelayPolicy(
     default_agent="scripted",
     idle_timeout=timedelta(minutes=30),
     handoff_expiry=timedelta(minutes=10),
-    bindings={(BindingScope.TELEGRAM_CHAT, "group-1"): "other"},
+    bindings={("telegram_chat", "group-1"): "other"},
 )
 
 
@@ -205,12 +204,23 @@ async def test_idle_timeout_starts_a_new_conversation(
 
 async def test_places_and_bindings(relay: Relay, db: async_sessionmaker[AsyncSession]) -> None:
     surface = RecordingSurface()
-    await relay.handle(inbound("a", platform="telegram", chat="group-1"), surface)
-    await relay.handle(inbound("b", platform="telegram", chat="group-2"), surface)
+
+    def chat(name: str) -> tuple[tuple[str, str], ...]:
+        return (("telegram_chat", name),)
+
+    await relay.handle(
+        inbound("a", platform="telegram", chat="group-1", binding_scopes=chat("group-1")), surface
+    )
+    await relay.handle(
+        inbound("b", platform="telegram", chat="group-2", binding_scopes=chat("group-2")), surface
+    )
     async with db.begin() as session:
-        session.add(AgentBinding(scope=BindingScope.DISCORD_GUILD, scope_id="g1", agent_name="other"))
-    await relay.handle(inbound("c", platform="discord", chat="chan", guild_id="g1"), surface)
-    await relay.handle(inbound("d", platform="discord", chat="chan", thread_id="t1", guild_id="g1"), surface)
+        session.add(AgentBinding(scope="discord_guild", scope_id="g1", agent_name="other"))
+    server = (("discord_channel", "chan"), ("discord_guild", "g1"))
+    await relay.handle(inbound("c", platform="discord", chat="chan", binding_scopes=server), surface)
+    await relay.handle(
+        inbound("d", platform="discord", chat="chan", thread_id="t1", binding_scopes=server), surface
+    )
     assert surface.visible_texts() == ["other: a (#1)", "scripted: b (#1)", "other: c (#1)", "other: d (#1)"]
     assert [(c.platform, c.chat_id, c.thread_id, c.agent_name) for c in await conversations(db)] == [
         ("telegram", "group-1", "", "other"),
@@ -329,13 +339,14 @@ async def test_demo_agent_end_to_end(db: async_sessionmaker[AsyncSession], clock
 async def test_bind_agent_routes_new_conversations_and_rejects_unknown_agents(
     relay: Relay, db: async_sessionmaker[AsyncSession]
 ) -> None:
-    await relay.bind_agent(BindingScope.DISCORD_CHANNEL, "chan-9", "other", by="admin-1")
-    await relay.bind_agent(BindingScope.DISCORD_CHANNEL, "chan-9", "other", by="admin-2")  # idempotent
+    await relay.bindings.bind("discord_channel", "chan-9", "other", by="admin-1")
+    await relay.bindings.bind("discord_channel", "chan-9", "other", by="admin-2")  # idempotent
     surface = RecordingSurface()
-    await relay.handle(inbound("hi", platform="discord", chat="chan-9"), surface)
+    here = (("discord_channel", "chan-9"),)
+    await relay.handle(inbound("hi", platform="discord", chat="chan-9", binding_scopes=here), surface)
     assert surface.visible_texts() == ["other: hi (#1)"]
     with pytest.raises(ValueError, match="unknown agent 'nope'"):
-        await relay.bind_agent(BindingScope.DISCORD_CHANNEL, "chan-9", "nope", by="admin-1")
+        await relay.bindings.bind("discord_channel", "chan-9", "nope", by="admin-1")
     async with db() as session:
         (binding,) = await session.scalars(select(AgentBinding))
     assert (binding.agent_name, binding.created_by) == ("other", "admin-2")

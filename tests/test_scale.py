@@ -15,10 +15,12 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bridges.discord import DiscordBridge, DiscordConfig
+from bridges.base import BridgeStartError
+from bridges.discord.bridge import DiscordBridge
+from bridges.discord.config import DiscordConfig
 from bridges.relay import Relay
-from bridges.telegram import TelegramBridge, TelegramConfig
-from bridges.telegram.bridge import TelegramStartError
+from bridges.telegram.bridge import TelegramBridge
+from bridges.telegram.config import TelegramConfig
 from fakes.discord import FakeDiscord
 from fakes.discord.server import shard_of
 from fakes.discord.state import snowflake
@@ -64,9 +66,10 @@ async def test_two_shard_processes_answer_each_guild_once_from_its_shard(
                 shard_count=2,
                 shard_ids=(shard,),
                 guild_ready_timeout=0.05,
+                edit_interval=0.02,
                 sync_commands=shard == 0,
             )
-            bridges.append(DiscordBridge(config, shard_relay, edit_interval=0.02))
+            bridges.append(DiscordBridge(config, shard_relay))
             agents.append(agent)
         try:
             for bridge in bridges:
@@ -108,6 +111,7 @@ def webhook_config(fake: FakeTelegram, base_url: str, port: int) -> TelegramConf
         webhook_url=f"http://127.0.0.1:{port}/telegram/updates",
         webhook_listen=f"127.0.0.1:{port}",
         webhook_secret=SecretStr(SECRET),
+        edit_interval=0.05,
     )
 
 
@@ -120,7 +124,7 @@ async def test_webhook_mode_answers_posted_updates_and_refuses_forged_ones(
     async with fake.running() as base_url, aiohttp.ClientSession() as client:
         config = webhook_config(fake, base_url, free_port())
         webhook_relay, agent = relay(db, "hook")
-        bridge = TelegramBridge(config, webhook_relay, edit_interval=0.05)
+        bridge = TelegramBridge(config, webhook_relay)
         await bridge.start()
         try:
             assert fake.webhook == Webhook(str(config.webhook_url), SECRET, ["message", "callback_query"])
@@ -155,9 +159,10 @@ async def test_webhook_mode_answers_posted_updates_and_refuses_forged_ones(
 
         polling_relay = relay(db, "poll")[0]  # the next start polls, and takes the update held meanwhile
         polling = TelegramBridge(
-            TelegramConfig(token=SecretStr(fake.token), base_url=base_url, poll_timeout=1),
+            TelegramConfig(
+                token=SecretStr(fake.token), base_url=base_url, poll_timeout=1, edit_interval=0.05
+            ),
             polling_relay,
-            edit_interval=0.05,
         )
         await polling.start()
         try:
@@ -177,8 +182,8 @@ async def test_webhook_start_fails_cleanly_when_the_port_is_taken(
         taken.listen()
         async with fake.running() as base_url:
             config = webhook_config(fake, base_url, taken.getsockname()[1])
-            bridge = TelegramBridge(config, relay(db, "hook")[0], edit_interval=0.05)
-            with pytest.raises(TelegramStartError, match="could not start webhook") as failure:
+            bridge = TelegramBridge(config, relay(db, "hook")[0])
+            with pytest.raises(BridgeStartError, match="could not start webhook") as failure:
                 await bridge.start()
             assert SECRET not in str(failure.value)
             assert not bridge.app.running

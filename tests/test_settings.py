@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bridges.discord.config import DiscordConfig
 from settings import ConfigError, Settings, load_settings
 
 SECRET = "s3cr3t-token-value"
@@ -31,7 +32,7 @@ def test_defaults_run_the_demo_agent_on_sqlite(tmp_path: Path) -> None:
     assert settings.routing.default_agent == "demo"
     assert settings.agents["demo"].kind == "demo"
     assert settings.database.url.get_secret_value() == "sqlite+aiosqlite:///./switchboard.db"
-    assert settings.discord is None and settings.telegram is None
+    assert list(settings.platforms()) == ["console"]
 
 
 def test_missing_default_file_is_fine_but_a_named_one_is_an_error(
@@ -66,7 +67,8 @@ def test_missing_default_file_is_fine_but_a_named_one_is_an_error(
             "routing.bindings.0.agent: no agent named 'ghost'",
         ),
         ("[database]\nurl = 'mysql://u@h/db'", "database.url: unsupported database driver"),
-        ("[streaming]\ndiscord_edit_interval = 0.01", "streaming.discord_edit_interval:"),
+        ("[console]\nedit_interval = 99", "console.edit_interval: Input should be less than or equal to 10"),
+        ("[streaming]\nslack_edit_interval = 1", "streaming.slack_edit_interval: unknown key"),
         ("x = [", "not valid TOML"),
     ],
 )
@@ -109,8 +111,9 @@ def test_missing_secret_is_one_line(tmp_path: Path) -> None:
 
 def test_secrets_from_environment_and_indirection(tmp_path: Path) -> None:
     settings = load(tmp_path, "[discord]\ntoken_env = 'MY_DISCORD_TOKEN'", {"MY_DISCORD_TOKEN": SECRET})
-    assert settings.discord is not None
-    assert settings.discord.token.get_secret_value() == SECRET
+    discord = settings.platform("discord")
+    assert isinstance(discord, DiscordConfig)
+    assert discord.token.get_secret_value() == SECRET
     assert SECRET not in repr(settings) and SECRET not in str(settings.model_dump())
     assert SECRET in settings.secrets()
 

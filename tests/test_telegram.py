@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.base import AgentUnavailable, Button, Media, Message, TextDelta
 from bridges.relay import Notices
 from bridges.split import utf16_length
-from bridges.telegram import TelegramConfig
+from bridges.telegram.config import TelegramConfig
 from bridges.telegram.handlers import Replies
 from fakes.telegram import FakeChat, FakeTelegram, FakeUser, Limit, Limits
 from fakes.telegram.harness import ADMIN_ID, Telegram, running

@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bridges.telegram import TelegramConfig
+from bridges.telegram.config import TelegramConfig
 from fakes.telegram.harness import Telegram, running
 from fakes.telegram.server import SECRET_HEADER, FakeTelegram
 from tests.conftest import free_port

@@ -1,6 +1,4 @@
-"""The Discord bridge: a discord.py cog that streams agent replies (see `DiscordBridge`)."""
+"""Discord: a discord.py cog that streams agent replies, and the moderator desk (see bridge.DiscordBridge).
 
-from bridges.discord.bridge import DiscordBridge, DiscordStartError
-from bridges.discord.config import DiscordConfig
-
-__all__ = ["DiscordBridge", "DiscordConfig", "DiscordStartError"]
+Imported lazily through bridges/registry.py; importing this package pulls in nothing else.
+"""

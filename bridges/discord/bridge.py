@@ -13,6 +13,7 @@ import discord
 import yarl
 from discord.ext import commands
 
+from bridges.base import BridgeStartError, finish_in_flight, never
 from bridges.buttons import ButtonStore, DatabaseButtonStore
 from bridges.discord.cog import SwitchboardCog
 from bridges.discord.config import DiscordConfig
@@ -44,10 +45,6 @@ def _count_rate_limits() -> None:
         http_log.setLevel(logging.WARNING)
 
 
-class DiscordStartError(Exception):
-    """The bot could not log in or connect; the message is one line safe to show an operator."""
-
-
 class ShardedBot(commands.AutoShardedBot, commands.Bot):
     """An AutoShardedBot that is also a `commands.Bot` to the type checker, so the cog and surfaces take
     either; both bases add nothing at run time, so it behaves exactly as AutoShardedBot."""
@@ -56,14 +53,7 @@ class ShardedBot(commands.AutoShardedBot, commands.Bot):
 class DiscordBridge:
     platform = "discord"
 
-    def __init__(
-        self,
-        config: DiscordConfig,
-        relay: Relay,
-        edit_interval: float,
-        *,
-        buttons: ButtonStore | None = None,
-    ) -> None:
+    def __init__(self, config: DiscordConfig, relay: Relay, *, buttons: ButtonStore | None = None) -> None:
         self.config = config
         self.relay = relay
         _count_rate_limits()
@@ -88,7 +78,7 @@ class DiscordBridge:
             }
             self.bot = ShardedBot(**options, **sharding)
         views = ButtonViews(buttons or DatabaseButtonStore(relay.db))
-        self.surfaces = Surfaces(self.bot, config, edit_interval, views)
+        self.surfaces = Surfaces(self.bot, config, config.edit_interval, views)
         self.cog = SwitchboardCog(self.bot, relay, config, self.surfaces)
         self.desk = (
             DiscordDesk(self.bot, config.handoff, relay.handoffs, self.surfaces.budgets, self.cog.in_flight)
@@ -98,6 +88,13 @@ class DiscordBridge:
         """The moderator desk, if `[discord.handoff]` is configured; add it to the HandoffService's
         desks once the bridge has started."""
         self._connection: asyncio.Task[None] | None = None
+
+    async def finished(self) -> None:
+        await never()  # serves until closed; a lost gateway shows in `healthy`
+
+    def healthy(self) -> bool:
+        connected = self._connection is not None and not self._connection.done()
+        return connected and self.bot.is_ready() and not self.bot.is_closed()
 
     def surface_for(self, platform: str, chat_id: str, thread_id: str) -> Surface | None:
         """A `SurfaceFactory` for handoff notices and crash recovery."""
@@ -128,10 +125,10 @@ class DiscordBridge:
             await self.bot.login(self.config.token.get_secret_value())
         except discord.LoginFailure:
             await self.bot.close()
-            raise DiscordStartError("discord: the bot token was rejected; check [discord] token") from None
+            raise BridgeStartError("discord: the bot token was rejected; check [discord] token") from None
         except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
             await self.bot.close()
-            raise DiscordStartError(
+            raise BridgeStartError(
                 f"discord: could not reach the API at {self.config.api_base} ({type(exc).__name__})"
             ) from None
         await self._choose_gateway()
@@ -145,7 +142,7 @@ class DiscordBridge:
         if not ready.done():
             ready.cancel()
             await self.close()
-            raise DiscordStartError(f"discord: could not connect to the gateway ({self._failure()})")
+            raise BridgeStartError(f"discord: could not connect to the gateway ({self._failure()})")
         log.info("discord: connected as %s (%s)", self.bot.user, self.bot.user and self.bot.user.id)
 
     async def _choose_gateway(self) -> None:
@@ -157,7 +154,7 @@ class DiscordBridge:
                 recommended, url, _ = await self.bot.http.get_bot_gateway()
             except (discord.GatewayNotFound, aiohttp.ClientError, OSError) as exc:
                 await self.bot.close()
-                raise DiscordStartError(
+                raise BridgeStartError(
                     f"discord: GET /gateway/bot failed ({type(exc).__name__}); set [discord] gateway_url "
                     "to connect without it"
                 ) from None
@@ -204,10 +201,7 @@ class DiscordBridge:
         A reply cut off here stays marked as pending and is reported to its user on the next start.
         """
         self.cog.accepting = False
-        if self.cog.in_flight:
-            _, late = await asyncio.wait(set(self.cog.in_flight), timeout=grace)
-            if late:
-                log.warning("discord: %d replies were cut off by the shutdown", len(late))
+        await finish_in_flight(self.platform, self.cog.in_flight, grace)
         await self.bot.close()
         if self._connection is not None:
             with contextlib.suppress(Exception):

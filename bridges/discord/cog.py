@@ -30,15 +30,19 @@ from bridges.discord.surface import NO_PINGS, DiscordSurface, Surfaces
 from bridges.discord.views import PRESS_EVENT, ChoiceButton, HandoffButton
 from bridges.moderation import Moderation, Moderator, Target, parse_duration
 from bridges.moderation import Replies as ModerationReplies
+from bridges.registry import blockable
 from bridges.relay import Notices as DBNotices
 from bridges.relay import Refusal, Relay
 from bridges.surface import Inbound, SurfaceError, send_notice
 from bridges.turns import Place
-from models import BindingScope
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
+CHANNEL_SCOPE, SERVER_SCOPE = "discord_channel", "discord_guild"
+"""Where `/agent` binds an agent (declared in bridges/registry.py): a channel (its threads too), a server."""
+PLATFORM_CHOICES = [app_commands.Choice(name=name, value=name) for name in blockable()]
+"""Whose users `/block` can name by id: every platform in the registry that has blockable users."""
 ADMISSION_TIMEOUT = 2.0
 """Seconds a slash command waits for the block and rate check, within Discord's 3 s to answer."""
 
@@ -193,13 +197,9 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             await interaction.response.send_message(Replies.admins_only, ephemeral=True)
             return
         chat_id, _ = _interaction_place(interaction)
-        where = (
-            (BindingScope.DISCORD_GUILD, str(interaction.guild_id))
-            if scope == "server"
-            else (BindingScope.DISCORD_CHANNEL, chat_id)
-        )
+        where = (SERVER_SCOPE, str(interaction.guild_id)) if scope == "server" else (CHANNEL_SCOPE, chat_id)
         try:
-            await self.relay.bind_agent(*where, name, by=f"{PLATFORM}:{interaction.user.id}")
+            await self.relay.bindings.bind(*where, name, by=f"{PLATFORM}:{interaction.user.id}")
         except ValueError as exc:
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
@@ -213,12 +213,13 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         duration="How long, such as 30m, 2h, 7d or 1w; empty blocks until /unblock",
         reason="Why: moderators see it in the log, the user never does",
     )
+    @app_commands.choices(platform=PLATFORM_CHOICES)
     @app_commands.guild_only()
     async def block(
         self,
         interaction: discord.Interaction[Any],
         user: discord.User | None = None,
-        platform: Literal["discord", "telegram"] | None = None,
+        platform: str | None = None,
         user_id: str | None = None,
         duration: str | None = None,
         reason: str | None = None,
@@ -231,12 +232,13 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         platform="With user_id: the platform of a user who is not on this server",
         user_id="With platform: their id, as shown on a handoff notification",
     )
+    @app_commands.choices(platform=PLATFORM_CHOICES)
     @app_commands.guild_only()
     async def unblock(
         self,
         interaction: discord.Interaction[Any],
         user: discord.User | None = None,
-        platform: Literal["discord", "telegram"] | None = None,
+        platform: str | None = None,
         user_id: str | None = None,
     ) -> None:
         await self._moderate(interaction, user, platform, user_id, block=None)
@@ -318,7 +320,8 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             return None if platform or user_id else Target(PLATFORM, str(user.id), user.display_name)
         if platform and user_id:
             user_id = user_id.strip()
-            return Target(platform, user_id) if re.fullmatch(r"-?[0-9]{1,20}", user_id) else None
+            known = platform in blockable() and re.fullmatch(r"-?[0-9]{1,20}", user_id)
+            return Target(platform, user_id) if known else None
         if platform or user_id:
             return None
         # the desk's refs are stored under its name, which is the platform's
@@ -443,30 +446,29 @@ def _who(target: Target) -> str:
 
 
 def _inbound_of_message(message: discord.Message, channel: Any, text: str) -> Inbound:
-    chat_id, thread_id = _place(channel)
-    return Inbound(
-        platform=PLATFORM,
-        chat_id=chat_id,
-        thread_id=thread_id,
-        guild_id=str(message.guild.id) if message.guild else "",
-        user_id=str(message.author.id),
-        display_name=message.author.display_name,
-        text=text,
-        message_id=str(message.id),
-        is_dm=message.guild is None,
-    )
+    guild_id = message.guild.id if message.guild else None
+    return _inbound(_place(channel), guild_id, message.author, text, str(message.id))
 
 
 def _inbound_of(interaction: discord.Interaction[Any], text: str) -> Inbound:
-    chat_id, thread_id = _interaction_place(interaction)
+    message_id = str(interaction.message.id) if interaction.message else ""
+    return _inbound(_interaction_place(interaction), interaction.guild_id, interaction.user, text, message_id)
+
+
+def _inbound(
+    place: tuple[str, str], guild_id: int | None, author: discord.abc.User, text: str, message_id: str
+) -> Inbound:
+    chat_id, thread_id = place
+    guild = str(guild_id or "")
     return Inbound(
         platform=PLATFORM,
         chat_id=chat_id,
         thread_id=thread_id,
-        guild_id=str(interaction.guild_id or ""),
-        user_id=str(interaction.user.id),
-        display_name=interaction.user.display_name,
+        guild_id=guild,
+        user_id=str(author.id),
+        display_name=author.display_name,
         text=text,
-        message_id=str(interaction.message.id) if interaction.message else "",
-        is_dm=interaction.guild_id is None,
+        message_id=message_id,
+        is_dm=guild_id is None,
+        binding_scopes=((CHANNEL_SCOPE, chat_id), *([(SERVER_SCOPE, guild)] if guild else [])),
     )

@@ -7,6 +7,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from bridges.base import PlatformConfig
+
 
 class DiscordDeskConfig(BaseModel):
     """Where handoffs are shown to moderators on Discord, and who counts as one."""
@@ -23,9 +25,7 @@ class DiscordDeskConfig(BaseModel):
     )
 
 
-class DiscordConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class DiscordConfig(PlatformConfig):
     token: SecretStr
     api_base: str = Field("https://discord.com/api/v10", description="REST base URL, up to and with /vN")
     gateway_url: str | None = Field(

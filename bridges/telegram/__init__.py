@@ -1,6 +1,4 @@
-"""Telegram: private chats, groups and forum topics served through the Relay with python-telegram-bot."""
+"""Telegram: private chats, groups and forum topics with python-telegram-bot (see bridge.TelegramBridge).
 
-from bridges.telegram.bridge import TelegramBridge, TelegramStartError
-from bridges.telegram.config import TelegramConfig
-
-__all__ = ["TelegramBridge", "TelegramConfig", "TelegramStartError"]
+Imported lazily through bridges/registry.py; importing this package pulls in nothing else.
+"""

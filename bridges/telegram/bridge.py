@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from types import TracebackType
 from typing import Self
@@ -11,6 +10,7 @@ from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import Application
 
+from bridges.base import BridgeStartError, finish_in_flight, never
 from bridges.buttons import ButtonStore, DatabaseButtonStore
 from bridges.relay import Relay
 from bridges.surface import Surface
@@ -28,21 +28,10 @@ ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 """The updates the handlers use; Telegram is told to send no others, by polling or webhook."""
 
 
-class TelegramStartError(Exception):
-    """The bot could not log in or reach the Bot API; the message is one line safe to show an operator."""
-
-
 class TelegramBridge:
     platform = "telegram"
 
-    def __init__(
-        self,
-        config: TelegramConfig,
-        relay: Relay,
-        edit_interval: float,
-        *,
-        buttons: ButtonStore | None = None,
-    ) -> None:
+    def __init__(self, config: TelegramConfig, relay: Relay, *, buttons: ButtonStore | None = None) -> None:
         self.config = config
         self.relay = relay
         self.app = (
@@ -54,7 +43,7 @@ class TelegramBridge:
             .build()
         )
         store = buttons or DatabaseButtonStore(relay.db)
-        self.surfaces = Surfaces(self.app.bot, config, edit_interval, store)
+        self.surfaces = Surfaces(self.app.bot, config, config.edit_interval, store)
         self.desk = (
             TelegramDesk(
                 self.app.bot,
@@ -73,6 +62,14 @@ class TelegramBridge:
         self.webhook: WebhookServer | None = None
         """Our webhook server while it runs (webhook mode only)."""
 
+    async def finished(self) -> None:
+        await never()  # serves until closed
+
+    def healthy(self) -> bool:
+        updater = self.app.updater
+        polling = updater is not None and updater.running
+        return self.app.running and (polling or self.webhook is not None)
+
     def surface_for(self, platform: str, chat_id: str, thread_id: str) -> Surface | None:
         """A `SurfaceFactory` for handoff notices and crash recovery."""
         return self.surfaces.for_place(platform, chat_id, thread_id)
@@ -88,9 +85,9 @@ class TelegramBridge:
         try:
             await self.app.initialize()
         except InvalidToken:
-            raise TelegramStartError("telegram: the bot token was rejected; check [telegram] token") from None
+            raise BridgeStartError("telegram: the bot token was rejected; check [telegram] token") from None
         except TelegramError as exc:
-            raise TelegramStartError(
+            raise BridgeStartError(
                 f"telegram: could not reach the Bot API at {self.config.base_url} ({type(exc).__name__})"
             ) from None
         await self._register_commands()
@@ -101,7 +98,7 @@ class TelegramBridge:
             await self.app.stop()
             await self.app.shutdown()
             mode = "polling" if self.config.webhook_url is None else "webhook"
-            raise TelegramStartError(f"telegram: could not start {mode} ({exc})") from None
+            raise BridgeStartError(f"telegram: could not start {mode} ({exc})") from None
         log.info("telegram: %s as @%s (%s)", how, self.app.bot.username, self.app.bot.id)
 
     async def _take_updates(self) -> str:
@@ -159,12 +156,7 @@ class TelegramBridge:
         if self.webhook is not None:
             await self.webhook.stop()
             self.webhook = None
-        if self.handlers.in_flight:
-            _, late = await asyncio.wait(set(self.handlers.in_flight), timeout=grace)
-            if late:
-                log.warning("telegram: %d replies were cut off by the shutdown", len(late))
-                for task in late:
-                    task.cancel()
+        await finish_in_flight(self.platform, self.handlers.in_flight, grace)
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()

@@ -17,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from bridges.base import PlatformConfig
+
 Username = Annotated[str, StringConstraints(pattern=r"^@[A-Za-z0-9_]{4,32}$")]
 
 
@@ -51,9 +53,7 @@ class TelegramDeskConfig(BaseModel):
         return self
 
 
-class TelegramConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class TelegramConfig(PlatformConfig):
     token: SecretStr
     base_url: str = Field("https://api.telegram.org/bot", description="Bot API root; the token is appended")
     base_file_url: str = "https://api.telegram.org/file/bot"

@@ -31,13 +31,13 @@ from telegram.ext import (
 from bridges.buttons import ButtonStore
 from bridges.moderation import Moderation, Moderator, Target, duration_and_reason
 from bridges.moderation import Replies as ModerationReplies
+from bridges.registry import blockable
 from bridges.relay import Relay
 from bridges.surface import Inbound, SurfaceError, send_notice
 from bridges.telegram.config import TelegramConfig
 from bridges.telegram.desk import TelegramDesk
 from bridges.telegram.keyboards import token_of
 from bridges.telegram.surface import DraftingSurface, Surfaces
-from models.binding import BindingScope
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ ADMIN_COMMANDS = (
     ("block", "Ignore a user: /block PLATFORM ID [2h] [reason], or as a reply (moderators)"),
     ("unblock", "Answer a blocked user again: /unblock PLATFORM ID (moderators)"),
 )
-BLOCKABLE_PLATFORMS = ("discord", "telegram")
+CHAT_SCOPE = "telegram_chat"
+"""Where `/agent` binds an agent (bridges/registry.py declares it): this chat, or this group."""
 
 
 class Replies:
@@ -165,9 +166,7 @@ class Handlers:
             return
         name = (context.args or [""])[0]
         try:
-            await self.relay.bind_agent(
-                BindingScope.TELEGRAM_CHAT, str(message.chat.id), name, by=f"{PLATFORM}:{user_id}"
-            )
+            await self.relay.bindings.bind(CHAT_SCOPE, str(message.chat.id), name, by=f"{PLATFORM}:{user_id}")
         except ValueError as exc:
             await send_notice(surface, str(exc))
             return
@@ -240,7 +239,7 @@ class Handlers:
         """Whom, and the words after it (duration, reason): PLATFORM ID if given; else in the desk's chat
         the handoff the command was sent about, and elsewhere the sender of the message it replies to.
         None if that names nobody."""
-        if len(args) >= 2 and args[0].lower() in BLOCKABLE_PLATFORMS:
+        if len(args) >= 2 and args[0].lower() in blockable():
             platform, user_id = args[0].lower(), args[1]
             known = re.fullmatch(r"-?[0-9]{1,20}", user_id) is not None
             return (Target(platform, user_id) if known else None), args[2:]
@@ -331,4 +330,5 @@ def _inbound(message: Message, text: str) -> Inbound:
         message_id=str(message.message_id),
         thread_id=str(message.message_thread_id) if message.is_topic_message else "",
         is_dm=message.chat.type == ChatType.PRIVATE,
+        binding_scopes=((CHAT_SCOPE, str(message.chat.id)),),
     )

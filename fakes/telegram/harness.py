@@ -17,7 +17,8 @@ from agents.base import AgentEvent, BaseAgent, TextDelta, Turn, TurnEnd
 from bridges.handoff import HandoffPolicy, HandoffService
 from bridges.relay import Relay, RelayPolicy
 from bridges.surface import Surface
-from bridges.telegram import TelegramBridge, TelegramConfig
+from bridges.telegram.bridge import TelegramBridge
+from bridges.telegram.config import TelegramConfig
 from bridges.telegram.desk import jump_link
 from fakes.telegram.server import FakeTelegram
 from fakes.telegram.state import FakeChat, FakeMessage
@@ -140,9 +141,13 @@ class Telegram:
 
 def bridge(fake: FakeTelegram, base_url: str, relay: Relay, **config: Any) -> TelegramBridge:
     settings = TelegramConfig(
-        token=SecretStr(fake.token), base_url=base_url, admins=(ADMIN_ID,), poll_timeout=10, **config
+        token=SecretStr(fake.token),
+        base_url=base_url,
+        admins=(ADMIN_ID,),
+        poll_timeout=10,
+        **{"edit_interval": 0.2, **config},
     )
-    return TelegramBridge(settings, relay, edit_interval=0.2)
+    return TelegramBridge(settings, relay)
 
 
 @asynccontextmanager

@@ -17,9 +17,11 @@ from typing import TextIO
 
 from agents.base import Button, Media
 from bridges.budget import RateBudget
+from bridges.console.config import ConsoleConfig
 from bridges.recovery import recover
 from bridges.relay import Relay
 from bridges.surface import Inbound
+from models import Conversation
 
 log = logging.getLogger(__name__)
 
@@ -149,29 +151,52 @@ class ConsoleSurface:
 
 
 class ConsoleBridge:
-    platform = "console"
+    """One local user in this terminal; serves until end of input or /quit (`finished`)."""
 
-    def __init__(
-        self,
-        relay: Relay,
-        *,
-        user_id: str,
-        display_name: str,
-        edit_interval: float,
-        terminal: Terminal | None = None,
-    ) -> None:
+    platform = "console"
+    desk = None
+
+    def __init__(self, config: ConsoleConfig, relay: Relay, *, terminal: Terminal | None = None) -> None:
         self.relay = relay
-        self.user_id = user_id
-        self.display_name = display_name
+        self.user_id = config.user_id
+        self.display_name = config.display_name
         self.terminal = terminal or Terminal()
-        self.surface = ConsoleSurface(self.terminal, edit_interval=edit_interval)
+        self.surface = ConsoleSurface(self.terminal, edit_interval=config.edit_interval)
+        self._serving: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._serving = asyncio.create_task(self.run(), name="console")
+
+    async def finished(self) -> None:
+        if self._serving is not None:
+            await asyncio.shield(self._serving)
+
+    async def close(self, grace: float) -> None:
+        """Take no more input; the reply in progress gets `grace` seconds, then is cut off (and reported
+        on the next start)."""
+        if self._serving is None or self._serving.done():
+            return
+        self.stop()
+        try:
+            await asyncio.wait_for(self._serving, grace)
+        except TimeoutError:
+            log.warning("replies still in progress were cut off; they are reported on the next start")
+
+    def surface_for(self, platform: str, chat_id: str, thread_id: str) -> ConsoleSurface | None:
+        return self.surface if platform == self.platform else None
+
+    def jump_link(self, conversation: Conversation) -> str | None:
+        return None
+
+    def healthy(self) -> bool:
+        return True
 
     async def run(self) -> None:
         """Serve one user until end of input or /quit."""
         await self.terminal.start()
         if self.terminal.interactive:
             self.terminal.write(HELP + "\n")
-        if await recover(self.relay, self._surface_for):
+        if await recover(self.relay, self.surface_for):
             self.surface.end_reply()
         while (line := await self.terminal.read_line()) is not None:
             text = line.strip()
@@ -187,9 +212,6 @@ class ConsoleBridge:
     def stop(self) -> None:
         """Take no new messages; `run` returns once the reply in progress is complete."""
         self.terminal.close_input()
-
-    def _surface_for(self, platform: str, chat_id: str, thread_id: str) -> ConsoleSurface | None:
-        return self.surface if platform == self.platform else None
 
     async def _dispatch(self, text: str) -> None:
         inbound = Inbound(
