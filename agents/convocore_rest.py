@@ -133,6 +133,7 @@ class ConvocoreRestAgent(BaseAgent):
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         """One attempt: the response with its headers read and its body still to come."""
+        host = request.url.netloc.decode()
         try:
             response = await self.http.send(request, stream=True)
         except httpx.ReadTimeout:
@@ -141,9 +142,13 @@ class ConvocoreRestAgent(BaseAgent):
                 AgentUnavailable(f"{self.provider}: waited {waited:g}s for the reply to start")
             ) from None
         except httpx.TimeoutException as exc:
-            raise AgentUnavailable(f"{self.provider}: timed out connecting ({type(exc).__name__})") from None
+            raise AgentUnavailable(
+                f"{self.provider}: timed out connecting to {host} ({type(exc).__name__})"
+            ) from None
         except httpx.ConnectError as exc:
-            raise AgentUnavailable(f"{self.provider}: cannot connect ({type(exc).__name__})") from None
+            raise AgentUnavailable(
+                f"{self.provider}: cannot connect to {host} ({type(exc).__name__})"
+            ) from None
         except httpx.TransportError as exc:
             raise AgentUnavailable(
                 f"{self.provider}: connection lost before the answer ({type(exc).__name__})"

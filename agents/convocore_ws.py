@@ -43,7 +43,13 @@ from agents.base import (
     Turn,
     TurnEnd,
 )
-from agents.remote import RemoteAgentSettings, error_for_response, with_retries, with_timeouts
+from agents.remote import (
+    RemoteAgentSettings,
+    error_for_response,
+    host_of,
+    with_retries,
+    with_timeouts,
+)
 from agents.rich import item_events
 
 log = logging.getLogger(__name__)
@@ -132,6 +138,7 @@ class ConvocoreWsAgent(BaseAgent):
     async def _open(self, request: dict[str, Any]) -> ClientConnection:
         """Connect and send the request: safe to repeat, since nothing reached the agent if it fails."""
         secret = self.settings.api_key.get_secret_value()
+        host = host_of(self.settings.interact_url)
         try:
             ws = await connect(
                 self.settings.interact_url,
@@ -143,9 +150,11 @@ class ConvocoreWsAgent(BaseAgent):
         except InvalidStatus as exc:
             raise _handshake_error(self.provider, exc) from None
         except TimeoutError:
-            raise AgentUnavailable(f"{self.provider}: timed out opening the WebSocket") from None
+            raise AgentUnavailable(f"{self.provider}: timed out opening the WebSocket to {host}") from None
         except (OSError, InvalidHandshake) as exc:
-            raise AgentUnavailable(f"{self.provider}: cannot connect ({type(exc).__name__})") from None
+            raise AgentUnavailable(
+                f"{self.provider}: cannot connect to {host} ({type(exc).__name__})"
+            ) from None
         try:
             await ws.send(json.dumps(request))
         except ConnectionClosed as exc:
