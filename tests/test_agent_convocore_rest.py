@@ -20,8 +20,8 @@ from agents.base import (
     AgentEvent,
     AgentProtocolError,
     AgentRateLimited,
+    AgentRequestRefused,
     AgentUnavailable,
-    Button,
     Buttons,
     HandoffRequested,
     Media,
@@ -31,6 +31,7 @@ from agents.base import (
 )
 from agents.convocore_rest import ConvocoreRestAgent, ConvocoreRestSettings
 from bridges.relay import Notices, Relay
+from bridges.render import ReplyRenderer
 from bridges.surface import Inbound
 from fakes.convocore_rest import (
     GREETING,
@@ -120,19 +121,29 @@ async def test_a_start_command_opens_with_the_greeting(
     assert fake.requests[0].body["origin"] == "web-chat", "Telegram is not a Convocore origin"
 
 
-async def test_a_button_press_sends_its_request_back(
+async def test_a_button_press_sends_its_label_as_text(
     fake: FakeConvocoreRest, agent: ConvocoreRestAgent
 ) -> None:
+    """The endpoint takes only text and launch actions: a button's own `request` would be a 400."""
     fake.script(text_item("Pick one"), choice_item("Yes please", "No"))
     offered = await collect(agent, turn())
     (buttons,) = [event for event in offered if isinstance(event, Buttons)]
-    pressed = await collect(agent, turn("Yes please", state_of(offered), button=buttons.buttons[0]))
-    assert messages(pressed) == ["you chose Yes please"]
-    assert fake.requests[1].body["action"] == buttons.buttons[0].payload
     assert buttons.buttons[0].payload["type"].startswith("path-")
-    foreign = await collect(agent, turn("Maybe", state_of(offered), button=Button("Maybe")))
-    assert fake.requests[2].body["action"] == {"type": "text", "payload": "Maybe"}
-    assert messages(foreign) == ["echo #3: Maybe"]
+    pressed = await collect(agent, turn("Yes please", state_of(offered), button=buttons.buttons[0]))
+    assert messages(pressed) == ["echo #2: Yes please"]
+    assert fake.requests[1].body["action"] == {"type": "text", "payload": "Yes please"}
+
+
+async def test_a_request_the_endpoint_refuses_is_our_bug_not_the_agents(
+    fake: FakeConvocoreRest, http: httpx.AsyncClient
+) -> None:
+    agent = ConvocoreRestAgent("cc", make_settings(fake, max_attempts=1), http)
+    surface = RecordingSurface(edit_interval=0)
+    result = await ReplyRenderer(surface).render(agent.stream(turn("")))
+    assert isinstance(result.error, AgentRequestRefused) and "400" in str(result.error)
+    assert surface.visible_texts() == [f"⚠️ {AgentRequestRefused.default_user_message}"]
+    assert "could not understand" not in surface.visible_texts()[0] and fake.hits == 1
+    fake.rejections.clear()
 
 
 async def test_requested_chat_raises_a_handoff_and_the_next_turn_hands_back(

@@ -321,12 +321,30 @@ async def test_connect_failure_is_retried_then_unavailable(
     assert "retry 2/2" in caplog.text
 
 
-async def test_401_is_an_auth_error_and_not_retried(fake: FakeConvocore) -> None:
+async def test_a_wrong_key_closes_4001_and_is_an_auth_error(fake: FakeConvocore) -> None:
     agent = ConvocoreWsAgent("cc", make_settings(fake, api_key=SecretStr("wrong-key")))
     with pytest.raises(AgentAuthError) as caught:
         await collect(agent, turn())
-    assert "401" in str(caught.value) and "wrong-key" not in str(caught.value)
-    assert fake.handshakes == 1 and fake.requests == []
+    assert "4001" in str(caught.value) and "wrong-key" not in str(caught.value)
+    assert caught.value.user_message == AgentAuthError.default_user_message
+    assert fake.handshakes == 1 and fake.auth_failures == 1 and fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("close", "error"),
+    [
+        (Close(4003, "Forbidden"), AgentAuthError),
+        (Close(1008, "Invalid API key"), AgentAuthError),
+        (Close(1008, "prompt too long"), AgentProtocolError),
+    ],
+)
+async def test_auth_closes_are_auth_errors(
+    fake: FakeConvocore, agent: ConvocoreWsAgent, close: Close, error: type[AgentError]
+) -> None:
+    fake.script(close)
+    with pytest.raises(error, match=str(close.code)) as caught:
+        await collect(agent, turn())
+    assert type(caught.value) is error
 
 
 @pytest.mark.parametrize(("status", "error"), [(404, AgentProtocolError), (422, AgentProtocolError)])
