@@ -136,25 +136,6 @@ async def test_text_streams_as_the_provider_sends_it(fake: FakeVoiceflow, agent:
     ]
 
 
-async def test_second_turn_continues_the_session(fake: FakeVoiceflow, agent: VoiceflowAgent) -> None:
-    first = await collect(agent, turn("one"))
-    assert first[0] == Message(GREETING) and text_of(first) == "echo #1: one"
-    second = await collect(agent, turn("two", state_of(first)))
-    assert text_of(second) == "echo #2: two" and state_of(second) == state_of(first)
-    assert len(fake.sessions) == 1 and fake.sent("session.create") == [{}]
-    assert fake.sent("client.start")[1]["sessionKey"] == state_of(first)["sessionKey"]
-    assert [a["type"] for a in fake.actions] == ["launch", "text", "text"], "launch only opens a session"
-
-
-async def test_a_new_agent_resumes_the_stored_session(fake: FakeVoiceflow) -> None:
-    """After a bot restart, the state comes back in `Turn.provider_state` to a fresh agent instance."""
-    state = state_of(await collect(VoiceflowAgent("vf", make_settings(fake)), turn("before")))
-    restarted = VoiceflowAgent("vf", make_settings(fake))
-    events = await collect(restarted, turn("after", state))
-    assert events[:-1] == [TextDelta("echo "), TextDelta("#2: "), TextDelta("after")]
-    assert state_of(events) == state and len(fake.sessions) == 1
-
-
 async def test_an_expired_session_is_replaced(fake: FakeVoiceflow, agent: VoiceflowAgent) -> None:
     state = await session_state(agent)
     fake.expire(state["sessionKey"])
@@ -291,17 +272,6 @@ async def test_session_ended_event_ends_the_turn(fake: FakeVoiceflow, agent: Voi
 
 
 # --- failures ---------------------------------------------------------------------------------------
-
-
-async def test_connect_refused_is_retried_then_unavailable(
-    fake: FakeVoiceflow, caplog: pytest.LogCaptureFixture
-) -> None:
-    async with FakeVoiceflow() as gone:
-        dead_url = gone.url
-    agent = VoiceflowAgent("vf", make_settings(fake, runtime_url=dead_url))
-    with pytest.raises(AgentUnavailable, match="cannot connect"):
-        await collect(agent, turn())
-    assert "retry 2/2" in caplog.text
 
 
 async def test_wrong_api_key_is_an_auth_error_and_not_retried(fake: FakeVoiceflow) -> None:
