@@ -90,23 +90,38 @@ class SessionEnded:
 
 
 @dataclass(frozen=True)
+class Rewind:
+    """Take back the last `chars` characters streamed into the open message: the provider is sending
+    that part of the reply again (Voiceflow replays an action after `server.restart`)."""
+
+    chars: int
+
+
+@dataclass(frozen=True)
 class TurnEnd:
     """Always the last event: the provider state the session must keep for the next turn."""
 
     provider_state: JSONDict
 
 
-AgentEvent = TextDelta | Message | Buttons | Media | Sources | HandoffRequested | SessionEnded | TurnEnd
+AgentEvent = (
+    TextDelta | Rewind | Message | Buttons | Media | Sources | HandoffRequested | SessionEnded | TurnEnd
+)
 
 
 class AgentError(Exception):
-    """Base of every provider failure. `user_message` is safe to show a user; `str(err)` is for logs."""
+    """Base of every provider failure. `user_message` is safe to show a user; `str(err)` is for logs.
+
+    `provider_state` is the session the provider had opened when the turn failed (None: keep what was
+    stored). A failed first turn must not lose it, or the next message would start over with a greeting.
+    """
 
     default_user_message = "The assistant had a problem answering. Please try again in a moment."
 
     def __init__(self, detail: str, *, user_message: str | None = None) -> None:
         super().__init__(detail)
         self.user_message = user_message or self.default_user_message
+        self.provider_state: JSONDict | None = None
 
 
 class AgentUnavailable(AgentError):
@@ -127,6 +142,15 @@ class AgentRateLimited(AgentError):
 
 class AgentProtocolError(AgentError):
     default_user_message = "The assistant sent something I could not understand. Please try again."
+
+
+class AgentRequestRefused(AgentProtocolError):
+    """The provider refused a request we built (an HTTP 400 or 422): a bug on our side, not the agent's."""
+
+    default_user_message = (
+        "I sent the assistant something it could not accept; this is a bug on our side, "
+        "and it has been logged."
+    )
 
 
 class AgentAuthError(AgentError):

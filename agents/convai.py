@@ -55,8 +55,24 @@ class ConvaiAgent(BaseAgent):
     async def stream(self, turn: Turn) -> AsyncIterator[AgentEvent]:
         stored = turn.provider_state.get("character_session_id")
         session_id = stored if isinstance(stored, str) and stored not in NEW_SESSION else None
-        secret = self.settings.api_key.get_secret_value()
         transcript = _Transcript()
+        try:
+            async for event in self._reply(turn, session_id, transcript):
+                if isinstance(event, str):
+                    session_id = event
+                else:
+                    yield event
+        except AgentError as error:
+            if session_id:  # Convai opened (or we had) a conversation: a failed turn must not lose it
+                error.provider_state = {"character_session_id": session_id}
+            raise
+        yield TurnEnd({"character_session_id": session_id} if session_id else {})
+
+    async def _reply(
+        self, turn: Turn, session_id: str | None, transcript: _Transcript
+    ) -> AsyncIterator[AgentEvent | str]:
+        """The reply's events, and (as a plain string) the character_session_id once Convai names it."""
+        secret = self.settings.api_key.get_secret_value()
         async with json_events(
             self.http,
             self.settings,
@@ -72,7 +88,8 @@ class ConvaiAgent(BaseAgent):
                     continue
                 kind, body = _kind(event), event.data
                 if kind == "connection-started":
-                    session_id = _session_id(body) or session_id
+                    if started := _session_id(body):
+                        yield started
                 elif kind == "bot-llm-text":
                     if delta := transcript.fragment(_text(body)):
                         yield TextDelta(delta)
@@ -85,7 +102,6 @@ class ConvaiAgent(BaseAgent):
                     raise AgentError(f"{self.provider}: the character reported an error: {_error_text(body)}")
                 else:
                     log.debug("%s: ignoring a %r event", self.provider, kind)
-        yield TurnEnd({"character_session_id": session_id} if session_id else {})
 
     def _form(self, turn: Turn, session_id: str | None) -> dict[str, tuple[None, str]]:
         """Multipart fields (httpx's `data=` alone would send urlencoded, which Convai refuses)."""

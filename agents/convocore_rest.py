@@ -7,9 +7,9 @@ session key: a new conversation gets a fresh one, kept in the provider state, so
 continues the same Convocore conversation.
 
 Choices this backend makes where the protocol leaves room:
-- Actions work like Voiceflow's: a new conversation opened with a start command (`/start`, `start`)
-  sends `{type:"launch"}` for the agent's greeting, typed text sends `{type:"text", payload}`, and a
-  button press sends back the button's own `request` object unchanged.
+- Actions: the endpoint takes only `{type:"text"|"launch", payload}`. A new conversation opened with a
+  start command (`/start`, `start`) sends `launch` for the agent's greeting; typed text, and a button
+  press (its label, the words the user would have typed), send `text`.
 - Only the reply's bot turns are shown; the `human` turn echoing the user's message is skipped. Turn
   items use the same shapes as Voiceflow traces and are mapped by `agents.rich`.
 - Handoff: an answer whose conversation state (read from `chatState.state`, `chatState`, or a
@@ -18,6 +18,8 @@ Choices this backend makes where the protocol leaves room:
   requested its AI stays silent, so the first turn after our moderators hand the user back sends
   `transcriptMetadata.state = "ai-chatting"` to give the conversation back to the agent. A state of
   `human-chatting` (someone answering in Convocore's own dashboard) is kept and left alone.
+- A failed turn keeps `user_id` in `AgentError.provider_state`: the request may have reached the agent,
+  so the next message continues that conversation rather than opening a new one.
 - Failures: an answer that is not a JSON object, says `success: false` or carries an `appError` is an
   error; malformed turns and items inside a good answer are logged and skipped. Refused connections,
   429 and 5xx are retried with backoff (see `agents.remote`). A request that was sent but not
@@ -90,7 +92,11 @@ class ConvocoreRestAgent(BaseAgent):
         user_id = stored_user or str(uuid.uuid4())
         stored_state = _text(turn.provider_state, "chat_state")
         resuming = stored_state == HANDOFF_STATE  # the Relay only calls us once that handoff is over
-        body = await self._interact(user_id, self._request(turn, new=new, resuming=resuming))
+        try:
+            body = await self._interact(user_id, self._request(turn, new=new, resuming=resuming))
+        except AgentError as error:
+            error.provider_state = dict(turn.provider_state) | {"user_id": user_id}
+            raise
         chat_state = _chat_state(body) or (AI_STATE if resuming else stored_state)
         if chat_state == HUMAN_STATE:
             log.warning(
@@ -133,6 +139,7 @@ class ConvocoreRestAgent(BaseAgent):
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         """One attempt: the response with its headers read and its body still to come."""
+        host = request.url.netloc.decode()
         try:
             response = await self.http.send(request, stream=True)
         except httpx.ReadTimeout:
@@ -141,9 +148,13 @@ class ConvocoreRestAgent(BaseAgent):
                 AgentUnavailable(f"{self.provider}: waited {waited:g}s for the reply to start")
             ) from None
         except httpx.TimeoutException as exc:
-            raise AgentUnavailable(f"{self.provider}: timed out connecting ({type(exc).__name__})") from None
+            raise AgentUnavailable(
+                f"{self.provider}: timed out connecting to {host} ({type(exc).__name__})"
+            ) from None
         except httpx.ConnectError as exc:
-            raise AgentUnavailable(f"{self.provider}: cannot connect ({type(exc).__name__})") from None
+            raise AgentUnavailable(
+                f"{self.provider}: cannot connect to {host} ({type(exc).__name__})"
+            ) from None
         except httpx.TransportError as exc:
             raise AgentUnavailable(
                 f"{self.provider}: connection lost before the answer ({type(exc).__name__})"
@@ -202,9 +213,6 @@ class ConvocoreRestAgent(BaseAgent):
 
 def _action(turn: Turn, *, new: bool) -> JSONDict:
     if turn.button is not None:
-        request = turn.button.payload
-        if isinstance(request.get("type"), str) and request["type"]:
-            return dict(request)
         return {"type": "text", "payload": turn.button.label}
     if new and turn.text.strip().lower() in START_COMMANDS:
         return {"type": "launch"}

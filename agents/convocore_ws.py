@@ -30,6 +30,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from agents.base import (
+    AgentAuthError,
     AgentError,
     AgentEvent,
     AgentProtocolError,
@@ -43,7 +44,13 @@ from agents.base import (
     Turn,
     TurnEnd,
 )
-from agents.remote import RemoteAgentSettings, error_for_response, with_retries, with_timeouts
+from agents.remote import (
+    RemoteAgentSettings,
+    error_for_response,
+    host_of,
+    with_retries,
+    with_timeouts,
+)
 from agents.rich import item_events
 
 log = logging.getLogger(__name__)
@@ -56,6 +63,10 @@ MAX_HELD_CHUNKS = 32
 """Out-of-order chunks held while waiting for a missing index; beyond this the gap is skipped."""
 UNAVAILABLE_CLOSES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
 """Close codes that mean the server is going away or overloaded, rather than refusing our request."""
+AUTH_CLOSES = frozenset({4001, 4003})
+"""Close codes of a wrong or unauthorised key (the service accepts the upgrade, then closes)."""
+AUTH_REASON = re.compile(r"unauthori[sz]ed|forbidden|auth|api.?key|token|secret", re.IGNORECASE)
+"""A policy-violation close (1008) whose reason says it is about our credentials."""
 
 
 class ConvocoreWsSettings(RemoteAgentSettings):
@@ -112,6 +123,9 @@ class ConvocoreWsAgent(BaseAgent):
                     yield event
             for event in reply.finish():
                 yield event
+        except AgentError as error:
+            error.provider_state = {"convoId": convo_id}  # the request reached the agent: keep its convo
+            raise
         finally:
             await ws.close()
         yield TurnEnd({"convoId": convo_id})
@@ -132,6 +146,7 @@ class ConvocoreWsAgent(BaseAgent):
     async def _open(self, request: dict[str, Any]) -> ClientConnection:
         """Connect and send the request: safe to repeat, since nothing reached the agent if it fails."""
         secret = self.settings.api_key.get_secret_value()
+        host = host_of(self.settings.interact_url)
         try:
             ws = await connect(
                 self.settings.interact_url,
@@ -143,13 +158,17 @@ class ConvocoreWsAgent(BaseAgent):
         except InvalidStatus as exc:
             raise _handshake_error(self.provider, exc) from None
         except TimeoutError:
-            raise AgentUnavailable(f"{self.provider}: timed out opening the WebSocket") from None
+            raise AgentUnavailable(f"{self.provider}: timed out opening the WebSocket to {host}") from None
         except (OSError, InvalidHandshake) as exc:
-            raise AgentUnavailable(f"{self.provider}: cannot connect ({type(exc).__name__})") from None
+            raise AgentUnavailable(
+                f"{self.provider}: cannot connect to {host} ({type(exc).__name__})"
+            ) from None
         try:
             await ws.send(json.dumps(request))
         except ConnectionClosed as exc:
             await ws.close()
+            if exc.rcvd is not None:  # the server closed on purpose: 4001 for a wrong key, say
+                raise _close_error(self.provider, exc) from None
             raise AgentUnavailable(f"{self.provider}: closed before the request was sent ({exc})") from None
         log.debug("%s: sent prompt for convo %s", self.provider, request["convoId"])
         return ws
@@ -412,7 +431,10 @@ def _handshake_error(provider: str, exc: InvalidStatus) -> AgentError:
 def _close_error(provider: str, exc: ConnectionClosed) -> AgentError:
     if exc.rcvd is None:
         return AgentUnavailable(f"{provider}: connection lost mid-reply")
-    detail = f"{provider}: closed with code {exc.rcvd.code} {exc.rcvd.reason[:200]!r}"
-    if exc.rcvd.code in UNAVAILABLE_CLOSES:
+    code, reason = exc.rcvd.code, exc.rcvd.reason
+    detail = f"{provider}: closed with code {code} {reason[:200]!r}"
+    if code in UNAVAILABLE_CLOSES:
         return AgentUnavailable(detail)
+    if code in AUTH_CLOSES or (code == 1008 and AUTH_REASON.search(reason)):
+        return AgentAuthError(detail)
     return AgentProtocolError(detail)

@@ -22,6 +22,7 @@ from agents.base import (
     AgentError,
     AgentProtocolError,
     AgentRateLimited,
+    AgentRequestRefused,
     AgentSettings,
     AgentUnavailable,
 )
@@ -75,9 +76,8 @@ async def with_retries(settings: RemoteAgentSettings, provider: str, step: Calla
             if not is_retryable(error) or attempt == settings.max_attempts:
                 raise
             delay = backoff_delay(settings, attempt, getattr(error, "retry_after", None))
-            log.warning(
-                "%s: %s; retry %d/%d in %.2fs", provider, error, attempt, settings.max_attempts - 1, delay
-            )
+            # the error's text already names the provider
+            log.warning("%s; retry %d/%d in %.2fs", error, attempt, settings.max_attempts - 1, delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 
@@ -134,7 +134,13 @@ def error_for_response(provider: str, response: httpx.Response, body: Any = None
         return AgentUnavailable(detail)
     if status == 404:
         return AgentProtocolError(detail, user_message=AgentAuthError.default_user_message)
-    return AgentProtocolError(detail)
+    return AgentRequestRefused(detail)
+
+
+def host_of(url: str) -> str:
+    """`host:port` of a provider URL, for connect errors: never its path, query or credentials."""
+    parsed = httpx.URL(url)
+    return f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
 
 
 def json_or_none(content: bytes) -> Any:
@@ -165,9 +171,13 @@ async def open_stream(
                 AgentUnavailable(f"{provider}: waited {waited:g}s for the reply to start")
             ) from None
         except httpx.TimeoutException as exc:
-            raise AgentUnavailable(f"{provider}: timed out connecting ({type(exc).__name__})") from None
+            raise AgentUnavailable(
+                f"{provider}: timed out connecting to {host_of(url)} ({type(exc).__name__})"
+            ) from None
         except httpx.TransportError as exc:
-            raise AgentUnavailable(f"{provider}: cannot connect ({type(exc).__name__})") from None
+            raise AgentUnavailable(
+                f"{provider}: cannot connect to {host_of(url)} ({type(exc).__name__})"
+            ) from None
         if response.status_code < 400:
             return response, stream
         try:

@@ -35,12 +35,15 @@ Choices this backend makes where the protocol leaves room:
   because no action has been sent yet. Once an action is sent it is never repeated on our own
   initiative, because the agent may already have acted on it. So a dropped connection ends the turn
   with `AgentUnavailable`. python-socketio's automatic reconnection is off for this reason.
-- `server.restart`: if nothing of the current action has been shown yet, the backend reconnects
-  (after a backoff delay) with the same sessionKey and replays the action, as the server asks.
-  If part of the reply was already shown, replaying would show it twice. So the turn ends with an
-  `AgentUnavailable` whose message asks the user to send the message again.
-- A failed turn yields no `TurnEnd`, so a session created during it is not stored; the next turn simply
-  opens another one.
+- `server.restart`: the backend reconnects (after a backoff delay, on a fresh client, since
+  python-socketio does not reconnect after a server-side disconnect) with the same sessionKey and
+  replays the action the server names, as the protocol says. What the user already saw of it is not
+  shown twice: streamed text is taken back with `Rewind` and replaced by the replay in the same
+  message, and replayed whole messages equal to ones already shown are skipped. If the restart lost
+  the session (`newSessionRequired`), the turn ends saying so and the stale sessionKey is dropped.
+- A failed turn still keeps the session it opened (`AgentError.provider_state`), once an action was
+  sent on it, so the next message continues it instead of greeting again.
+- A rejected action (`action.status rejected`) shows the user what to do; its reason goes to the log.
 """
 
 from __future__ import annotations
@@ -69,12 +72,13 @@ from agents.base import (
     BaseAgent,
     HandoffRequested,
     JSONDict,
+    Rewind,
     SessionEnded,
     TextDelta,
     Turn,
     TurnEnd,
 )
-from agents.remote import RemoteAgentSettings, backoff_delay, with_retries, with_timeouts
+from agents.remote import RemoteAgentSettings, backoff_delay, host_of, with_retries, with_timeouts
 from agents.rich import item_events
 
 log = logging.getLogger(__name__)
@@ -93,8 +97,14 @@ OLD_COMPLETION = frozenset({"completion-start", "completion-continue", "completi
 AUTH_CODES = frozenset({"401", "403", "UNAUTHORIZED", "UNAUTHENTICATED", "FORBIDDEN", "INVALID_API_KEY"})
 RATE_CODES = frozenset({"429", "RATE_LIMITED", "TOO_MANY_REQUESTS"})
 UNAVAILABLE_CODES = frozenset({"INTERNAL", "INTERNAL_ERROR", "UNAVAILABLE", "SERVICE_UNAVAILABLE"})
-RESTARTED = "The assistant restarted while answering. Please send your message again."
-REJECTED = "The assistant could not take that message right now. Please try again."
+LOST = "The assistant restarted and lost our conversation. Your next message starts a new one."
+BUSY = "The assistant is still answering your previous message. Please wait for it, then send this again."
+REJECTED = (
+    "The assistant turned that message down. Please rephrase it; if it keeps happening, "
+    "ask for a person with /human."
+)
+BUSY_REASONS = ("in progress", "in flight", "busy", "pending")
+"""Words of a rejection reason meaning another action is still running on the session."""
 
 
 class VoiceflowSettings(RemoteAgentSettings):
@@ -177,6 +187,10 @@ class _Socket:
     async def _push(self, event: str, *args: Any) -> None:
         self.inbox.put_nowait((event, args[0] if len(args) == 1 else (args or None)))
 
+    @property
+    def host(self) -> str:
+        return host_of(str(self.settings.runtime_url))
+
     async def connect(self) -> None:
         timeout = self.settings.first_event_timeout
         try:
@@ -188,13 +202,13 @@ class _Socket:
                     wait_timeout=timeout,
                 )
         except TimeoutError:
-            raise AgentUnavailable(f"{self.provider}: timed out connecting") from None
+            raise AgentUnavailable(f"{self.provider}: timed out connecting to {self.host}") from None
         except SocketIOError as exc:
             while not self.inbox.empty():
                 event, data = self.inbox.get_nowait()
                 if event == "connect_error" and isinstance(data, Mapping) and "message" in data:
                     raise self._refusal(data) from None
-            raise AgentUnavailable(f"{self.provider}: cannot connect ({exc})") from None
+            raise AgentUnavailable(f"{self.provider}: cannot connect to {self.host} ({exc})") from None
 
     def _refusal(self, data: Mapping[str, Any]) -> AgentError:
         """The server refused the socket.io connection itself; unless it says why, assume our credentials."""
@@ -265,6 +279,10 @@ class _Link:
         self.user_id = user_id
         self.key = key
         self.socket: _Socket | None = None
+        self.fresh = False
+        """The session was created in this turn."""
+        self.acted = False
+        """An action was sent on the session: a fresh one has been launched and is worth keeping."""
 
     async def open(self) -> bool:
         """Connect and run the handshake, retrying outages with backoff; True if a new session was made."""
@@ -286,6 +304,7 @@ class _Link:
                 if not isinstance(key, str) or not key:
                     raise AgentProtocolError(f"{self.agent.provider}: session.created without a sessionKey")
                 self.key = key
+                self.fresh, self.acted = True, False
         except BaseException:
             await socket.close()
             raise
@@ -296,8 +315,9 @@ class _Link:
         await self.close()
         await asyncio.sleep(backoff_delay(self.agent.settings, attempt))
         if await self.open():
+            self.key = None  # a new session, never launched: nothing of it is worth keeping
             raise AgentUnavailable(
-                f"{self.agent.provider}: the session was lost in a server restart", user_message=RESTARTED
+                f"{self.agent.provider}: the session was lost in a server restart", user_message=LOST
             )
 
     async def close(self) -> None:
@@ -309,6 +329,13 @@ class _Link:
     def state(self) -> JSONDict:
         return {"sessionKey": self.key, "userID": self.user_id}
 
+    @property
+    def kept_state(self) -> JSONDict:
+        """The state to keep after a failed turn: the session, unless it was never launched."""
+        if self.key is None or (self.fresh and not self.acted):
+            return {"userID": self.user_id}
+        return self.state
+
 
 class _Traces:
     """Maps one turn's traces to events: completions stream into the open message, the rest via rich."""
@@ -319,6 +346,13 @@ class _Traces:
         self._open = False
         """A streamed message is open: the next TextDelta would extend it."""
         self._new_completion = False
+
+    def mark(self) -> tuple[bool, bool, bool]:
+        return self.ended, self._open, self._new_completion
+
+    def restore(self, mark: tuple[bool, bool, bool]) -> None:
+        """Back to `mark`, so a replayed action maps its traces as the first try did."""
+        self.ended, self._open, self._new_completion = mark
 
     def events(self, trace: Mapping[str, Any]) -> list[AgentEvent]:
         kind, payload = trace["type"], trace.get("payload")
@@ -394,16 +428,22 @@ class VoiceflowAgent(BaseAgent):
                         break
                     async for event in self._act(link, step, traces):
                         yield event
+            except AgentError as error:
+                error.provider_state = link.kept_state
+                raise
             finally:
                 await link.close()
         yield TurnEnd(link.state)
 
     async def _act(self, link: _Link, action: JSONDict, traces: _Traces) -> AsyncIterator[AgentEvent]:
-        """Send one action and yield its reply; replay it after `server.restart` while nothing was shown."""
+        """Send one action and yield its reply; after `server.restart`, replay it without showing twice
+        what the user already saw (see `_Shown`)."""
+        shown = _Shown()
         for attempt in range(1, self.settings.max_attempts + 1):
             assert link.socket is not None
-            shown = False
+            mark = traces.mark()
             await link.socket.emit("action.send", {"action": action})
+            link.acted = True
             log.debug("%s: sent a %r action", self.provider, action.get("type"))
             replies = with_timeouts(
                 self._replies(link.socket, traces),
@@ -411,22 +451,23 @@ class VoiceflowAgent(BaseAgent):
                 idle=self.settings.idle_timeout,
                 provider=self.provider,
             )
+            replay = shown.replay()
             try:
                 async for events in replies:
                     for event in events:
-                        shown = True
-                        yield event
+                        if not replay.repeats(event):
+                            shown.add(event)
+                            yield event
                 return
             except _ServerRestart as restart:
-                if shown:
-                    raise AgentUnavailable(
-                        f"{self.provider}: server restarted mid-reply", user_message=RESTARTED
-                    ) from None
                 if attempt == self.settings.max_attempts:
                     raise AgentUnavailable(f"{self.provider}: server restarted {attempt} times") from None
                 log.warning("%s: server restarting; reconnecting to replay the action", self.provider)
                 action = restart.action or action
                 await link.reopen(attempt)
+                traces.restore(mark)
+                if streamed := shown.take_back_streamed():
+                    yield Rewind(streamed)
 
     async def _replies(self, socket: _Socket, traces: _Traces) -> AsyncIterator[list[AgentEvent]]:
         """Events of the action in flight, one list per server event, until it completes.
@@ -465,12 +506,17 @@ class VoiceflowAgent(BaseAgent):
                     case "completed":
                         return
                     case "rejected":
-                        reason = self.wire.scrub(str(data.get("reason", ""))[:200])
-                        raise AgentProtocolError(
-                            f"{self.provider}: action rejected: {reason!r}", user_message=REJECTED
-                        )
+                        raise self._rejected(str(data.get("reason", "")))
                     case status:
                         log.warning("%s: skipping action.status %r", self.provider, status)
+
+    def _rejected(self, reason: str) -> AgentProtocolError:
+        """The reason is for the log (scrubbed); the user is told what to do about it."""
+        reason = self.wire.scrub(reason[:200])
+        busy = any(word in reason.lower() for word in BUSY_REASONS)
+        return AgentProtocolError(
+            f"{self.provider}: action rejected: {reason!r}", user_message=BUSY if busy else REJECTED
+        )
 
     def start_payload(self, user_id: str, key: str | None) -> JSONDict:
         settings = self.settings
@@ -488,6 +534,42 @@ class VoiceflowAgent(BaseAgent):
         if key:
             payload["sessionKey"] = key
         return payload
+
+
+class _Shown:
+    """What the user saw of one action's reply, so a replay after `server.restart` does not repeat it."""
+
+    def __init__(self) -> None:
+        self.events: list[AgentEvent] = []
+
+    def add(self, event: AgentEvent) -> None:
+        self.events.append(event)
+
+    def take_back_streamed(self) -> int:
+        """Forget the text streamed into the still open message, returning its length for a `Rewind`."""
+        chars = 0
+        while self.events and isinstance(self.events[-1], TextDelta | HandoffRequested):
+            event = self.events.pop()
+            chars += len(event.text) if isinstance(event, TextDelta) else 0
+        return chars
+
+    def replay(self) -> _Replay:
+        return _Replay(tuple(self.events))
+
+
+class _Replay:
+    """Skips a replay's leading events that equal, in order, the ones already shown."""
+
+    def __init__(self, seen: tuple[AgentEvent, ...]) -> None:
+        self._seen = seen
+        self._matched = 0
+
+    def repeats(self, event: AgentEvent) -> bool:
+        if self._matched < len(self._seen) and self._seen[self._matched] == event:
+            self._matched += 1
+            return True
+        self._matched = len(self._seen)  # the replay went its own way: show the rest of it
+        return False
 
 
 def _action_for(turn: Turn) -> JSONDict:

@@ -24,6 +24,7 @@ from agents.base import (
     HandoffRequested,
     Media,
     Message,
+    Rewind,
     SessionEnded,
     Sources,
     TextDelta,
@@ -175,6 +176,7 @@ class ReplyRenderer:
                         break
             except AgentError as exc:
                 result.error = exc
+                result.provider_state = exc.provider_state or result.provider_state
                 self._add_notice(exc.user_message)
             except Exception as exc:
                 log.exception("agent stream crashed")
@@ -198,6 +200,8 @@ class ReplyRenderer:
         match event:
             case TextDelta(text=text):
                 self._add_text(self._open_block(), text)
+            case Rewind(chars=chars):
+                self._rewind(chars)
             case Message(text=text, buttons=buttons, media=media):
                 self._close_open_block()
                 if text.strip() or buttons:
@@ -234,6 +238,21 @@ class ReplyRenderer:
         self._settle(block)
         block.tail = block.tail[: natural_end(block.tail + text[room : room + 1], len(block.tail))]
         block.closed = True
+
+    def _rewind(self, chars: int) -> None:
+        """Take back the end of the message being streamed, which the agent is about to send again.
+        Text that already filled a platform message of its own stays; the replay then repeats it."""
+        block = self._blocks[-1] if self._blocks else None
+        if block is None or block.closed or block.media is not None:
+            log.warning("renderer ignored a rewind: no message is being streamed")
+            return
+        self._settle(block)
+        if chars > len(block.tail):
+            log.warning("renderer cannot take back %d characters already sent in full messages", chars)
+            return
+        block.tail = block.tail[: len(block.tail) - chars]
+        block.blank = not block.text.strip()
+        self._chars -= chars
 
     def _add_block(self, text: str, buttons: tuple[Button, ...] = ()) -> None:
         """A message of its own: a whole message, sources, or the prompt that carries buttons."""

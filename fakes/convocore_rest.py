@@ -4,15 +4,15 @@
 and validates the body the way the real tRPC/zod schema does (400 with `{message, code, issues}`):
 only `action`, `appendMessages`, `transcriptMetadata`, `variables` and `origin`, with enum checks.
 
-Each `user_id` is one conversation. The fake remembers its turn count, its state (`ai-chatting` until
-a reply or `transcriptMetadata.state` changes it) and the buttons it offered, and refuses (400) an
-action that is neither `text` nor `launch` nor the `request` of a button it offered. While the state
+Each `user_id` is one conversation. The fake remembers its turn count and its state (`ai-chatting`
+until a reply or `transcriptMetadata.state` changes it), and refuses (400) an action that is neither
+`text` nor `launch`, a button's raw `request` included, as the real endpoint does. While the state
 is `requested_chat` or `human-chatting` the AI stays silent: the answer carries no bot messages.
 
 The answer is `{platformName, success, message, chatState: {state}, actionMessages, turns, origin,
 userID, agentID}`, where `turns` holds the user's own turn followed by the bot's. Without a script
 the bot echoes the text, numbered by the conversation's turn count, so a test sees at once whether
-the client continued the session; `launch` gets `GREETING`, and a button press gets "you chose LABEL".
+the client continued the session; `launch` gets `GREETING`.
 
     async with FakeConvocoreRest(secret="s") as fake:
         fake.script(text_item("Hi"), choice_item("Yes", "No"))
@@ -37,6 +37,7 @@ JSONDict = dict[str, Any]
 GREETING = "Welcome! How can I help?"
 STATES = frozenset({"requested_chat", "human-chatting", "ai-chatting", "ended_chat"})
 SILENT_STATES = frozenset({"requested_chat", "human-chatting"})
+ACTION_TYPES = frozenset({"text", "launch"})
 ORIGINS = frozenset({"web-chat", "whatsapp", "discord", "gb-chat"})
 BODY_KEYS = frozenset({"action", "appendMessages", "transcriptMetadata", "variables", "origin"})
 METADATA_KEYS = frozenset(
@@ -79,7 +80,7 @@ def text_item(message: str) -> JSONDict:
 
 
 def choice_item(*labels: str) -> JSONDict:
-    """Voiceflow-style buttons whose `request` is what the client must send back when one is pressed."""
+    """Voiceflow-style buttons; their `request` cannot be sent back (only `text`/`launch` are accepted)."""
     buttons = [
         {"name": label, "request": {"type": f"path-{uuid.uuid4().hex[:8]}", "payload": {"label": label}}}
         for label in labels
@@ -116,8 +117,6 @@ class Seen:
 class Conversation:
     turns: int = 0
     state: str = "ai-chatting"
-    offered: dict[str, str] = field(default_factory=dict)
-    """Button request JSON -> label, for every button the bot has shown."""
 
 
 class FakeConvocoreRest(FakeHttpService):
@@ -169,7 +168,7 @@ class FakeConvocoreRest(FakeHttpService):
             return self.reject(400, "Invalid JSON body")
         user_id = request.match_info["user_id"]
         conversation = self.conversations.get(user_id, Conversation())
-        problem = _problem(body) or _unknown_action(body["action"], conversation)
+        problem = _problem(body)
         if problem:
             return self.reject(400, problem)
         self.conversations[user_id] = conversation
@@ -181,8 +180,6 @@ class FakeConvocoreRest(FakeHttpService):
         if reply.raw is not None:
             return web.Response(text=reply.raw, content_type="application/json")
         conversation.state = reply.state or conversation.state
-        for item in reply.items:
-            conversation.offered.update(_offered(item))
         answer = self._answer(user_id, body, reply, conversation) | dict(reply.fields)
         if reply.cut is None:
             return web.json_response(answer)
@@ -195,9 +192,7 @@ class FakeConvocoreRest(FakeHttpService):
             return self._scripts.popleft()
         if action["type"] == "launch":
             return Reply((text_item(GREETING),))
-        if action["type"] == "text":
-            return Reply((text_item(f"echo #{conversation.turns}: {action['payload']}"),))
-        return Reply((text_item(f"you chose {conversation.offered[_key(action)]}"),))
+        return Reply((text_item(f"echo #{conversation.turns}: {action['payload']}"),))
 
     def _answer(self, user_id: str, body: JSONDict, reply: Reply, conversation: Conversation) -> JSONDict:
         now = int(time.time() * 1000)
@@ -245,6 +240,8 @@ def _problem(body: Any) -> str:
     action = body.get("action")
     if not isinstance(action, dict) or not isinstance(action.get("type"), str) or not action["type"]:
         return "Input validation failed: action.type is required"
+    if action["type"] not in ACTION_TYPES:
+        return f"Input validation failed: action.type must be one of {sorted(ACTION_TYPES)}"
     if action["type"] == "text" and (not isinstance(action.get("payload"), str) or not action["payload"]):
         return "Input validation failed: a text action needs a string payload"
     if "origin" in body and body["origin"] not in ORIGINS:
@@ -257,18 +254,3 @@ def _problem(body: Any) -> str:
     if not isinstance(body.get("variables", {}), dict):
         return "Input validation failed: variables must be an object"
     return ""
-
-
-def _unknown_action(action: JSONDict, conversation: Conversation) -> str:
-    if action["type"] in ("text", "launch") or _key(action) in conversation.offered:
-        return ""
-    return f"unknown action {action['type']!r}: not a button this conversation was offered"
-
-
-def _offered(item: JSONDict) -> dict[str, str]:
-    buttons = item["payload"].get("buttons", []) if item["type"] == "choice" else []
-    return {_key(button["request"]): button["name"] for button in buttons}
-
-
-def _key(request: JSONDict) -> str:
-    return json.dumps(request, sort_keys=True)

@@ -1,6 +1,7 @@
 """A loopback Convocore Interact WebSocket server that behaves like the real one, failures included.
 
-It checks the bearer secret on the handshake (401 if wrong), validates the single JSON request, remembers
+It checks the bearer secret once the WebSocket is open (a wrong one closes it with 4001 'Unauthorized',
+as the real service does), validates the single JSON request, remembers
 every `convoId` it has seen (so tests can prove a session was continued), and answers each turn with a
 script of steps: plain chunks, ui_engine snapshots, metadata, actions, raw frames, gates, hangs, drops and
 close codes. Without a script it streams an echo of the prompt word by word, paced like a real agent.
@@ -139,6 +140,8 @@ class FakeConvocore:
         """Turns answered per convoId: a count above 1 means the client continued a session."""
         self.rejections: list[str] = []
         self.handshakes = 0
+        self.auth_failures = 0
+        """Connections closed with 4001 for a wrong key: the upgrade succeeds, then the server closes."""
         self.closed = asyncio.Event()
         """Set whenever a turn's connection ends, however it ended."""
         self._scripts: deque[Sequence[Step]] = deque()
@@ -181,12 +184,14 @@ class FakeConvocore:
             return response
         if request.path != "/interact":
             return connection.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
-        if request.headers.get("Authorization") != f"Bearer {self.secret}":
-            return connection.respond(HTTPStatus.UNAUTHORIZED, '{"error":"Unauthorized"}')
         return None
 
     async def _handle(self, ws: ServerConnection) -> None:
         try:
+            if ws.request is None or ws.request.headers.get("Authorization") != f"Bearer {self.secret}":
+                self.auth_failures += 1
+                await ws.close(4001, "Unauthorized")
+                return
             try:
                 raw = await asyncio.wait_for(ws.recv(), timeout=10)
             except (ConnectionClosed, TimeoutError):

@@ -197,6 +197,7 @@ class FakeVoiceflow:
         self.connections = 0
         self.auth_failures = 0
         self._refusal: tuple[Any, ...] | None = None
+        self._refusals_left: int | None = None
         self._changed = asyncio.Condition()
         self._scripts: deque[Sequence[Step]] = deque()
         self._clients: dict[str, _Client] = {}
@@ -232,9 +233,11 @@ class FakeVoiceflow:
             flat.extend(step if isinstance(step, Sequence) else [step])
         self._scripts.append(flat)
 
-    def refuse_connections(self, message: str, data: Any = None) -> None:
-        """Refuse every socket.io connection from now on; the client sees `connect_error {message, data?}`."""
+    def refuse_connections(self, message: str, data: Any = None, *, times: int | None = None) -> None:
+        """Refuse the next `times` socket.io connections (all, if None); the client sees `connect_error
+        {message, data?}`."""
         self._refusal = (message,) if data is None else (message, data)
+        self._refusals_left = times
 
     def expire(self, key: str) -> None:
         """Forget a session, as the real server does after inactivity."""
@@ -270,7 +273,12 @@ class FakeVoiceflow:
         self.connections += 1
         await self._notify()
         if self._refusal is not None:
-            raise socketio.exceptions.ConnectionRefusedError(*self._refusal)
+            refusal = self._refusal
+            if self._refusals_left is not None:
+                self._refusals_left -= 1
+                if self._refusals_left == 0:
+                    self._refusal = None
+            raise socketio.exceptions.ConnectionRefusedError(*refusal)
         self._clients[sid] = _Client()
 
     async def _disconnect(self, sid: str, reason: Any = None) -> None:

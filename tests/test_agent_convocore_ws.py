@@ -6,12 +6,10 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from pydantic import SecretStr, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import (
     AgentAuthError,
@@ -31,9 +29,7 @@ from agents.base import (
     TurnEnd,
 )
 from agents.convocore_ws import ConvocoreWsAgent, ConvocoreWsSettings
-from bridges.relay import Relay, RelayPolicy
 from bridges.render import ReplyRenderer
-from bridges.surface import Inbound
 from fakes.convocore_ws import (
     GREETING,
     SERVER_LOG,
@@ -138,15 +134,6 @@ async def test_text_streams_as_the_provider_sends_it(fake: FakeConvocore, agent:
         "agentData": {"ownerID": "owner-1", "userID": "u1"},
         "lightConvoData": {"userName": "Ann", "origin": "discord"},
     }
-
-
-async def test_second_turn_continues_the_convo(fake: FakeConvocore, agent: ConvocoreWsAgent) -> None:
-    first = await collect(agent, turn("one"))
-    end = first[-1]
-    assert isinstance(end, TurnEnd) and text_of(first) == "echo #1: one"
-    second = await collect(agent, turn("two", end.provider_state))
-    assert text_of(second) == "echo #2: two" and second[-1] == end
-    assert fake.convos == {end.provider_state["convoId"]: 2} and fake.handshakes == 2
 
 
 async def test_start_command_opens_with_the_greeting(fake: FakeConvocore, agent: ConvocoreWsAgent) -> None:
@@ -310,23 +297,30 @@ async def test_ignored_and_malformed_frames_are_skipped_and_logged(
 # --- failures -------------------------------------------------------------------------------------
 
 
-async def test_connect_failure_is_retried_then_unavailable(
-    fake: FakeConvocore, caplog: pytest.LogCaptureFixture
-) -> None:
-    async with FakeConvocore() as gone:
-        dead_url = gone.url
-    agent = ConvocoreWsAgent("cc", make_settings(fake, url=dead_url))
-    with pytest.raises(AgentUnavailable, match="cannot connect"):
-        await collect(agent, turn())
-    assert "retry 2/2" in caplog.text
-
-
-async def test_401_is_an_auth_error_and_not_retried(fake: FakeConvocore) -> None:
+async def test_a_wrong_key_closes_4001_and_is_an_auth_error(fake: FakeConvocore) -> None:
     agent = ConvocoreWsAgent("cc", make_settings(fake, api_key=SecretStr("wrong-key")))
     with pytest.raises(AgentAuthError) as caught:
         await collect(agent, turn())
-    assert "401" in str(caught.value) and "wrong-key" not in str(caught.value)
-    assert fake.handshakes == 1 and fake.requests == []
+    assert "4001" in str(caught.value) and "wrong-key" not in str(caught.value)
+    assert caught.value.user_message == AgentAuthError.default_user_message
+    assert fake.handshakes == 1 and fake.auth_failures == 1 and fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("close", "error"),
+    [
+        (Close(4003, "Forbidden"), AgentAuthError),
+        (Close(1008, "Invalid API key"), AgentAuthError),
+        (Close(1008, "prompt too long"), AgentProtocolError),
+    ],
+)
+async def test_auth_closes_are_auth_errors(
+    fake: FakeConvocore, agent: ConvocoreWsAgent, close: Close, error: type[AgentError]
+) -> None:
+    fake.script(close)
+    with pytest.raises(error, match=str(close.code)) as caught:
+        await collect(agent, turn())
+    assert type(caught.value) is error
 
 
 @pytest.mark.parametrize(("status", "error"), [(404, AgentProtocolError), (422, AgentProtocolError)])
@@ -344,17 +338,6 @@ async def test_wrong_path_is_a_404(fake: FakeConvocore) -> None:
     with pytest.raises(AgentProtocolError, match="404") as caught:
         await collect(agent, turn())
     assert caught.value.user_message == AgentAuthError.default_user_message
-
-
-async def test_5xx_is_retried_until_it_works_or_attempts_run_out(
-    fake: FakeConvocore, agent: ConvocoreWsAgent
-) -> None:
-    fake.fail_handshake(503, times=2)
-    assert text_of(await collect(agent, turn("hi"))) == "echo #1: hi"
-    fake.fail_handshake(500, times=3)
-    with pytest.raises(AgentUnavailable, match="500"):
-        await collect(agent, turn())
-    assert fake.handshakes == 6
 
 
 async def test_429_backs_off_for_retry_after_then_succeeds(
@@ -386,15 +369,6 @@ async def test_first_event_timeout(fake: FakeConvocore) -> None:
         await collect(agent, turn())
     await asyncio.wait_for(fake.closed.wait(), 2)
     assert len(fake.requests) == 1, "a turn the agent may have seen is never retried"
-
-
-async def test_idle_timeout_after_partial_text(fake: FakeConvocore, agent: ConvocoreWsAgent) -> None:
-    fake.script(Chunk("partial"), Hang())
-    seen: list[AgentEvent] = []
-    with pytest.raises(AgentUnavailable, match="reply to continue"):
-        async for event in agent.stream(turn()):
-            seen.append(event)
-    assert seen == [TextDelta("partial")]
 
 
 async def test_disconnect_mid_stream(fake: FakeConvocore, agent: ConvocoreWsAgent) -> None:
@@ -470,25 +444,3 @@ def test_invalid_config_is_rejected(fake: FakeConvocore, bad: dict[str, Any]) ->
 
 
 # --- through the Relay, across a restart, on both databases ----------------------------------------
-
-
-async def test_relay_restart_continues_the_convo(
-    fake: FakeConvocore, db: async_sessionmaker[AsyncSession]
-) -> None:
-    policy = RelayPolicy(
-        default_agent="cc",
-        idle_timeout=timedelta(minutes=30),
-        handoff_expiry=timedelta(minutes=10),
-        bindings={},
-    )
-    message = Inbound(platform="console", chat_id="c1", user_id="u1", display_name="Ann", text="hello")
-    surface = RecordingSurface(edit_interval=0)
-    await Relay(db, {"cc": ConvocoreWsAgent("cc", make_settings(fake))}, policy).handle(message, surface)
-
-    restarted = Relay(db, {"cc": ConvocoreWsAgent("cc", make_settings(fake))}, policy)
-    await restarted.handle(Inbound("console", "c1", "u1", "Ann", "again"), surface)
-
-    assert surface.visible_texts() == ["echo #1: hello", "echo #2: again"]
-    first, second = fake.requests
-    assert second["convoId"] == first["convoId"] and fake.convos[first["convoId"]] == 2
-    assert second["lightConvoData"] == {"userName": "Ann", "origin": "console"}

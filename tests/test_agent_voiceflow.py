@@ -25,11 +25,12 @@ from agents.base import (
     Media,
     Message,
     Resumable,
+    Rewind,
     SessionEnded,
     TextDelta,
     TurnEnd,
 )
-from agents.voiceflow import REJECTED, RESTARTED, WIRE_LOG, VoiceflowAgent, VoiceflowSettings
+from agents.voiceflow import BUSY, LOST, REJECTED, WIRE_LOG, VoiceflowAgent, VoiceflowSettings
 from bridges.relay import Notices, Relay
 from bridges.render import ReplyRenderer
 from bridges.surface import Inbound
@@ -133,25 +134,6 @@ async def test_text_streams_as_the_provider_sends_it(fake: FakeVoiceflow, agent:
         ("action.send", {"action": {"type": "launch"}}),
         ("action.send", {"action": {"type": "text", "payload": "hi there"}}),
     ]
-
-
-async def test_second_turn_continues_the_session(fake: FakeVoiceflow, agent: VoiceflowAgent) -> None:
-    first = await collect(agent, turn("one"))
-    assert first[0] == Message(GREETING) and text_of(first) == "echo #1: one"
-    second = await collect(agent, turn("two", state_of(first)))
-    assert text_of(second) == "echo #2: two" and state_of(second) == state_of(first)
-    assert len(fake.sessions) == 1 and fake.sent("session.create") == [{}]
-    assert fake.sent("client.start")[1]["sessionKey"] == state_of(first)["sessionKey"]
-    assert [a["type"] for a in fake.actions] == ["launch", "text", "text"], "launch only opens a session"
-
-
-async def test_a_new_agent_resumes_the_stored_session(fake: FakeVoiceflow) -> None:
-    """After a bot restart, the state comes back in `Turn.provider_state` to a fresh agent instance."""
-    state = state_of(await collect(VoiceflowAgent("vf", make_settings(fake)), turn("before")))
-    restarted = VoiceflowAgent("vf", make_settings(fake))
-    events = await collect(restarted, turn("after", state))
-    assert events[:-1] == [TextDelta("echo "), TextDelta("#2: "), TextDelta("after")]
-    assert state_of(events) == state and len(fake.sessions) == 1
 
 
 async def test_an_expired_session_is_replaced(fake: FakeVoiceflow, agent: VoiceflowAgent) -> None:
@@ -292,17 +274,6 @@ async def test_session_ended_event_ends_the_turn(fake: FakeVoiceflow, agent: Voi
 # --- failures ---------------------------------------------------------------------------------------
 
 
-async def test_connect_refused_is_retried_then_unavailable(
-    fake: FakeVoiceflow, caplog: pytest.LogCaptureFixture
-) -> None:
-    async with FakeVoiceflow() as gone:
-        dead_url = gone.url
-    agent = VoiceflowAgent("vf", make_settings(fake, runtime_url=dead_url))
-    with pytest.raises(AgentUnavailable, match="cannot connect"):
-        await collect(agent, turn())
-    assert "retry 2/2" in caplog.text
-
-
 async def test_wrong_api_key_is_an_auth_error_and_not_retried(fake: FakeVoiceflow) -> None:
     agent = VoiceflowAgent("vf", make_settings(fake, api_key=SecretStr("VF.DM.wrong")))
     with pytest.raises(AgentAuthError, match="401") as caught:
@@ -374,12 +345,20 @@ async def test_error_event_ends_the_turn(
     assert type(caught.value) is error and seen == [Message("partial")]
 
 
-async def test_a_rejected_action(fake: FakeVoiceflow, agent: VoiceflowAgent) -> None:
+@pytest.mark.parametrize(
+    ("reason", "message"),
+    [("invalid action type", REJECTED), ("action in progress", BUSY)],
+)
+async def test_a_rejection_tells_the_user_what_to_do_and_logs_the_reason(
+    fake: FakeVoiceflow, agent: VoiceflowAgent, reason: str, message: str
+) -> None:
     state = await session_state(agent)
-    fake.script(Reject("invalid action type"))
-    with pytest.raises(AgentProtocolError, match="invalid action type") as caught:
-        await collect(agent, turn("hi", state))
-    assert caught.value.user_message == REJECTED
+    fake.script(Reject(reason))
+    surface = RecordingSurface(edit_interval=0)
+    result = await ReplyRenderer(surface).render(agent.stream(turn("hi", state)))
+    assert isinstance(result.error, AgentProtocolError) and reason in str(result.error)
+    assert surface.visible_texts() == [f"⚠️ {message}"] and reason not in message
+    assert result.provider_state == state, "a rejected turn keeps the session"
 
 
 @pytest.mark.parametrize("replay", [True, False])
@@ -396,25 +375,38 @@ async def test_server_restart_before_any_text_replays_the_action(
     assert fake.connections == 3 and len(fake.sessions) == 1
 
 
-async def test_server_restart_mid_reply_ends_the_turn(fake: FakeVoiceflow, agent: VoiceflowAgent) -> None:
+async def test_server_restart_mid_reply_replays_into_the_same_message(
+    fake: FakeVoiceflow, agent: VoiceflowAgent
+) -> None:
+    """The replayed reply replaces the partial text, in the same platform message."""
     state = await session_state(agent)
-    fake.script(completion("half an ans")[:2], Restart())
-    seen: list[AgentEvent] = []
-    with pytest.raises(AgentUnavailable) as caught:
-        await until_error(agent.stream(turn("hi", state)), seen)
-    assert seen == [TextDelta("half an ans")] and caught.value.user_message == RESTARTED
-    assert fake.actions[-1] == {"type": "text", "payload": "hi"} and len(fake.actions) == 2, "not replayed"
+    fake.script(text("Let me check."), completion("half an ", "ans")[:3], Restart())
+    fake.script(text("Let me check."), completion("half an ", "answer, then all of it."))
+    events = await collect(agent, turn("hi", state))
+    assert events[:4] == [Message("Let me check."), TextDelta("half an "), TextDelta("ans"), Rewind(11)]
+    assert text_of(events[4:]) == "half an answer, then all of it."
+    assert fake.actions[-2:] == [{"type": "text", "payload": "hi"}] * 2 and state_of(events) == state
+
+    fake.script(completion("Gone ", "half")[:3], Restart())
+    fake.script(completion("Gone ", "whole."))
+    surface = RecordingSurface(edit_interval=0)
+    result = await ReplyRenderer(surface).render(agent.stream(turn("again", state)))
+    assert result.error is None and surface.visible_texts() == ["Gone whole."]
+    assert surface.count("send") == 1, "the replay edits the message the partial text was in"
 
 
-async def test_a_restart_that_loses_the_session_ends_the_turn(
+async def test_a_restart_that_loses_the_session_says_so_and_keeps_nothing_stale(
     fake: FakeVoiceflow, agent: VoiceflowAgent
 ) -> None:
     state = await session_state(agent)
     fake.script(Restart(lose_session=True))
     with pytest.raises(AgentUnavailable, match="session was lost") as caught:
         await collect(agent, turn("hi", state))
-    assert caught.value.user_message == RESTARTED
+    assert caught.value.user_message == LOST
+    assert caught.value.provider_state == {"userID": state["userID"]}, "the stale sessionKey is dropped"
     assert len(fake.actions) == 2, "the action is not replayed into a session that never saw the rest"
+    events = await collect(agent, turn("hello again", caught.value.provider_state))
+    assert events[0] == Message(GREETING), "the next message launches a new session"
 
 
 async def test_restarts_without_end_give_up(fake: FakeVoiceflow, agent: VoiceflowAgent) -> None:
