@@ -69,7 +69,10 @@ async def run(settings: Settings) -> None:
                 filter(None, (b.jump_link(conversation) for b in bridges)), None
             ),
         )
-        relay = Relay(db, agents, RelayPolicy.from_settings(settings), handoffs=handoffs)
+        policy = RelayPolicy.from_settings(settings)
+        if not policy.moderators:
+            log.warning("no moderator desk is configured: requests for a human will be declined")
+        relay = Relay(db, agents, policy, handoffs=handoffs)
         bridges.extend(build_bridge(name, config, relay) for name, config in settings.platforms().items())
         if settings.ops.listen:
             ops = OpsServer(engine, *settings.ops.address, checks={b.platform: b.healthy for b in bridges})

@@ -30,6 +30,11 @@ class PlatformConfig(BaseModel):
 
     edit_interval: float = Field(1.0, ge=0.01, le=10, description="seconds between two edits of one message")
 
+    @property
+    def has_desk(self) -> bool:
+        """Whether this section sets up a moderator desk, where people can take handoffs."""
+        return False
+
 
 class BridgeStartError(Exception):
     """A bridge could not log in or connect; the message is one line safe to show an operator."""

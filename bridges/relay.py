@@ -58,6 +58,10 @@ class Notices:
     handoff_requested = "I've asked a human moderator to join. They'll see this conversation and reply here."
     handoff_pending = "A moderator has been asked to join; your message is saved and they will see it."
     handoff_already_open = "A moderator has already been asked to join this conversation."
+    no_moderators = (
+        "No human moderators are set up for this assistant, so I can't pass you to a person. "
+        "The assistant is still here to help."
+    )
     handoff_open_elsewhere = (
         "You already have an open request for a moderator. They will answer you where you asked."
     )
@@ -110,6 +114,9 @@ class RelayPolicy:
     """This process's name: after a crash it finishes only the replies it had started itself."""
     db_outage_grace: float = 30.0
     """Seconds to keep retrying while the database is unreachable or locked, before telling the user."""
+    moderators: bool = True
+    """Whether any moderator desk is set up. Without one a request for a human is declined, honestly,
+    and the conversation stays with the agent."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RelayPolicy:
@@ -125,6 +132,7 @@ class RelayPolicy:
             handoffs_per_hour=limits.handoffs_per_hour,
             max_reply_chars=limits.max_reply_chars,
             instance=settings.ops.instance,
+            moderators=any(config.has_desk for config in settings.platforms().values()),
         )
 
 
@@ -614,6 +622,11 @@ class Relay:
     async def _open_handoff(self, conversation: Conversation, reason: str, *, requested_by: str) -> str:
         """Open a handoff unless the user already has one open or opened too many this hour; one at a
         time per user in this process (their row is locked too, for the other processes)."""
+        if not self.policy.moderators:
+            log.info(
+                "conversation %s: %s asked for a human, but no desk is set up", conversation.id, requested_by
+            )
+            return Notices.no_moderators
         with self._turns.line_up(("handoff", conversation.user_id)) as place:
             await place.turn()
             return await self._open_handoff_now(conversation.id, reason, requested_by=requested_by)

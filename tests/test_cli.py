@@ -77,11 +77,15 @@ def test_button_number_presses_the_offered_button(tmp_path: Path) -> None:
     assert "programmers" in reply or "binary" in reply or "UDP" in reply  # a joke, not an echo of "1"
 
 
-def test_human_handoff_holds_messages_for_moderators(tmp_path: Path) -> None:
-    result = bot(tmp_path, stdin="I want to talk to a human\nare you there?\n/reset\nhello\n", env=FAST)
+def test_with_no_desk_a_request_for_a_human_is_declined_honestly(tmp_path: Path) -> None:
+    """The console has no moderators: asking for one (the agent's handoff, or /human) says so, and the
+    conversation stays with the agent instead of waiting for nobody."""
+    result = bot(
+        tmp_path, stdin="I want to talk to a human\n/human\nare you there?\n/reset\nhello\n", env=FAST
+    )
     assert result.returncode == 0, result.stderr
-    assert "asking a human moderator" in result.stdout
-    assert "your message is saved" in result.stdout
+    assert result.stdout.count("No human moderators are set up for this assistant") == 2
+    assert "You said: “are you there?”" in result.stdout  # the agent answered it
     assert "Started a new conversation" in result.stdout
     assert result.stdout.rstrip().endswith("[1] Tell me a joke  [2] Show a long answer  [3] Talk to a human")
 

@@ -72,6 +72,10 @@ class DiscordConfig(PlatformConfig):
     )
     handoff: DiscordDeskConfig | None = Field(None, description="the moderator desk; none if unset")
 
+    @property
+    def has_desk(self) -> bool:
+        return self.handoff is not None
+
     @model_validator(mode="after")
     def _desk_can_read_replies(self) -> Self:
         if self.handoff is not None and not self.message_content_intent:

@@ -138,6 +138,10 @@ class TelegramConfig(PlatformConfig):
             raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and -")  # never echo it
         return value
 
+    @property
+    def has_desk(self) -> bool:
+        return self.handoff is not None
+
     @model_validator(mode="after")
     def _webhook_needs_secret(self) -> Self:
         if self.webhook_url is not None and self.webhook_secret is None:
