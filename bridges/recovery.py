@@ -10,9 +10,11 @@ import asyncio
 import logging
 
 from bridges.inbox import LeftOver
+from bridges.notices import Notices
 from bridges.relay import Relay
-from bridges.surface import SurfaceFactory
+from bridges.surface import SurfaceFactory, send_notice
 from bridges.turns import Place
+from models import Role
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,7 @@ class Recovery:
         answers: list[asyncio.Task[None]] = []
         handed: set[int] = set()
         try:
-            reported = await self.relay.report_interrupted(surface_for)
+            reported = await self._report_interrupted(surface_for)
             for index, (left, place) in enumerate(queued):
                 inbound = left.inbound
                 surface = surface_for(inbound.platform, inbound.chat_id, inbound.thread_id)
@@ -55,6 +57,33 @@ class Recovery:
                     place.leave()
         await asyncio.gather(*answers)
         return reported + len(answers)
+
+    async def _report_interrupted(self, surface_for: SurfaceFactory) -> int:
+        """After a crash: tell each user whose reply this instance left half-written (by an earlier run)
+        to send it again, and note it in the transcript. The turn is not re-run: the provider may have
+        acted on it. `surface_for` returns None for a platform this process has no bridge for (the note
+        is still made). Returns how many there were."""
+        found = 0
+        for conversation in await self.relay.conversations.stranded():
+            pending = conversation.pending_reply or {}
+            if (
+                pending.get("instance") != self.relay.policy.instance
+                or pending.get("run") == self.relay.inbox.run_id
+            ):
+                continue  # another process's, or a reply this run is writing right now
+            found += 1
+            surface = surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
+            if surface is not None:
+                await send_notice(surface, Notices.interrupted.format(asked=pending.get("asked", "")))
+            await self.relay.conversations.record(
+                conversation.id,
+                Role.SYSTEM,
+                "reply interrupted by a restart",
+                [str(mid) for mid in pending.get("message_ids", [])],
+            )
+            await self.relay.conversations.clear_pending(conversation.id)
+            log.warning("conversation %s: a reply was interrupted by a restart", conversation.id)
+        return found
 
 
 async def recover(relay: Relay, surface_for: SurfaceFactory) -> int:

@@ -11,7 +11,7 @@ import logging
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
@@ -19,15 +19,17 @@ from typing import Any, Literal, cast
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.base import Agent, HistoryEntry, Resumable, Turn
+from agents.base import Agent, Resumable, Turn
+from bridges.admission import Admission, Refusal
 from bridges.bindings import Bindings
 from bridges.blocks import BlockService
-from bridges.budget import RateBudget
+from bridges.conversations import Conversations
 from bridges.handoff import HandoffPolicy, HandoffService, open_handoff_of
 from bridges.inbox import Inbox, LeftOver, Receipt
+from bridges.notices import Notices
 from bridges.outage import DatabaseUnavailable, survives_db_outage
 from bridges.render import MAX_REPLY_CHARS, RenderFailed, RenderResult, ReplyRenderer
-from bridges.surface import Inbound, Surface, SurfaceFactory, send_notice
+from bridges.surface import Inbound, Surface, send_notice
 from bridges.turns import Place, TurnOrder
 from models import (
     OPEN_HANDOFF_STATUSES,
@@ -36,11 +38,9 @@ from models import (
     Handoff,
     HandoffStatus,
     Role,
-    TranscriptEntry,
     User,
     utcnow,
 )
-from models.queries import user_row
 from ops import metrics
 from settings import Settings
 
@@ -50,47 +50,6 @@ HISTORY_LENGTH = 20
 
 Command = Literal["reset", "human"]
 """Commands that wait their turn in the conversation like messages do."""
-
-
-class Notices:
-    """Everything the Relay itself says to a user, in one place."""
-
-    handoff_requested = "I've asked a human moderator to join. They'll see this conversation and reply here."
-    handoff_pending = "A moderator has been asked to join; your message is saved and they will see it."
-    handoff_already_open = "A moderator has already been asked to join this conversation."
-    no_moderators = (
-        "No human moderators are set up for this assistant, so I can't pass you to a person. "
-        "The assistant is still here to help."
-    )
-    handoff_open_elsewhere = (
-        "You already have an open request for a moderator. They will answer you where you asked."
-    )
-    handoff_too_often = (
-        "Several requests for a moderator were opened for you in the last hour, so I can't open another "
-        "one right now. Please try again later; the assistant is still here."
-    )
-    handoff_expired = "No moderator was available in time, so the assistant is back. Your message is below."
-    reset = "Started a new conversation. What can I help you with?"
-    session_ended = "This conversation has ended. Send a message any time to start a new one."
-    delivery_failed = "Sorry, I couldn't post the whole reply here. Please try again."
-    slow_down = (
-        "You're sending messages faster than I can answer. Please wait {seconds} seconds, then send it again."
-    )
-    db_unavailable = (
-        "I can't reach my database right now, so I couldn't take your message. "
-        "Please send it again in a minute."
-    )
-    input_shortened = "Your message was very long, so the assistant only read the first {limit} characters."
-    reply_cut = (
-        "The assistant's reply was too long, so it was cut off here. You can ask it to go on, or to be brief."
-    )
-    interrupted = (
-        "Sorry, I was restarted while answering “{asked}”. Your message is saved; please send it again."
-    )
-    press_not_answered = (
-        "Sorry, I was restarted before I could act on your choice “{label}”. Please choose again or send a "
-        "message."
-    )
 
 
 @dataclass(frozen=True)
@@ -136,20 +95,6 @@ class RelayPolicy:
         )
 
 
-@dataclass
-class _UserGate:
-    budget: RateBudget
-    warned: bool = False
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """Why a message may have no effect at all, checked before anything visible happens."""
-
-    notice: str | None
-    """What to tell the user: None for a blocked user, or one already asked to slow down."""
-
-
 class Relay:
     def __init__(
         self,
@@ -179,8 +124,16 @@ class Relay:
             now=now,
             outage_grace=policy.db_outage_grace,
         )
+        self.conversations = Conversations(
+            db, inbox=self.inbox, bindings=self.bindings, now=now, outage_grace=policy.db_outage_grace
+        )
         self._turns = TurnOrder()
-        self._gates: dict[tuple[str, str], _UserGate] = {}
+        self.gate = Admission(
+            self.blocks,
+            per_minute=policy.user_messages_per_minute,
+            burst=policy.user_burst,
+            outage_grace=policy.db_outage_grace,
+        )
 
     @property
     def outage_grace(self) -> float:
@@ -236,19 +189,11 @@ class Relay:
             return None
 
     async def admission(self, inbound: Inbound) -> Refusal | None:
-        """None if the message may go ahead; else why not. Counts against the user's message rate, so
-        every entry point (messages, presses, /reset, /human) calls it once, first."""
-        if not self._within_rate(inbound):
-            gate = self._gates[(inbound.platform, inbound.user_id)]
-            if gate.warned or await self.is_blocked(inbound.platform, inbound.user_id):
-                return Refusal(None)
-            gate.warned = True
-            seconds = max(1, round(60 / self.policy.user_messages_per_minute))
-            return Refusal(Notices.slow_down.format(seconds=seconds))
-        if await self.is_blocked(inbound.platform, inbound.user_id):
-            log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
-            return Refusal(None)
-        return None
+        """None if the message may go ahead; else why not (see bridges/admission.py)."""
+        return await self.gate.check(inbound)
+
+    async def is_blocked(self, platform: str, user_id: str) -> bool:
+        return await self.gate.is_blocked(platform, user_id)
 
     async def _admitted(self, inbound: Inbound, surface: Surface) -> bool:
         refusal = await self.admission(inbound)
@@ -264,7 +209,9 @@ class Relay:
         conversation, notice = await self._conversation_for(inbound)
         if notice:
             await send_notice(surface, notice)
-        await self._record(conversation.id, Role.USER, inbound.text, [inbound.message_id], handled=receipt)
+        await self.conversations.record(
+            conversation.id, Role.USER, inbound.text, [inbound.message_id], handled=receipt
+        )
         if conversation.status in (ConversationStatus.HANDOFF_REQUESTED, ConversationStatus.HUMAN):
             if conversation.status == ConversationStatus.HANDOFF_REQUESTED:
                 await send_notice(surface, Notices.handoff_pending)
@@ -318,9 +265,7 @@ class Relay:
         await send_notice(surface, answer)
 
     async def _reset(self, inbound: Inbound) -> str:
-        async with self.db() as session:
-            conversation = await self._open_conversation(session, inbound)
-            handoff = await open_handoff_of(session, conversation.id) if conversation else None
+        conversation, handoff = await self.conversations.current(inbound)
         if handoff is not None:
             await self.handoffs.close(
                 handoff.id,
@@ -330,8 +275,7 @@ class Relay:
                 notify_user=False,
             )
         if conversation is not None:
-            async with self.db.begin() as session:
-                _close(await session.get_one(Conversation, conversation.id), self._now())
+            await self.conversations.close(conversation.id)
         return Notices.reset
 
     async def _human(self, inbound: Inbound, surface: Surface, reason: str) -> str:
@@ -371,25 +315,6 @@ class Relay:
                 .limit(1)
             )
 
-    @survives_db_outage
-    async def is_blocked(self, platform: str, user_id: str) -> bool:
-        return await self.blocks.active(platform, user_id) is not None
-
-    def _within_rate(self, inbound: Inbound) -> bool:
-        key = (inbound.platform, inbound.user_id)
-        gate = self._gates.get(key)
-        if gate is None:
-            if len(self._gates) >= 10_000:  # forget users whose budget has fully refilled
-                self._gates = {k: g for k, g in self._gates.items() if not g.budget.full()}
-            gate = self._gates[key] = _UserGate(
-                RateBudget(self.policy.user_messages_per_minute, per=60.0, burst=self.policy.user_burst)
-            )
-        if not gate.budget.available():
-            return False
-        gate.budget.take()
-        gate.warned = False
-        return True
-
     async def resume_after_handoff(self, conversation_id: int, surface: Surface) -> None:
         """Tell the agent the bot is back (if its provider can hear it) and show what it says."""
         async with self.db() as session:
@@ -425,13 +350,13 @@ class Relay:
             platform=inbound.platform,
             provider_state=conversation.provider_state,
             button=inbound.button,
-            history=await self._history(conversation.id),
+            history=await self.conversations.history(conversation.id, HISTORY_LENGTH),
         )
         pending = {"instance": self.policy.instance, "run": self.inbox.run_id, "asked": text[:80]}
-        await self._set_pending(conversation.id, pending)
+        await self.conversations.set_pending(conversation.id, pending)
 
         async def posted(message_id: str) -> None:
-            await self._set_pending(conversation.id, message_id=message_id)
+            await self.conversations.set_pending(conversation.id, message_id=message_id)
 
         delivered = True
         try:
@@ -446,12 +371,15 @@ class Relay:
         _observe(inbound.platform, agent.name, started, result, delivered)
         if result.error is not None:
             log.warning("conversation %s: agent %s failed: %s", conversation.id, agent.name, result.error)
-            await self._record(conversation.id, Role.SYSTEM, f"agent error: {type(result.error).__name__}")
+            await self.conversations.record(
+                conversation.id, Role.SYSTEM, f"agent error: {type(result.error).__name__}"
+            )
         if result.text:
-            await self._record(conversation.id, Role.AGENT, result.text, result.message_ids)
+            await self.conversations.record(conversation.id, Role.AGENT, result.text, result.message_ids)
         if result.cut:
             await send_notice(surface, Notices.reply_cut)
-        await self._finish_turn(conversation.id, result)
+        ended = result.session_ended is not None and result.handoff is None
+        await self.conversations.finish_turn(conversation.id, result.provider_state, ended=ended)
         if result.handoff is not None:
             answer = await self._open_handoff(conversation, result.handoff.reason, requested_by="agent")
             await send_notice(surface, answer)
@@ -471,153 +399,19 @@ class Relay:
             agent = self.agents[self.policy.default_agent]
         return agent
 
-    @survives_db_outage
     async def _conversation_for(self, inbound: Inbound) -> tuple[Conversation, str | None]:
-        """The live conversation for this user in this place, after idle and handoff timeouts."""
-        now = self._now()
+        """The live conversation for this user in this place, after the handoff and idle timeouts; and
+        what to tell the user first, if anything."""
         notice = None
-        async with self.db() as session:
-            conversation = await self._open_conversation(session, inbound)
-            handoff = await open_handoff_of(session, conversation.id) if conversation else None
+        _, handoff = await self.conversations.current(inbound)
         if handoff is not None and handoff.status == HandoffStatus.REQUESTED:
             # Timers expire requests too; this catches one whose timer has not run yet.
-            if handoff.requested_at + self.policy.handoff_expiry <= now:
+            if handoff.requested_at + self.policy.handoff_expiry <= self._now():
                 expired = await self.handoffs.close(
                     handoff.id, HandoffStatus.EXPIRED, "timer", "timeout", notify_user=False
                 )
                 notice = Notices.handoff_expired if expired else None
-        async with self.db.begin() as session:
-            user = await user_row(session, inbound.platform, inbound.user_id, inbound.display_name)
-            conversation = await self._open_conversation(session, inbound)
-            if (
-                conversation is not None
-                and conversation.status == ConversationStatus.BOT
-                and conversation.last_activity_at + self.policy.idle_timeout <= now
-            ):
-                _close(conversation, now)
-                conversation = None
-            if conversation is None:
-                conversation = Conversation(
-                    user_id=user.id,
-                    platform=inbound.platform,
-                    chat_id=inbound.chat_id,
-                    thread_id=inbound.thread_id,
-                    agent_name=await self.bindings.agent_for(session, inbound),
-                    provider_state={},
-                    status=ConversationStatus.BOT,
-                    last_activity_at=now,
-                )
-                session.add(conversation)
-            conversation.last_activity_at = now
-        return conversation, notice
-
-    async def _open_conversation(self, session: AsyncSession, inbound: Inbound) -> Conversation | None:
-        return await session.scalar(
-            select(Conversation)
-            .join(User)
-            .where(
-                User.platform == inbound.platform,
-                User.external_id == inbound.user_id,
-                Conversation.platform == inbound.platform,
-                Conversation.chat_id == inbound.chat_id,
-                Conversation.thread_id == inbound.thread_id,
-                Conversation.status != ConversationStatus.CLOSED,
-            )
-            .order_by(Conversation.id.desc())
-            .limit(1)
-        )
-
-    @survives_db_outage
-    async def _history(self, conversation_id: int) -> tuple[HistoryEntry, ...]:
-        async with self.db() as session:
-            entries = await session.scalars(
-                select(TranscriptEntry)
-                .where(
-                    TranscriptEntry.conversation_id == conversation_id, TranscriptEntry.role != Role.SYSTEM
-                )
-                .order_by(TranscriptEntry.id.desc())
-                .limit(HISTORY_LENGTH + 1)
-            )
-            rows = list(entries)[1:]  # the newest is the message being answered now
-        return tuple(HistoryEntry(role=row.role.value, text=row.text) for row in reversed(rows))  # type: ignore[arg-type]
-
-    @survives_db_outage
-    async def _record(
-        self,
-        conversation_id: int,
-        role: Role,
-        text: str,
-        message_ids: Sequence[str] = (),
-        author_id: str = "",
-        *,
-        handled: Receipt | None = None,
-    ) -> None:
-        """Add a transcript entry; with `handled`, mark that inbound message as taken by its turn in the
-        same transaction, so a crash can neither lose it nor answer it twice."""
-        async with self.db.begin() as session:
-            if handled is not None:
-                await session.execute(self.inbox.handled(handled))
-            session.add(
-                TranscriptEntry(
-                    conversation_id=conversation_id,
-                    role=role,
-                    text=text,
-                    author_id=author_id,
-                    platform_message_ids=[mid for mid in message_ids if mid],
-                )
-            )
-
-    @survives_db_outage
-    async def _set_pending(
-        self, conversation_id: int, pending: dict[str, Any] | None = None, *, message_id: str = ""
-    ) -> None:
-        async with self.db.begin() as session:
-            conversation = await session.get_one(Conversation, conversation_id)
-            current = pending if pending is not None else dict(conversation.pending_reply or {})
-            if message_id:
-                current["message_ids"] = [*current.get("message_ids", []), message_id]
-            conversation.pending_reply = current
-
-    async def report_interrupted(self, surface_for: SurfaceFactory) -> int:
-        """After a crash: tell each user whose reply this instance left half-written (by an earlier run)
-        to send it again, and note it in the transcript. The turn is not re-run: the provider may have
-        acted on it. `surface_for` returns None for a platform this process has no bridge for (the note
-        is still made). Returns how many there were."""
-        async with self.db() as session:
-            stranded = list(
-                await session.scalars(select(Conversation).where(Conversation.pending_reply.is_not(None)))
-            )
-        found = 0
-        for conversation in stranded:
-            pending = conversation.pending_reply or {}
-            if pending.get("instance") != self.policy.instance or pending.get("run") == self.inbox.run_id:
-                continue  # another process's, or a reply this run is writing right now
-            found += 1
-            surface = surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
-            if surface is not None:
-                await send_notice(surface, Notices.interrupted.format(asked=pending.get("asked", "")))
-            await self._record(
-                conversation.id,
-                Role.SYSTEM,
-                "reply interrupted by a restart",
-                [str(mid) for mid in pending.get("message_ids", [])],
-            )
-            async with self.db.begin() as session:
-                (await session.get_one(Conversation, conversation.id)).pending_reply = None
-            log.warning("conversation %s: a reply was interrupted by a restart", conversation.id)
-        return found
-
-    @survives_db_outage
-    async def _finish_turn(self, conversation_id: int, result: RenderResult) -> None:
-        async with self.db.begin() as session:
-            conversation = await session.get_one(Conversation, conversation_id)
-            now = self._now()
-            conversation.last_activity_at = now
-            conversation.pending_reply = None
-            if result.provider_state is not None:
-                conversation.provider_state = result.provider_state
-            if result.session_ended is not None and result.handoff is None:
-                _close(conversation, now)
+        return await self.conversations.open_for(inbound, self.policy.idle_timeout), notice
 
     async def _open_handoff(self, conversation: Conversation, reason: str, *, requested_by: str) -> str:
         """Open a handoff unless the user already has one open or opened too many this hour; one at a
@@ -691,11 +485,6 @@ def _invisible(text: str) -> bool:
     """Nothing a person could see: whitespace and format characters (zero-width space and joiners,
     bidi marks, the BOM) only. Such a message would cost a provider turn for nothing."""
     return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
-
-
-def _close(conversation: Conversation, now: datetime) -> None:
-    conversation.status = ConversationStatus.CLOSED
-    conversation.closed_at = now
 
 
 def _observe(platform: str, agent: str, started: float, result: RenderResult, delivered: bool) -> None:

@@ -249,7 +249,7 @@ Ignored = Callable[[str, str], Awaitable[None]]
 @pytest.fixture
 def ignored(caplog: pytest.LogCaptureFixture) -> Ignored:
     """`await ignored(platform, user_id)` returns once the Relay has ignored a message from that user."""
-    caplog.set_level(logging.INFO, logger="bridges.relay")
+    caplog.set_level(logging.INFO, logger="bridges")
 
     async def wait(platform: str, user_id: str) -> None:
         line = f"ignoring a message from blocked user {platform}:{user_id}"

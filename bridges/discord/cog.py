@@ -25,14 +25,15 @@ from discord import app_commands
 from discord.ext import commands
 from discord.utils import escape_markdown
 
+from bridges.admission import Refusal
 from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.discord.surface import NO_PINGS, DiscordSurface, Surfaces
 from bridges.discord.views import PRESS_EVENT, ChoiceButton, HandoffButton
 from bridges.moderation import Moderation, Moderator, Target, parse_duration
 from bridges.moderation import Replies as ModerationReplies
+from bridges.notices import Notices as DBNotices
 from bridges.registry import blockable
-from bridges.relay import Notices as DBNotices
-from bridges.relay import Refusal, Relay
+from bridges.relay import Relay
 from bridges.surface import Inbound, SurfaceError, send_notice
 from bridges.turns import Place
 
