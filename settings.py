@@ -71,7 +71,7 @@ class DatabaseSettings(Section):
 
 class Binding(Section):
     scope: str = Field(
-        description="global, or a scope a platform offers (discord_channel, telegram_chat, ...)"
+        description="global, or a scope a platform offers (bridges/registry.py lists them)"
     )
     id: str = ""
     agent: str

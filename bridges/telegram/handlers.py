@@ -62,7 +62,6 @@ class Replies:
     agent_usage = "Usage: /agent NAME. Configured agents: {agents}."
     agent_bound = "This chat now talks to {agent}. New conversations here use it; /reset to start one now."
     expired_button = "This button has expired."
-    failed = "Sorry, something went wrong on my side. Please try again in a moment."
     moderators_only = (
         "Only moderators can block or unblock users, in the moderators' chat or in a private chat with me."
     )
