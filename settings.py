@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    HttpUrl,
     SecretStr,
     ValidationError,
     create_model,
@@ -70,9 +71,7 @@ class DatabaseSettings(Section):
 
 
 class Binding(Section):
-    scope: str = Field(
-        description="global, or a scope a platform offers (bridges/registry.py lists them)"
-    )
+    scope: str = Field(description="global, or a scope a platform offers (bridges/registry.py lists them)")
     id: str = ""
     agent: str
 
@@ -115,6 +114,20 @@ class LimitsSettings(Section):
         description="an agent reply is cut at a natural boundary before this many characters, its stream "
         "closed, and the user told it was too long",
     )
+
+
+class TranscriptionSettings(Section):
+    """An OpenAI-compatible `/audio/transcriptions` endpoint (OpenAI, faster-whisper-server, whisper.cpp's
+    server, LocalAI) that turns voice notes into the turn's text. Without this section voice notes are
+    answered with a note that the bot cannot listen to them."""
+
+    url: HttpUrl = Field(description="the API root; `/audio/transcriptions` is appended")
+    api_key: SecretStr | None = Field(None, description="sent as `Authorization: Bearer`")
+    model: str = Field("whisper-1", min_length=1, max_length=200)
+    language: str | None = Field(None, max_length=16, description="ISO-639-1 hint, such as `en`")
+    max_seconds: float = Field(300, gt=0, le=3600, description="longer voice notes are not transcribed")
+    max_bytes: int = Field(20 * 1024 * 1024, gt=0, le=100 * 1024 * 1024)
+    timeout_seconds: float = Field(30, gt=0, le=300)
 
 
 class LoggingSettings(Section):
@@ -178,6 +191,7 @@ class Settings(Section):
     limits: LimitsSettings = LimitsSettings()
     logging: LoggingSettings = LoggingSettings()
     ops: OpsSettings = OpsSettings()
+    transcription: TranscriptionSettings | None = None
 
     @model_validator(mode="after")
     def _agents_exist(self) -> Settings:

@@ -6,8 +6,8 @@ as a stream of frozen event dataclasses that always ends with `TurnEnd`.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self, runtime_checkable
 
@@ -33,6 +33,79 @@ class HistoryEntry:
     text: str
 
 
+AttachmentKind = Literal["image", "document", "audio", "voice", "video", "sticker"]
+
+
+class AttachmentUnavailable(Exception):
+    """The platform would not serve a file (gone, too large for its download limit, a network error);
+    the message is one line for the logs, never a URL with a token in it."""
+
+
+class AttachmentTooLarge(AttachmentUnavailable):
+    """The file is larger than the caller allowed; nothing past the limit was downloaded."""
+
+
+Fetch = Callable[[int], Awaitable[bytes]]
+"""Download a file's bytes, at most `max_bytes` of them: raises `AttachmentTooLarge` past that (without
+reading on) and `AttachmentUnavailable` when the platform will not serve it."""
+
+
+async def _nothing(max_bytes: int) -> bytes:
+    raise AttachmentUnavailable("no way to download this file")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file the user sent, platform-neutral. `fetch` downloads it (bounded); `data` is set once it
+    was fetched for an agent, so agents never download anything themselves."""
+
+    kind: AttachmentKind
+    mime: str
+    size: int | None
+    """Bytes, as the platform states it (None when it does not say)."""
+    name: str
+    fetch: Fetch = field(default=_nothing, repr=False, compare=False)
+    duration: float | None = None
+    """Seconds, for audio, voice notes and videos."""
+    emoji: str = ""
+    """A sticker's emoji: the words a sticker stands for."""
+    data: bytes | None = field(default=None, repr=False)
+
+    def loaded(self, data: bytes) -> Attachment:
+        return replace(self, data=data, size=len(data))
+
+    def metadata(self) -> dict[str, Any]:
+        """What the transcript keeps: never the bytes, never a download URL (it may carry a token)."""
+        kept: dict[str, Any] = {"kind": self.kind, "mime": self.mime, "size": self.size, "name": self.name}
+        if self.duration is not None:
+            kept["duration"] = self.duration
+        if self.emoji:
+            kept["emoji"] = self.emoji
+        return kept
+
+
+@dataclass(frozen=True)
+class MediaSupport:
+    """What an agent takes besides text (`AcceptsMedia.media`); all zero means text only."""
+
+    max_images: int = 0
+    max_image_bytes: int = 0
+    max_text_files: int = 0
+    max_text_bytes: int = 0
+    """Text files (plain text, code, CSV, JSON...) are put inline in the user's message."""
+
+
+TEXT_ONLY = MediaSupport()
+
+
+@runtime_checkable
+class AcceptsMedia(Protocol):
+    """An agent that takes some attachments; every other agent gets text only."""
+
+    @property
+    def media(self) -> MediaSupport: ...
+
+
 @dataclass(frozen=True)
 class Turn:
     """What the user did: typed `text`, or pressed `button` (whose payload the provider expects back)."""
@@ -44,6 +117,8 @@ class Turn:
     provider_state: Mapping[str, Any]
     button: Button | None = None
     history: tuple[HistoryEntry, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+    """Fetched (`data` set), and only those the agent's `MediaSupport` said it takes."""
 
 
 @dataclass(frozen=True)

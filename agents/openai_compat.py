@@ -14,10 +14,16 @@ repeated roles).
 
 A button press sends the words the user would have typed (the button's label); this backend never
 offers buttons itself, but a press can still arrive from a message another agent sent earlier.
+
+Files: with `max_images` above 0 (a vision model), images go as `image_url` content parts holding a
+`data:` URL, since platform CDN links expire or need the bot's token; text files up to
+`max_text_file_bytes` go inline in the user's message, fenced and named. Everything else is told to the
+user by the Relay (bridges/attachments.py), from `media`.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
@@ -30,7 +36,9 @@ from agents.base import (
     AgentEvent,
     AgentRateLimited,
     AgentUnavailable,
+    Attachment,
     BaseAgent,
+    MediaSupport,
     TextDelta,
     Turn,
     TurnEnd,
@@ -55,6 +63,10 @@ class OpenAICompatSettings(RemoteAgentSettings):
     system_prompt: str | None = Field(None, max_length=20_000)
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, gt=0)
+    max_images: int = Field(0, ge=0, le=20, description="images per message for a vision model; 0: none")
+    max_image_bytes: int = Field(5 * 1024 * 1024, gt=0, le=20 * 1024 * 1024)
+    max_text_files: int = Field(3, ge=0, le=20, description="text files put inline in the message")
+    max_text_file_bytes: int = Field(100_000, gt=0, le=1_000_000)
 
     @property
     def completions_url(self) -> str:
@@ -67,6 +79,12 @@ class OpenAICompatAgent(BaseAgent):
         self.settings = settings
         self.http = http
         self.provider = f"openai[{name}]"
+        self.media = MediaSupport(
+            max_images=settings.max_images,
+            max_image_bytes=settings.max_image_bytes,
+            max_text_files=settings.max_text_files,
+            max_text_bytes=settings.max_text_file_bytes,
+        )
 
     async def stream(self, turn: Turn) -> AsyncIterator[AgentEvent]:
         secret = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
@@ -87,7 +105,7 @@ class OpenAICompatAgent(BaseAgent):
         yield TurnEnd({})
 
     def _body(self, turn: Turn) -> dict[str, Any]:
-        messages = (
+        messages: list[dict[str, Any]] = (
             [{"role": "system", "content": self.settings.system_prompt}]
             if self.settings.system_prompt
             else []
@@ -95,7 +113,7 @@ class OpenAICompatAgent(BaseAgent):
         messages += [
             {"role": ROLES[entry.role], "content": entry.text} for entry in turn.history if entry.text
         ]
-        messages.append({"role": "user", "content": turn.button.label if turn.button else turn.text})
+        messages.append({"role": "user", "content": _user_content(turn)})
         body: dict[str, Any] = {"model": self.settings.model, "messages": messages, "stream": True}
         if self.settings.temperature is not None:
             body["temperature"] = self.settings.temperature
@@ -120,6 +138,25 @@ class OpenAICompatAgent(BaseAgent):
         if choice.get("finish_reason") == "length":
             log.info("%s: the reply was cut at the token limit", self.provider)
         return content if isinstance(content, str) else ""
+
+
+def _user_content(turn: Turn) -> str | list[dict[str, Any]]:
+    """The user's words with any text files inline; a list of parts when there are images."""
+    text = turn.button.label if turn.button else turn.text
+    files = [a for a in turn.attachments if a.kind != "image" and a.data is not None]
+    for file in files:
+        body = file.data.decode("utf-8", errors="replace") if file.data else ""
+        text += f"\n\n{file.name or 'file'}:\n```\n{body}\n```"
+    images = [a for a in turn.attachments if a.kind == "image" and a.data is not None]
+    if not images:
+        return text
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}] if text.strip() else []
+    return parts + [{"type": "image_url", "image_url": {"url": _data_url(image)}} for image in images]
+
+
+def _data_url(image: Attachment) -> str:
+    mime = image.mime if image.mime.startswith("image/") else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(image.data or b'').decode()}"
 
 
 def _stream_error(provider: str, error: Any) -> AgentError:

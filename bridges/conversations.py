@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.base import HistoryEntry
+from agents.base import Attachment, HistoryEntry
 from bridges.bindings import Bindings
 from bridges.handoff import open_handoff_of
 from bridges.inbox import Inbox, Receipt
@@ -106,9 +106,11 @@ class Conversations:
         author_id: str = "",
         *,
         handled: Receipt | None = None,
+        attachments: Sequence[Attachment] = (),
     ) -> None:
-        """Add a transcript entry; with `handled`, mark that inbound message as taken by its turn in the
-        same transaction, so a crash can neither lose it nor answer it twice."""
+        """Add a transcript entry (with its files' metadata, never their bytes); with `handled`, mark
+        that inbound message as taken by its turn in the same transaction, so a crash can neither lose
+        it nor answer it twice."""
         async with self.db.begin() as session:
             if handled is not None:
                 await session.execute(self.inbox.handled(handled))
@@ -119,6 +121,7 @@ class Conversations:
                     text=text,
                     author_id=author_id,
                     platform_message_ids=[mid for mid in message_ids if mid],
+                    attachments=[attachment.metadata() for attachment in attachments] or None,
                 )
             )
 

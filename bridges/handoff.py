@@ -14,12 +14,15 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Protocol
 
 from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agents.base import Attachment
 from bridges.budget import acquire_all
+from bridges.handoff_files import FileNotices, listed, pass_on
 from bridges.split import split_text
 from bridges.surface import Surface, SurfaceError, SurfaceFactory
 from models import (
@@ -107,6 +110,8 @@ class ModeratorDesk(Protocol):
     place_keys: tuple[str, ...]
     """The refs entries (a thread id, a topic) that `open_handoff_at` finds a handoff by; each value is
     unique to one handoff on this desk."""
+    upload_limit: int
+    """The largest file, in bytes, the desk can post."""
 
     async def open(self, view: HandoffView) -> dict[str, Any]:
         """Post the notification; return what is needed to find it again (stored in the database)."""
@@ -118,6 +123,10 @@ class ModeratorDesk(Protocol):
 
     async def post(self, refs: Mapping[str, Any], author: str, text: str) -> None:
         """Relay a user's message into the handoff's thread or topic."""
+        ...
+
+    async def post_file(self, refs: Mapping[str, Any], author: str, file: Attachment) -> None:
+        """Post a user's file (`data` loaded) in the handoff's thread or topic; `SurfaceError` if refused."""
         ...
 
     async def note(self, refs: Mapping[str, Any], text: str) -> None:
@@ -308,9 +317,15 @@ class HandoffService:
         return True
 
     async def moderator_says(
-        self, handoff_id: int, moderator_id: str, moderator_name: str, text: str
+        self,
+        handoff_id: int,
+        moderator_id: str,
+        moderator_name: str,
+        text: str,
+        files: Sequence[Attachment] = (),
     ) -> bool:
-        """Deliver the claiming moderator's words to the user. Returns False if they do not hold the claim."""
+        """Deliver the claiming moderator's words, then files, to the user. Returns False if they do not
+        hold the claim."""
         async with self.db.begin() as session:
             handoff = await session.get_one(Handoff, handoff_id)
             if handoff.status != HandoffStatus.CLAIMED or handoff.claimed_by != moderator_id:
@@ -321,13 +336,43 @@ class HandoffService:
                     role=Role.MODERATOR,
                     text=text,
                     author_id=moderator_id,
+                    attachments=[file.metadata() for file in files] or None,
                 )
             )
-        await self._tell_user(handoff_id, text, author=moderator_name)
+        if text.strip() or not files:
+            await self._tell_user(handoff_id, text, author=moderator_name)
+        if files:
+            await self._send_files(handoff_id, moderator_name, files)
         return True
 
-    async def user_says(self, conversation_id: int, author: str, text: str) -> None:
-        """Pass a user's message (already in the transcript) to every desk's thread or topic."""
+    async def _send_files(self, handoff_id: int, author: str, files: Sequence[Attachment]) -> None:
+        """A moderator's files to the user, when this process reaches the user's platform; the desks
+        are told of any that could not go (too large there, refused, or only another process serves it)."""
+        async with self.db() as session:
+            conversation = await session.get_one(
+                Conversation, (await session.get_one(Handoff, handoff_id)).conversation_id
+            )
+        surface = self.surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
+
+        async def note(text: str) -> None:
+            await self._note_desks(handoff_id, text)
+
+        if surface is None:
+            await note(FileNotices.elsewhere.format(count=len(files)))
+            return
+        reach = surface
+
+        async def post(file: Attachment) -> None:
+            await acquire_all(reach.budgets)
+            await reach.send_file(file)
+
+        await pass_on(files, author, surface.max_upload, post, note)
+
+    async def user_says(
+        self, conversation_id: int, author: str, text: str, files: Sequence[Attachment] = ()
+    ) -> None:
+        """Pass a user's message (already in the transcript) and its files to every desk's thread or
+        topic."""
         async with self.db() as session:
             handoff = await open_handoff_of(session, conversation_id)
         if handoff is None:
@@ -337,7 +382,15 @@ class HandoffService:
             if refs is None:
                 continue
             try:
-                await desk.post(refs, author, text)
+                if text.strip() or not files:
+                    await desk.post(refs, author, text)
+                await pass_on(
+                    files,
+                    author,
+                    desk.upload_limit,
+                    partial(desk.post_file, refs, author),
+                    partial(desk.note, refs),
+                )
             except Exception:
                 log.exception("handoff %s: could not relay a user message to %s", handoff.id, desk.name)
 
@@ -456,7 +509,7 @@ class HandoffService:
             )
             lines = [
                 f"[{entry.created_at:%Y-%m-%d %H:%M:%S}] {entry.role.value}"
-                f"{' ' + entry.author_id if entry.author_id else ''}: {entry.text}"
+                f"{' ' + entry.author_id if entry.author_id else ''}: {entry.text}{listed(entry.attachments)}"
                 for entry in entries
             ]
         header = (
@@ -617,6 +670,16 @@ class HandoffService:
         log.warning("queued delivery %s given up: %s", item.id, why)
         if handoff_id is not None and item.kind == DeliveryKind.NOTICE:
             await self._report_undelivered(handoff_id, rest, why, started=started)
+
+    async def _note_desks(self, handoff_id: int, text: str) -> None:
+        async with self.db() as session:
+            refs = (await session.get_one(Handoff, handoff_id)).notification_refs
+        for desk in self.desks:
+            if desk.name in refs:
+                try:
+                    await desk.note(refs[desk.name], text)
+                except Exception:
+                    log.exception("handoff %s: could not tell desk %s", handoff_id, desk.name)
 
     async def _report_undelivered(self, handoff_id: int, text: str, why: str, *, started: bool) -> None:
         """Tell the moderators, in the handoff's thread or topic on every desk, what the user did not get."""

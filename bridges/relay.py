@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Agent, Resumable, Turn
 from bridges.admission import Admission, Refusal
+from bridges.attachments import Media
 from bridges.bindings import Bindings
 from bridges.blocks import BlockService
 from bridges.conversations import Conversations
@@ -103,6 +104,7 @@ class Relay:
         policy: RelayPolicy,
         *,
         handoffs: HandoffService | None = None,
+        media: Media | None = None,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         if policy.default_agent not in agents:
@@ -110,6 +112,7 @@ class Relay:
         self.db = db
         self.agents = agents
         self.policy = policy
+        self.media = media or Media()
         self._now = now
         self.handoffs = handoffs or HandoffService(
             db, HandoffPolicy(expire_after=policy.handoff_expiry, escalate_after=None), now=now
@@ -157,7 +160,7 @@ class Relay:
         The message is recorded before it waits for its turn, so a crash while it waits loses nothing
         (bridges/recovery.py answers it on the next start).
         """
-        if inbound.button is None and _invisible(inbound.text):
+        if inbound.button is None and not inbound.attachments and _invisible(inbound.text):
             return None
         if place is not None:
             return await self._take_turn(inbound, surface, place)
@@ -209,13 +212,23 @@ class Relay:
         conversation, notice = await self._conversation_for(inbound)
         if notice:
             await send_notice(surface, notice)
+        inbound, heard = await self.media.hear(inbound)
+        if heard:
+            await send_notice(surface, heard)
         await self.conversations.record(
-            conversation.id, Role.USER, inbound.text, [inbound.message_id], handled=receipt
+            conversation.id,
+            Role.USER,
+            inbound.text,
+            [inbound.message_id],
+            handled=receipt,
+            attachments=inbound.attachments,
         )
         if conversation.status in (ConversationStatus.HANDOFF_REQUESTED, ConversationStatus.HUMAN):
             if conversation.status == ConversationStatus.HANDOFF_REQUESTED:
                 await send_notice(surface, Notices.handoff_pending)
-            await self.handoffs.user_says(conversation.id, inbound.display_name, inbound.text)
+            await self.handoffs.user_says(
+                conversation.id, inbound.display_name, inbound.text, inbound.attachments
+            )
             return None
         return await self._agent_turn(conversation, inbound, surface)
 
@@ -339,6 +352,11 @@ class Relay:
     ) -> RenderResult:
         agent = self._agent_for(conversation)
         started = time.monotonic()
+        offer = await self.media.offer(inbound, agent)
+        if offer.notice:
+            await send_notice(surface, offer.notice)
+        if offer.empty and not resume:  # a file alone that it cannot take: the user was told
+            return RenderResult()
         text = inbound.text
         if len(text) > self.policy.max_input_chars:
             text = text[: self.policy.max_input_chars]
@@ -351,6 +369,7 @@ class Relay:
             provider_state=conversation.provider_state,
             button=inbound.button,
             history=await self.conversations.history(conversation.id, HISTORY_LENGTH),
+            attachments=offer.attachments,
         )
         pending = {"instance": self.policy.instance, "run": self.inbox.run_id, "asked": text[:80]}
         await self.conversations.set_pending(conversation.id, pending)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from agents.base import Button, Media
+from agents.base import Attachment, Button, Media
 from bridges.budget import RateBudget, acquire_all
 from bridges.split import Measure
 
@@ -31,6 +31,8 @@ class Inbound:
     binding_scopes: tuple[tuple[str, str], ...] = ()
     """Where an agent binding may apply, most specific first, as (scope, id): the bridge knows its
     platform's places (a channel, then its server); the global scope comes last by itself."""
+    attachments: tuple[Attachment, ...] = ()
+    """Files sent with the message (the caption is `text`), in the order the platform lists them."""
 
 
 class SurfaceError(Exception):
@@ -69,6 +71,15 @@ class Surface(Protocol):
     async def edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None: ...
 
     async def send_media(self, media: Media) -> str: ...
+
+    @property
+    def max_upload(self) -> int:
+        """The largest file, in bytes, `send_file` can post here."""
+        ...
+
+    async def send_file(self, file: Attachment, caption: str = "") -> str:
+        """Upload a file (`data` loaded, at most `max_upload` bytes) with an optional caption."""
+        ...
 
     async def typing(self) -> None:
         """Show that the bot is working; called again every few seconds until text arrives."""

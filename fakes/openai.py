@@ -6,6 +6,11 @@ content chunks, a finish chunk and `data: [DONE]`, each event written by hand. W
 fake echoes the last user message, numbered by how many user messages the request carried, so a test
 sees at once whether the client replayed the history.
 
+A user message's content may be a list of parts, as for vision models: `{"type": "text", "text"}` and
+`{"type": "image_url", "image_url": {"url"}}`, the URL an https link or a base64 `data:image/...` URL.
+Malformed parts are a 400, as OpenAI answers them; the images received are kept in `images` (bytes for
+data URLs, the link otherwise), and the echo counts them.
+
     async with FakeOpenAI(api_key="k") as fake:
         fake.script(content("Hello "), content("there"))
         ... POST to f"{fake.url}/chat/completions" ...
@@ -13,6 +18,8 @@ sees at once whether the client replayed the history.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import time
 from collections import deque
@@ -63,6 +70,8 @@ class FakeOpenAI(FakeHttpService):
         self.api_key = api_key
         self.model = model
         self.requests: list[dict[str, Any]] = []
+        self.images: list[tuple[str, bytes | str]] = []
+        """Every image part received, as (mime type, bytes) for a data URL or ("url", the link)."""
         self.headers: list[dict[str, str]] = []
         self._scripts: deque[tuple[Sequence[Step], bool, bool]] = deque()
 
@@ -107,6 +116,7 @@ class FakeOpenAI(FakeHttpService):
                 404, f"The model `{body['model']}` does not exist or you do not have access to it."
             )
         self.requests.append(body)
+        self.images += [image for message in body["messages"] for image in _images(message["content"])]
         steps, role, finish = self._scripts.popleft() if self._scripts else (self._echo(body), True, True)
         opening: list[Step] = [chunk({"role": "assistant", "content": ""})] if role else []
         ending: list[Step] = [chunk({}, "stop"), Raw("data: [DONE]\n\n")] if finish else []
@@ -116,7 +126,11 @@ class FakeOpenAI(FakeHttpService):
 
     def _echo(self, body: dict[str, Any]) -> list[Step]:
         users = [m["content"] for m in body["messages"] if m["role"] == "user"]
-        text = f"echo #{len(users)}: {users[-1]}"
+        last = users[-1]
+        if isinstance(last, list):
+            words = " ".join(part["text"] for part in last if part["type"] == "text")
+            last = f"{words} [{sum(part['type'] == 'image_url' for part in last)} images]".strip()
+        text = f"echo #{len(users)}: {last}"
         return [content(word) for word in re.findall(r"\S+\s*", text)]
 
 
@@ -137,6 +151,53 @@ def _problem(body: Any) -> str:
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or message.get("role") not in ROLES:
             return f"Invalid value for 'messages[{index}].role'"
-        if not isinstance(message.get("content"), str) or set(message) - {"role", "content", "name"}:
-            return f"Invalid 'messages[{index}]': content must be a string"
+        if set(message) - {"role", "content", "name"}:
+            return f"Invalid 'messages[{index}]': unknown keys"
+        content = message.get("content")
+        if isinstance(content, list) and message["role"] == "user":
+            problem = _parts_problem(content, index)
+            if problem:
+                return problem
+        elif not isinstance(content, str):
+            return f"Invalid 'messages[{index}]': content must be a string or, for a user, a list of parts"
     return ""
+
+
+_DATA_URL = re.compile(r"data:(image/(?:png|jpeg|gif|webp));base64,(.+)", re.DOTALL)
+
+
+def _parts_problem(parts: list[Any], index: int) -> str:
+    if not parts:
+        return f"Invalid 'messages[{index}].content': empty array"
+    for number, part in enumerate(parts):
+        where = f"messages[{index}].content[{number}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            continue
+        if kind != "image_url":
+            return f"Invalid '{where}': expected a text or image_url part"
+        url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
+        if not isinstance(url, str) or not (url.startswith("https://") or _decoded(url) is not None):
+            return f"Invalid '{where}.image_url.url': expected an https URL or a base64 image data URL"
+    return ""
+
+
+def _decoded(url: str) -> tuple[str, bytes] | None:
+    match = _DATA_URL.fullmatch(url)
+    if match is None:
+        return None
+    try:
+        return match[1], base64.b64decode(match[2], validate=True)
+    except binascii.Error:
+        return None
+
+
+def _images(content: Any) -> list[tuple[str, bytes | str]]:
+    if not isinstance(content, list):
+        return []
+    found: list[tuple[str, bytes | str]] = []
+    for part in content:
+        if part["type"] == "image_url":
+            url = part["image_url"]["url"]
+            found.append(_decoded(url) or ("url", url))
+    return found

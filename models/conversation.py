@@ -91,6 +91,9 @@ class TranscriptEntry(Base):
     text: Mapped[str] = mapped_column(Text)
     author_id: Mapped[str] = mapped_column(String(64), default="", doc="platform id of a moderator author")
     platform_message_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        JSON, default=None, doc="metadata of the files sent with it (kind, mime, size, name); no bytes"
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     conversation: Mapped[Conversation] = relationship(back_populates="transcript")

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from agents.base import Button, Media
+from agents.base import Attachment, Button, Media
 from bridges.budget import RateBudget
 from bridges.split import Measure
 from bridges.surface import SurfaceError
@@ -102,6 +102,15 @@ class RecordingSurface:
         message_id = f"m{len(self.posted) + 1}"
         await self._request("media", message_id, media.url, ())
         self.posted[message_id] = _Posted("", media=media)
+        await self._changed()
+        return message_id
+
+    max_upload = 10 * 1024 * 1024
+
+    async def send_file(self, file: Attachment, caption: str = "") -> str:
+        message_id = f"m{len(self.posted) + 1}"
+        await self._request("file", message_id, file.name, ())
+        self.posted[message_id] = _Posted(caption)
         await self._changed()
         return message_id
 

@@ -14,7 +14,7 @@ from sqlalchemy import Executable, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import migrations
-from agents.base import AgentEvent, HandoffRequested, Message, TextDelta, Turn, TurnEnd
+from agents.base import AgentEvent, Attachment, HandoffRequested, Message, TextDelta, Turn, TurnEnd
 from bridges.handoff import HandoffPolicy, HandoffService, HandoffView, UserNotices
 from bridges.relay import Notices, Relay
 from bridges.surface import SurfaceError
@@ -56,6 +56,11 @@ class RecordingDesk:
 
     async def post(self, refs: Mapping[str, Any], author: str, text: str) -> None:
         self.posts.append((refs["thread"], author, text))
+
+    upload_limit = 10 * 1024 * 1024
+
+    async def post_file(self, refs: Mapping[str, Any], author: str, file: Attachment) -> None:
+        self.posts.append((refs["thread"], author, f"[file {file.name}]"))
 
     async def note(self, refs: Mapping[str, Any], text: str) -> None:
         self.notes.append((refs["thread"], text))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TextIO
 
-from agents.base import Button, Media
+from agents.base import Attachment, Button, Media
 from bridges.budget import RateBudget
 from bridges.console.config import ConsoleConfig
 from bridges.recovery import recover
@@ -120,6 +120,13 @@ class ConsoleSurface:
     async def send_media(self, media: Media) -> str:
         caption = f" {media.caption}" if media.caption else ""
         return await self.send(f"[{media.kind}: {media.url}]{caption}")
+
+    @property
+    def max_upload(self) -> int:
+        return 50 * 1024 * 1024
+
+    async def send_file(self, file: Attachment, caption: str = "") -> str:
+        return await self.send(f"[file: {file.name or file.kind}, {file.size} bytes] {caption}".rstrip())
 
     async def typing(self) -> None:
         return None

@@ -81,7 +81,14 @@ class DiscordBridge:
         self.surfaces = Surfaces(self.bot, config, config.edit_interval, views)
         self.cog = SwitchboardCog(self.bot, relay, config, self.surfaces)
         self.desk = (
-            DiscordDesk(self.bot, config.handoff, relay.handoffs, self.surfaces.budgets, self.cog.in_flight)
+            DiscordDesk(
+                self.bot,
+                config.handoff,
+                relay.handoffs,
+                self.surfaces.budgets,
+                self.cog.in_flight,
+                upload_limit=config.upload_limit,
+            )
             if config.handoff is not None
             else None
         )

@@ -26,7 +26,9 @@ from discord.ext import commands
 from discord.utils import escape_markdown
 
 from bridges.admission import Refusal
+from bridges.attachments import with_sticker_words
 from bridges.discord.config import DiscordConfig, DiscordDeskConfig
+from bridges.discord.files import attachments_of
 from bridges.discord.surface import NO_PINGS, DiscordSurface, Surfaces
 from bridges.discord.views import PRESS_EVENT, ChoiceButton, HandoffButton
 from bridges.moderation import Moderation, Moderator, Target, parse_duration
@@ -86,7 +88,8 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         track_current(self.in_flight)
         channel: discord.abc.Messageable = message.channel
         reply_to: int | None = message.id if message.guild is not None else None
-        inbound = _inbound_of_message(message, channel, self._without_own_mention(message.content))
+        text = self._without_own_mention(message.content)
+        inbound = _inbound_of_message(message, channel, text)
         with self.relay.line_up(inbound) as place:  # before any await: turns keep their order
             refusal = await self.relay.admission(inbound)
             if refusal is not None:  # before a thread is opened for them
@@ -98,7 +101,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
                 thread = await self._open_thread(message)
                 if thread is not None:  # a conversation of its own: its line, which follow-ups join
                     channel, reply_to = thread, None
-                    inbound = _inbound_of_message(message, channel, inbound.text)
+                    inbound = _inbound_of_message(message, channel, text)
                     place.leave()
                     place = self.relay.line_up(inbound)
             surface = self.surfaces.channel(int(inbound.thread_id or inbound.chat_id), reply_to=reply_to)
@@ -448,7 +451,11 @@ def _who(target: Target) -> str:
 
 def _inbound_of_message(message: discord.Message, channel: Any, text: str) -> Inbound:
     guild_id = message.guild.id if message.guild else None
-    return _inbound(_place(channel), guild_id, message.author, text, str(message.id))
+    files = attachments_of(message)
+    inbound = _inbound(
+        _place(channel), guild_id, message.author, with_sticker_words(text, files), str(message.id)
+    )
+    return replace(inbound, attachments=files)
 
 
 def _inbound_of(interaction: discord.Interaction[Any], text: str) -> Inbound:

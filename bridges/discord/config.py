@@ -27,6 +27,12 @@ class DiscordDeskConfig(BaseModel):
 
 class DiscordConfig(PlatformConfig):
     token: SecretStr
+    upload_limit: int = Field(
+        10 * 1024 * 1024,
+        ge=1024 * 1024,
+        le=500 * 1024 * 1024,
+        description="largest file the bot may upload: 10 MiB, more on boosted servers",
+    )
     api_base: str = Field("https://discord.com/api/v10", description="REST base URL, up to and with /vN")
     gateway_url: str | None = Field(
         None, description="gateway WebSocket URL; unset, the one Discord names in GET /gateway/bot"

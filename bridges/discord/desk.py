@@ -20,9 +20,11 @@ from typing import Any
 import discord
 from discord.utils import escape_markdown
 
+from agents.base import Attachment
 from bridges.discord.cog import PLATFORM, is_moderator, track_current
 from bridges.discord.config import DiscordDeskConfig
-from bridges.discord.surface import MAX_LENGTH, NO_PINGS, Budgets
+from bridges.discord.files import UPLOAD_LIMIT, attachments_of, upload
+from bridges.discord.surface import MAX_LENGTH, NO_PINGS, Budgets, surface_errors
 from bridges.discord.views import HandoffAction, HandoffButton
 from bridges.handoff import HandoffService, HandoffView
 from bridges.split import split_text, utf16_length
@@ -88,8 +90,11 @@ class DiscordDesk:
         handoffs: HandoffService,
         budgets: Budgets,
         in_flight: set[asyncio.Task[Any]],
+        *,
+        upload_limit: int = UPLOAD_LIMIT,
     ) -> None:
         self.config = config
+        self.upload_limit = upload_limit
         self.handoffs = handoffs
         self._client = client
         self._budgets = budgets
@@ -156,6 +161,12 @@ class DiscordDesk:
         for chunk in split_text(f"**{escape_markdown(author)}:** {text}", MAX_LENGTH, utf16_length):
             await self._send(_thread_of(refs), content=chunk)
 
+    async def post_file(self, refs: Mapping[str, Any], author: str, file: Attachment) -> None:
+        async with surface_errors():
+            await self._send(
+                _thread_of(refs), content=f"**{escape_markdown(author)}:**", files=[upload(file)]
+            )
+
     async def note(self, refs: Mapping[str, Any], text: str) -> None:
         await self._send(_thread_of(refs), content=_clip(escape_markdown(text), MAX_LENGTH))
 
@@ -221,7 +232,8 @@ class DiscordDesk:
         thread = message.channel
         if not isinstance(thread, discord.Thread) or thread.parent_id != self.config.channel:
             return
-        if message.author.bot or message.webhook_id is not None or not message.content.strip():
+        files = attachments_of(message)
+        if message.author.bot or message.webhook_id is not None or not (message.content.strip() or files):
             return
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return
@@ -236,7 +248,7 @@ class DiscordDesk:
                 return
             author = message.author
             if await self.handoffs.moderator_says(
-                handoff_id, f"discord:{author.id}", author.display_name, _readable(message)
+                handoff_id, f"discord:{author.id}", author.display_name, _readable(message), files
             ):
                 return
             holder = (await self.handoffs.view(handoff_id)).claimed_by_name

@@ -15,9 +15,10 @@ from typing import Any
 import aiohttp
 import discord
 
-from agents.base import Button, Media
+from agents.base import Attachment, Button, Media
 from bridges.budget import RateBudget
 from bridges.discord.config import DiscordConfig
+from bridges.discord.files import upload
 from bridges.discord.views import ButtonViews
 from bridges.split import utf16_length
 from bridges.surface import Surface, SurfaceError
@@ -78,8 +79,16 @@ class DiscordSurface(ABC):
 
     max_length = MAX_LENGTH
 
-    def __init__(self, *, edit_interval: float, budgets: Sequence[RateBudget], views: ButtonViews) -> None:
+    def __init__(
+        self,
+        *,
+        edit_interval: float,
+        budgets: Sequence[RateBudget],
+        views: ButtonViews,
+        max_upload: int,
+    ) -> None:
         self.edit_interval = edit_interval
+        self.max_upload = max_upload
         self.budgets = budgets
         self._views = views
         self.posted = False
@@ -114,6 +123,12 @@ class DiscordSurface(ABC):
         self.posted = True
         return str(message_id)
 
+    async def send_file(self, file: Attachment, caption: str = "") -> str:
+        async with surface_errors():
+            message_id = await self._post(content=caption or None, files=[upload(file)])
+        self.posted = True
+        return str(message_id)
+
     @abstractmethod
     async def _post(self, **fields: Any) -> int: ...
 
@@ -132,8 +147,9 @@ class ChannelSurface(DiscordSurface):
         edit_interval: float,
         budgets: Sequence[RateBudget],
         views: ButtonViews,
+        max_upload: int,
     ) -> None:
-        super().__init__(edit_interval=edit_interval, budgets=budgets, views=views)
+        super().__init__(edit_interval=edit_interval, budgets=budgets, views=views, max_upload=max_upload)
         self.channel = channel
         self._reply_to = reply_to
 
@@ -164,8 +180,9 @@ class InteractionSurface(DiscordSurface):
         edit_interval: float,
         budgets: Sequence[RateBudget],
         views: ButtonViews,
+        max_upload: int,
     ) -> None:
-        super().__init__(edit_interval=edit_interval, budgets=budgets, views=views)
+        super().__init__(edit_interval=edit_interval, budgets=budgets, views=views, max_upload=max_upload)
         self.interaction = interaction
 
     async def typing(self) -> None:
@@ -175,6 +192,8 @@ class InteractionSurface(DiscordSurface):
         if "embed" in fields:
             fields["embeds"] = [fields.pop("embed")]
         if not self.posted:
+            if "files" in fields:  # the original response takes files as its attachments
+                fields["attachments"] = fields.pop("files")
             original = await self.interaction.edit_original_response(allowed_mentions=NO_PINGS, **fields)
             return original.id
         followup = await self.interaction.followup.send(wait=True, allowed_mentions=NO_PINGS, **fields)
@@ -194,6 +213,7 @@ class Surfaces:
         self.budgets = Budgets(config)
         self.edit_interval = edit_interval
         self.views = views
+        self.max_upload = config.upload_limit
 
     def channel(self, channel_id: int, *, reply_to: int | None = None) -> ChannelSurface:
         return ChannelSurface(
@@ -202,6 +222,7 @@ class Surfaces:
             edit_interval=self.edit_interval,
             budgets=self.budgets.for_channel(channel_id),
             views=self.views,
+            max_upload=self.max_upload,
         )
 
     def interaction(self, interaction: discord.Interaction[Any]) -> InteractionSurface:
@@ -210,6 +231,7 @@ class Surfaces:
             edit_interval=self.edit_interval,
             budgets=self.budgets.for_channel(interaction.channel_id or 0),
             views=self.views,
+            max_upload=self.max_upload,
         )
 
     def for_place(self, platform: str, chat_id: str, thread_id: str) -> Surface | None:

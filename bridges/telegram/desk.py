@@ -30,13 +30,16 @@ from typing import Any, TypeVar
 
 from telegram import Bot, CallbackQuery, InputFile, LinkPreviewOptions, Message, ReplyParameters, Update
 from telegram.constants import ChatMemberStatus, ParseMode
-from telegram.error import BadRequest, RetryAfter
+from telegram.error import BadRequest, RetryAfter, TelegramError
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
+from agents.base import Attachment
 from bridges.budget import acquire_all
 from bridges.handoff import HandoffService, HandoffView
 from bridges.split import split_text, utf16_length
+from bridges.surface import SurfaceError
 from bridges.telegram.config import TelegramDeskConfig
+from bridges.telegram.files import MESSAGES, UPLOAD_LIMIT, attachments_of, upload
 from bridges.telegram.formatting import MAX_CAPTION, MAX_TEXT, plain
 from bridges.telegram.keyboards import DESK_PRESS, DeskAction, desk_keyboard, desk_press
 from bridges.telegram.surface import Budgets, _seconds
@@ -112,6 +115,7 @@ class TelegramDesk:
     place_keys: tuple[str, ...] = ("topic", "handoff_id")
     """A moderator's message is traced to its handoff by its topic, or outside topics by the "#id" tag of
     the desk message it replies to."""
+    upload_limit = UPLOAD_LIMIT
 
     def __init__(
         self,
@@ -147,7 +151,7 @@ class TelegramDesk:
         """Route the moderator chat's text and the desk's buttons here; add before the bridge's own."""
         app.add_handler(
             MessageHandler(
-                filters.Chat(self.chat_id) & filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND,
+                filters.Chat(self.chat_id) & filters.UpdateType.MESSAGE & MESSAGES & ~filters.COMMAND,
                 self.on_message,
             )
         )
@@ -210,6 +214,26 @@ class TelegramDesk:
         head = f"💬 {place.tag}{name}: "
         for part in split_text(text, MAX_TEXT - utf16_length(head), utf16_length):
             await self._post(place, f"💬 {place.tag}<b>{html.escape(name)}</b>: {html.escape(part)}")
+
+    async def post_file(self, refs: Mapping[str, Any], author: str, file: Attachment) -> None:
+        place = _Place.of(refs)
+        caption = plain(f"📎 {place.tag}{author}", MAX_CAPTION).text
+        reply = (
+            None if place.thread_id else ReplyParameters(place.message_id, allow_sending_without_reply=True)
+        )
+        try:
+            await self._call(
+                place.chat_id,
+                lambda: self.bot.send_document(
+                    place.chat_id,
+                    upload(file),
+                    caption=caption,
+                    message_thread_id=place.thread_id,
+                    reply_parameters=reply,
+                ),
+            )
+        except TelegramError as exc:
+            raise SurfaceError(f"telegram refused a file: {exc.message}", permanent=True) from exc
 
     async def note(self, refs: Mapping[str, Any], text: str) -> None:
         place = _Place.of(refs)
@@ -302,7 +326,11 @@ class TelegramDesk:
         the first await, and asyncio wakes its waiters first in, first out.
         """
         message = update.message
-        if message is None or message.from_user is None or not message.text:
+        if message is None or message.from_user is None:
+            return
+        files = attachments_of(message)
+        text = message.text or message.caption or ""
+        if not text and not files:
             return
         key = (message.chat_id, message.message_thread_id if message.is_topic_message else None)
         lock = self._order.get(key)
@@ -316,7 +344,7 @@ class TelegramDesk:
             if not await self.is_moderator(user.id):
                 await self._reply(message, DeskReplies.not_moderator)
             elif not await self.handoffs.moderator_says(
-                handoff_id, f"{NAME}:{user.id}", user.full_name, message.text
+                handoff_id, f"{NAME}:{user.id}", user.full_name, text, files
             ):
                 await self._reply(message, DeskReplies.not_claimer)
 

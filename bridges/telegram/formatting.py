@@ -57,7 +57,13 @@ def to_telegram(markdown: str, limit: int = MAX_TEXT) -> Formatted:
         return plain(markdown, limit)
     if not text.strip() or utf16_length(text) > limit:
         return plain(markdown, limit)
-    return Formatted(text, tuple(e.to_dict() for e in entities if _harmless(e.to_dict())))
+    return Formatted(text, tuple(_collapsible(e.to_dict()) for e in entities if _harmless(e.to_dict())))
+
+
+def _collapsible(entity: dict[str, Any]) -> dict[str, Any]:
+    """A quote (what was heard in a voice note, a quoted passage) collapses to a few lines, which the
+    reader can expand."""
+    return {**entity, "type": "expandable_blockquote"} if entity.get("type") == "blockquote" else entity
 
 
 def _harmless(entity: dict[str, Any]) -> bool:

@@ -28,6 +28,7 @@ from telegram.ext import (
     filters,
 )
 
+from bridges.attachments import with_sticker_words
 from bridges.buttons import ButtonStore
 from bridges.moderation import Moderation, Moderator, Target, duration_and_reason
 from bridges.moderation import Replies as ModerationReplies
@@ -36,6 +37,7 @@ from bridges.relay import Relay
 from bridges.surface import Inbound, SurfaceError, send_notice
 from bridges.telegram.config import TelegramConfig
 from bridges.telegram.desk import TelegramDesk
+from bridges.telegram.files import MESSAGES, attachments_of
 from bridges.telegram.keyboards import token_of
 from bridges.telegram.surface import DraftingSurface, Surfaces
 
@@ -103,7 +105,7 @@ class Handlers:
         for name, callback in {"block": self.block, "unblock": self.unblock}.items():  # the desk's too
             app.add_handler(CommandHandler(name, callback, filters=filters.UpdateType.MESSAGE))
         app.add_handler(
-            MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND & users, self.message)
+            MessageHandler(filters.UpdateType.MESSAGE & MESSAGES & ~filters.COMMAND & users, self.message)
         )
         app.add_handler(CallbackQueryHandler(self.button))
         app.add_error_handler(self.error)
@@ -112,8 +114,11 @@ class Handlers:
         message = update.message
         if message is None or message.from_user is None or not self._triggered(message, context):
             return
-        inbound = _inbound(message, self._without_mention(message.text or "", context))
-        await self._serve(inbound, message)
+        files = attachments_of(message)
+        text = with_sticker_words(
+            self._without_mention(message.text or message.caption or "", context), files
+        )
+        await self._serve(replace(_inbound(message, text), attachments=files), message)
 
     async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
@@ -287,9 +292,9 @@ class Handlers:
         if message.chat.type == ChatType.PRIVATE:
             return True
         bot = context.bot
-        for entity, text in message.parse_entities(
-            [MessageEntity.MENTION, MessageEntity.TEXT_MENTION]
-        ).items():
+        kinds: list[str | None] = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION]
+        mentions = {**message.parse_entities(kinds), **message.parse_caption_entities(kinds)}
+        for entity, text in mentions.items():
             if text.lower() == f"@{bot.username}".lower() or (entity.user and entity.user.id == bot.id):
                 return True
         replied = message.reply_to_message

@@ -24,12 +24,13 @@ from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
-from agents.base import Button, Media
+from agents.base import Attachment, Button, Media
 from bridges.budget import RateBudget, acquire_all
 from bridges.buttons import ButtonStore
 from bridges.split import utf16_length
 from bridges.surface import SurfaceError
 from bridges.telegram.config import TelegramConfig
+from bridges.telegram.files import UPLOAD_LIMIT, upload
 from bridges.telegram.formatting import MAX_CAPTION, MAX_TEXT, Formatted, plain, to_telegram
 from bridges.telegram.keyboards import keyboard
 from ops import metrics
@@ -165,6 +166,22 @@ class TelegramSurface:
     async def send_media(self, media: Media) -> str:
         await self._paid()
         return await self._send_media(media)
+
+    @property
+    def max_upload(self) -> int:
+        return UPLOAD_LIMIT
+
+    async def send_file(self, file: Attachment, caption: str = "") -> str:
+        await self._paid()
+        message = await self._call(
+            lambda: self.bot.send_document(
+                self.place.chat_id,
+                upload(file),
+                caption=plain(caption, MAX_CAPTION).text or None,
+                message_thread_id=self.place.thread_id,
+            )
+        )
+        return str(message.message_id)
 
     async def typing(self) -> None:
         await self._paid()

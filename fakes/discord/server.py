@@ -10,7 +10,7 @@ import asyncio
 import json
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -119,6 +119,12 @@ class FakeDiscord:
     """The shard count GET /gateway/bot recommends."""
     identified_shards: list[tuple[int, int]] = field(default_factory=list)
     """The [shard_id, num_shards] of every successful IDENTIFY ((0, 1) when it named none)."""
+    upload_limit: int = 10 * 1024 * 1024
+    """Bytes of files one message may carry (a server without boosts); more is a 413."""
+    cdn_gone: set[int] = field(default_factory=set)
+    """Attachments the CDN answers 404 for (a file Discord will not serve)."""
+    cdn_requests: list[int] = field(default_factory=list)
+    """The attachment id of every CDN download, in order."""
     refusing: dict[int, DiscordError] = field(default_factory=dict)
     """Channels whose new messages are answered with this error (as a DM with a user who blocked the
     bot is), until removed; see `refuse`."""
@@ -148,6 +154,7 @@ class FakeDiscord:
     async def __aenter__(self) -> FakeDiscord:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/cdn/attachments/{attachment_id}/{filename}", self._cdn)
         for spec in self._routes():
             app.router.add_route(spec.method, "/api/v10" + spec.path, self._guarded(spec))
         self.base_url = await self._stack.enter_async_context(serve(app))
@@ -163,6 +170,11 @@ class FakeDiscord:
     @property
     def api_base(self) -> str:
         return f"{self.base_url}/api/v10"
+
+    @property
+    def cdn_url(self) -> str:
+        """The loopback CDN that serves attachment links (cdn.discordapp.com's part)."""
+        return f"{self.base_url}/cdn"
 
     @property
     def gateway_url(self) -> str:
@@ -212,12 +224,27 @@ class FakeDiscord:
     # -- what a user does --------------------------------------------------------------------------
 
     async def user_says(
-        self, channel: FakeChannel, user: FakeUser, content: str, *, reply_to: FakeMessage | None = None
+        self,
+        channel: FakeChannel,
+        user: FakeUser,
+        content: str,
+        *,
+        reply_to: FakeMessage | None = None,
+        files: Sequence[FakeAttachment] = (),
     ) -> FakeMessage:
-        """Post as `user`. `<@ID>` in the content mentions that user; a reply pings its author, as
-        Discord's client does by default."""
+        """Post as `user`, with `files` attached (see `attachment`). `<@ID>` in the content mentions that
+        user; a reply pings its author, as Discord's client does by default."""
+        if sum(len(file.data) for file in files) > self.upload_limit:
+            raise DiscordError(413, 40005, "Request entity too large")
         message = FakeMessage(
-            snowflake(), channel.id, user, content, channel.guild_id, [content], reference=reply_to
+            snowflake(),
+            channel.id,
+            user,
+            content,
+            channel.guild_id,
+            [content],
+            reference=reply_to,
+            attachments=list(files),
         )
         message.mentions = [
             u for u in self.users.values() if f"<@{u.id}>" in content or f"<@!{u.id}>" in content
@@ -227,6 +254,13 @@ class FakeDiscord:
         self.messages[message.id] = message
         await self._dispatch_message("MESSAGE_CREATE", message)
         return message
+
+    @staticmethod
+    def attachment(
+        filename: str, data: bytes, content_type: str | None = None, *, duration: float | None = None
+    ) -> FakeAttachment:
+        """A file for `user_says`; with `duration`, a voice message."""
+        return FakeAttachment(snowflake(), filename, data, content_type, duration)
 
     async def slash(
         self, channel: FakeChannel, user: FakeUser, name: str, /, **options: str | int | bool
@@ -312,6 +346,23 @@ class FakeDiscord:
     def count(self, route: str) -> int:
         return sum(1 for r in self.requests if r.route == route)
 
+    # -- CDN ---------------------------------------------------------------------------------------
+
+    async def _cdn(self, request: web.Request) -> web.StreamResponse:
+        """An attachment's bytes, as cdn.discordapp.com serves them (no bot token); 404 once its message
+        is gone or the file is listed in `cdn_gone`."""
+        attachment_id = int(request.match_info["attachment_id"])
+        self.cdn_requests.append(attachment_id)
+        self._changed()
+        for message in self.messages.values():
+            for item in message.attachments:
+                if item.id == attachment_id and item.filename == request.match_info["filename"]:
+                    if attachment_id in self.cdn_gone:
+                        break
+                    headers = {"Content-Type": item.content_type or "application/octet-stream"}
+                    return web.Response(body=item.data, headers=headers)
+        return web.Response(status=404, text="404: Not Found")
+
     # -- gateway -----------------------------------------------------------------------------------
 
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
@@ -384,7 +435,9 @@ class FakeDiscord:
         guild = self.guilds.get(message.guild_id or 0)
 
         def build(session: _Session) -> JSON:
-            return message.payload(content_visible=self._content_visible(message, session), guild=guild)
+            return message.payload(
+                cdn=self.cdn_url, content_visible=self._content_visible(message, session), guild=guild
+            )
 
         await self._dispatch(event, message.guild_id, build)
 
@@ -462,7 +515,7 @@ class FakeDiscord:
         else:
             payload["user"] = user.payload()
         if message is not None:
-            payload["message"] = message.payload(guild=guild)
+            payload["message"] = message.payload(cdn=self.cdn_url, guild=guild)
         await self._dispatch("INTERACTION_CREATE", channel.guild_id, lambda session: payload)
         return interaction
 
@@ -634,7 +687,7 @@ class FakeDiscord:
         if channel.id in self.refusing:
             raise self.refusing[channel.id]
         message = await self._create(channel, body, files=request.get(UPLOADS, {}))
-        return 200, message.payload(guild=self.guilds.get(channel.guild_id or 0))
+        return 200, message.payload(cdn=self.cdn_url, guild=self.guilds.get(channel.guild_id or 0))
 
     async def _patch_message(self, request: web.Request, body: JSON) -> tuple[int, Any]:
         channel = self._channel(request)
@@ -642,7 +695,7 @@ class FakeDiscord:
         if message.author is not self.bot:
             raise DiscordError(403, 50005, "Cannot edit a message authored by another user")
         await self._edit(message, body)
-        return 200, message.payload(guild=self.guilds.get(channel.guild_id or 0))
+        return 200, message.payload(cdn=self.cdn_url, guild=self.guilds.get(channel.guild_id or 0))
 
     async def _post_typing(self, request: web.Request, body: JSON) -> tuple[int, Any]:
         channel = self._channel(request)
@@ -719,7 +772,7 @@ class FakeDiscord:
         message = await self._create(channel, body, interaction=interaction)
         if request.query.get("wait") not in ("1", "true", "True"):
             return 204, None
-        return 200, message.payload()
+        return 200, message.payload(cdn=self.cdn_url)
 
     async def _patch_followup(self, request: web.Request, body: JSON) -> tuple[int, Any]:
         interaction = self._interaction_by_token(request)
@@ -729,7 +782,7 @@ class FakeDiscord:
         if message is None or message.interaction_id != interaction.id:
             raise DiscordError(404, 10008, "Unknown Message")
         await self._edit(message, body)
-        return 200, message.payload()
+        return 200, message.payload(cdn=self.cdn_url)
 
     # -- messages ----------------------------------------------------------------------------------
 
@@ -743,6 +796,8 @@ class FakeDiscord:
     ) -> FakeMessage:
         flags = int(body.get("flags") or 0)
         attachments = _attachments(body, files or {})
+        if sum(len(item.data) for item in attachments) > self.upload_limit:
+            raise DiscordError(413, 40005, "Request entity too large")
         if not flags & LOADING:
             _validate(body, creating=True, with_files=bool(attachments))
         content = str(body.get("content") or "")

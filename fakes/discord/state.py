@@ -136,23 +136,37 @@ class FakeChannel:
         return data
 
 
+CDN_BASE = "https://cdn.discordapp.com"
+"""Where attachment links point until the fake serves them itself (`FakeDiscord.cdn_url`)."""
+
+
 @dataclass(frozen=True)
 class FakeAttachment:
-    """A file uploaded with a message (multipart `files[n]`)."""
+    """A file uploaded with a message (multipart `files[n]`), or sent by a user (`user_says(files=)`).
+    A voice message has `duration` (and a waveform, as Discord sends it)."""
 
     id: int
     filename: str
     data: bytes
+    content_type: str | None = None
+    duration: float | None = None
 
     def payload(self, base_url: str) -> JSON:
-        return {
+        content_type = self.content_type
+        if content_type is None and self.filename.endswith(".txt"):
+            content_type = "text/plain; charset=utf-8"
+        data: JSON = {
             "id": str(self.id),
             "filename": self.filename,
             "size": len(self.data),
             "url": f"{base_url}/attachments/{self.id}/{self.filename}",
             "proxy_url": f"{base_url}/attachments/{self.id}/{self.filename}",
-            "content_type": "text/plain; charset=utf-8" if self.filename.endswith(".txt") else None,
+            "content_type": content_type,
         }
+        if self.duration is not None:
+            data["duration_secs"] = self.duration
+            data["waveform"] = "AAAA"
+        return data
 
     @property
     def text(self) -> str:
@@ -181,7 +195,9 @@ class FakeMessage:
     webhook_id: int | None = None
     interaction_id: int | None = None
 
-    def payload(self, *, content_visible: bool = True, guild: FakeGuild | None = None) -> JSON:
+    def payload(
+        self, *, content_visible: bool = True, guild: FakeGuild | None = None, cdn: str = CDN_BASE
+    ) -> JSON:
         data: JSON = {
             "id": str(self.id),
             "channel_id": str(self.channel_id),
@@ -193,7 +209,7 @@ class FakeMessage:
             "mention_everyone": "everyone" in self.pinged,
             "mentions": [user.payload() for user in self.mentions],
             "mention_roles": [],
-            "attachments": [a.payload("https://cdn.discordapp.com") for a in self.attachments],
+            "attachments": [a.payload(cdn) for a in self.attachments],
             "embeds": self.embeds if content_visible else [],
             "components": self.components if content_visible else [],
             "pinned": False,

@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.base import AgentEvent, BaseAgent, TextDelta, Turn, TurnEnd
+from agents.base import Agent, AgentEvent, BaseAgent, TextDelta, Turn, TurnEnd
+from bridges.attachments import Media
 from bridges.handoff import HandoffPolicy, HandoffService
 from bridges.relay import Relay, RelayPolicy
 from bridges.surface import Surface
@@ -88,6 +89,9 @@ class Telegram:
     clock: Callable[[], datetime] = utcnow
     others: dict[str, Surface] = field(default_factory=dict)
     """Users on other platforms by chat id, for handoffs served across platforms."""
+    agents: dict[str, Agent] = field(default_factory=dict)
+    """Agents beside the scripted ones (a name here replaces one of those)."""
+    media: Media | None = None
     handoffs: HandoffService = field(init=False)
     relay: Relay = field(init=False)
     bridge: TelegramBridge = field(init=False)
@@ -99,8 +103,8 @@ class Telegram:
         self.handoffs = HandoffService(
             self.db, HANDOFF_POLICY, surfaces=self.surface_for, jump_link=jump_link, now=self.clock
         )
-        agents = {"scripted": self.agent, "other": ScriptedAgent("other")}
-        self.relay = Relay(self.db, agents, POLICY, handoffs=self.handoffs, now=self.clock)
+        agents = {"scripted": self.agent, "other": ScriptedAgent("other"), **self.agents}
+        self.relay = Relay(self.db, agents, POLICY, handoffs=self.handoffs, media=self.media, now=self.clock)
         self.bridge = bridge(self.fake, self.base_url, self.relay, **self.config)
 
     async def start(self) -> None:
@@ -143,6 +147,7 @@ def bridge(fake: FakeTelegram, base_url: str, relay: Relay, **config: Any) -> Te
     settings = TelegramConfig(
         token=SecretStr(fake.token),
         base_url=base_url,
+        base_file_url=base_url.removesuffix("/bot") + "/file/bot",
         admins=(ADMIN_ID,),
         poll_timeout=10,
         **{"edit_interval": 0.2, **config},
@@ -156,11 +161,15 @@ async def running(
     fake: FakeTelegram | None = None,
     *,
     clock: Callable[[], datetime] = utcnow,
+    agents: dict[str, Agent] | None = None,
+    media: Media | None = None,
     **config: Any,
 ) -> AsyncIterator[Telegram]:
     fake = fake or FakeTelegram()
     async with fake.running() as base_url:
-        telegram = Telegram(fake, base_url, db, ScriptedAgent(), config, clock)
+        telegram = Telegram(
+            fake, base_url, db, ScriptedAgent(), config, clock, agents=agents or {}, media=media
+        )
         await telegram.start()
         try:
             yield telegram

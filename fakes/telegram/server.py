@@ -41,6 +41,8 @@ from fakes.telegram.state import (
     RequestRecord,
 )
 
+DOWNLOAD_LIMIT = 20 * 1024 * 1024
+"""getFile refuses larger files: "file is too big"."""
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
 MAX_CALLBACK_DATA = 64
@@ -122,6 +124,10 @@ class FakeTelegram:
         self.members: dict[tuple[int, int], str] = {}
         """getChatMember statuses by (chat id, user id); users seen but not listed have "left"."""
         self.users: dict[int, FakeUser] = {}
+        self.files: dict[str, tuple[str, bytes]] = {}
+        """Files users sent, by file_id: (file_path, bytes)."""
+        self.downloads: list[str] = []
+        """The file_path of every download from the file URL, in order."""
         self.webhook: Webhook | None = None
         self.webhook_retry = webhook_retry
         """Seconds before a failed webhook delivery is tried again (Telegram backs off for longer)."""
@@ -151,6 +157,7 @@ class FakeTelegram:
             "createForumTopic": self._create_forum_topic,
             "closeForumTopic": self._close_forum_topic,
             "getChatMember": self._get_chat_member,
+            "getFile": self._get_file,
         }
 
     @asynccontextmanager
@@ -158,6 +165,7 @@ class FakeTelegram:
         """Serve on an ephemeral port; yield the base URL to give PTB (`.../bot`, the token is appended)."""
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._endpoint)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         async with serve(app) as url, aiohttp.ClientSession() as session:
             delivery = asyncio.create_task(self._deliver(session), name="fake-telegram-webhook")
             try:
@@ -221,6 +229,50 @@ class FakeTelegram:
             chat, user, text, _detected_entities(text), thread_id=thread_id, reply_to=reply_to
         )
         message.sender_chat = as_chat
+        self._push({"message": message.to_json()})
+        return message
+
+    def send_file(
+        self,
+        chat: FakeChat,
+        user: FakeUser,
+        kind: str,
+        data: bytes,
+        caption: str = "",
+        *,
+        mime: str = "",
+        name: str = "",
+        duration: int | None = None,
+        emoji: str = "",
+        thread_id: int | None = None,
+    ) -> FakeMessage:
+        """A user sends a file as `kind` ("photo", "document", "voice", "audio", "video", "video_note",
+        "sticker"), with a caption; the bot can then getFile and download it."""
+        file_id = f"file-{next(self._ids)}"
+        self.files[file_id] = (f"{kind}s/{file_id}_{name or kind}", data)
+        described: dict[str, Any] = {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_size": len(data),
+        }
+        if mime:
+            described["mime_type"] = mime
+        if name:
+            described["file_name"] = name
+        if duration is not None:
+            described["duration"] = duration
+        if kind == "sticker":
+            described.update(type="regular", width=512, height=512, is_animated=False, is_video=False)
+            if emoji:
+                described["emoji"] = emoji
+        shown: Any = [{**described, "width": 640, "height": 480}] if kind == "photo" else described
+        if kind == "video_note":
+            described["length"] = 240
+        reply_to = self.messages.get((chat.id, thread_id)) if thread_id is not None else None
+        message = self._store(
+            chat, user, caption, _detected_entities(caption), thread_id=thread_id, reply_to=reply_to
+        )
+        message.file = (kind, shown)
         self._push({"message": message.to_json()})
         return message
 
@@ -331,7 +383,33 @@ class FakeTelegram:
         if retry_after:
             raise ApiError(429, f"Too Many Requests: retry after {retry_after}", retry_after)
 
+    async def _download(self, request: web.Request) -> web.Response:
+        """The file URL a bot downloads from after getFile (`/file/bot<token>/<file_path>`)."""
+        path = request.match_info["path"]
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401, text="Unauthorized")
+        found = next((data for file_path, data in self.files.values() if file_path == path), None)
+        if found is None:
+            return web.Response(status=404, text="Not Found")
+        self.downloads.append(path)
+        self._notify()
+        return web.Response(body=found, content_type="application/octet-stream")
+
     # ---- methods ----
+
+    async def _get_file(self, params: Params) -> dict[str, Any]:
+        file_id = str(params.get("file_id") or "")
+        if file_id not in self.files:
+            raise ApiError(400, "Bad Request: invalid file_id")
+        path, data = self.files[file_id]
+        if len(data) > DOWNLOAD_LIMIT:
+            raise ApiError(400, "Bad Request: file is too big")
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"u{file_id}",
+            "file_size": len(data),
+            "file_path": path,
+        }
 
     async def _get_me(self, params: Params) -> dict[str, Any]:
         return {**self.bot.to_json(), "can_join_groups": True, "can_read_all_group_messages": False}

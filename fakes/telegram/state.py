@@ -86,6 +86,9 @@ class FakeMessage:
     """The photo's URL for a photo message; `text` then holds the caption."""
     document: FakeDocument | None = None
     """A document message's file; `text` then holds the caption."""
+    file: tuple[str, Any] | None = None
+    """A user's file as the Bot API shows it: (field, JSON), such as ("voice", {...}) or ("photo", [...]);
+    `text` then holds the caption."""
     forum_topic_created: dict[str, Any] | None = None
     """Set on the service message that opens a forum topic (its id is the topic's thread id)."""
     sender_chat: FakeChat | None = None
@@ -104,7 +107,7 @@ class FakeMessage:
 
     @property
     def has_media(self) -> bool:
-        return bool(self.photo or self.document)
+        return bool(self.photo or self.document or self.file)
 
     @property
     def buttons(self) -> list[dict[str, Any]]:
@@ -131,6 +134,8 @@ class FakeMessage:
             ]
         if self.document:
             data["document"] = self.document.to_json()
+        if self.file is not None:
+            data[self.file[0]] = self.file[1]
         if self.forum_topic_created is not None:
             data["forum_topic_created"] = self.forum_topic_created
         if self.reply_markup:

@@ -1,0 +1,206 @@
+"""Media end to end: files sent on Discord and Telegram reach a vision model through the loopback CDN
+and getFile, voice notes are transcribed by a loopback transcription server, and whatever an agent
+cannot take is told to the user once while the text still goes through."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from pydantic import HttpUrl, SecretStr
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
+from bridges.attachments import Media, MediaNotices
+from bridges.discord.bridge import DiscordBridge
+from bridges.discord.config import DiscordConfig
+from bridges.relay import Relay, RelayPolicy
+from bridges.transcribe import Transcriber
+from fakes.discord import FakeDiscord
+from fakes.openai import FakeOpenAI
+from fakes.telegram.harness import running
+from fakes.transcription import FakeTranscription
+from models import Role, TranscriptEntry
+from settings import TranscriptionSettings
+
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+VOICE = b"OggS" + bytes(range(200))
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+@pytest.fixture
+async def vision(http: httpx.AsyncClient) -> AsyncIterator[tuple[FakeOpenAI, OpenAICompatAgent]]:
+    async with FakeOpenAI(api_key=None) as provider:
+        settings = OpenAICompatSettings(base_url=provider.url, model=provider.model, max_images=2)
+        yield provider, OpenAICompatAgent("gpt", settings, http)
+
+
+@pytest.fixture
+async def whisper(http: httpx.AsyncClient) -> AsyncIterator[tuple[FakeTranscription, Media]]:
+    async with FakeTranscription(api_key="whisper-key") as fake:
+        settings = TranscriptionSettings(
+            url=HttpUrl(fake.url), api_key=SecretStr("whisper-key"), timeout_seconds=2, max_seconds=60
+        )
+        yield fake, Media(Transcriber(settings, http))
+
+
+async def entries(db: async_sessionmaker[AsyncSession]) -> list[TranscriptEntry]:
+    async with db() as session:
+        return list(await session.scalars(select(TranscriptEntry).order_by(TranscriptEntry.id)))
+
+
+# -- Telegram ----------------------------------------------------------------------------------------
+
+
+@sqlite_only
+async def test_telegram_photo_reaches_the_vision_model_with_its_caption(
+    db: async_sessionmaker[AsyncSession], vision: tuple[FakeOpenAI, OpenAICompatAgent]
+) -> None:
+    provider, gpt = vision
+    async with running(db, agents={"scripted": gpt}) as telegram:
+        fake = telegram.fake
+        alice = fake.user("Alice")
+        chat = fake.private_chat(alice)
+        fake.send_file(chat, alice, "photo", PNG, "what is on this screenshot?")
+        await telegram.final(chat, "echo #1: what is on this screenshot? [1 images]")
+    assert provider.images == [("image/jpeg", PNG)]  # the bytes Telegram served, as a data URL
+    assert provider.rejections == []
+    (user, _) = [e for e in await entries(db) if e.role in (Role.USER, Role.AGENT)]
+    assert user.attachments == [
+        {"kind": "image", "mime": "image/jpeg", "size": len(PNG), "name": "photo.jpg"}
+    ]
+
+
+@sqlite_only
+async def test_telegram_voice_note_is_transcribed_shown_and_answered(
+    db: async_sessionmaker[AsyncSession],
+    vision: tuple[FakeOpenAI, OpenAICompatAgent],
+    whisper: tuple[FakeTranscription, Media],
+) -> None:
+    provider, gpt = vision
+    transcription, media = whisper
+    transcription.say("my order never arrived")
+    async with running(db, agents={"scripted": gpt}, media=media) as telegram:
+        fake = telegram.fake
+        alice = fake.user("Alice")
+        chat = fake.private_chat(alice)
+        fake.send_file(chat, alice, "voice", VOICE, mime="audio/ogg", duration=4)
+        heard = await telegram.final(chat, "🎙️ I heard:\nmy order never arrived")
+        await telegram.final(chat, "echo #1: my order never arrived")
+    assert [e["type"] for e in heard.entities] == ["expandable_blockquote"]  # collapsible
+    (received,) = transcription.received
+    assert (received.audio, received.model, received.content_type) == (VOICE, "whisper-1", "audio/ogg")
+    assert provider.requests[0]["messages"][-1]["content"] == "my order never arrived"
+
+
+@sqlite_only
+async def test_telegram_voice_note_without_transcription_gets_a_clear_answer(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    async with running(db) as telegram:  # no [transcription]
+        fake = telegram.fake
+        alice = fake.user("Alice")
+        chat = fake.private_chat(alice)
+        fake.send_file(chat, alice, "voice", VOICE, mime="audio/ogg", duration=4)
+        await telegram.final(chat, MediaNotices.cannot_listen)
+    assert telegram.agent.turns == []  # nothing to answer: the user was told
+
+
+@sqlite_only
+async def test_telegram_voice_note_with_transcription_down_is_answered_and_its_caption_goes_on(
+    db: async_sessionmaker[AsyncSession], whisper: tuple[FakeTranscription, Media]
+) -> None:
+    transcription, media = whisper
+    transcription.fail(503)
+    async with running(db, media=media) as telegram:
+        fake = telegram.fake
+        bob = fake.user("Bob")
+        chat = fake.private_chat(bob)
+        fake.send_file(chat, bob, "voice", VOICE, "and my typed words", mime="audio/ogg", duration=4)
+        await telegram.final(chat, MediaNotices.voice_failed)
+        await telegram.final(chat, "scripted: and my typed words (#1)")  # the caption still goes on
+
+
+@sqlite_only
+async def test_telegram_file_the_agent_cannot_take_is_named_once_and_the_text_goes_through(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    async with running(db) as telegram:  # the scripted agent takes text only
+        fake = telegram.fake
+        alice = fake.user("Alice")
+        chat = fake.private_chat(alice)
+        fake.send_file(
+            chat, alice, "document", b"%PDF-1.7", "see the invoice", mime="application/pdf", name="a.pdf"
+        )
+        notice = MediaNotices.left_out.format(
+            items="your file a.pdf (it cannot take files)", after=MediaNotices.after_text
+        )
+        await telegram.final(chat, notice)
+        await telegram.final(chat, "scripted: see the invoice (#1)")
+        fake.send_file(chat, alice, "sticker", b"RIFF", emoji="👍")
+        await telegram.final(chat, "scripted: 👍 (#2)")  # a sticker stands for its emoji
+    assert fake.downloads == []  # nothing was downloaded for an agent that cannot take it
+
+
+# -- Discord -----------------------------------------------------------------------------------------
+
+
+def discord_config(fake: FakeDiscord) -> DiscordConfig:
+    return DiscordConfig(
+        token=SecretStr(fake.token),
+        api_base=fake.api_base,
+        gateway_url=fake.gateway_url,
+        guild_ready_timeout=0.05,
+        edit_interval=0.02,
+    )
+
+
+def gpt_relay(db: async_sessionmaker[AsyncSession], gpt: OpenAICompatAgent) -> Relay:
+    policy = RelayPolicy(
+        default_agent="gpt",
+        idle_timeout=timedelta(minutes=30),
+        handoff_expiry=timedelta(minutes=10),
+        bindings={},
+    )
+    return Relay(db, {"gpt": gpt}, policy)
+
+
+@sqlite_only
+async def test_discord_screenshot_reaches_the_vision_model_and_a_file_the_cdn_lost_is_named(
+    db: async_sessionmaker[AsyncSession], vision: tuple[FakeOpenAI, OpenAICompatAgent]
+) -> None:
+    provider, gpt = vision
+    async with FakeDiscord() as fake:
+        alice = fake.add_user("alice")
+        bridge = DiscordBridge(discord_config(fake), gpt_relay(db, gpt))
+        await bridge.start()
+        try:
+            dm = fake.dm_channel(alice)
+            shot = fake.attachment("screen.png", PNG, "image/png")
+            await fake.user_says(dm, alice, "why this error?", files=[shot])
+            await fake.wait_for_texts(dm, ["echo #1: why this error? [1 images]"])
+            lost = fake.attachment("second.png", PNG, "image/png")
+            fake.cdn_gone.add(lost.id)
+            await fake.user_says(dm, alice, "and this one", files=[lost])
+            notice = MediaNotices.left_out.format(
+                items="your image second.png (it could not be downloaded)", after=MediaNotices.after_text
+            )
+            await fake.wait_for_texts(
+                dm, ["echo #1: why this error? [1 images]", notice, "echo #2: and this one"]
+            )
+        finally:
+            await bridge.close(grace=1.0)
+    assert provider.images == [("image/png", PNG)]
+    assert fake.cdn_requests == [shot.id, lost.id]
