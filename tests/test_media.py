@@ -26,12 +26,16 @@ from fakes.telegram.harness import running
 from fakes.transcription import FakeTranscription
 from models import Role, TranscriptEntry
 from settings import TranscriptionSettings
+from tests import test_handoff_e2e as e2e
+from tests.test_handoff_e2e import App, convocore_user_asks_for_a_human, discord_texts
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
 VOICE = b"OggS" + bytes(range(200))
+platforms, convocore_app = e2e.platforms, e2e.convocore_app
+"""The cross-platform world of the handoff tests: both fakes, both desks, one Relay."""
 
 
 @pytest.fixture
@@ -204,3 +208,51 @@ async def test_discord_screenshot_reaches_the_vision_model_and_a_file_the_cdn_lo
             await bridge.close(grace=1.0)
     assert provider.images == [("image/png", PNG)]
     assert fake.cdn_requests == [shot.id, lost.id]
+
+
+# -- handoffs ----------------------------------------------------------------------------------------
+
+
+async def test_a_photo_crosses_a_handoff_both_ways_between_telegram_and_discord(
+    convocore_app: App,
+) -> None:
+    """Uma on Telegram is served from the Discord desk: her photo reaches the thread (and the Telegram
+    topic), Maya's photo reaches Uma, and the transcript file lists both."""
+    app, p = convocore_app, convocore_app.p
+    discord, telegram = p.discord, p.telegram
+    uma, chat, _ = await convocore_user_asks_for_a_human(app)
+    note, thread = await app.discord_notification()
+    handoff_id = (await app.handoff()).id
+    _, topic = await app.telegram_notification(handoff_id)
+    await app.discord_press(note, "claim", p.maya)
+
+    telegram.send_file(chat, uma, "photo", PNG, "here is the receipt")
+    posted = await discord.wait_until(
+        lambda: next((m for m in discord.bot_messages(thread) if m.attachments), None), what="Uma's photo"
+    )
+    assert discord_texts(discord, thread)[-2:] == ["**Uma:** here is the receipt", "**Uma:**"]
+    assert [(a.filename, a.data) for a in posted.attachments] == [("photo.jpg", PNG)]
+    await telegram.wait_for(
+        lambda: any(
+            m.document and m.document.content == PNG for m in telegram.bot_messages(p.tg_mods, topic)
+        ),
+        what="Uma's photo in the Telegram topic",
+    )
+
+    shot = discord.attachment("answer.png", PNG, "image/png")
+    await discord.user_says(thread, p.maya, "is this the one?", files=[shot])
+    await telegram.wait_for(
+        lambda: any(m.document and m.document.content == PNG for m in telegram.bot_messages(chat)),
+        what="Maya's photo with Uma",
+    )
+    (sent,) = [m for m in telegram.bot_messages(chat) if m.document]
+    assert sent.document is not None and sent.document.file_name == "answer.png"
+    assert "maya (moderator): is this the one?" in [m.text for m in telegram.bot_messages(chat)]
+
+    await app.discord_press(note, "resolve", p.maya)
+    logged = await discord.wait_until(
+        lambda: next((m for m in discord.bot_messages(p.log) if m.attachments), None), what="the transcript"
+    )
+    transcript = logged.attachments[0].text
+    assert "user: here is the receipt [files: photo.jpg (image, 1 KB)]" in transcript
+    assert f"moderator discord:{p.maya.id}: is this the one? [files: answer.png (image, 1 KB)]" in transcript
