@@ -72,6 +72,9 @@ class Handoff(Base):
         String(64), default=None, doc="platform:user id of who scheduled close_at"
     )
     close_scheduled_by_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    last_word_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, default=None, doc="the last message of the user or a moderator while claimed"
+    )
     silence_warned_at: Mapped[datetime | None] = mapped_column(
         UTCDateTime, default=None, doc="when the auto-close warning went out; cleared by a new message"
     )

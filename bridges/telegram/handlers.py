@@ -29,7 +29,8 @@ from telegram.ext import (
 )
 
 from bridges.buttons import ButtonStore
-from bridges.moderation import Moderation, Moderator, Target, duration_and_reason
+from bridges.durations import duration_and_reason
+from bridges.moderation import Moderation, Moderator, Target
 from bridges.moderation import Replies as ModerationReplies
 from bridges.registry import blockable
 from bridges.relay import Relay

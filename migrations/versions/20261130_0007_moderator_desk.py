@@ -26,6 +26,7 @@ _HANDOFF_COLUMNS = (
     sa.Column("close_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("close_scheduled_by", sa.String(length=64), nullable=True),
     sa.Column("close_scheduled_by_name", sa.String(length=255), nullable=True),
+    sa.Column("last_word_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("silence_warned_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("first_response_at", sa.DateTime(timezone=True), nullable=True),
 )
