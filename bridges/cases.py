@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,7 @@ class DeskWords:
     transferred = "Case #{id} now belongs to {name}."
     transfer_lost = "{name} took this case in the meantime; nothing was changed."
     transfer_usage = "Say to whom: the moderator to hand this case to."
+    not_a_moderator = "{name} is not a moderator here, so the case stays where it is."
     close_usage = "Usage: close [in DURATION] [REASON], for example: close in 30m waiting for their receipt."
     reason_needed = "Give a reason: this desk asks for one on every close."
     close_scheduled = "Case #{id} closes in {delay} unless the user writes first."
@@ -552,6 +553,20 @@ class Cases:
         session.add(
             TranscriptEntry(conversation_id=conversation_id, role=Role.SYSTEM, text=text, author_id=author_id)
         )
+
+
+def past_lines(cases: Sequence[PastCase], link: Callable[[PastCase], str | None]) -> list[str]:
+    """One line per case, as history and search list them: id, date, user, outcome, and a link to its
+    thread or topic where the desk has one."""
+    lines = []
+    for case in cases:
+        who = f" {case.user_name} ({case.platform})" if case.user_name else ""
+        where = link(case)
+        lines.append(
+            f"#{case.handoff_id} {case.requested_at:%Y-%m-%d}{who}: {case.outcome()}"
+            + (f" {where}" if where else "")
+        )
+    return lines
 
 
 def _past(handoff: Handoff, user: User | None = None) -> PastCase:

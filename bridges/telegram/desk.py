@@ -72,10 +72,6 @@ class DeskReplies:
     closed = "This handoff is already closed."
     resolved = "Handoff #{id} is resolved; the assistant is back."
     returned = "Handoff #{id} is back with the assistant."
-    not_claimer = (
-        "Not sent to the user: only the moderator who claimed this handoff can write to them. "
-        "Press Claim if nobody has."
-    )
     escalation = "⏰ Handoff #{id} is still waiting for a moderator."
 
 
@@ -314,11 +310,13 @@ class TelegramDesk:
                 return
             user = message.from_user
             if not await self.is_moderator(user.id):
-                await self._reply(message, DeskReplies.not_moderator)
-            elif not await self.handoffs.moderator_says(
-                handoff_id, f"{NAME}:{user.id}", user.full_name, message.text
-            ):
-                await self._reply(message, DeskReplies.not_claimer)
+                await self.reply_to(message, DeskReplies.not_moderator)
+                return
+            answer = await self.handoffs.cases.plain_message(
+                handoff_id, f"{NAME}:{user.id}", user.full_name, message.text, from_desk=NAME
+            )
+            if answer is not None:
+                await self.reply_to(message, answer)
 
     async def handoff_of(self, message: Message) -> int | None:
         """The open handoff a moderator's message (or `/block`) belongs to: its topic's, or, outside
@@ -367,7 +365,8 @@ class TelegramDesk:
             ),
         )
 
-    async def _reply(self, message: Message, text: str) -> None:
+    async def reply_to(self, message: Message, text: str) -> None:
+        """Answer a moderator's message where it was written."""
         thread_id = message.message_thread_id if message.is_topic_message else None
         await self._call(
             message.chat_id,

@@ -37,6 +37,7 @@ from bridges.relay import Relay
 from bridges.surface import Inbound, SurfaceError, send_notice
 from bridges.telegram.config import TelegramConfig
 from bridges.telegram.desk import TelegramDesk
+from bridges.telegram.desk_commands import DeskCommands
 from bridges.telegram.keyboards import token_of
 from bridges.telegram.surface import DraftingSurface, Surfaces
 
@@ -97,6 +98,7 @@ class Handlers:
         users: filters.BaseFilter = filters.UpdateType.MESSAGES
         if self.desk is not None:  # first: its buttons and chat are matched before the general handlers
             self.desk.install(app)
+            DeskCommands(self.desk).install(app)
             users = users & ~filters.Chat(self.desk.chat_id)
         commands = {"start": self.start, "reset": self.reset, "human": self.human, "agent": self.agent}
         for name, callback in commands.items():
