@@ -34,6 +34,7 @@ from telegram.error import BadRequest, RetryAfter
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes, MessageHandler, filters
 
 from bridges.budget import acquire_all
+from bridges.cases import PastCase, past_lines
 from bridges.handoff import HandoffService, HandoffView
 from bridges.split import split_text, utf16_length
 from bridges.telegram.config import TelegramDeskConfig
@@ -300,11 +301,7 @@ class TelegramDesk:
         message = update.message
         if message is None or message.from_user is None or not message.text:
             return
-        key = (message.chat_id, message.message_thread_id if message.is_topic_message else None)
-        lock = self._order.get(key)
-        if lock is None:
-            lock = self._order[key] = asyncio.Lock()
-        async with lock:
+        async with self.in_order(message):
             handoff_id = await self.handoff_of(message)
             if handoff_id is None:
                 return
@@ -317,6 +314,16 @@ class TelegramDesk:
             )
             if answer is not None:
                 await self.reply_to(message, answer)
+
+    def in_order(self, message: Message) -> asyncio.Lock:
+        """The lock of the message's topic (or chat): moderators' messages and commands there are handled
+        one at a time, in arrival order, since updates are handled concurrently. Take it before the
+        first await; asyncio wakes its waiters first in, first out."""
+        key = (message.chat_id, message.message_thread_id if message.is_topic_message else None)
+        lock = self._order.get(key)
+        if lock is None:
+            lock = self._order[key] = asyncio.Lock()
+        return lock
 
     async def handoff_of(self, message: Message) -> int | None:
         """The open handoff a moderator's message (or `/block`) belongs to: its topic's, or, outside
@@ -410,6 +417,9 @@ def notification(view: HandoffView, mention: str) -> str:
     ]
     if view.jump_url and view.jump_url.startswith(_LINKABLE):
         lines.append(f'<a href="{escape(view.jump_url)}">Open the conversation</a>')
+    if view.earlier_cases:
+        lines.append(f"<b>Earlier cases:</b> {view.earlier_cases}")
+        lines += [escape(plain(line, _ENTRY_UNITS).text) for line in past_lines(view.history, past_link)]
     recent = _recent(view.recent)
     if recent:
         lines += ["", "<b>Recent messages</b>", f"<blockquote expandable>{escape(recent)}</blockquote>"]
@@ -450,3 +460,12 @@ def jump_link(conversation: Conversation) -> str | None:
     if conversation.platform != NAME or not conversation.thread_id or not chat.startswith("-100"):
         return None
     return f"https://t.me/c/{chat.removeprefix('-100')}/{conversation.thread_id}"
+
+
+def past_link(case: PastCase) -> str | None:
+    """A past case's topic on this desk, if it had one (t.me/c/ links open it for the chat's members)."""
+    refs = case.refs.get(NAME) or {}
+    chat, thread = str(refs.get("chat_id", "")), refs.get("thread_id")
+    if not thread or not chat.startswith("-100"):
+        return None
+    return f"https://t.me/c/{chat.removeprefix('-100')}/{thread}"

@@ -13,13 +13,13 @@ import re
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from telegram import Message, Update
+from telegram import Message, Update, User
 from telegram.error import BadRequest
 from telegram.ext import Application, CommandHandler, ContextTypes, filters
 
-from bridges.cases import DeskWords, PastCase, past_lines
+from bridges.cases import DeskWords, past_lines
 from bridges.registry import blockable
-from bridges.telegram.desk import NAME, TelegramDesk
+from bridges.telegram.desk import NAME, TelegramDesk, past_link
 
 log = logging.getLogger(__name__)
 
@@ -71,26 +71,29 @@ class DeskCommands:
             message = update.message
             if message is None or message.from_user is None:
                 return
-            user = message.from_user
-            if not await self.desk.is_moderator(user.id):
-                await self.desk.reply_to(message, DeskWords.not_moderator)
-                return
-            try:
-                handoff_id = await self.desk.handoff_of(message)
-                args = _args(message)
-                answer: str | None = DeskWords.not_in_case
-                if handoff_id is None and handler == self._snippet:  # managing snippets needs no case
-                    saved, answer = await self.cases.snippet_command(args.split(), f"{NAME}:{user.id}")
-                    answer = DeskWords.not_in_case if saved is not None else answer
-                elif handoff_id is not None:
-                    answer = await handler(message, handoff_id, f"{NAME}:{user.id}", user.full_name, args)
-            except Exception:
-                log.exception("telegram desk: a command failed")
-                answer = DeskWords.failed
-            if answer:
-                await self.desk.reply_to(message, answer)
+            async with self.desk.in_order(message):  # after the plain messages written before it
+                await self._run(handler, message, message.from_user)
 
         return command
+
+    async def _run(self, handler: Handler, message: Message, user: User) -> None:
+        if not await self.desk.is_moderator(user.id):
+            await self.desk.reply_to(message, DeskWords.not_moderator)
+            return
+        try:
+            handoff_id = await self.desk.handoff_of(message)
+            args = _args(message)
+            answer: str | None = DeskWords.not_in_case
+            if handoff_id is None and handler == self._snippet:  # managing snippets needs no case
+                saved, answer = await self.cases.snippet_command(args.split(), f"{NAME}:{user.id}")
+                answer = DeskWords.not_in_case if saved is not None else answer
+            elif handoff_id is not None:
+                answer = await handler(message, handoff_id, f"{NAME}:{user.id}", user.full_name, args)
+        except Exception:
+            log.exception("telegram desk: a command failed")
+            answer = DeskWords.failed
+        if answer:
+            await self.desk.reply_to(message, answer)
 
     async def _note(self, message: Message, case: int, mod_id: str, name: str, text: str) -> str | None:
         if not text.strip():
@@ -147,7 +150,7 @@ class DeskCommands:
         if not count:
             return DeskWords.history_none.format(user=view.user_name)
         head = DeskWords.history_head.format(user=view.user_name, count=count)
-        return "\n".join([head, *past_lines(cases, self._link)])
+        return "\n".join([head, *past_lines(cases, past_link)])
 
     async def _search(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
@@ -164,16 +167,8 @@ class DeskCommands:
             await self.desk.reply_to(message, DeskWords.search_usage)
             return
         found = await self.cases.search(" ".join(words), *who)
-        answer = "\n".join([DeskWords.found_head, *past_lines(found, self._link)]) if found else None
+        answer = "\n".join([DeskWords.found_head, *past_lines(found, past_link)]) if found else None
         await self.desk.reply_to(message, answer or DeskWords.found_none)
-
-    def _link(self, case: PastCase) -> str | None:
-        """Its topic on this desk, if it had one (t.me/c/ links open it for members of the chat)."""
-        refs = case.refs.get(NAME) or {}
-        chat, thread = str(refs.get("chat_id", "")), refs.get("thread_id")
-        if not thread or not chat.startswith("-100"):
-            return None
-        return f"https://t.me/c/{chat.removeprefix('-100')}/{thread}"
 
 
 def _args(message: Message) -> str:
