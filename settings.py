@@ -99,6 +99,30 @@ class HandoffSettings(Section):
         10.0, gt=0, description="ping moderators again if still unclaimed after this long"
     )
     recent_entries: int = Field(10, ge=0, le=50, description="transcript lines shown to moderators")
+    plain_messages: Literal["reply", "note"] = Field(
+        "reply",
+        description="what the claimer's plain message in a case's thread or topic is: a reply to the user, "
+        "or an internal note (then /reply sends)",
+    )
+    anonymous_replies: bool = Field(
+        False, description="replies show staff_name to the user, not the moderator"
+    )
+    staff_name: str = Field(
+        "Staff", min_length=1, max_length=64, description="who anonymous replies are from"
+    )
+    require_close_reason: bool = Field(False, description="/close needs a reason")
+    auto_close_minutes: float | None = Field(
+        None, gt=0, description="close a claimed case after this long with no word from either side"
+    )
+    auto_close_warning_minutes: float = Field(
+        5.0, gt=0, description="the user and the desk are warned this long before an auto-close"
+    )
+    closing_message: str = Field(
+        "The moderator has closed this conversation. The assistant is back; ask it anything.",
+        min_length=1,
+        max_length=2000,
+        description="what the user is told when a moderator closes their case",
+    )
 
 
 class LimitsSettings(Section):

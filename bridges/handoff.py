@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Attachment
 from bridges.budget import acquire_all
+from bridges.cases import HISTORY_SHOWN, Cases, PastCase
 from bridges.handoff_files import FileNotices, listed, pass_on
 from bridges.split import split_text
 from bridges.surface import Surface, SurfaceError, SurfaceFactory
@@ -65,6 +66,7 @@ class UserNotices:
     returned = "The moderator handed you back to the assistant. Ask it anything."
     expired = "No moderator was available in time, so the assistant is back. Please ask again."
     from_moderator = "{name} (moderator): {text}"
+    from_staff = "{name}: {text}"
 
 
 class ModeratorNotices:
@@ -94,6 +96,10 @@ class HandoffView:
     claimed_by_name: str | None
     closed_by: str | None
     escalated: bool
+    earlier_cases: int = 0
+    """How many cases the user had before this one."""
+    history: tuple[PastCase, ...] = ()
+    """The newest of those, newest first."""
 
 
 @dataclass(frozen=True)
@@ -160,14 +166,30 @@ class HandoffPolicy:
     expire_after: timedelta
     escalate_after: timedelta | None
     recent_entries: int = 10
+    plain_messages: str = "reply"
+    """What the holder's plain message in a case's thread or topic is: "reply" or "note"."""
+    anonymous_replies: bool = False
+    staff_name: str = "Staff"
+    require_close_reason: bool = False
+    auto_close: timedelta | None = None
+    auto_close_warning: timedelta = timedelta(minutes=5)
+    closing_message: str = UserNotices.resolved
 
     @classmethod
     def from_settings(cls, settings: HandoffSettings) -> HandoffPolicy:
         escalate = settings.escalate_after_minutes
+        auto_close = settings.auto_close_minutes
         return cls(
             expire_after=timedelta(minutes=settings.expire_after_minutes),
             escalate_after=timedelta(minutes=escalate) if escalate else None,
             recent_entries=settings.recent_entries,
+            plain_messages=settings.plain_messages,
+            anonymous_replies=settings.anonymous_replies,
+            staff_name=settings.staff_name,
+            require_close_reason=settings.require_close_reason,
+            auto_close=timedelta(minutes=auto_close) if auto_close else None,
+            auto_close_warning=timedelta(minutes=settings.auto_close_warning_minutes),
+            closing_message=settings.closing_message,
         )
 
 
@@ -192,6 +214,11 @@ class HandoffService:
         sets it, since only it knows the agents."""
         self._now = now
         self._run_id = uuid.uuid4().hex[:16]
+        self.cases = Cases(self)
+        """Notes, snippets, transfer, scheduled closes, history: the desks' everyday tools."""
+
+    def now(self) -> datetime:
+        return self._now()
 
     # -- transitions ---------------------------------------------------------------------------------
 
@@ -231,6 +258,7 @@ class HandoffService:
                     claimed_by=moderator_id,
                     claimed_by_name=moderator_name,
                     claimed_at=now,
+                    last_word_at=None,
                 )
                 .execution_options(synchronize_session=False)
             )
@@ -263,11 +291,14 @@ class HandoffService:
         moderator_id: str,
         moderator_name: str,
         *,
+        reason: str | None = None,
         notify_user: bool = True,
     ) -> bool:
         """Resolve, return or expire an open handoff. Returns False if it was already closed.
 
-        `notify_user=False` is for callers that are answering the user themselves (the Relay).
+        `reason` is for moderators (kept, logged, shown in history); a scheduled close's own reason
+        stands when none is given. `notify_user=False` is for callers that are answering the user
+        themselves (the Relay), or who cannot be reached (they left).
         """
         if outcome not in (HandoffStatus.RESOLVED, HandoffStatus.RETURNED, HandoffStatus.EXPIRED):
             raise ValueError(f"{outcome} does not close a handoff")
@@ -280,6 +311,8 @@ class HandoffService:
                     closed_by=moderator_id,
                     closed_by_name=moderator_name,
                     closed_at=self._now(),
+                    close_at=None,
+                    close_reason=func.coalesce(reason, Handoff.close_reason),
                 )
                 .execution_options(synchronize_session=False)
             )
@@ -289,19 +322,23 @@ class HandoffService:
             conversation = await session.get_one(Conversation, handoff.conversation_id)
             conversation.status = ConversationStatus.BOT
             conversation.last_activity_at = self._now()
+            said = f"handoff {outcome.value} by {moderator_name}"
             session.add(
                 TranscriptEntry(
                     conversation_id=conversation.id,
                     role=Role.SYSTEM,
-                    text=f"handoff {outcome.value} by {moderator_name}",
+                    text=f"{said}: {handoff.close_reason}" if handoff.close_reason else said,
                     author_id=moderator_id,
                 )
             )
         metrics.HANDOFF_TRANSITIONS.labels(outcome.value).inc()
+        metrics.CASE_TIME_TO_CLOSE_SECONDS.labels(outcome.value).observe(
+            max((self._now() - handoff.requested_at).total_seconds(), 0.0)
+        )
         view = await self.view(handoff_id)
         await self._update_desks(view)
         notice = {
-            HandoffStatus.RESOLVED: UserNotices.resolved,
+            HandoffStatus.RESOLVED: self.policy.closing_message,
             HandoffStatus.RETURNED: UserNotices.returned,
             HandoffStatus.EXPIRED: UserNotices.expired,
         }[outcome]
@@ -309,9 +346,10 @@ class HandoffService:
             await self._tell_user(handoff_id, notice)
             await self._resume_agent(handoff_id)
         claimer = view.claimed_by_name or "nobody"
+        why = f": {handoff.close_reason}" if handoff.close_reason else ""
         await self._log(
             view,
-            f"handoff #{handoff_id} {outcome.value} by {moderator_name} (claimed by {claimer})",
+            f"handoff #{handoff_id} {outcome.value} by {moderator_name} (claimed by {claimer}){why}",
             transcript=await self.transcript(handoff_id),
         )
         return True
@@ -323,13 +361,35 @@ class HandoffService:
         moderator_name: str,
         text: str,
         files: Sequence[Attachment] = (),
+        *,
+        anonymous: bool | None = None,
     ) -> bool:
-        """Deliver the claiming moderator's words, then files, to the user. Returns False if they do not
-        hold the claim."""
+        """Deliver the claiming moderator's words, then files, to the user, under their name or
+        (anonymous, by default as the policy says) the staff name; the transcript keeps who wrote it
+        either way. Returns False if they do not hold the claim."""
+        now = self._now()
         async with self.db.begin() as session:
-            handoff = await session.get_one(Handoff, handoff_id)
-            if handoff.status != HandoffStatus.CLAIMED or handoff.claimed_by != moderator_id:
+            # A conditional UPDATE, not a read: it holds the row until this commits, so a close or a
+            # transfer at the same moment either comes first (and this is refused) or waits for it.
+            held = await session.execute(
+                update(Handoff)
+                .where(
+                    Handoff.id == handoff_id,
+                    Handoff.status == HandoffStatus.CLAIMED,
+                    Handoff.claimed_by == moderator_id,
+                )
+                .values(last_word_at=now, silence_warned_at=None)
+                .execution_options(synchronize_session=False)
+            )
+            if held.rowcount != 1:  # type: ignore[attr-defined]
                 return False
+            first = await session.execute(
+                update(Handoff)
+                .where(Handoff.id == handoff_id, Handoff.first_response_at.is_(None))
+                .values(first_response_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            handoff = await session.get_one(Handoff, handoff_id, populate_existing=True)
             session.add(
                 TranscriptEntry(
                     conversation_id=handoff.conversation_id,
@@ -339,10 +399,22 @@ class HandoffService:
                     attachments=[file.metadata() for file in files] or None,
                 )
             )
+        if first.rowcount == 1:  # type: ignore[attr-defined]
+            seconds = max((now - handoff.requested_at).total_seconds(), 0.0)
+            metrics.CASE_FIRST_RESPONSE_SECONDS.observe(seconds)
+            log.info("handoff #%s: first response after %.0fs", handoff_id, seconds)
+        anonymous = self.policy.anonymous_replies if anonymous is None else anonymous
         if text.strip() or not files:
-            await self._tell_user(handoff_id, text, author=moderator_name)
+            if anonymous:
+                await self._reach_user(
+                    handoff_id,
+                    DeliveryKind.NOTICE,
+                    UserNotices.from_staff.format(name=self.policy.staff_name, text=text),
+                )
+            else:
+                await self._tell_user(handoff_id, text, author=moderator_name)
         if files:
-            await self._send_files(handoff_id, moderator_name, files)
+            await self._send_files(handoff_id, self.policy.staff_name if anonymous else moderator_name, files)
         return True
 
     async def _send_files(self, handoff_id: int, author: str, files: Sequence[Attachment]) -> None:
@@ -377,6 +449,7 @@ class HandoffService:
             handoff = await open_handoff_of(session, conversation_id)
         if handoff is None:
             return
+        await self.cases.user_wrote(handoff.id)
         for desk in self.desks:
             refs = handoff.notification_refs.get(desk.name)
             if refs is None:
@@ -411,6 +484,7 @@ class HandoffService:
                 await self.close(handoff_id, HandoffStatus.EXPIRED, "timer", "timeout")
             else:
                 await self._escalate(handoff_id)
+        await self.cases.tick(now)
 
     def due_requests(self, now: datetime) -> Select[int, datetime]:
         """Unclaimed requests whose expiry or escalation has come: one range on (status, requested_at),
@@ -476,11 +550,13 @@ class HandoffService:
                     .where(
                         TranscriptEntry.conversation_id == conversation.id,
                         TranscriptEntry.role != Role.SYSTEM,
+                        TranscriptEntry.internal.is_(False),
                     )
                     .order_by(TranscriptEntry.id.desc())
                     .limit(self.policy.recent_entries)
                 )
             )
+            earlier, history = await self.cases.history(handoff_id, HISTORY_SHOWN)
             return HandoffView(
                 handoff_id=handoff.id,
                 status=handoff.status,
@@ -493,6 +569,8 @@ class HandoffService:
                 claimed_by_name=handoff.claimed_by_name,
                 closed_by=handoff.closed_by_name,
                 escalated=handoff.escalated_at is not None,
+                earlier_cases=earlier,
+                history=tuple(history),
             )
 
     async def transcript(self, handoff_id: int) -> str:
@@ -509,14 +587,16 @@ class HandoffService:
             )
             lines = [
                 f"[{entry.created_at:%Y-%m-%d %H:%M:%S}] {entry.role.value}"
-                f"{' ' + entry.author_id if entry.author_id else ''}: {entry.text}{listed(entry.attachments)}"
+                f"{' ' + entry.author_id if entry.author_id else ''}"
+                f"{' (internal note)' if entry.internal else ''}: {entry.text}{listed(entry.attachments)}"
                 for entry in entries
             ]
         header = (
             f"Handoff #{handoff.id}: {handoff.reason}\n"
             f"requested {handoff.requested_at:%Y-%m-%d %H:%M:%S} UTC by {handoff.requested_by}; "
             f"claimed by {handoff.claimed_by_name or 'nobody'}; "
-            f"{handoff.status.value} by {handoff.closed_by_name or 'nobody'}\n\n"
+            f"{handoff.status.value} by {handoff.closed_by_name or 'nobody'}"
+            f"{': ' + handoff.close_reason if handoff.close_reason else ''}\n\n"
         )
         return header + "\n".join(lines) + "\n"
 
@@ -540,6 +620,27 @@ class HandoffService:
         )
 
     # -- helpers -------------------------------------------------------------------------------------
+
+    async def changed(self, handoff_id: int, summary: str) -> None:
+        """A change of hands made elsewhere (`Cases`): redraw every desk's notification, and log it."""
+        view = await self.view(handoff_id)
+        await self._update_desks(view)
+        await self._log(view, summary)
+
+    async def tell_user(self, handoff_id: int, text: str) -> None:
+        """Say something to the case's user, in order with what was queued for them."""
+        await self._tell_user(handoff_id, text)
+
+    async def tell_desks(self, handoff_id: int, text: str, *, skip: str | None = None) -> None:
+        """Say something in the case's thread or topic on every desk (but `skip`, where it was said)."""
+        async with self.db() as session:
+            refs = (await session.get_one(Handoff, handoff_id)).notification_refs
+        for desk in self.desks:
+            if desk.name in refs and desk.name != skip:
+                try:
+                    await desk.note(refs[desk.name], text)
+                except Exception:
+                    log.exception("handoff %s: could not tell desk %s", handoff_id, desk.name)
 
     async def _update_desks(self, view: HandoffView) -> None:
         async with self.db() as session:
@@ -688,14 +789,7 @@ class HandoffService:
         what = (ModeratorNotices.rest if started else ModeratorNotices.whole).format(excerpt=excerpt)
         line = ModeratorNotices.undelivered.format(user=view.user_name, what=what, why=why)
         log.warning("handoff %s: a message did not reach the user: %s", handoff_id, why)
-        async with self.db() as session:
-            refs = (await session.get_one(Handoff, handoff_id)).notification_refs
-        for desk in self.desks:
-            if desk.name in refs:
-                try:
-                    await desk.note(refs[desk.name], line)
-                except Exception:
-                    log.exception("handoff %s: could not tell desk %s", handoff_id, desk.name)
+        await self.tell_desks(handoff_id, line)
 
     async def _take(self, item_id: int, now: datetime) -> bool:
         async with self.db.begin() as session:

@@ -7,7 +7,6 @@ name the target; this module does the rest and says what changed, in words for t
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,10 +14,6 @@ from bridges.blocks import Block
 from bridges.relay import Relay
 
 log = logging.getLogger(__name__)
-
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_DURATION = re.compile(r"(?:\d{1,6}[smhdw])+", re.IGNORECASE)
-MAX_DURATION = timedelta(days=3650)
 
 
 class Replies:
@@ -38,28 +33,6 @@ class Replies:
     bad_duration = (
         "I could not read “{word}” as a duration: use for example 30m, 2h, 7d or 1w (at most 10 years)."
     )
-
-
-def parse_duration(word: str) -> timedelta | None:
-    """`30m`, `2h`, `7d`, `1w`, `1h30m`; None if `word` is not a duration. Raises ValueError if it is
-    one, but zero or over ten years."""
-    if not _DURATION.fullmatch(word):
-        return None
-    total = timedelta()
-    for amount, unit in re.findall(r"(\d+)([smhdw])", word.lower()):
-        total += timedelta(**{_UNITS[unit]: int(amount)})
-    if not timedelta() < total <= MAX_DURATION:
-        raise ValueError(word)
-    return total
-
-
-def duration_and_reason(words: list[str]) -> tuple[timedelta | None, str]:
-    """`["2h", "spam", "links"]` -> (2 hours, "spam links"); a first word that is no duration starts
-    the reason. Raises ValueError on a duration out of range."""
-    if not words:
-        return None, ""
-    duration = parse_duration(words[0])
-    return duration, " ".join(words[1:] if duration is not None else words).strip()
 
 
 @dataclass(frozen=True)

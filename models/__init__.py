@@ -8,6 +8,7 @@ from models.db import create_engine, normalize_url, safe_url, session_factory
 from models.delivery import DeliveryKind, PendingDelivery
 from models.handoff import OPEN_HANDOFF_STATUSES, Handoff, HandoffPlace, HandoffStatus, place_key
 from models.inbound import InboundMessage
+from models.snippet import Snippet
 
 __all__ = [
     "OPEN_HANDOFF_STATUSES",
@@ -22,6 +23,7 @@ __all__ = [
     "InboundMessage",
     "PendingDelivery",
     "Role",
+    "Snippet",
     "StoredButton",
     "TranscriptEntry",
     "User",

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, UTCDateTime, str_enum, utcnow
@@ -90,6 +90,9 @@ class TranscriptEntry(Base):
     role: Mapped[Role] = mapped_column(str_enum(Role, "transcript_role"))
     text: Mapped[str] = mapped_column(Text)
     author_id: Mapped[str] = mapped_column(String(64), default="", doc="platform id of a moderator author")
+    internal: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), doc="a moderators' note: never shown to the user"
+    )
     platform_message_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(
         JSON, default=None, doc="metadata of the files sent with it (kind, mime, size, name); no bytes"

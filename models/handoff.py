@@ -37,6 +37,8 @@ class Handoff(Base):
         ),
         # The timers' question every tick, "which requests are due?", is a range on this index.
         Index("ix_handoffs_status_requested_at", "status", "requested_at"),
+        # ...and "which scheduled closes are due?" a range on this one.
+        Index("ix_handoffs_close_at", "close_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -60,6 +62,25 @@ class Handoff(Base):
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    close_reason: Mapped[str | None] = mapped_column(
+        Text, default=None, doc="why it was closed (or will be, when close_at is set); for moderators"
+    )
+    close_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, default=None, doc="a scheduled close; cleared when the user writes first"
+    )
+    close_scheduled_by: Mapped[str | None] = mapped_column(
+        String(64), default=None, doc="platform:user id of who scheduled close_at"
+    )
+    close_scheduled_by_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    last_word_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, default=None, doc="the last message of the user or a moderator while claimed"
+    )
+    silence_warned_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, default=None, doc="when the auto-close warning went out; cleared by a new message"
+    )
+    first_response_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, default=None, doc="the first moderator reply the user got"
+    )
 
 
 class HandoffPlace(Base):

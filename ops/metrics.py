@@ -33,3 +33,15 @@ HANDOFF_TRANSITIONS = Counter(
     "switchboard_handoff_transitions_total", "Handoff state changes, by the state entered.", ["status"]
 )
 OPEN_HANDOFFS = Gauge("switchboard_open_handoffs", "Handoffs waiting for or held by a moderator.", ["status"])
+CASE_BUCKETS = (30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0)
+CASE_FIRST_RESPONSE_SECONDS = Histogram(
+    "switchboard_case_first_response_seconds",
+    "From a request for a human to the first moderator reply the user got.",
+    buckets=CASE_BUCKETS,
+)
+CASE_TIME_TO_CLOSE_SECONDS = Histogram(
+    "switchboard_case_time_to_close_seconds",
+    "From a request for a human to its close, by outcome (resolved, returned, expired).",
+    ["outcome"],
+    buckets=CASE_BUCKETS,
+)

@@ -8,7 +8,8 @@ unless a test says otherwise.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bridges.cases import CaseNotices, DeskWords
 from bridges.handoff import HandoffView, UserNotices
 from bridges.relay import Notices
 from bridges.telegram.config import TelegramDeskConfig
@@ -26,7 +28,7 @@ from bridges.telegram.desk import DeskReplies, jump_link, notification
 from fakes.telegram import FakeChat, FakeMessage, FakeTelegram, FakeUser, Limit, Limits
 from fakes.telegram.harness import Telegram, running
 from fakes.telegram.markup import read_html, utf16_length
-from models import Conversation, Handoff, HandoffStatus, utcnow
+from models import Conversation, Handoff, HandoffStatus, TranscriptEntry, utcnow
 from tests.surfaces import RecordingSurface
 from tests.test_relay import inbound
 
@@ -89,6 +91,39 @@ class Desk:
 
     def logged_files(self) -> list[FakeMessage]:
         return [m for m in self.fake.bot_messages(self.log, self.log_thread) if m.document is not None]
+
+    async def until(self, check: Callable[[], Awaitable[bool]], what: str, within: float = 5.0) -> None:
+        """Wait for a condition of the database, which no message shows (a note, a topic's place)."""
+        deadline = asyncio.get_running_loop().time() + within
+        while not await check():
+            assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+            await asyncio.sleep(0.01)
+
+    async def noted(self, handoff_id: int, text: str) -> None:
+        """Wait until `text` is an internal note of the case."""
+
+        async def found() -> bool:
+            async with self.telegram.db() as session:
+                return (
+                    await session.scalar(
+                        select(TranscriptEntry.id)
+                        .join(Handoff, Handoff.conversation_id == TranscriptEntry.conversation_id)
+                        .where(
+                            Handoff.id == handoff_id, TranscriptEntry.internal, TranscriptEntry.text == text
+                        )
+                    )
+                    is not None
+                )
+
+        await self.until(found, f"the note {text!r}")
+
+    async def placed(self, handoff_id: int) -> None:
+        """Wait until the case's topic leads back to it (stored just after the notification is posted)."""
+
+        async def stored() -> bool:
+            return "telegram" in (await self.handoff(handoff_id)).notification_refs
+
+        await self.until(stored, f"the topic of #{handoff_id} stored")
 
     async def handoff(self, handoff_id: int) -> Handoff:
         async with self.telegram.db() as session:
@@ -278,9 +313,9 @@ async def test_claim_then_both_ways_in_order_then_resolve_with_the_transcript_lo
     ]
 
     fake.say(desk.mods, sam, "I can take over", thread_id=topic)  # a moderator, but not the claimer
-    refusal = await desk.in_chat(desk.mods, DeskReplies.not_claimer, topic)
-    assert refusal.reply_to is not None and refusal.reply_to.text == "I can take over"
+    await desk.noted(handoff_id, "I can take over")  # a note, with no answer in the topic
     assert "I can take over" not in " ".join(m.text for m in fake.bot_messages(chat))
+    assert [m.text for m in fake.bot_messages(desk.mods, topic)][-1] == "💬 Uma: instead of 100"
 
     answer = await desk.answer(fake.press(note, f"hd:resolve:{handoff_id}", maya))
     assert answer["text"] == DeskReplies.resolved.format(id=handoff_id)
@@ -298,7 +333,7 @@ async def test_claim_then_both_ways_in_order_then_resolve_with_the_transcript_lo
         "it says 200 <EUR>",
     ):
         assert line in body
-    assert "I can take over" not in body
+    assert f"moderator telegram:{sam.id} (internal note): I can take over" in body
 
     fake.say(chat, uma, "thanks!")
     await desk.in_chat(chat, "scripted: thanks! (#1)")  # back with the assistant
@@ -485,3 +520,64 @@ async def test_a_busy_desk_is_paced_below_flood_control(db: async_sessionmaker[A
             assert note.buttons
         assert len(fake.topics) == 4
         assert_clean(fake)
+
+
+async def test_a_day_of_desk_tools_in_a_topic(desk: Desk) -> None:
+    """Notes, snippets, an anonymous reply, a transfer by reply, a scheduled close, history and search,
+    as moderators type them in a case's topic; an outsider is refused there."""
+    fake, maya, sam = desk.fake, desk.maya, desk.sam
+    uma, chat, handoff_id = await ask_for_human(desk)
+    note = await desk.notification(handoff_id)
+    topic = topic_of(desk, note)
+    await desk.placed(handoff_id)
+    await desk.answer(fake.press(note, f"hd:claim:{handoff_id}", maya))
+    await desk.in_chat(chat, UserNotices.claimed.format(name="Maya"))
+
+    fake.say(desk.mods, maya, "/note VIP customer", thread_id=topic)
+    await desk.in_chat(desk.mods, DeskWords.noted, topic)
+    fake.say(desk.mods, maya, "/snippet add refund Refunds take 5 days.", thread_id=topic)
+    await desk.in_chat(desk.mods, DeskWords.snippet_saved.format(name="refund"), topic)
+    fake.say(desk.mods, maya, "/asnippet refund", thread_id=topic)
+    await desk.in_chat(chat, "Staff: Refunds take 5 days.")
+    fake.say(desk.mods, maya, "/areply Anything else?", thread_id=topic)
+    await desk.in_chat(chat, "Staff: Anything else?")
+
+    samsays = fake.say(desk.mods, sam, "I know this one", thread_id=topic)
+    fake.say(desk.mods, maya, "/transfer", thread_id=topic, reply_to=samsays)
+    await desk.in_chat(desk.mods, DeskWords.transferred.format(id=handoff_id, name="Sam"), topic)
+    await desk.in_chat(chat, CaseNotices.transferred_to.format(name="Sam"))
+    assert "claimed by Sam" in note.text
+    fake.say(desk.mods, sam, "/close in 30m waiting for the receipt", thread_id=topic)
+    await desk.in_chat(desk.mods, DeskWords.close_scheduled.format(id=handoff_id, delay="30 minutes"), topic)
+    desk.clock.now += timedelta(minutes=31)
+    await desk.telegram.relay.handoffs.tick()
+    await desk.in_chat(chat, UserNotices.resolved)
+    assert (await desk.handoff(handoff_id)).close_reason == "waiting for the receipt"
+
+    fake.say(chat, uma, "/human")
+    await desk.in_chat(chat, Notices.handoff_requested)
+    second = await desk.notification(handoff_id + 1)
+    assert "Earlier cases: 1" in second.text
+    topic2 = topic_of(desk, second)
+    await desk.placed(handoff_id + 1)
+    fake.say(desk.mods, maya, "/history", thread_id=topic2)
+    await desk.fake.wait_for(
+        lambda: any(
+            m.text.startswith(DeskWords.history_head.format(user="Uma", count=1))
+            and "waiting for the receipt" in m.text
+            for m in fake.bot_messages(desk.mods, topic2)
+        ),
+        what="the history answer",
+    )
+    fake.say(desk.mods, maya, "/search receipt", thread_id=topic2)
+    await desk.fake.wait_for(
+        lambda: any(
+            m.text.startswith(DeskWords.found_head) and f"#{handoff_id} " in m.text
+            for m in fake.bot_messages(desk.mods, topic2)
+        ),
+        what="the search answer",
+    )
+    outsider = fake.user("Olga")
+    fake.join(desk.mods, outsider, "left")
+    fake.say(desk.mods, outsider, "/note hi", thread_id=topic2)
+    await desk.in_chat(desk.mods, DeskWords.not_moderator, topic2)

@@ -31,7 +31,8 @@ from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.discord.files import attachments_of
 from bridges.discord.surface import NO_PINGS, DiscordSurface, Surfaces
 from bridges.discord.views import PRESS_EVENT, ChoiceButton, HandoffButton
-from bridges.moderation import Moderation, Moderator, Target, parse_duration
+from bridges.durations import parse_duration
+from bridges.moderation import Moderation, Moderator, Target
 from bridges.moderation import Replies as ModerationReplies
 from bridges.notices import Notices as DBNotices
 from bridges.registry import blockable

@@ -35,6 +35,7 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 
 from agents.base import Attachment
 from bridges.budget import acquire_all
+from bridges.cases import PastCase, past_lines
 from bridges.handoff import HandoffService, HandoffView
 from bridges.split import split_text, utf16_length
 from bridges.surface import SurfaceError
@@ -75,10 +76,6 @@ class DeskReplies:
     closed = "This handoff is already closed."
     resolved = "Handoff #{id} is resolved; the assistant is back."
     returned = "Handoff #{id} is back with the assistant."
-    not_claimer = (
-        "Not sent to the user: only the moderator who claimed this handoff can write to them. "
-        "Press Claim if nobody has."
-    )
     escalation = "⏰ Handoff #{id} is still waiting for a moderator."
 
 
@@ -332,21 +329,29 @@ class TelegramDesk:
         text = message.text or message.caption or ""
         if not text and not files:
             return
-        key = (message.chat_id, message.message_thread_id if message.is_topic_message else None)
-        lock = self._order.get(key)
-        if lock is None:
-            lock = self._order[key] = asyncio.Lock()
-        async with lock:
+        async with self.in_order(message):
             handoff_id = await self.handoff_of(message)
             if handoff_id is None:
                 return
             user = message.from_user
             if not await self.is_moderator(user.id):
-                await self._reply(message, DeskReplies.not_moderator)
-            elif not await self.handoffs.moderator_says(
-                handoff_id, f"{NAME}:{user.id}", user.full_name, text, files
-            ):
-                await self._reply(message, DeskReplies.not_claimer)
+                await self.reply_to(message, DeskReplies.not_moderator)
+                return
+            answer = await self.handoffs.cases.plain_message(
+                handoff_id, f"{NAME}:{user.id}", user.full_name, text, files, from_desk=NAME
+            )
+            if answer is not None:
+                await self.reply_to(message, answer)
+
+    def in_order(self, message: Message) -> asyncio.Lock:
+        """The lock of the message's topic (or chat): moderators' messages and commands there are handled
+        one at a time, in arrival order, since updates are handled concurrently. Take it before the
+        first await; asyncio wakes its waiters first in, first out."""
+        key = (message.chat_id, message.message_thread_id if message.is_topic_message else None)
+        lock = self._order.get(key)
+        if lock is None:
+            lock = self._order[key] = asyncio.Lock()
+        return lock
 
     async def handoff_of(self, message: Message) -> int | None:
         """The open handoff a moderator's message (or `/block`) belongs to: its topic's, or, outside
@@ -395,7 +400,8 @@ class TelegramDesk:
             ),
         )
 
-    async def _reply(self, message: Message, text: str) -> None:
+    async def reply_to(self, message: Message, text: str) -> None:
+        """Answer a moderator's message where it was written."""
         thread_id = message.message_thread_id if message.is_topic_message else None
         await self._call(
             message.chat_id,
@@ -439,6 +445,9 @@ def notification(view: HandoffView, mention: str) -> str:
     ]
     if view.jump_url and view.jump_url.startswith(_LINKABLE):
         lines.append(f'<a href="{escape(view.jump_url)}">Open the conversation</a>')
+    if view.earlier_cases:
+        lines.append(f"<b>Earlier cases:</b> {view.earlier_cases}")
+        lines += [escape(plain(line, _ENTRY_UNITS).text) for line in past_lines(view.history, past_link)]
     recent = _recent(view.recent)
     if recent:
         lines += ["", "<b>Recent messages</b>", f"<blockquote expandable>{escape(recent)}</blockquote>"]
@@ -479,3 +488,12 @@ def jump_link(conversation: Conversation) -> str | None:
     if conversation.platform != NAME or not conversation.thread_id or not chat.startswith("-100"):
         return None
     return f"https://t.me/c/{chat.removeprefix('-100')}/{conversation.thread_id}"
+
+
+def past_link(case: PastCase) -> str | None:
+    """A past case's topic on this desk, if it had one (t.me/c/ links open it for the chat's members)."""
+    refs = case.refs.get(NAME) or {}
+    chat, thread = str(refs.get("chat_id", "")), refs.get("thread_id")
+    if not thread or not chat.startswith("-100"):
+        return None
+    return f"https://t.me/c/{chat.removeprefix('-100')}/{thread}"

@@ -30,13 +30,15 @@ from telegram.ext import (
 
 from bridges.attachments import with_sticker_words
 from bridges.buttons import ButtonStore
-from bridges.moderation import Moderation, Moderator, Target, duration_and_reason
+from bridges.durations import duration_and_reason
+from bridges.moderation import Moderation, Moderator, Target
 from bridges.moderation import Replies as ModerationReplies
 from bridges.registry import blockable
 from bridges.relay import Relay
 from bridges.surface import Inbound, SurfaceError, send_notice
 from bridges.telegram.config import TelegramConfig
 from bridges.telegram.desk import TelegramDesk
+from bridges.telegram.desk_commands import DeskCommands
 from bridges.telegram.files import MESSAGES, attachments_of
 from bridges.telegram.keyboards import token_of
 from bridges.telegram.surface import DraftingSurface, Surfaces
@@ -98,6 +100,7 @@ class Handlers:
         users: filters.BaseFilter = filters.UpdateType.MESSAGES
         if self.desk is not None:  # first: its buttons and chat are matched before the general handlers
             self.desk.install(app)
+            DeskCommands(self.desk).install(app)
             users = users & ~filters.Chat(self.desk.chat_id)
         commands = {"start": self.start, "reset": self.reset, "human": self.human, "agent": self.agent}
         for name, callback in commands.items():
