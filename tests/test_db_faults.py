@@ -16,10 +16,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import migrations
 from bridges.relay import Notices, Relay
+from fakes.telegram.harness import ScriptedAgent
 from models import Role, TranscriptEntry, create_engine, session_factory
 from tests.conftest import PostgresCluster
 from tests.surfaces import RecordingSurface
-from tests.test_relay import POLICY, ScriptedAgent, inbound
+from tests.test_relay import POLICY, inbound
 
 USERS, MESSAGES = 12, 4
 

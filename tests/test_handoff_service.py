@@ -18,6 +18,7 @@ from agents.base import AgentEvent, HandoffRequested, Message, TextDelta, Turn, 
 from bridges.handoff import HandoffPolicy, HandoffService, HandoffView, UserNotices
 from bridges.relay import Notices, Relay
 from bridges.surface import SurfaceError
+from fakes.telegram.harness import ScriptedAgent
 from models import (
     Conversation,
     ConversationStatus,
@@ -34,7 +35,7 @@ from models import (
     utcnow,
 )
 from tests.surfaces import RecordingSurface
-from tests.test_relay import POLICY, Clock, ScriptedAgent, inbound
+from tests.test_relay import POLICY, Clock, inbound
 
 
 @dataclass
