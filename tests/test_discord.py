@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,13 +28,13 @@ from agents.base import (
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.cog import Replies
-from bridges.discord.config import DiscordConfig
 from bridges.relay import Notices, Relay, RelayPolicy
 from bridges.split import split_text, utf16_length
 from fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeMessage, FakeUser
 from fakes.http import Hang
 from fakes.openai import FakeOpenAI, content
 from models import AgentBinding, Role, TranscriptEntry
+from tests.discord_support import discord_config
 
 WINDOW = 0.25
 """The fake's per-channel message bucket window, shortened from Discord's 5 s to keep tests quick; the
@@ -120,24 +119,12 @@ def relay(db: async_sessionmaker[AsyncSession], agent: ScriptedAgent) -> Relay:
 StartBridge = Callable[..., Awaitable[DiscordBridge]]
 
 
-def config_for(fake: FakeDiscord, **overrides: Any) -> DiscordConfig:
-    return DiscordConfig(
-        token=SecretStr(fake.token),
-        api_base=fake.api_base,
-        gateway_url=fake.gateway_url,
-        channel_window_seconds=WINDOW,
-        guild_ready_timeout=0.05,
-        edit_interval=0.02,
-        **overrides,
-    )
-
-
 @pytest.fixture
 async def start_bridge(world: World, relay: Relay) -> AsyncIterator[StartBridge]:
     started: list[DiscordBridge] = []
 
     async def start(**overrides: Any) -> DiscordBridge:
-        bridge = DiscordBridge(config_for(world.fake, **overrides), relay)
+        bridge = DiscordBridge(discord_config(world.fake, **overrides), relay)
         await bridge.start()
         started.append(bridge)
         return bridge
@@ -423,7 +410,7 @@ async def test_a_runaway_reply_is_cut_at_the_cap_and_the_provider_is_hung_up_on(
             bindings={},
             max_reply_chars=3000,
         )
-        bridge = DiscordBridge(config_for(world.fake), Relay(db, {"gpt": gpt}, policy))
+        bridge = DiscordBridge(discord_config(world.fake), Relay(db, {"gpt": gpt}, policy))
         await bridge.start()
         try:
             dm = world.dm()

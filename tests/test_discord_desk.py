@@ -23,6 +23,7 @@ from bridges.relay import Notices, Relay, RelayPolicy
 from bridges.surface import Inbound, Surface
 from fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeMessage, FakeUser
 from models import Conversation, Handoff, HandoffStatus, utcnow
+from tests.discord_support import discord_config
 from tests.surfaces import RecordingSurface
 from tests.test_discord import WINDOW, ScriptedAgent
 
@@ -89,14 +90,8 @@ class App:
         self.agent.script["help"] = [Message("Let me get a person."), HandoffRequested("billing question")]
 
     async def start(self) -> None:
-        fake = self.world.fake
-        config = DiscordConfig(
-            token=SecretStr(fake.token),
-            api_base=fake.api_base,
-            gateway_url=fake.gateway_url,
-            channel_window_seconds=WINDOW,
-            guild_ready_timeout=0.05,
-            edit_interval=0.02,
+        config = discord_config(
+            self.world.fake,
             message_content_intent=True,
             handoff=DiscordDeskConfig(
                 channel=self.world.mods.id,

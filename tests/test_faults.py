@@ -28,14 +28,12 @@ from urllib.parse import quote
 import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
-from pydantic import SecretStr
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Button, Message, TextDelta
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.cog import Replies as DiscordReplies
-from bridges.discord.config import DiscordConfig
 from bridges.relay import Notices, Relay
 from bridges.split import utf16_length
 from bridges.telegram.handlers import Replies as TelegramReplies
@@ -45,6 +43,7 @@ from fakes.telegram.harness import POLICY, ScriptedAgent, Telegram, running
 from fakes.telegram.server import ApiError, Params
 from models import Role, StoredButton, TranscriptEntry
 from ops.logs import TEXT_FORMAT, RedactSecrets
+from tests.discord_support import discord_config
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 """What is tested here is the bridges' and renderer's behaviour; the button store runs on both databases."""
@@ -229,14 +228,7 @@ class DiscordWorld:
 
     async def start(self) -> DiscordBridge:
         """A new process: a new client, relay and button cache over the same database."""
-        config = DiscordConfig(
-            token=SecretStr(self.fake.token),
-            api_base=self.fake.api_base,
-            gateway_url=self.fake.gateway_url,
-            channel_window_seconds=WINDOW,
-            guild_ready_timeout=0.05,
-            edit_interval=0.02,
-        )
+        config = discord_config(self.fake)
         relay = Relay(self.db, {"scripted": self.agent}, POLICY)
         bridge = DiscordBridge(config, relay)
         await bridge.start()

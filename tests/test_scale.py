@@ -27,6 +27,7 @@ from fakes.discord.state import snowflake
 from fakes.telegram.harness import POLICY, ScriptedAgent
 from fakes.telegram.server import SECRET_HEADER, FakeTelegram, Webhook
 from tests.conftest import free_port
+from tests.discord_support import discord_config
 
 SECRET = "s3cret-token_for-webhooks"
 
@@ -60,14 +61,8 @@ async def test_two_shard_processes_answer_each_guild_once_from_its_shard(
         bridges, agents = [], []
         for shard in (0, 1):  # two processes: own relay and agent, one database, no gateway_url
             shard_relay, agent = relay(db, f"shard-{shard}")
-            config = DiscordConfig(
-                token=SecretStr(fake.token),
-                api_base=fake.api_base,
-                shard_count=2,
-                shard_ids=(shard,),
-                guild_ready_timeout=0.05,
-                edit_interval=0.02,
-                sync_commands=shard == 0,
+            config = discord_config(
+                fake, gateway_url=None, shard_count=2, shard_ids=(shard,), sync_commands=shard == 0
             )
             bridges.append(DiscordBridge(config, shard_relay))
             agents.append(agent)
