@@ -42,6 +42,8 @@ from tests.test_discord import WINDOW
 from tests.test_discord_desk import EPHEMERAL
 from tests.test_telegram_desk import QUICK, ROOMY
 
+pytestmark = pytest.mark.e2e
+
 
 @dataclass
 class World:

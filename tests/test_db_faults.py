@@ -25,6 +25,7 @@ from tests.test_relay import POLICY, inbound
 USERS, MESSAGES = 12, 4
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 async def test_postgres_restart_under_load_loses_nothing(private_postgres: PostgresCluster) -> None:
     name = f"faults_{uuid.uuid4().hex[:8]}"

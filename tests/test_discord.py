@@ -36,6 +36,8 @@ from fakes.openai import FakeOpenAI, content
 from models import AgentBinding, Role, TranscriptEntry
 from tests.discord_support import discord_config
 
+pytestmark = pytest.mark.e2e
+
 WINDOW = 0.25
 """The fake's per-channel message bucket window, shortened from Discord's 5 s to keep tests quick; the
 bridge's budget is configured with the same numbers, as an operator would with Discord's."""
@@ -296,6 +298,7 @@ async def test_long_reply_is_split_at_paragraphs_below_2000(
     assert all(message.content.endswith("end.") for message in done)
 
 
+@pytest.mark.slow
 async def test_twenty_concurrent_replies_in_one_channel_cause_no_429(
     world: World, start_bridge: StartBridge
 ) -> None:

@@ -187,6 +187,7 @@ def assert_never_pinged(messages: list[FakeMessage]) -> None:
         assert not message.pinged
 
 
+@pytest.mark.e2e
 async def test_notification_shows_everything_and_pings_only_the_role(world: World, app: App) -> None:
     fake = world.fake
     await fake.user_says(world.general, world.alice, f"<@{fake.bot.id}> hello")
@@ -245,6 +246,8 @@ async def test_notification_shows_everything_and_pings_only_the_role(world: Worl
     assert_never_pinged(fake.bot_messages(thread))
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("action", "status", "notice", "answer"),
     [
@@ -317,6 +320,7 @@ async def test_claim_relay_both_ways_in_order_then_close(
     await fake.wait_for_texts(dm, [*seen, notice, "scripted: back to the bot?"])
 
 
+@pytest.mark.e2e
 async def test_simultaneous_claims_have_one_winner_and_the_other_is_told_who(world: World, app: App) -> None:
     fake = world.fake
     dm, notification, _ = await app.ask_for_help()
@@ -341,6 +345,7 @@ async def test_simultaneous_claims_have_one_winner_and_the_other_is_told_who(wor
     )
 
 
+@pytest.mark.e2e
 async def test_only_moderators_claim_and_only_the_claimer_reaches_the_user(world: World, app: App) -> None:
     fake = world.fake
     dm, notification, thread = await app.ask_for_help()
@@ -377,6 +382,7 @@ async def test_only_moderators_claim_and_only_the_claimer_reaches_the_user(world
     assert [turn.text for turn in app.agent.turns] == ["help"]  # the thread is the desk's, not a chat
 
 
+@pytest.mark.e2e
 async def test_escalation_pings_once_and_expiry_closes_the_notification(world: World, app: App) -> None:
     fake = world.fake
     dm, notification, thread = await app.ask_for_help()
@@ -408,6 +414,7 @@ async def test_escalation_pings_once_and_expiry_closes_the_notification(world: W
     assert "user: help" in logged.attachments[0].text
 
 
+@pytest.mark.e2e
 async def test_restart_while_claimed_keeps_buttons_and_thread_relay_working(world: World, app: App) -> None:
     fake = world.fake
     dm, notification, thread = await app.ask_for_help()
@@ -429,6 +436,7 @@ async def test_restart_while_claimed_keeps_buttons_and_thread_relay_working(worl
     assert fields(notification)["Status"] == "Resolved by maya (claimed by maya)"
 
 
+@pytest.mark.e2e
 async def test_a_user_on_another_platform_is_served_from_discord(world: World, app: App) -> None:
     fake = world.fake
     carol = Inbound(platform="console", chat_id="c1", user_id="carol", display_name="Carol", text="help")

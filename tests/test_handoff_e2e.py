@@ -44,6 +44,8 @@ from tests.test_discord import WINDOW
 from tests.test_discord_desk import EPHEMERAL, fields
 from tests.test_telegram_desk import QUICK, ROOMY
 
+pytestmark = pytest.mark.e2e
+
 
 @dataclass
 class Platforms:
@@ -280,6 +282,7 @@ async def convocore_user_asks_for_a_human(app: App) -> tuple[TelegramUser, FakeC
     return uma, chat, seen
 
 
+@pytest.mark.slow
 async def test_a_convocore_handoff_from_telegram_is_served_from_discord_and_back(convocore_app: App) -> None:
     app, p = convocore_app, convocore_app.p
     discord, telegram = p.discord, p.telegram

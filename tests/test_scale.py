@@ -47,6 +47,7 @@ def guild_id_on(shard: int, shard_count: int) -> int:
     return guild_id
 
 
+@pytest.mark.e2e
 async def test_two_shard_processes_answer_each_guild_once_from_its_shard(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -110,6 +111,8 @@ def webhook_config(fake: FakeTelegram, base_url: str, port: int) -> TelegramConf
     )
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 async def test_webhook_mode_answers_posted_updates_and_refuses_forged_ones(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -168,6 +171,7 @@ async def test_webhook_mode_answers_posted_updates_and_refuses_forged_ones(
             await polling.close(grace=1.0)
 
 
+@pytest.mark.e2e
 async def test_webhook_start_fails_cleanly_when_the_port_is_taken(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
