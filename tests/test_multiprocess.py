@@ -33,9 +33,9 @@ from tests.test_bot_platforms import start_bot
 from tests.test_discord_desk import EPHEMERAL
 from tests.test_scale import guild_id_on
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e]
-
 pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.e2e,
     pytest.mark.postgres,
     pytest.mark.parametrize("database_url", ["postgres"], indirect=True),  # one database, two processes
 ]
