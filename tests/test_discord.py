@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -28,12 +27,13 @@ from agents.base import (
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.cog import Replies
-from bridges.relay import Notices, Relay, RelayPolicy
+from bridges.relay import Notices, Relay
 from bridges.split import split_text, utf16_length
 from fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeMessage, FakeUser
 from fakes.http import Hang
 from fakes.openai import FakeOpenAI, content
 from models import AgentBinding, Role, TranscriptEntry
+from tests.agent_support import relay_policy
 from tests.discord_support import discord_config
 
 pytestmark = pytest.mark.e2e
@@ -109,13 +109,7 @@ def agent() -> ScriptedAgent:
 
 @pytest.fixture
 def relay(db: async_sessionmaker[AsyncSession], agent: ScriptedAgent) -> Relay:
-    policy = RelayPolicy(
-        default_agent="scripted",
-        idle_timeout=timedelta(minutes=30),
-        handoff_expiry=timedelta(minutes=10),
-        bindings={},
-    )
-    return Relay(db, {"scripted": agent, "other": ScriptedAgent("other")}, policy)
+    return Relay(db, {"scripted": agent, "other": ScriptedAgent("other")}, relay_policy("scripted"))
 
 
 StartBridge = Callable[..., Awaitable[DiscordBridge]]
@@ -406,13 +400,7 @@ async def test_a_runaway_reply_is_cut_at_the_cap_and_the_provider_is_hung_up_on(
         gpt = OpenAICompatAgent(
             "gpt", OpenAICompatSettings(base_url=provider.url, model=provider.model), http
         )
-        policy = RelayPolicy(
-            default_agent="gpt",
-            idle_timeout=timedelta(minutes=30),
-            handoff_expiry=timedelta(minutes=10),
-            bindings={},
-            max_reply_chars=3000,
-        )
+        policy = replace(relay_policy("gpt"), max_reply_chars=3000)
         bridge = DiscordBridge(discord_config(world.fake), Relay(db, {"gpt": gpt}, policy))
         await bridge.start()
         try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import timedelta
 
 import aiohttp
 import pytest
@@ -19,26 +19,18 @@ from bridges.discord.bridge import DiscordBridge
 from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.discord.desk import DeskReplies
 from bridges.handoff import HandoffPolicy, HandoffService, UserNotices
-from bridges.relay import Notices, Relay, RelayPolicy
+from bridges.relay import Notices, Relay
 from bridges.surface import Inbound, Surface
 from fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeMessage, FakeUser
-from models import Conversation, Handoff, HandoffStatus, utcnow
+from models import Conversation, Handoff, HandoffStatus
+from tests.agent_support import relay_policy
+from tests.clock import Clock
 from tests.discord_support import discord_config
 from tests.surfaces import RecordingSurface
 from tests.test_discord import WINDOW, ScriptedAgent
 
 NO_PINGS = {"parse": []}
 EPHEMERAL = 1 << 6
-
-
-class Clock:
-    """Real time until a test moves it on, so transcript timestamps and handoff timers agree."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -107,13 +99,7 @@ class App:
             jump_link=lambda conversation: self.bridge.jump_link(conversation),
             now=self.clock,
         )
-        policy = RelayPolicy(
-            default_agent="scripted",
-            idle_timeout=timedelta(minutes=30),
-            handoff_expiry=timedelta(minutes=10),
-            bindings={},
-            user_burst=50,
-        )
+        policy = replace(relay_policy("scripted"), user_burst=50)
         relay = Relay(self.db, {"scripted": self.agent}, policy, handoffs=self.handoffs, now=self.clock)
         self.bridge = DiscordBridge(config, relay)
         await self.bridge.start()

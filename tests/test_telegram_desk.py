@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +26,8 @@ from bridges.telegram.desk import DeskReplies, jump_link, notification
 from fakes.telegram import FakeChat, FakeMessage, FakeTelegram, FakeUser, Limit, Limits
 from fakes.telegram.harness import Telegram, running
 from fakes.telegram.markup import read_html, utf16_length
-from models import Conversation, Handoff, HandoffStatus, utcnow
+from models import Conversation, Handoff, HandoffStatus
+from tests.clock import Clock
 from tests.surfaces import RecordingSurface
 from tests.test_relay import inbound
 
@@ -41,16 +42,6 @@ QUICK = {
     "group_messages_per_minute": 60.0,
     "group_burst": 60,
 }
-
-
-class Clock:
-    """Real time until a test moves it on (the transcript's own timestamps are real)."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
