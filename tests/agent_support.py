@@ -1,12 +1,16 @@
-"""Helpers the HTTP backend tests share: building turns, draining a reply, and a Relay policy."""
+"""Helpers the backend tests share: a checked fake, building turns, draining a reply
+(or a failed one), and a Relay policy."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from agents.base import Agent, AgentEvent, Button, HistoryEntry, TextDelta, Turn, TurnEnd
+import pytest
+
+from agents.base import Agent, AgentError, AgentEvent, Button, HistoryEntry, TextDelta, Turn, TurnEnd
 from bridges.relay import RelayPolicy
 
 FAST_RETRIES: dict[str, Any] = {
@@ -17,6 +21,21 @@ FAST_RETRIES: dict[str, Any] = {
     "backoff_cap": 0.05,
 }
 """Retry and timeout settings small enough to keep every failure test well under a second."""
+
+
+class _Fake(AbstractAsyncContextManager[Any], Protocol):
+    rejections: list[str]
+
+
+FakeT = TypeVar("FakeT", bound=_Fake)
+
+
+@asynccontextmanager
+async def checked(fake: FakeT) -> AsyncIterator[FakeT]:
+    """Run `fake`; on the way out, fail if the client sent anything the real service would refuse."""
+    async with fake:
+        yield fake
+        assert fake.rejections == [], "the client sent a request the real server would refuse"
 
 
 def relay_policy(agent: str) -> RelayPolicy:
@@ -55,6 +74,16 @@ async def until_error(events: AsyncIterator[AgentEvent], seen: list[AgentEvent])
     """Drain `events` into `seen`; whatever the stream raises propagates, with `seen` kept for asserts."""
     async for event in events:
         seen.append(event)
+
+
+async def failing(
+    agent: Agent, error: type[AgentError], match: str, t: Turn | None = None
+) -> list[AgentEvent]:
+    """The events shown before the turn (by default `turn()`) failed with `error` matching `match`."""
+    seen: list[AgentEvent] = []
+    with pytest.raises(error, match=match):
+        await until_error(agent.stream(t or turn()), seen)
+    return seen
 
 
 def text_of(events: Sequence[AgentEvent]) -> str:

@@ -15,7 +15,6 @@ from pydantic import SecretStr, ValidationError
 from agents.base import (
     AgentAuthError,
     AgentError,
-    AgentEvent,
     AgentProtocolError,
     AgentRateLimited,
     AgentUnavailable,
@@ -26,22 +25,15 @@ from agents.base import (
 from agents.convai import ConvaiAgent, ConvaiSettings
 from fakes.convai import FakeConvai, llm_text, reply, rtvi, transcription
 from fakes.http import Event, Gate, Hang, Raw
-from tests.agent_support import FAST_RETRIES, collect, state_of, text_of, turn, until_error
+from tests.agent_support import FAST_RETRIES, checked, collect, failing, state_of, text_of, turn
 
 SECRET = "convai-secret-do-not-log-5e81"
 
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeConvai]:
-    async with FakeConvai(api_key=SECRET) as server:
+    async with checked(FakeConvai(api_key=SECRET)) as server:
         yield server
-        assert server.rejections == [], "the client sent a request the real server would refuse"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def make_settings(fake: FakeConvai, **overrides: Any) -> ConvaiSettings:
@@ -56,14 +48,6 @@ def make_settings(fake: FakeConvai, **overrides: Any) -> ConvaiSettings:
 @pytest.fixture
 def agent(fake: FakeConvai, http: httpx.AsyncClient) -> ConvaiAgent:
     return ConvaiAgent("guide", make_settings(fake), http)
-
-
-async def failing(agent: ConvaiAgent, error: type[AgentError], match: str) -> list[AgentEvent]:
-    """The events shown before the turn failed with `error`."""
-    seen: list[AgentEvent] = []
-    with pytest.raises(error, match=match):
-        await until_error(agent.stream(turn()), seen)
-    return seen
 
 
 # --- streaming and sessions -----------------------------------------------------------------------

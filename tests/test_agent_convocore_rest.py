@@ -42,7 +42,7 @@ from fakes.convocore_rest import (
 )
 from fakes.http import Drop, Hang
 from models import Handoff, HandoffStatus
-from tests.agent_support import FAST_RETRIES, collect, relay_policy, state_of, turn
+from tests.agent_support import FAST_RETRIES, checked, collect, failing, relay_policy, state_of, turn
 from tests.surfaces import RecordingSurface
 
 SECRET = "cc-rest-secret-do-not-log-3d9b"
@@ -50,15 +50,8 @@ SECRET = "cc-rest-secret-do-not-log-3d9b"
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeConvocoreRest]:
-    async with FakeConvocoreRest(secret=SECRET) as server:
+    async with checked(FakeConvocoreRest(secret=SECRET)) as server:
         yield server
-        assert server.rejections == [], "the client sent a request the real server would refuse"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def make_settings(fake: FakeConvocoreRest, **overrides: Any) -> ConvocoreRestSettings:
@@ -73,11 +66,6 @@ def agent(fake: FakeConvocoreRest, http: httpx.AsyncClient) -> ConvocoreRestAgen
 
 def messages(events: list[AgentEvent]) -> list[str]:
     return [event.text for event in events if isinstance(event, Message)]
-
-
-async def failing(agent: ConvocoreRestAgent, error: type[AgentError], match: str) -> None:
-    with pytest.raises(error, match=match):
-        await collect(agent, turn())
 
 
 # --- turns and sessions ---------------------------------------------------------------------------

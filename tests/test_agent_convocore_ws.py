@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -48,6 +48,7 @@ from fakes.convocore_ws import (
     text_item,
     visual_item,
 )
+from tests.agent_support import FAST_RETRIES, checked, collect, text_of, turn
 from tests.surfaces import RecordingSurface
 
 SECRET = "cc-secret-do-not-log-7f3a"
@@ -55,9 +56,8 @@ SECRET = "cc-secret-do-not-log-7f3a"
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeConvocore]:
-    async with FakeConvocore(secret=SECRET) as server:
+    async with checked(FakeConvocore(secret=SECRET)) as server:
         yield server
-        assert server.rejections == [], "the client sent a request the real server would refuse"
 
 
 def make_settings(fake: FakeConvocore, **overrides: Any) -> ConvocoreWsSettings:
@@ -66,13 +66,8 @@ def make_settings(fake: FakeConvocore, **overrides: Any) -> ConvocoreWsSettings:
         "owner_id": fake.owner_id,
         "api_key": SecretStr(fake.secret),
         "url": fake.url,
-        "first_event_timeout": 1.0,
-        "idle_timeout": 0.3,
-        "max_attempts": 3,
-        "backoff_base": 0.01,
-        "backoff_cap": 0.05,
     }
-    return ConvocoreWsSettings(**(values | overrides))
+    return ConvocoreWsSettings(**(values | FAST_RETRIES | overrides))
 
 
 @pytest.fixture
@@ -80,28 +75,9 @@ def agent(fake: FakeConvocore) -> ConvocoreWsAgent:
     return ConvocoreWsAgent("cc", make_settings(fake))
 
 
-def turn(text: str = "hi", state: dict[str, Any] | None = None, button: Button | None = None) -> Turn:
-    return Turn(
-        text=text,
-        user_id="u1",
-        display_name="Ann",
-        platform="discord",
-        provider_state=state or {},
-        button=button,
-    )
-
-
-async def collect(agent: ConvocoreWsAgent, t: Turn) -> list[AgentEvent]:
-    return [event async for event in agent.stream(t)]
-
-
 async def reply_to(fake: FakeConvocore, agent: ConvocoreWsAgent, *steps: Step) -> list[AgentEvent]:
     fake.script(*steps)
     return await collect(agent, turn())
-
-
-def text_of(events: Sequence[AgentEvent]) -> str:
-    return "".join(event.text for event in events if isinstance(event, TextDelta))
 
 
 async def rendered(agent: ConvocoreWsAgent, t: Turn) -> RecordingSurface:

@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.base import (
     AgentAuthError,
     AgentError,
-    AgentEvent,
     AgentProtocolError,
     AgentRateLimited,
     AgentUnavailable,
@@ -30,7 +29,7 @@ from bridges.relay import Relay
 from bridges.surface import Inbound
 from fakes.http import Event, Gate, Hang, Raw
 from fakes.openai import FakeOpenAI, content, stream_error
-from tests.agent_support import FAST_RETRIES, collect, relay_policy, text_of, turn
+from tests.agent_support import FAST_RETRIES, checked, collect, failing, relay_policy, text_of, turn
 from tests.surfaces import RecordingSurface
 
 SECRET = "sk-openai-secret-do-not-log-91c2"
@@ -38,15 +37,8 @@ SECRET = "sk-openai-secret-do-not-log-91c2"
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeOpenAI]:
-    async with FakeOpenAI(api_key=SECRET) as server:
+    async with checked(FakeOpenAI(api_key=SECRET)) as server:
         yield server
-        assert server.rejections == [], "the client sent a request the real server would refuse"
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
 
 
 def make_settings(fake: FakeOpenAI, **overrides: Any) -> OpenAICompatSettings:
@@ -57,15 +49,6 @@ def make_settings(fake: FakeOpenAI, **overrides: Any) -> OpenAICompatSettings:
 @pytest.fixture
 def agent(fake: FakeOpenAI, http: httpx.AsyncClient) -> OpenAICompatAgent:
     return OpenAICompatAgent("gpt", make_settings(fake), http)
-
-
-async def failing(agent: OpenAICompatAgent, error: type[AgentError], match: str) -> list[AgentEvent]:
-    """The events shown before the turn failed with `error`."""
-    seen: list[AgentEvent] = []
-    with pytest.raises(error, match=match):
-        async for event in agent.stream(turn()):
-            seen.append(event)
-    return seen
 
 
 # --- streaming and continuity ---------------------------------------------------------------------

@@ -57,7 +57,17 @@ from fakes.voiceflow import (
     text,
 )
 from models import Handoff, HandoffStatus
-from tests.agent_support import FAST_RETRIES, collect, relay_policy, state_of, text_of, turn, until_error
+from tests.agent_support import (
+    FAST_RETRIES,
+    checked,
+    collect,
+    failing,
+    relay_policy,
+    state_of,
+    text_of,
+    turn,
+    until_error,
+)
 from tests.surfaces import RecordingSurface
 
 SECRET = "VF.DM.0123abcd.never-log-this-key"
@@ -65,9 +75,8 @@ SECRET = "VF.DM.0123abcd.never-log-this-key"
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeVoiceflow]:
-    async with FakeVoiceflow(api_key=SECRET) as server:
+    async with checked(FakeVoiceflow(api_key=SECRET)) as server:
         yield server
-        assert server.rejections == [], "the client did something the real server would refuse"
 
 
 def make_settings(fake: FakeVoiceflow, **overrides: Any) -> VoiceflowSettings:
@@ -316,9 +325,7 @@ async def test_first_event_timeout(fake: FakeVoiceflow) -> None:
 async def test_idle_timeout_after_partial_text(fake: FakeVoiceflow, agent: VoiceflowAgent) -> None:
     state = await session_state(agent)
     fake.script(completion("partial")[:2], Hang())
-    seen: list[AgentEvent] = []
-    with pytest.raises(AgentUnavailable, match="reply to continue"):
-        await until_error(agent.stream(turn("hi", state)), seen)
+    seen = await failing(agent, AgentUnavailable, "reply to continue", turn("hi", state))
     assert seen == [TextDelta("partial")]
 
 

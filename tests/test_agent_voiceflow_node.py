@@ -23,6 +23,8 @@ from agents.base import Buttons, Message, TextDelta
 from agents.voiceflow import VoiceflowAgent, VoiceflowSettings
 from tests.agent_support import FAST_RETRIES, collect, state_of, text_of, turn
 
+pytestmark = pytest.mark.slow
+
 NODE_DIR = Path(__file__).parent / "node"
 SERVER = NODE_DIR / "voiceflow_server.js"
 API_KEY = "VF.DM.node-peer-key"

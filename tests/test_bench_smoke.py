@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench.observe import discord_floor, telegram_floor
 from bench.run import benchmark, parse_args
 from fakes.discord import FakeDiscord
 from fakes.telegram import FakeTelegram
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 async def test_a_small_run_prints_a_table_with_every_reply_exact_and_no_429s() -> None:
     options = parse_args(
         ["--levels", "2", "--tokens", "5", "--rate", "100", "--first-chunk", "0.05", "--sessions", "200"]

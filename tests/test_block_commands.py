@@ -18,14 +18,13 @@ from datetime import datetime, timedelta
 
 import pytest
 from discord.utils import escape_markdown
-from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import TextDelta
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.cog import Replies as DiscordReplies
-from bridges.discord.config import DiscordConfig, DiscordDeskConfig
+from bridges.discord.config import DiscordDeskConfig
 from bridges.handoff import HandoffService
 from bridges.moderation import Replies as ModerationReplies
 from bridges.relay import Notices, Relay
@@ -38,9 +37,12 @@ from fakes.telegram import FakeChat, FakeTelegram, FakeUser
 from fakes.telegram import FakeMessage as TelegramMessage
 from fakes.telegram.harness import ADMIN_ID, HANDOFF_POLICY, POLICY, ScriptedAgent, bridge
 from models import Conversation, Handoff, HandoffStatus, User, utcnow
+from tests.discord_support import discord_config
 from tests.test_discord import WINDOW
 from tests.test_discord_desk import EPHEMERAL
 from tests.test_telegram_desk import QUICK, ROOMY
+
+pytestmark = pytest.mark.e2e
 
 
 @dataclass
@@ -209,13 +211,8 @@ async def app(world: World, db: async_sessionmaker[AsyncSession]) -> AsyncIterat
     relay = Relay(db, {"scripted": agent}, POLICY, handoffs=handoffs, now=clock)
     w = world
     bridges["discord"] = DiscordBridge(
-        DiscordConfig(
-            token=SecretStr(w.discord.token),
-            api_base=w.discord.api_base,
-            gateway_url=w.discord.gateway_url,
-            channel_window_seconds=WINDOW,
-            guild_ready_timeout=0.05,
-            edit_interval=0.02,
+        discord_config(
+            w.discord,
             message_content_intent=True,
             threads=True,
             handoff=DiscordDeskConfig(

@@ -17,6 +17,8 @@ import bot
 from fakes.discord import FakeDiscord
 from fakes.telegram import FakeTelegram
 
+pytestmark = pytest.mark.e2e
+
 ROOT = Path(__file__).resolve().parent.parent
 GREETING = "I'm the Switchboard demo agent"
 
@@ -67,6 +69,7 @@ async def fakes() -> AsyncIterator[tuple[FakeDiscord, FakeTelegram, str]]:
         yield discord, telegram, telegram_url
 
 
+@pytest.mark.slow
 async def test_bot_serves_discord_and_telegram_and_stops_cleanly_on_sigterm(
     tmp_path: Path, fakes: tuple[FakeDiscord, FakeTelegram, str]
 ) -> None:
@@ -103,6 +106,7 @@ async def test_bot_serves_discord_and_telegram_and_stops_cleanly_on_sigterm(
     assert discord.token not in logs and telegram.token not in logs
 
 
+@pytest.mark.slow
 async def test_rejected_token_stops_start_up_with_one_line(
     tmp_path: Path, fakes: tuple[FakeDiscord, FakeTelegram, str]
 ) -> None:
@@ -120,6 +124,7 @@ async def test_rejected_token_stops_start_up_with_one_line(
     assert "wrong-token" not in stderr.decode()
 
 
+@pytest.mark.slow
 async def test_platform_mode_logs_info_without_verbose(
     tmp_path: Path, fakes: tuple[FakeDiscord, FakeTelegram, str]
 ) -> None:

@@ -15,6 +15,8 @@ from sqlalchemy import func, select
 import migrations
 from models import Conversation, Role, TranscriptEntry, create_engine, session_factory
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 ROOT = Path(__file__).resolve().parent.parent
 FAST = {
     "SWITCHBOARD_AGENTS__DEMO__FIRST_CHUNK_DELAY": "0.01",

@@ -43,6 +43,7 @@ def piped_stdin() -> Iterator[tuple[TextIO, TextIO]]:
             stream.close()
 
 
+@pytest.mark.slow
 async def test_piped_session_streams_each_chunk(
     db: async_sessionmaker[AsyncSession], piped_stdin: tuple[TextIO, TextIO]
 ) -> None:

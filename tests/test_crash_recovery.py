@@ -20,6 +20,8 @@ from fakes.telegram import FakeTelegram
 from models import InboundMessage, create_engine, session_factory
 from tests.test_bot_platforms import drain_stderr, start_bot
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 
 @pytest.fixture
 async def telegram() -> AsyncIterator[tuple[FakeTelegram, str]]:

@@ -16,14 +16,16 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import migrations
 from bridges.relay import Notices, Relay
+from fakes.telegram.harness import ScriptedAgent
 from models import Role, TranscriptEntry, create_engine, session_factory
 from tests.conftest import PostgresCluster
 from tests.surfaces import RecordingSurface
-from tests.test_relay import POLICY, ScriptedAgent, inbound
+from tests.test_relay import POLICY, inbound
 
 USERS, MESSAGES = 12, 4
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 async def test_postgres_restart_under_load_loses_nothing(private_postgres: PostgresCluster) -> None:
     name = f"faults_{uuid.uuid4().hex[:8]}"

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,13 +27,16 @@ from agents.base import (
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.cog import Replies
-from bridges.discord.config import DiscordConfig
-from bridges.relay import Notices, Relay, RelayPolicy
+from bridges.relay import Notices, Relay
 from bridges.split import split_text, utf16_length
 from fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeMessage, FakeUser
 from fakes.http import Hang
 from fakes.openai import FakeOpenAI, content
 from models import AgentBinding, Role, TranscriptEntry
+from tests.agent_support import relay_policy
+from tests.discord_support import discord_config
+
+pytestmark = pytest.mark.e2e
 
 WINDOW = 0.25
 """The fake's per-channel message bucket window, shortened from Discord's 5 s to keep tests quick; the
@@ -108,28 +109,10 @@ def agent() -> ScriptedAgent:
 
 @pytest.fixture
 def relay(db: async_sessionmaker[AsyncSession], agent: ScriptedAgent) -> Relay:
-    policy = RelayPolicy(
-        default_agent="scripted",
-        idle_timeout=timedelta(minutes=30),
-        handoff_expiry=timedelta(minutes=10),
-        bindings={},
-    )
-    return Relay(db, {"scripted": agent, "other": ScriptedAgent("other")}, policy)
+    return Relay(db, {"scripted": agent, "other": ScriptedAgent("other")}, relay_policy("scripted"))
 
 
 StartBridge = Callable[..., Awaitable[DiscordBridge]]
-
-
-def config_for(fake: FakeDiscord, **overrides: Any) -> DiscordConfig:
-    return DiscordConfig(
-        token=SecretStr(fake.token),
-        api_base=fake.api_base,
-        gateway_url=fake.gateway_url,
-        channel_window_seconds=WINDOW,
-        guild_ready_timeout=0.05,
-        edit_interval=0.02,
-        **overrides,
-    )
 
 
 @pytest.fixture
@@ -137,7 +120,7 @@ async def start_bridge(world: World, relay: Relay) -> AsyncIterator[StartBridge]
     started: list[DiscordBridge] = []
 
     async def start(**overrides: Any) -> DiscordBridge:
-        bridge = DiscordBridge(config_for(world.fake, **overrides), relay)
+        bridge = DiscordBridge(discord_config(world.fake, **overrides), relay)
         await bridge.start()
         started.append(bridge)
         return bridge
@@ -309,6 +292,7 @@ async def test_long_reply_is_split_at_paragraphs_below_2000(
     assert all(message.content.endswith("end.") for message in done)
 
 
+@pytest.mark.slow
 async def test_twenty_concurrent_replies_in_one_channel_cause_no_429(
     world: World, start_bridge: StartBridge
 ) -> None:
@@ -416,14 +400,8 @@ async def test_a_runaway_reply_is_cut_at_the_cap_and_the_provider_is_hung_up_on(
         gpt = OpenAICompatAgent(
             "gpt", OpenAICompatSettings(base_url=provider.url, model=provider.model), http
         )
-        policy = RelayPolicy(
-            default_agent="gpt",
-            idle_timeout=timedelta(minutes=30),
-            handoff_expiry=timedelta(minutes=10),
-            bindings={},
-            max_reply_chars=3000,
-        )
-        bridge = DiscordBridge(config_for(world.fake), Relay(db, {"gpt": gpt}, policy))
+        policy = replace(relay_policy("gpt"), max_reply_chars=3000)
+        bridge = DiscordBridge(discord_config(world.fake), Relay(db, {"gpt": gpt}, policy))
         await bridge.start()
         try:
             dm = world.dm()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import timedelta
 
 import aiohttp
 import pytest
@@ -19,25 +19,18 @@ from bridges.discord.bridge import DiscordBridge
 from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.discord.desk import DeskReplies
 from bridges.handoff import HandoffPolicy, HandoffService, UserNotices
-from bridges.relay import Notices, Relay, RelayPolicy
+from bridges.relay import Notices, Relay
 from bridges.surface import Inbound, Surface
 from fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeMessage, FakeUser
-from models import Conversation, Handoff, HandoffStatus, utcnow
+from models import Conversation, Handoff, HandoffStatus
+from tests.agent_support import relay_policy
+from tests.clock import Clock
+from tests.discord_support import discord_config
 from tests.surfaces import RecordingSurface
 from tests.test_discord import WINDOW, ScriptedAgent
 
 NO_PINGS = {"parse": []}
 EPHEMERAL = 1 << 6
-
-
-class Clock:
-    """Real time until a test moves it on, so transcript timestamps and handoff timers agree."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -89,14 +82,8 @@ class App:
         self.agent.script["help"] = [Message("Let me get a person."), HandoffRequested("billing question")]
 
     async def start(self) -> None:
-        fake = self.world.fake
-        config = DiscordConfig(
-            token=SecretStr(fake.token),
-            api_base=fake.api_base,
-            gateway_url=fake.gateway_url,
-            channel_window_seconds=WINDOW,
-            guild_ready_timeout=0.05,
-            edit_interval=0.02,
+        config = discord_config(
+            self.world.fake,
             message_content_intent=True,
             handoff=DiscordDeskConfig(
                 channel=self.world.mods.id,
@@ -112,13 +99,7 @@ class App:
             jump_link=lambda conversation: self.bridge.jump_link(conversation),
             now=self.clock,
         )
-        policy = RelayPolicy(
-            default_agent="scripted",
-            idle_timeout=timedelta(minutes=30),
-            handoff_expiry=timedelta(minutes=10),
-            bindings={},
-            user_burst=50,
-        )
+        policy = replace(relay_policy("scripted"), user_burst=50)
         relay = Relay(self.db, {"scripted": self.agent}, policy, handoffs=self.handoffs, now=self.clock)
         self.bridge = DiscordBridge(config, relay)
         await self.bridge.start()
@@ -192,6 +173,7 @@ def assert_never_pinged(messages: list[FakeMessage]) -> None:
         assert not message.pinged
 
 
+@pytest.mark.e2e
 async def test_notification_shows_everything_and_pings_only_the_role(world: World, app: App) -> None:
     fake = world.fake
     await fake.user_says(world.general, world.alice, f"<@{fake.bot.id}> hello")
@@ -250,6 +232,8 @@ async def test_notification_shows_everything_and_pings_only_the_role(world: Worl
     assert_never_pinged(fake.bot_messages(thread))
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("action", "status", "notice", "answer"),
     [
@@ -322,6 +306,7 @@ async def test_claim_relay_both_ways_in_order_then_close(
     await fake.wait_for_texts(dm, [*seen, notice, "scripted: back to the bot?"])
 
 
+@pytest.mark.e2e
 async def test_simultaneous_claims_have_one_winner_and_the_other_is_told_who(world: World, app: App) -> None:
     fake = world.fake
     dm, notification, _ = await app.ask_for_help()
@@ -346,6 +331,7 @@ async def test_simultaneous_claims_have_one_winner_and_the_other_is_told_who(wor
     )
 
 
+@pytest.mark.e2e
 async def test_only_moderators_claim_and_only_the_claimer_reaches_the_user(world: World, app: App) -> None:
     fake = world.fake
     dm, notification, thread = await app.ask_for_help()
@@ -382,6 +368,7 @@ async def test_only_moderators_claim_and_only_the_claimer_reaches_the_user(world
     assert [turn.text for turn in app.agent.turns] == ["help"]  # the thread is the desk's, not a chat
 
 
+@pytest.mark.e2e
 async def test_escalation_pings_once_and_expiry_closes_the_notification(world: World, app: App) -> None:
     fake = world.fake
     dm, notification, thread = await app.ask_for_help()
@@ -413,6 +400,7 @@ async def test_escalation_pings_once_and_expiry_closes_the_notification(world: W
     assert "user: help" in logged.attachments[0].text
 
 
+@pytest.mark.e2e
 async def test_restart_while_claimed_keeps_buttons_and_thread_relay_working(world: World, app: App) -> None:
     fake = world.fake
     dm, notification, thread = await app.ask_for_help()
@@ -434,6 +422,7 @@ async def test_restart_while_claimed_keeps_buttons_and_thread_relay_working(worl
     assert fields(notification)["Status"] == "Resolved by maya (claimed by maya)"
 
 
+@pytest.mark.e2e
 async def test_a_user_on_another_platform_is_served_from_discord(world: World, app: App) -> None:
     fake = world.fake
     carol = Inbound(platform="console", chat_id="c1", user_id="carol", display_name="Carol", text="help")

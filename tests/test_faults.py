@@ -28,14 +28,12 @@ from urllib.parse import quote
 import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
-from pydantic import SecretStr
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Button, Message, TextDelta
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.cog import Replies as DiscordReplies
-from bridges.discord.config import DiscordConfig
 from bridges.relay import Notices, Relay
 from bridges.split import utf16_length
 from bridges.telegram.handlers import Replies as TelegramReplies
@@ -45,6 +43,9 @@ from fakes.telegram.harness import POLICY, ScriptedAgent, Telegram, running
 from fakes.telegram.server import ApiError, Params
 from models import Role, StoredButton, TranscriptEntry
 from ops.logs import TEXT_FORMAT, RedactSecrets
+from tests.discord_support import discord_config
+
+pytestmark = pytest.mark.e2e
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 """What is tested here is the bridges' and renderer's behaviour; the button store runs on both databases."""
@@ -229,14 +230,7 @@ class DiscordWorld:
 
     async def start(self) -> DiscordBridge:
         """A new process: a new client, relay and button cache over the same database."""
-        config = DiscordConfig(
-            token=SecretStr(self.fake.token),
-            api_base=self.fake.api_base,
-            gateway_url=self.fake.gateway_url,
-            channel_window_seconds=WINDOW,
-            guild_ready_timeout=0.05,
-            edit_interval=0.02,
-        )
+        config = discord_config(self.fake)
         relay = Relay(self.db, {"scripted": self.agent}, POLICY)
         bridge = DiscordBridge(config, relay)
         await bridge.start()
@@ -451,6 +445,7 @@ async def test_discord_429_storm_is_waited_out_without_hammering(discord: Discor
 # -- Telegram ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @sqlite_only
 async def test_telegram_rtl_and_zero_width_text_round_trips_exactly(telegram: Telegram) -> None:
     fake, agent = telegram.fake, telegram.agent
@@ -475,6 +470,7 @@ async def test_telegram_rtl_and_zero_width_text_round_trips_exactly(telegram: Te
     assert_telegram_clean(fake)
 
 
+@pytest.mark.slow
 async def test_telegram_10000_character_message_is_kept_whole_and_shortened_for_the_agent(
     telegram: Telegram,
 ) -> None:
@@ -550,6 +546,7 @@ async def test_telegram_agent_output_cannot_mention_users(telegram: Telegram) ->
     assert not [e for e in message.entities if e["type"] == "text_mention"]
 
 
+@pytest.mark.slow
 async def test_telegram_stale_and_foreign_button_payloads_are_answered_expired(telegram: Telegram) -> None:
     fake, agent = telegram.fake, telegram.agent
     user = fake.user("Ida")
@@ -575,6 +572,7 @@ async def test_telegram_stale_and_foreign_button_payloads_are_answered_expired(t
     assert [t.text for t in agent.turns] == ["menu", "after"]
 
 
+@pytest.mark.slow
 @sqlite_only
 async def test_telegram_5xx_on_send_and_edits_mid_stream_still_ends_exact(telegram: Telegram) -> None:
     fake, agent = faulty(telegram), telegram.agent
@@ -599,6 +597,7 @@ async def test_telegram_5xx_on_send_and_edits_mid_stream_still_ends_exact(telegr
     assert_telegram_clean(fake)
 
 
+@pytest.mark.slow
 async def test_telegram_refused_formatting_falls_back_to_the_plain_text(telegram: Telegram) -> None:
     fake, agent = faulty(telegram), telegram.agent
     gina = fake.user("Gina")
@@ -616,6 +615,7 @@ async def test_telegram_refused_formatting_falls_back_to_the_plain_text(telegram
     assert len(fake.refusals(400)) == 1 and fake.refusals(429) == [] and fake.not_modified == 0
 
 
+@pytest.mark.slow
 @sqlite_only
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")  # PTB's own RetryAfter
 async def test_telegram_429_storm_is_waited_out_without_hammering(telegram: Telegram) -> None:

@@ -23,7 +23,7 @@ from agents.base import Agent
 from agents.convocore_ws import ConvocoreWsAgent, ConvocoreWsSettings
 from agents.voiceflow import VoiceflowAgent, VoiceflowSettings
 from bridges.discord.bridge import DiscordBridge
-from bridges.discord.config import DiscordConfig, DiscordDeskConfig
+from bridges.discord.config import DiscordDeskConfig
 from bridges.handoff import MAX_REFUSALS, HandoffService, UserNotices
 from bridges.relay import Notices, Relay
 from bridges.surface import Surface
@@ -39,9 +39,12 @@ from fakes.telegram.markup import utf16_length
 from fakes.voiceflow import WELCOME_BACK, FakeVoiceflow, Trace, text
 from models import Conversation, Handoff, PendingDelivery
 from tests.agent_support import FAST_RETRIES
+from tests.discord_support import discord_config
 from tests.test_discord import WINDOW
 from tests.test_discord_desk import EPHEMERAL, fields
 from tests.test_telegram_desk import QUICK, ROOMY
+
+pytestmark = pytest.mark.e2e
 
 
 @dataclass
@@ -149,13 +152,8 @@ class App:
             self.db, agents, replace(POLICY, default_agent=self.default_agent), handoffs=self.handoffs
         )
         self.discord = DiscordBridge(
-            DiscordConfig(
-                token=SecretStr(p.discord.token),
-                api_base=p.discord.api_base,
-                gateway_url=p.discord.gateway_url,
-                channel_window_seconds=WINDOW,
-                guild_ready_timeout=0.05,
-                edit_interval=0.02,
+            discord_config(
+                p.discord,
                 message_content_intent=True,
                 handoff=DiscordDeskConfig(
                     channel=p.mods.id, moderator_roles=(p.moderators,), log_channel=p.log.id
@@ -284,6 +282,7 @@ async def convocore_user_asks_for_a_human(app: App) -> tuple[TelegramUser, FakeC
     return uma, chat, seen
 
 
+@pytest.mark.slow
 async def test_a_convocore_handoff_from_telegram_is_served_from_discord_and_back(convocore_app: App) -> None:
     app, p = convocore_app, convocore_app.p
     discord, telegram = p.discord, p.telegram

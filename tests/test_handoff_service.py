@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import Executable, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,6 +19,7 @@ from agents.base import AgentEvent, Attachment, HandoffRequested, Message, TextD
 from bridges.handoff import HandoffPolicy, HandoffService, HandoffView, UserNotices
 from bridges.relay import Notices, Relay
 from bridges.surface import SurfaceError
+from fakes.telegram.harness import ScriptedAgent
 from models import (
     Conversation,
     ConversationStatus,
@@ -34,7 +36,7 @@ from models import (
     utcnow,
 )
 from tests.surfaces import RecordingSurface
-from tests.test_relay import POLICY, Clock, ScriptedAgent, inbound
+from tests.test_relay import POLICY, Clock, inbound
 
 
 @dataclass
@@ -406,6 +408,7 @@ async def assert_bounded(db: async_sessionmaker[AsyncSession], query: Executable
     assert all(node["Actual Rows"] <= rows for node in nodes), nodes
 
 
+@pytest.mark.slow
 async def test_lookups_and_timers_stay_indexed_with_twenty_thousand_open_handoffs(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -446,6 +449,7 @@ async def test_lookups_and_timers_stay_indexed_with_twenty_thousand_open_handoff
         assert [h for h, _ in await session.execute(service.due_requests(clock()))] == []
 
 
+@pytest.mark.slow
 async def test_gauges_count_in_the_database(db: async_sessionmaker[AsyncSession]) -> None:
     """The open-handoff gauges load two numbers, not 20,000 rows; SQLite counts in the index alone."""
     await seed_open_handoffs(db, OPEN_HANDOFFS, utcnow())

@@ -34,6 +34,8 @@ from tests.test_discord_desk import EPHEMERAL
 from tests.test_scale import guild_id_on
 
 pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.e2e,
     pytest.mark.postgres,
     pytest.mark.parametrize("database_url", ["postgres"], indirect=True),  # one database, two processes
 ]

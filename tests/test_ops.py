@@ -12,12 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agents.base import AgentUnavailable
 from bridges.relay import Relay
+from fakes.telegram.harness import ScriptedAgent
 from models import create_engine
 from ops.health import OpsServer
 from ops.logs import configure_logging
 from tests.conftest import free_port
 from tests.surfaces import RecordingSurface
-from tests.test_relay import POLICY, ScriptedAgent, inbound
+from tests.test_relay import POLICY, inbound
 
 
 def sample(metrics: str, name: str, **labels: str) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -12,21 +12,18 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import (
-    AgentEvent,
     AgentUnavailable,
-    BaseAgent,
     Button,
     HandoffRequested,
     Message,
     SessionEnded,
     TextDelta,
-    Turn,
-    TurnEnd,
 )
 from agents.demo import DemoAgent, DemoSettings
 from bridges.recovery import recover
 from bridges.relay import Notices, Relay, RelayPolicy
 from bridges.surface import Inbound
+from fakes.telegram.harness import ScriptedAgent
 from models import (
     AgentBinding,
     Conversation,
@@ -39,35 +36,6 @@ from models import (
     User,
 )
 from tests.surfaces import RecordingSurface
-
-
-class ScriptedAgent(BaseAgent):
-    """Answers every turn with "<name>: <text>" in three deltas and counts turns in provider state."""
-
-    def __init__(self, name: str = "scripted", *, gate: asyncio.Event | None = None) -> None:
-        super().__init__(name)
-        self.turns: list[Turn] = []
-        self.entered = asyncio.Event()
-        self.gate = gate
-        self.script: dict[str, list[AgentEvent] | Exception] = {}
-
-    async def stream(self, turn: Turn) -> AsyncIterator[AgentEvent]:
-        self.turns.append(turn)
-        self.entered.set()
-        if self.gate is not None:
-            await self.gate.wait()
-        count = int(turn.provider_state.get("count", 0)) + 1
-        scripted = self.script.get(turn.text)
-        if isinstance(scripted, Exception):
-            yield TextDelta("partial ")
-            raise scripted
-        if scripted is not None:
-            for event in scripted:
-                yield event
-        else:
-            for piece in (f"{self.name}: ", turn.text, f" (#{count})"):
-                yield TextDelta(piece)
-        yield TurnEnd({"count": count})
 
 
 class Clock:
@@ -238,7 +206,7 @@ async def test_agent_failure_keeps_the_session_and_the_message(
     agent.script["boom"] = AgentUnavailable("provider down: secret detail")
     result = await relay.handle(inbound("boom"), surface)
     assert result is not None and isinstance(result.error, AgentUnavailable)
-    assert surface.visible_texts()[-1] == f"partial\n\n⚠️ {AgentUnavailable.default_user_message}"
+    assert surface.visible_texts()[-1] == f"partial answer\n\n⚠️ {AgentUnavailable.default_user_message}"
     await relay.handle(inbound("after"), surface)
     assert surface.visible_texts()[-1] == "scripted: after (#2)"  # provider state untouched by the failure
     entries = await transcript(db)

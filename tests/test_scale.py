@@ -27,6 +27,7 @@ from fakes.discord.state import snowflake
 from fakes.telegram.harness import POLICY, ScriptedAgent
 from fakes.telegram.server import SECRET_HEADER, FakeTelegram, Webhook
 from tests.conftest import free_port
+from tests.discord_support import discord_config
 
 SECRET = "s3cret-token_for-webhooks"
 
@@ -46,6 +47,7 @@ def guild_id_on(shard: int, shard_count: int) -> int:
     return guild_id
 
 
+@pytest.mark.e2e
 async def test_two_shard_processes_answer_each_guild_once_from_its_shard(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -60,14 +62,8 @@ async def test_two_shard_processes_answer_each_guild_once_from_its_shard(
         bridges, agents = [], []
         for shard in (0, 1):  # two processes: own relay and agent, one database, no gateway_url
             shard_relay, agent = relay(db, f"shard-{shard}")
-            config = DiscordConfig(
-                token=SecretStr(fake.token),
-                api_base=fake.api_base,
-                shard_count=2,
-                shard_ids=(shard,),
-                guild_ready_timeout=0.05,
-                edit_interval=0.02,
-                sync_commands=shard == 0,
+            config = discord_config(
+                fake, gateway_url=None, shard_count=2, shard_ids=(shard,), sync_commands=shard == 0
             )
             bridges.append(DiscordBridge(config, shard_relay))
             agents.append(agent)
@@ -115,6 +111,8 @@ def webhook_config(fake: FakeTelegram, base_url: str, port: int) -> TelegramConf
     )
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 async def test_webhook_mode_answers_posted_updates_and_refuses_forged_ones(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -173,6 +171,7 @@ async def test_webhook_mode_answers_posted_updates_and_refuses_forged_ones(
             await polling.close(grace=1.0)
 
 
+@pytest.mark.e2e
 async def test_webhook_start_fails_cleanly_when_the_port_is_taken(
     db: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -21,6 +21,8 @@ from bridges.telegram.handlers import Replies
 from fakes.telegram import FakeChat, FakeTelegram, FakeUser, Limit, Limits
 from fakes.telegram.harness import ADMIN_ID, Telegram, running
 
+pytestmark = pytest.mark.e2e
+
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 """The bridge's own behaviour does not depend on the database; the button store runs on both."""
 
@@ -37,6 +39,7 @@ def assert_clean(fake: FakeTelegram) -> None:
     assert fake.refusals(400) == []
 
 
+@pytest.mark.slow
 @sqlite_only
 async def test_private_chat_streams_as_a_draft_then_posts_the_exact_final_text(telegram: Telegram) -> None:
     fake, agent = telegram.fake, telegram.agent
@@ -66,6 +69,7 @@ async def test_private_chat_streams_as_a_draft_then_posts_the_exact_final_text(t
     assert_clean(fake)
 
 
+@pytest.mark.slow
 @sqlite_only
 async def test_group_mention_streams_by_send_and_edits_without_429s(telegram: Telegram) -> None:
     fake, agent = telegram.fake, telegram.agent
@@ -99,6 +103,7 @@ async def test_group_mention_streams_by_send_and_edits_without_429s(telegram: Te
     assert_clean(fake)
 
 
+@pytest.mark.slow
 @sqlite_only
 async def test_forum_topics_keep_separate_conversations(telegram: Telegram) -> None:
     fake = telegram.fake
@@ -117,6 +122,7 @@ async def test_forum_topics_keep_separate_conversations(telegram: Telegram) -> N
     assert_clean(fake)
 
 
+@pytest.mark.slow
 async def test_buttons_round_trip_through_the_store_even_after_a_restart(telegram: Telegram) -> None:
     fake, agent = telegram.fake, telegram.agent
     erin = fake.user("Erin")
@@ -154,6 +160,7 @@ async def test_buttons_round_trip_through_the_store_even_after_a_restart(telegra
     assert_clean(fake)
 
 
+@pytest.mark.slow
 @sqlite_only
 async def test_a_6000_character_reply_is_split_below_4096_utf16_units(telegram: Telegram) -> None:
     fake, agent = telegram.fake, telegram.agent
@@ -174,6 +181,7 @@ async def test_a_6000_character_reply_is_split_below_4096_utf16_units(telegram: 
     assert_clean(fake)
 
 
+@pytest.mark.slow
 @sqlite_only
 async def test_thirty_concurrent_private_chats_without_429s(telegram: Telegram) -> None:
     fake = telegram.fake
@@ -187,6 +195,7 @@ async def test_thirty_concurrent_private_chats_without_429s(telegram: Telegram) 
     assert_clean(fake)
 
 
+@pytest.mark.slow
 @sqlite_only
 async def test_commands_are_registered_and_agent_is_for_admins_only(telegram: Telegram) -> None:
     fake = telegram.fake
@@ -252,6 +261,7 @@ async def test_a_provider_failure_ends_the_reply_with_a_notice_and_keeps_the_ses
     assert_clean(fake)
 
 
+@pytest.mark.slow
 @sqlite_only
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")  # PTB's own RetryAfter
 async def test_draft_flood_control_falls_back_to_a_message_and_edits(

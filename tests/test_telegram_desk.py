@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -28,7 +28,8 @@ from bridges.telegram.desk import DeskReplies, jump_link, notification
 from fakes.telegram import FakeChat, FakeMessage, FakeTelegram, FakeUser, Limit, Limits
 from fakes.telegram.harness import Telegram, running
 from fakes.telegram.markup import read_html, utf16_length
-from models import Conversation, Handoff, HandoffStatus, TranscriptEntry, utcnow
+from models import Conversation, Handoff, HandoffStatus, TranscriptEntry
+from tests.clock import Clock
 from tests.surfaces import RecordingSurface
 from tests.test_relay import inbound
 
@@ -43,16 +44,6 @@ QUICK = {
     "group_messages_per_minute": 60.0,
     "group_burst": 60,
 }
-
-
-class Clock:
-    """Real time until a test moves it on (the transcript's own timestamps are real)."""
-
-    def __init__(self) -> None:
-        self.now = utcnow()
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass
@@ -190,6 +181,7 @@ def assert_clean(fake: FakeTelegram, *, refused: int = 0) -> None:
     assert len(fake.refusals(400)) == refused, fake.refusals(400)
 
 
+@pytest.mark.e2e
 @sqlite_only
 async def test_notification_carries_everything_escaped_with_buttons_mention_and_jump_link(desk: Desk) -> None:
     fake = desk.fake
@@ -275,6 +267,7 @@ def test_the_desk_config_refuses_a_desk_nobody_could_serve() -> None:
         TelegramDeskConfig(chat_id=-100, mention=("maya",))  # not an @username
 
 
+@pytest.mark.e2e
 @sqlite_only
 async def test_claim_then_both_ways_in_order_then_resolve_with_the_transcript_logged(desk: Desk) -> None:
     fake, maya, sam = desk.fake, desk.maya, desk.sam
@@ -341,6 +334,7 @@ async def test_claim_then_both_ways_in_order_then_resolve_with_the_transcript_lo
     assert_clean(fake)
 
 
+@pytest.mark.e2e
 async def test_simultaneous_claims_have_one_winner_and_the_other_is_told_who(desk: Desk) -> None:
     fake, maya, sam = desk.fake, desk.maya, desk.sam
     _, chat, handoff_id = await ask_for_human(desk)
@@ -362,6 +356,7 @@ async def test_simultaneous_claims_have_one_winner_and_the_other_is_told_who(des
     assert_clean(fake)
 
 
+@pytest.mark.e2e
 @sqlite_only
 async def test_outsiders_of_the_moderator_chat_cannot_claim(desk: Desk) -> None:
     fake = desk.fake
@@ -377,6 +372,7 @@ async def test_outsiders_of_the_moderator_chat_cannot_claim(desk: Desk) -> None:
     assert_clean(fake)
 
 
+@pytest.mark.e2e
 @sqlite_only
 async def test_with_a_moderator_list_only_listed_users_can_claim_or_write(
     db: async_sessionmaker[AsyncSession],
@@ -399,6 +395,7 @@ async def test_with_a_moderator_list_only_listed_users_can_claim_or_write(
         assert_clean(fake)
 
 
+@pytest.mark.e2e
 @sqlite_only
 async def test_escalation_pings_once_and_expiry_closes_for_a_user_on_another_platform(desk: Desk) -> None:
     """The user is on the console: the desk reaches them only through the service."""
@@ -431,6 +428,7 @@ async def test_escalation_pings_once_and_expiry_closes_for_a_user_on_another_pla
     assert_clean(fake)
 
 
+@pytest.mark.e2e
 @sqlite_only
 async def test_a_restart_while_claimed_keeps_buttons_and_the_topic_working(
     db: async_sessionmaker[AsyncSession],
@@ -469,6 +467,7 @@ async def test_a_restart_while_claimed_keeps_buttons_and_the_topic_working(
         assert_clean(fake)
 
 
+@pytest.mark.e2e
 @sqlite_only
 async def test_without_topics_handoffs_are_followed_up_as_replies(
     db: async_sessionmaker[AsyncSession],
@@ -503,6 +502,8 @@ async def test_without_topics_handoffs_are_followed_up_as_replies(
         assert_clean(fake, refused=1)
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 @sqlite_only
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")  # PTB's own RetryAfter
 async def test_a_busy_desk_is_paced_below_flood_control(db: async_sessionmaker[AsyncSession]) -> None:

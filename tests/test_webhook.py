@@ -143,6 +143,7 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+@pytest.mark.e2e
 @SQLITE_ONLY
 @pytest.mark.parametrize("length", [90 * MIB, None], ids=["content-length", "chunked"])
 async def test_a_forged_secret_is_refused_on_the_headers_alone(
@@ -158,6 +159,7 @@ async def test_a_forged_secret_is_refused_on_the_headers_alone(
         assert telegram.fake.deliveries == []
 
 
+@pytest.mark.e2e
 @SQLITE_ONLY
 async def test_a_forged_upload_is_cut_off_long_before_its_end(db: async_sessionmaker[AsyncSession]) -> None:
     """An attacker streaming 90 MiB with a wrong secret is disconnected with most of it unsent."""
@@ -171,6 +173,7 @@ async def test_a_forged_upload_is_cut_off_long_before_its_end(db: async_sessionm
         assert client.received.startswith(b"HTTP/1.1 403")
 
 
+@pytest.mark.e2e
 @SQLITE_ONLY
 async def test_a_body_over_the_cap_gets_413_without_being_buffered(
     db: async_sessionmaker[AsyncSession],
@@ -198,6 +201,7 @@ async def test_a_body_over_the_cap_gets_413_without_being_buffered(
         assert telegram.bridge.config.webhook_max_body_bytes == MIB
 
 
+@pytest.mark.e2e
 @SQLITE_ONLY
 async def test_idle_connections_are_closed_after_the_keepalive_timeout(
     db: async_sessionmaker[AsyncSession],
@@ -217,6 +221,7 @@ async def test_idle_connections_are_closed_after_the_keepalive_timeout(
             assert 0.4 < served.closed_at - answered < 10.0
 
 
+@pytest.mark.e2e
 @SQLITE_ONLY
 @pytest.mark.parametrize("served_first", [False, True], ids=["new-connection", "kept-alive"])
 async def test_a_client_trickling_its_headers_is_cut_off(
@@ -250,6 +255,7 @@ async def test_a_client_trickling_its_headers_is_cut_off(
         assert len(client.received) == answered  # cut off, not answered
 
 
+@pytest.mark.e2e
 @SQLITE_ONLY
 async def test_a_client_trickling_its_body_gets_408(db: async_sessionmaker[AsyncSession]) -> None:
     async with webhook(db, webhook_body_timeout=0.5) as (_, port), RawClient.connect(port) as client:
@@ -260,6 +266,7 @@ async def test_a_client_trickling_its_body_gets_408(db: async_sessionmaker[Async
         await client.until_closed(within=10.0)
 
 
+@pytest.mark.e2e
 @SQLITE_ONLY
 @pytest.mark.parametrize(
     "body",
@@ -288,6 +295,7 @@ async def test_a_body_that_is_not_an_update_gets_400_and_a_log_line(
             assert response.status == 200  # the server lives on
 
 
+@pytest.mark.e2e
 @SQLITE_ONLY
 @pytest.mark.parametrize(
     ("request_head", "status"),
@@ -308,6 +316,7 @@ async def test_wrong_paths_and_methods_are_refused_without_the_body(
         await client.until_closed(within=2.0)
 
 
+@pytest.mark.e2e
 async def test_good_updates_are_answered_end_to_end(db: async_sessionmaker[AsyncSession]) -> None:
     """Telegram's own deliveries, and a chunked POST, reach the handlers as with PTB's server."""
     async with webhook(db) as (telegram, port):

@@ -41,11 +41,14 @@ class ScriptedAgent(BaseAgent):
 
     `script[text]` is a fixed list of events or an exception raised after a first fragment; `feed(text)`
     returns a queue the test fills event by event (None ends the turn), to stream at its own pace.
+    `entered` is set once a turn arrives; with a `gate`, every turn waits for it before answering.
     """
 
-    def __init__(self, name: str = "scripted") -> None:
+    def __init__(self, name: str = "scripted", *, gate: asyncio.Event | None = None) -> None:
         super().__init__(name)
         self.turns: list[Turn] = []
+        self.entered = asyncio.Event()
+        self.gate = gate
         self.script: dict[str, list[AgentEvent] | Exception] = {}
         self._live: dict[str, asyncio.Queue[AgentEvent | None]] = {}
 
@@ -55,6 +58,9 @@ class ScriptedAgent(BaseAgent):
 
     async def stream(self, turn: Turn) -> AsyncIterator[AgentEvent]:
         self.turns.append(turn)
+        self.entered.set()
+        if self.gate is not None:
+            await self.gate.wait()
         count = int(turn.provider_state.get("count", 0)) + 1
         scripted = self.script.get(turn.text)
         if turn.text in self._live:
