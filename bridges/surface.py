@@ -59,7 +59,18 @@ class Surface(Protocol):
 
     @property
     def budgets(self) -> Sequence[RateBudget]:
-        """Shared budgets every request here spends from (bot-wide, per chat, ...)."""
+        """Shared budgets a new message spends from (bot-wide, per chat, ...)."""
+        ...
+
+    @property
+    def edit_budgets(self) -> Sequence[RateBudget]:
+        """What an edit spends from: the same as `budgets` unless the platform counts edits apart."""
+        ...
+
+    @property
+    def typing_budgets(self) -> Sequence[RateBudget]:
+        """What the typing indicator spends from: a route of its own where the platform has one, so
+        showing that a reply is coming never takes a slot its text needs."""
         ...
 
     async def send(self, text: str, buttons: Sequence[Button] = ()) -> str:

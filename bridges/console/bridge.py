@@ -90,6 +90,8 @@ class ConsoleSurface:
     edit_interval: float
     max_length: int = 4000
     budgets: Sequence[RateBudget] = ()
+    edit_budgets: Sequence[RateBudget] = ()
+    typing_budgets: Sequence[RateBudget] = ()
     offered: tuple[Button, ...] = ()
     _printed: dict[str, _Printed] = field(default_factory=dict)
     _last_id: str = ""

@@ -142,13 +142,18 @@ class TelegramSurface:
     max_length: int = MAX_TEXT
     budgets: Sequence[RateBudget] = field(init=False, default=())
     """What the renderer spends from: the shared budgets, the last one leaving receipts."""
+    edit_budgets: Sequence[RateBudget] = field(init=False, default=())
+    """Telegram counts an edit like a new message."""
+    typing_budgets: Sequence[RateBudget] = field(init=False, default=())
+    """Bot-wide only: a chat action is no message, so chat and group flood control leave it be."""
     _shown: dict[str, tuple[Formatted, tuple[Button, ...]]] = field(init=False, default_factory=dict)
     _plain: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         *general, last = self.shared
         self._ledger = _Receipted(last)
-        self.budgets = (*general, self._ledger)
+        self.budgets = self.edit_budgets = (*general, self._ledger)
+        self.typing_budgets = tuple(self.shared[:1])  # the bot-wide budget
 
     @staticmethod
     def measure(text: str) -> int:
@@ -167,7 +172,7 @@ class TelegramSurface:
         return await self._send_media(media)
 
     async def typing(self) -> None:
-        await self._paid()
+        """Paid by the caller from `typing_budgets`."""
         await self._call(
             lambda: self.bot.send_chat_action(
                 self.place.chat_id, ChatAction.TYPING, message_thread_id=self.place.thread_id
