@@ -434,7 +434,7 @@ class ReplyRenderer:
             await self._slot(self.surface.edit_budgets)
             shown.last_request_at = self._clock()
             try:
-                await self.surface.edit(shown.message_id, target.text, target.buttons)
+                await self.surface.edit(shown.message_id, target.text, target.buttons, final=True)
             except SurfaceError as exc:
                 log.warning("final edit failed (attempt %d/%d): %s", attempt, self.final_attempts, exc)
                 if exc.permanent:

@@ -77,7 +77,12 @@ class Surface(Protocol):
         """Post a message; return its platform id."""
         ...
 
-    async def edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None: ...
+    async def edit(
+        self, message_id: str, text: str, buttons: Sequence[Button] = (), *, final: bool = False
+    ) -> None:
+        """`final`: the message will not change again, so a platform that streams drafts can post it
+        for good in this one request."""
+        ...
 
     async def send_media(self, media: Media) -> str: ...
 

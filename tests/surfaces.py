@@ -96,7 +96,9 @@ class RecordingSurface:
         await self._changed()
         return message_id
 
-    async def edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None:
+    async def edit(
+        self, message_id: str, text: str, buttons: Sequence[Button] = (), *, final: bool = False
+    ) -> None:
         await self._request("edit", message_id, text, buttons)
         posted = self.posted[message_id]
         posted.text, posted.buttons = text, tuple(buttons)

@@ -106,7 +106,9 @@ class ConsoleSurface:
         self._remember_buttons(buttons)
         return message_id
 
-    async def edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None:
+    async def edit(
+        self, message_id: str, text: str, buttons: Sequence[Button] = (), *, final: bool = False
+    ) -> None:
         composed = self._compose(text, buttons)
         previous = self._printed[message_id]
         if message_id == self._last_id and self.terminal.redraws:

@@ -112,7 +112,9 @@ class DiscordSurface(ABC):
         self.posted = True
         return str(message_id)
 
-    async def edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None:
+    async def edit(
+        self, message_id: str, text: str, buttons: Sequence[Button] = (), *, final: bool = False
+    ) -> None:
         view = await self._views.build(buttons)
         async with surface_errors():
             await self._patch(int(message_id), content=text, view=view)

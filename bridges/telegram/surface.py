@@ -163,9 +163,11 @@ class TelegramSurface:
         await self._paid()
         return await self._send(text, buttons)
 
-    async def edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None:
+    async def edit(
+        self, message_id: str, text: str, buttons: Sequence[Button] = (), *, final: bool = False
+    ) -> None:
         await self._paid()
-        await self._edit(message_id, text, buttons)
+        await self._edit(message_id, text, buttons, final=final)
 
     async def send_media(self, media: Media) -> str:
         await self._paid()
@@ -211,7 +213,9 @@ class TelegramSurface:
         self._shown[message_id] = (formatted, tuple(buttons))
         return message_id
 
-    async def _edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None:
+    async def _edit(
+        self, message_id: str, text: str, buttons: Sequence[Button] = (), *, final: bool = False
+    ) -> None:
         shown = self._shown.get(message_id)
         wanted = tuple(buttons)
         markup = await keyboard(buttons, self.buttons)
@@ -310,8 +314,9 @@ class DraftingSurface(TelegramSurface):
     """Private chats: the reply streams as a native draft and is posted as a real message once complete.
 
     The renderer starts a new message only once every earlier one is final, so drafts still open are
-    posted for real when the next message starts, when buttons are attached (drafts cannot carry them),
-    and in `finish()` once the reply is over. If Telegram refuses a draft (flood control, or drafts
+    posted for real when the renderer gives a message its final text (one request, not a draft update
+    and then a post), when the next message starts, when buttons are attached (drafts cannot carry
+    them), and in `finish()` once the reply is over. If Telegram refuses a draft (flood control, or drafts
     unavailable), its text is posted at once and the reply carries on with edits.
     """
 
@@ -331,13 +336,15 @@ class DraftingSurface(TelegramSurface):
             raise
         return key
 
-    async def _edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None:
+    async def _edit(
+        self, message_id: str, text: str, buttons: Sequence[Button] = (), *, final: bool = False
+    ) -> None:
         draft = self._drafts.get(message_id)
         if draft is None:
             await super()._edit(message_id, text, buttons)
         elif draft.message_id is not None:
             await super()._edit(draft.message_id, text, buttons)
-        elif buttons:
+        elif buttons or final:  # drafts cannot carry buttons; final text is posted in this request
             draft.text = text
             await self._post(draft, buttons)
         else:
