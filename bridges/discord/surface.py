@@ -49,7 +49,11 @@ class Budgets:
     per route, each allowing Discord's whole bucket, `channel_messages` per window."""
 
     def __init__(self, config: DiscordConfig) -> None:
-        self.bot = WindowBudget(config.global_requests_per_second, 1.0 + LATENCY_ALLOWANCE)
+        # Bot-wide, an even pace (at most `limit` in any window even when requests reach Discord up to
+        # LATENCY_ALLOWANCE late) rather than the whole bucket at once: with hundreds of replies in
+        # flight, a burst of 50 can take longer than the allowance to get through the event loop.
+        limit = config.global_requests_per_second
+        self.bot = RateBudget(limit - 1, per=1.0 + LATENCY_ALLOWANCE, burst=1)
         self._window = (config.channel_messages, config.channel_window_seconds + LATENCY_ALLOWANCE)
         self._channels: dict[int, ChannelRoutes] = {}
 
