@@ -70,9 +70,7 @@ class DatabaseSettings(Section):
 
 
 class Binding(Section):
-    scope: str = Field(
-        description="global, or a scope a platform offers (bridges/registry.py lists them)"
-    )
+    scope: str = Field(description="global, or a scope a platform offers (bridges/registry.py lists them)")
     id: str = ""
     agent: str
 

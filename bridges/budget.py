@@ -44,18 +44,21 @@ class RateBudget:
         self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.refill_per_second)
         self._stamp = now
 
-    def _wait(self) -> float:
-        """Seconds until a token is free; 0 or less when one is free now."""
+    def _wait(self, reserve: int = 0) -> float:
+        """Seconds until a token is free, with `reserve` more left over; 0 or less when that is now. A
+        reserve beyond the budget's capacity is not asked for (a budget of one keeps no reserve)."""
         self._refill()
-        return (1 - self._tokens) / self.refill_per_second
+        need = min(1 + reserve, max(self.capacity, 1))
+        return (need - self._tokens) / self.refill_per_second
 
     def _idle(self) -> bool:
         self._refill()
         return self._tokens >= self.capacity
 
-    def available(self) -> bool:
-        """A token is free now and no waiting request is ahead of the caller."""
-        return not self._waiters and self._wait() <= 0
+    def available(self, reserve: int = 0) -> bool:
+        """A token is free now (with `reserve` more left for requests that must happen) and no waiting
+        request is ahead of the caller."""
+        return not self._waiters and self._wait(reserve) <= 0
 
     def full(self) -> bool:
         """Nothing has been spent lately: the budget could be forgotten and recreated without change."""
@@ -106,10 +109,12 @@ class WindowBudget(RateBudget):
         self.window = window
         self._spent: deque[float] = deque(maxlen=limit)
 
-    def _wait(self) -> float:
-        if len(self._spent) < (self._spent.maxlen or 0):
+    def _wait(self, reserve: int = 0) -> float:
+        limit = self._spent.maxlen or 0
+        room = limit - min(reserve, limit - 1)  # spends allowed before the reserve
+        if len(self._spent) < room:
             return 0.0
-        return self._spent[0] + self.window - self._clock()
+        return self._spent[len(self._spent) - room] + self.window - self._clock()
 
     def _idle(self) -> bool:
         return not self._spent or self._spent[-1] + self.window <= self._clock()
@@ -126,9 +131,10 @@ class _Waiter:
         self.urgent = urgent
 
 
-def try_acquire_all(budgets: Sequence[RateBudget]) -> bool:
-    """Take one token from every budget, or from none of them."""
-    if all(budget.available() for budget in budgets):
+def try_acquire_all(budgets: Sequence[RateBudget], *, reserve: int = 0) -> bool:
+    """Take one token from every budget, or from none of them; with `reserve`, only while that many more
+    stay free in each (so an intermediate edit never takes the slot a final edit will need)."""
+    if all(budget.available(reserve) for budget in budgets):
         for budget in budgets:
             budget.take()
         return True

@@ -38,6 +38,9 @@ from bridges.surface import Surface, SurfaceError
 
 log = logging.getLogger(__name__)
 
+FINAL_RESERVE = 1
+"""Edit slots intermediate edits leave free, so the final text never waits for the window to roll."""
+
 CHOOSE_PROMPT = "Please choose:"
 TYPING_REFRESH_SECONDS = 4.0
 IDLE_WAIT = 3600.0
@@ -369,7 +372,7 @@ class ReplyRenderer:
             due = shown.last_request_at + self.surface.edit_interval - self._clock()
             if due > 0:
                 return due
-            if not try_acquire_all(self.surface.edit_budgets):
+            if not try_acquire_all(self.surface.edit_budgets, reserve=FINAL_RESERVE):
                 return max(self.surface.edit_interval / 4, 0.05)
             await self._edit_intermediate(shown, target)
             return None

@@ -162,3 +162,17 @@ async def test_a_window_budget_serves_waiters_when_its_oldest_spend_leaves_the_w
     started = loop.time()
     await asyncio.wait_for(asyncio.gather(*(budget.acquire() for _ in range(4))), 5)
     assert loop.time() - started >= 0.2 * 0.95
+
+
+def test_a_reserve_leaves_room_for_requests_that_must_happen() -> None:
+    """Intermediate edits take a slot only while one stays free for the final edit."""
+    now = [0.0]
+    window = WindowBudget(5, 5.0, clock=lambda: now[0])
+    taken = 0
+    while try_acquire_all([window], reserve=1):
+        taken += 1
+    assert taken == 4 and window.available()  # the fifth slot is the final's
+    now[0] = 5.0
+    assert try_acquire_all([window], reserve=1)
+    single = RateBudget(1, per=1.0, clock=lambda: now[0])  # a budget of one keeps no reserve
+    assert try_acquire_all([single], reserve=1)

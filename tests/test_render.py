@@ -292,7 +292,7 @@ class Gate(RateBudget):
         self.opened = asyncio.Event()
         self.waiting = asyncio.Event()
 
-    def available(self) -> bool:
+    def available(self, reserve: int = 0) -> bool:
         return self.opened.is_set()
 
     def take(self) -> None:

@@ -104,8 +104,8 @@ class _Receipted(RateBudget):
         self.shared = shared
         self.receipts = 0
 
-    def available(self) -> bool:
-        return self.shared.available()
+    def available(self, reserve: int = 0) -> bool:
+        return self.shared.available(reserve)
 
     def full(self) -> bool:
         return self.shared.full()
