@@ -81,27 +81,32 @@ class ConvaiAgent(BaseAgent):
             secrets=(secret,),
             headers={"X-API-Key": secret},
             files=self._form(turn, session_id),
-        ) as events:
-            async for event in events:
-                if not isinstance(event.data, Mapping):
-                    log.warning("%s: skipping a %r event that is not an object", self.provider, event.name)
-                    continue
-                kind, body = _kind(event), event.data
-                if kind == "connection-started":
-                    if started := _session_id(body):
-                        yield started
-                elif kind == "bot-llm-text":
-                    if delta := transcript.fragment(_text(body)):
-                        yield TextDelta(delta)
-                elif kind == "bot-transcription":
-                    if delta := transcript.full(_text(body)):
-                        yield TextDelta(delta)
-                elif kind in STOPPED:
-                    break
-                elif kind == "error" or kind.endswith("-error"):
-                    raise AgentError(f"{self.provider}: the character reported an error: {_error_text(body)}")
-                else:
-                    log.debug("%s: ignoring a %r event", self.provider, kind)
+        ) as batches:
+            async for batch in batches:
+                for event in batch:
+                    if not isinstance(event.data, Mapping):
+                        log.warning(
+                            "%s: skipping a %r event that is not an object", self.provider, event.name
+                        )
+                        continue
+                    kind, body = _kind(event), event.data
+                    if kind == "connection-started":
+                        if started := _session_id(body):
+                            yield started
+                    elif kind == "bot-llm-text":
+                        if delta := transcript.fragment(_text(body)):
+                            yield TextDelta(delta)
+                    elif kind == "bot-transcription":
+                        if delta := transcript.full(_text(body)):
+                            yield TextDelta(delta)
+                    elif kind in STOPPED:
+                        return
+                    elif kind == "error" or kind.endswith("-error"):
+                        raise AgentError(
+                            f"{self.provider}: the character reported an error: {_error_text(body)}"
+                        )
+                    else:
+                        log.debug("%s: ignoring a %r event", self.provider, kind)
 
     def _form(self, turn: Turn, session_id: str | None) -> dict[str, tuple[None, str]]:
         """Multipart fields (httpx's `data=` alone would send urlencoded, which Convai refuses)."""

@@ -1,7 +1,8 @@
 """Any OpenAI-compatible chat completions server (OpenAI, vLLM, llama.cpp, Ollama, LM Studio...).
 
 Each turn POSTs `{base_url}/chat/completions` with `stream: true` and streams `choices[0].delta.content`
-as `TextDelta`s until `data: [DONE]` (or the end of the stream).
+as `TextDelta`s until `data: [DONE]` (or the end of the stream): one delta per network read, joining
+every chunk it held.
 
 The API is stateless, so continuity comes from our own transcript: the Relay passes the recent history
 in `Turn.history` and it is replayed every turn; `provider_state` stays empty. History roles map as:
@@ -97,9 +98,9 @@ class OpenAICompatAgent(BaseAgent):
             secrets=(secret,),
             headers=headers,
             json=self._body(turn),
-        ) as events:
-            async for event in events:
-                text = self._content(event)
+        ) as batches:
+            async for batch in batches:  # one delta per network read, however many chunks it held
+                text = "".join([self._content(event) for event in batch])
                 if text:
                     yield TextDelta(text)
         yield TurnEnd({})

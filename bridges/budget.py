@@ -1,4 +1,8 @@
-"""Shared rate budgets: one token bucket per platform scope (bot, channel, chat, group), not per reply.
+"""Shared rate budgets: one per platform scope (bot, channel, chat, group), not per reply.
+
+A `RateBudget` is a token bucket (a steady rate with a burst); a `WindowBudget` allows `limit` requests
+in any `window` seconds, which is how platforms state hard caps ("5 per 5 s", "20 per minute") and lets a
+quiet scope spend its whole allowance at once without ever passing the cap.
 
 Requests that must happen (the first and the final text) wait for a token in arrival order, a reply's
 first text ahead of the rest;
@@ -40,15 +44,25 @@ class RateBudget:
         self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.refill_per_second)
         self._stamp = now
 
-    def available(self) -> bool:
-        """A token is free now and no waiting request is ahead of the caller."""
+    def _wait(self, reserve: int = 0) -> float:
+        """Seconds until a token is free, with `reserve` more left over; 0 or less when that is now. A
+        reserve beyond the budget's capacity is not asked for (a budget of one keeps no reserve)."""
         self._refill()
-        return not self._waiters and self._tokens >= 1
+        need = min(1 + reserve, max(self.capacity, 1))
+        return (need - self._tokens) / self.refill_per_second
+
+    def _idle(self) -> bool:
+        self._refill()
+        return self._tokens >= self.capacity
+
+    def available(self, reserve: int = 0) -> bool:
+        """A token is free now (with `reserve` more left for requests that must happen) and no waiting
+        request is ahead of the caller."""
+        return not self._waiters and self._wait(reserve) <= 0
 
     def full(self) -> bool:
-        """Nothing has been spent lately: the bucket could be forgotten and recreated without change."""
-        self._refill()
-        return not self._waiters and self._tokens >= self.capacity
+        """Nothing has been spent lately: the budget could be forgotten and recreated without change."""
+        return not self._waiters and self._idle()
 
     def take(self) -> None:
         """Consume a token the caller checked with `available()` in the same event-loop step."""
@@ -69,11 +83,11 @@ class RateBudget:
         try:
             while True:
                 if self._waiters[0] is waiter:
-                    self._refill()
-                    if self._tokens >= 1:
-                        self._tokens -= 1
+                    wait = self._wait()
+                    if wait <= 0:
+                        self.take()
                         return
-                    await asyncio.sleep((1 - self._tokens) / self.refill_per_second)
+                    await asyncio.sleep(wait)
                 else:  # checked and cleared in one step, so a wake-up is never missed
                     waiter.turn.clear()
                     await waiter.turn.wait()
@@ -81,6 +95,32 @@ class RateBudget:
             self._waiters.remove(waiter)
             if self._waiters:
                 self._waiters[0].turn.set()
+
+
+class WindowBudget(RateBudget):
+    """At most `limit` requests in any `window` seconds: a sliding log of the last `limit` spends.
+
+    A platform's fixed window (opened by its first request, reset `window` later) never holds more than
+    `limit` of them either, so this spends the platform's whole allowance and never more; `window`
+    should include the time a request may take to reach the platform after it took its token."""
+
+    def __init__(self, limit: int, window: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(limit, per=window, clock=clock)
+        self.window = window
+        self._spent: deque[float] = deque(maxlen=limit)
+
+    def _wait(self, reserve: int = 0) -> float:
+        limit = self._spent.maxlen or 0
+        room = limit - min(reserve, limit - 1)  # spends allowed before the reserve
+        if len(self._spent) < room:
+            return 0.0
+        return self._spent[len(self._spent) - room] + self.window - self._clock()
+
+    def _idle(self) -> bool:
+        return not self._spent or self._spent[-1] + self.window <= self._clock()
+
+    def take(self) -> None:
+        self._spent.append(self._clock())
 
 
 class _Waiter:
@@ -91,9 +131,10 @@ class _Waiter:
         self.urgent = urgent
 
 
-def try_acquire_all(budgets: Sequence[RateBudget]) -> bool:
-    """Take one token from every budget, or from none of them."""
-    if all(budget.available() for budget in budgets):
+def try_acquire_all(budgets: Sequence[RateBudget], *, reserve: int = 0) -> bool:
+    """Take one token from every budget, or from none of them; with `reserve`, only while that many more
+    stay free in each (so an intermediate edit never takes the slot a final edit will need)."""
+    if all(budget.available(reserve) for budget in budgets):
         for budget in budgets:
             budget.take()
         return True

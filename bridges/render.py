@@ -2,7 +2,9 @@
 
 One pump per reply owns every request for that reply, so at most one request is in flight per message
 and the newest text always wins. The first text and every final text go out as soon as the shared
-budgets allow; intermediate edits are paced by `edit_interval` and skipped while budgets are tight.
+budgets allow, with the text there is when the slot comes (so a reply that waited past the end of the
+stream goes out whole, in one request); intermediate edits are paced by `edit_interval` and skipped
+while budgets are tight. While a request waits for a slot, the chat shows typing.
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ from agents.base import (
     TextDelta,
     TurnEnd,
 )
-from bridges.budget import acquire_all, try_acquire_all
+from bridges.budget import RateBudget, acquire_all, try_acquire_all
 from bridges.split import Measure, natural_end, split_text
 from bridges.surface import Surface, SurfaceError
 
 log = logging.getLogger(__name__)
+
+FINAL_RESERVE = 1
+"""Edit slots intermediate edits leave free, so the final text never waits for the window to roll."""
 
 CHOOSE_PROMPT = "Please choose:"
 TYPING_REFRESH_SECONDS = 4.0
@@ -43,8 +48,8 @@ MAX_REPLY_CHARS = 20_000
 """Default cap on the agent's text in one reply: a runaway agent must not cost the bot its CPU or the chat
 a wall of messages."""
 TYPING_DELAY_SECONDS = 1.0
-"""Typing shows only if the agent is still silent after this long. Most agents start within it, and
-an early typing request would spend the chat's rate budget the first text then has to wait for."""
+"""Typing shows only if nothing is visible after this long: most replies show text within it, and a
+typing request for each of them would be wasted."""
 
 
 class RenderFailed(Exception):
@@ -156,6 +161,9 @@ class ReplyRenderer:
         self._finished = False
         self._first_text = asyncio.Event()
         self._first_text_at: float | None = None
+        self._queued = False
+        """A request of this reply is waiting for a slot in the shared budgets."""
+        self._queued_event = asyncio.Event()
 
     async def render(self, events: AsyncIterable[AgentEvent]) -> RenderResult:
         """Consume the stream up to `max_chars`; agent failures end the reply with a notice instead of
@@ -351,7 +359,7 @@ class ReplyRenderer:
         for index in range(self._settled, len(self._fixed) + len(live)):
             target = self._target(index, live)
             if index >= len(self._shown):
-                await self._send(target)
+                await self._send(index)
                 return None
             shown = self._shown[index]
             if _shows(shown, target):
@@ -364,16 +372,36 @@ class ReplyRenderer:
             due = shown.last_request_at + self.surface.edit_interval - self._clock()
             if due > 0:
                 return due
-            if not try_acquire_all(self.surface.budgets):
+            if not try_acquire_all(self.surface.edit_budgets, reserve=FINAL_RESERVE):
                 return max(self.surface.edit_interval / 4, 0.05)
             await self._edit_intermediate(shown, target)
             return None
         return IDLE_WAIT  # nothing to do until the stream changes
 
-    async def _send(self, target: _Target) -> None:
+    async def _slot(self, budgets: Sequence[RateBudget], *, urgent: bool = False) -> None:
+        """Wait for a request's slot, showing typing meanwhile if the wait is not over at once."""
+        if try_acquire_all(budgets):
+            return
+        self._queued = True
+        self._queued_event.set()
+        try:
+            await acquire_all(budgets, urgent=urgent)
+        finally:
+            self._queued = False
+
+    def _current(self, index: int) -> _Target | None:
+        """The target of message `index` now: text is composed when its request goes out, not when
+        the request starts waiting. None if a rewind took the message back meanwhile."""
+        live = self._live_targets()
+        return self._target(index, live) if index < len(self._fixed) + len(live) else None
+
+    async def _send(self, index: int) -> None:
         for attempt in range(1, self.final_attempts + 1):
             # The reply's first words go ahead of other replies' queued edits.
-            await acquire_all(self.surface.budgets, urgent=not self._shown)
+            await self._slot(self.surface.budgets, urgent=not self._shown)
+            target = self._current(index)
+            if target is None:
+                return
             started = self._clock()
             try:
                 if target.media is not None:
@@ -406,10 +434,10 @@ class ReplyRenderer:
         """Final text must land: retry, and if the message cannot be edited, post it anew."""
         shown = self._shown[index]
         for attempt in range(1, self.final_attempts + 1):
-            await acquire_all(self.surface.budgets)
+            await self._slot(self.surface.edit_budgets)
             shown.last_request_at = self._clock()
             try:
-                await self.surface.edit(shown.message_id, target.text, target.buttons)
+                await self.surface.edit(shown.message_id, target.text, target.buttons, final=True)
             except SurfaceError as exc:
                 log.warning("final edit failed (attempt %d/%d): %s", attempt, self.final_attempts, exc)
                 if exc.permanent:
@@ -418,7 +446,7 @@ class ReplyRenderer:
                 continue
             shown.text, shown.buttons = target.text, target.buttons
             return
-        await acquire_all(self.surface.budgets)
+        await self._slot(self.surface.budgets)
         try:
             message_id = await self.surface.send(target.text, target.buttons)
         except SurfaceError as exc:
@@ -431,18 +459,21 @@ class ReplyRenderer:
             await self._on_posted(message_id)
 
     async def _keep_typing(self) -> None:
+        """Show typing while the user cannot see that more is coming: before the first text, and
+        whenever a request waits for a slot. Typing spends from its own budgets, never text's."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._first_text.wait(), timeout=TYPING_DELAY_SECONDS)
-        while not self._first_text.is_set():
-            if try_acquire_all(self.surface.budgets):  # nice to have: never queued ahead of real text
+        while True:
+            self._queued_event.clear()
+            if (self._queued or not self._first_text.is_set()) and try_acquire_all(
+                self.surface.typing_budgets
+            ):
                 try:
                     await self.surface.typing()
                 except SurfaceError as exc:
                     log.debug("typing indicator failed: %s", exc)
-            try:
-                await asyncio.wait_for(self._first_text.wait(), timeout=TYPING_REFRESH_SECONDS)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queued_event.wait(), timeout=TYPING_REFRESH_SECONDS)
 
 
 def _shows(shown: _Shown, target: _Target) -> bool:

@@ -61,14 +61,30 @@ class Surface(Protocol):
 
     @property
     def budgets(self) -> Sequence[RateBudget]:
-        """Shared budgets every request here spends from (bot-wide, per chat, ...)."""
+        """Shared budgets a new message spends from (bot-wide, per chat, ...)."""
+        ...
+
+    @property
+    def edit_budgets(self) -> Sequence[RateBudget]:
+        """What an edit spends from: the same as `budgets` unless the platform counts edits apart."""
+        ...
+
+    @property
+    def typing_budgets(self) -> Sequence[RateBudget]:
+        """What the typing indicator spends from: a route of its own where the platform has one, so
+        showing that a reply is coming never takes a slot its text needs."""
         ...
 
     async def send(self, text: str, buttons: Sequence[Button] = ()) -> str:
         """Post a message; return its platform id."""
         ...
 
-    async def edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None: ...
+    async def edit(
+        self, message_id: str, text: str, buttons: Sequence[Button] = (), *, final: bool = False
+    ) -> None:
+        """`final`: the message will not change again, so a platform that streams drafts can post it
+        for good in this one request."""
+        ...
 
     async def send_media(self, media: Media) -> str: ...
 

@@ -41,12 +41,17 @@ class RecordingSurface:
         measure: Measure = len,
         edit_interval: float = 0.05,
         budgets: Sequence[RateBudget] = (),
+        edit_budgets: Sequence[RateBudget] | None = None,
+        typing_budgets: Sequence[RateBudget] | None = None,
         latency: float = 0.0,
     ) -> None:
+        """Edits and typing spend from `budgets` unless given budgets of their own."""
         self.max_length = max_length
         self.measure = measure
         self.edit_interval = edit_interval
         self.budgets = budgets
+        self.edit_budgets = budgets if edit_budgets is None else edit_budgets
+        self.typing_budgets = budgets if typing_budgets is None else typing_budgets
         self.latency = latency
         self.requests: list[Request] = []
         self.posted: dict[str, _Posted] = {}
@@ -91,7 +96,9 @@ class RecordingSurface:
         await self._changed()
         return message_id
 
-    async def edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None:
+    async def edit(
+        self, message_id: str, text: str, buttons: Sequence[Button] = (), *, final: bool = False
+    ) -> None:
         await self._request("edit", message_id, text, buttons)
         posted = self.posted[message_id]
         posted.text, posted.buttons = text, tuple(buttons)

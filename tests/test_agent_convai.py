@@ -1,4 +1,4 @@
-"""The Convai backend against a loopback fake Interaction API, through real httpx and httpx-sse."""
+"""The Convai backend against a loopback fake Interaction API, through real httpx."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible backend against a loopback fake, through real httpx and httpx-sse."""
+"""The OpenAI-compatible backend against a loopback fake, through real httpx."""
 
 from __future__ import annotations
 
@@ -67,6 +67,17 @@ async def test_text_streams_as_the_server_sends_it(fake: FakeOpenAI, agent: Open
     ]
     headers = fake.headers[0]
     assert headers["Authorization"] == f"Bearer {SECRET}" and headers["Accept"] == "text/event-stream"
+
+
+async def test_chunks_that_arrive_together_are_one_delta(fake: FakeOpenAI, agent: OpenAICompatAgent) -> None:
+    """A busy process reads several chunks at once: they cost the renderer one delta, not one each."""
+    release = asyncio.Event()
+    together = "".join(f'data: {{"choices": [{{"delta": {{"content": "{word}"}}}}]}}\n\n' for word in "abc")
+    fake.script(Raw(together), Gate(release), content("d"))
+    events = agent.stream(turn())
+    assert await asyncio.wait_for(anext(events), 2) == TextDelta("abc")
+    release.set()
+    assert [event async for event in events] == [TextDelta("d"), TurnEnd({})]
 
 
 async def test_history_is_replayed_with_mapped_roles(fake: FakeOpenAI, http: httpx.AsyncClient) -> None:

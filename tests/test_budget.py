@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bridges.budget import RateBudget, acquire_all, try_acquire_all
+from bridges.budget import RateBudget, WindowBudget, acquire_all, try_acquire_all
 from bridges.surface import SurfaceError, send_notice
 from tests.surfaces import RecordingSurface
 
@@ -135,3 +135,44 @@ async def test_a_cancelled_first_text_lets_the_queue_move_on() -> None:
     first.cancel()
     await asyncio.wait_for(edit, 5)
     assert first.cancelled()
+
+
+def test_a_window_budget_spends_its_whole_limit_at_once_and_never_more_in_any_window() -> None:
+    """Platforms state hard caps ("5 per 5 s", "20 per minute"): a quiet scope may spend all of it at
+    once, and no window of that length ever holds more."""
+    clock = Clock()
+    budget = WindowBudget(5, 5.1, clock=clock)
+    spends: list[float] = []
+    for step in range(400):  # ask every 0.05 s for 20 s
+        clock.now = step * 0.05
+        while budget.available():
+            budget.take()
+            spends.append(clock.now)
+    assert spends[:5] == [0.0] * 5
+    assert all(later - earlier >= 5.1 - 1e-9 for earlier, later in zip(spends, spends[5:], strict=False))
+    assert len(spends) == 20  # 5 at 0, 5.1, 10.2 and 15.3 s
+    assert not budget.full()
+    clock.now = 30.0
+    assert budget.full()
+
+
+async def test_a_window_budget_serves_waiters_when_its_oldest_spend_leaves_the_window() -> None:
+    loop = asyncio.get_running_loop()
+    budget = WindowBudget(2, 0.2, clock=loop.time)
+    started = loop.time()
+    await asyncio.wait_for(asyncio.gather(*(budget.acquire() for _ in range(4))), 5)
+    assert loop.time() - started >= 0.2 * 0.95
+
+
+def test_a_reserve_leaves_room_for_requests_that_must_happen() -> None:
+    """Intermediate edits take a slot only while one stays free for the final edit."""
+    now = [0.0]
+    window = WindowBudget(5, 5.0, clock=lambda: now[0])
+    taken = 0
+    while try_acquire_all([window], reserve=1):
+        taken += 1
+    assert taken == 4 and window.available()  # the fifth slot is the final's
+    now[0] = 5.0
+    assert try_acquire_all([window], reserve=1)
+    single = RateBudget(1, per=1.0, clock=lambda: now[0])  # a budget of one keeps no reserve
+    assert try_acquire_all([single], reserve=1)

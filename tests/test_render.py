@@ -278,10 +278,73 @@ async def test_typing_is_shown_until_the_first_text() -> None:
 
 
 async def test_an_agent_that_answers_promptly_costs_no_typing_request() -> None:
-    """Typing would spend the chat's budget that the first text needs; a prompt agent needs none."""
+    """A typing request for every prompt reply would be wasted: a prompt agent needs none."""
     surface = RecordingSurface()
     await ReplyRenderer(surface).render(stream([TextDelta("quick"), TurnEnd({})]))
     assert surface.count("typing") == 0 and surface.visible_texts() == ["quick"]
+
+
+class Gate(RateBudget):
+    """A budget with no free slot until the test opens it; says when a request starts waiting."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.opened = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    def available(self, reserve: int = 0) -> bool:
+        return self.opened.is_set()
+
+    def take(self) -> None:
+        return None
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        self.waiting.set()
+        await self.opened.wait()
+
+
+async def test_text_is_composed_when_the_slot_comes_so_a_long_wait_sends_the_reply_whole() -> None:
+    """In a crowded chat the first text waits for a slot: it must carry the text there is then, not
+    the first word that was there when it started waiting; here the stream ends meanwhile."""
+    gate = Gate()
+    surface = RecordingSurface(budgets=(gate,), typing_budgets=())
+    consumed = asyncio.Event()
+
+    async def agent() -> AsyncIterator[AgentEvent]:
+        yield TextDelta("Ant")
+        await gate.waiting.wait()
+        yield TextDelta("s are small.")
+        yield TurnEnd({})
+        consumed.set()
+
+    render = asyncio.create_task(ReplyRenderer(surface).render(agent()))
+    await asyncio.wait_for(consumed.wait(), 5)
+    gate.opened.set()
+    await asyncio.wait_for(render, 5)
+    assert [(r.kind, r.text) for r in surface.requests if r.kind != "typing"] == [("send", "Ants are small.")]
+
+
+async def test_a_final_edit_waiting_for_a_slot_shows_typing_from_its_own_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once the first text is up, typing is how the user sees that the rest is still coming; it is
+    paid from the typing budget, so it does not need the slot the final edit is waiting for."""
+    monkeypatch.setattr(render, "TYPING_DELAY_SECONDS", 0.0)
+    gate = Gate()
+    surface = RecordingSurface(budgets=(), edit_budgets=(gate,), typing_budgets=())
+
+    async def agent() -> AsyncIterator[AgentEvent]:
+        yield TextDelta("Ant")
+        await surface.wait_for(lambda: surface.count("send") == 1)
+        yield TextDelta("s are small.")
+        yield TurnEnd({})
+
+    reply = asyncio.create_task(ReplyRenderer(surface).render(agent()))
+    await surface.wait_for(lambda: [r.kind for r in surface.requests][-2:] == ["send", "typing"])
+    gate.opened.set()
+    await asyncio.wait_for(reply, 5)
+    assert surface.visible_texts() == ["Ants are small."]
+    assert [r.kind for r in surface.requests if r.kind != "typing"] == ["send", "edit"]
 
 
 async def test_concurrent_replies_share_one_budget_and_still_end_exact() -> None:

@@ -90,6 +90,8 @@ class ConsoleSurface:
     edit_interval: float
     max_length: int = 4000
     budgets: Sequence[RateBudget] = ()
+    edit_budgets: Sequence[RateBudget] = ()
+    typing_budgets: Sequence[RateBudget] = ()
     offered: tuple[Button, ...] = ()
     _printed: dict[str, _Printed] = field(default_factory=dict)
     _last_id: str = ""
@@ -104,7 +106,9 @@ class ConsoleSurface:
         self._remember_buttons(buttons)
         return message_id
 
-    async def edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None:
+    async def edit(
+        self, message_id: str, text: str, buttons: Sequence[Button] = (), *, final: bool = False
+    ) -> None:
         composed = self._compose(text, buttons)
         previous = self._printed[message_id]
         if message_id == self._last_id and self.terminal.redraws:

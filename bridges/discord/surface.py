@@ -2,7 +2,7 @@
 
 Every request carries `allowed_mentions` with nothing allowed, so text an agent writes (`@everyone`, a
 role or user mention) is shown but never notifies anyone. Requests spend from shared budgets, one per
-bot and one per channel, sized so that Discord's fixed-window buckets are never exceeded.
+bot and one per channel and route, sized so that Discord's fixed-window buckets are never exceeded.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import discord
 
 from agents.base import Attachment, Button, Media
-from bridges.budget import RateBudget
+from bridges.budget import RateBudget, WindowBudget
 from bridges.discord.config import DiscordConfig
 from bridges.discord.files import upload
 from bridges.discord.views import ButtonViews
@@ -30,36 +31,52 @@ MAX_TRACKED_CHANNELS = 10_000
 
 LATENCY_ALLOWANCE = 0.1
 """Seconds a request may take from taking its token to reaching Discord (a button store write, the
-network); the budget spreads tokens over this much more than Discord's window to absorb it."""
+network); each window is this much longer than Discord's to absorb it."""
 
 
-def fixed_window_budget(limit: int, window: float) -> RateBudget:
-    """A token bucket that never puts more than `limit` requests into any Discord bucket window.
+@dataclass(frozen=True)
+class ChannelRoutes:
+    """The budgets of one channel, one per Discord route: posting, editing and typing are separate
+    rate-limit buckets (each reports its own `X-RateLimit-Bucket`), so an edit never waits for a post's
+    slot and typing never costs text a slot. Each tuple ends with the bot-wide budget."""
 
-    Discord resets a bucket `window` seconds after the window's first request. A bucket that starts with
-    one token and earns `limit - 1` per window can spend at most 1 + (limit - 1) = `limit` in any window,
-    even when requests arrive up to `LATENCY_ALLOWANCE` later than they took their tokens.
-    """
-    return RateBudget(limit - 1, per=window + LATENCY_ALLOWANCE, burst=1)
+    posts: tuple[RateBudget, ...]
+    edits: tuple[RateBudget, ...]
+    typing: tuple[RateBudget, ...]
 
 
 class Budgets:
-    """The shared budgets: one for the whole bot, one per channel (a thread is a channel of its own)."""
+    """The shared budgets: one for the whole bot, and per channel (a thread is a channel of its own) one
+    per route, each allowing Discord's whole bucket, `channel_messages` per window."""
 
     def __init__(self, config: DiscordConfig) -> None:
-        self.bot = fixed_window_budget(config.global_requests_per_second, 1.0)
-        self._channel_limit = (config.channel_messages, config.channel_window_seconds)
-        self._channels: dict[int, RateBudget] = {}
+        # Bot-wide, an even pace (at most `limit` in any window even when requests reach Discord up to
+        # LATENCY_ALLOWANCE late) rather than the whole bucket at once: with hundreds of replies in
+        # flight, a burst of 50 can take longer than the allowance to get through the event loop.
+        limit = config.global_requests_per_second
+        self.bot = RateBudget(limit - 1, per=1.0 + LATENCY_ALLOWANCE, burst=1)
+        self._window = (config.channel_messages, config.channel_window_seconds + LATENCY_ALLOWANCE)
+        self._channels: dict[int, ChannelRoutes] = {}
 
-    def for_channel(self, channel_id: int) -> tuple[RateBudget, RateBudget]:
-        """The channel first: requests wait there longest, and the bot-wide token taken last is spent
-        at once, so the bot's pace is what Discord sees."""
-        budget = self._channels.get(channel_id)
-        if budget is None:
+    def routes(self, channel_id: int) -> ChannelRoutes:
+        """The channel's budgets come first: requests wait there longest, and the bot-wide token taken
+        last is spent at once, so the bot's pace is what Discord sees."""
+        routes = self._channels.get(channel_id)
+        if routes is None:
             if len(self._channels) >= MAX_TRACKED_CHANNELS:  # forget channels that are quiet again
-                self._channels = {k: b for k, b in self._channels.items() if not b.full()}
-            budget = self._channels[channel_id] = fixed_window_budget(*self._channel_limit)
-        return budget, self.bot
+                self._channels = {k: r for k, r in self._channels.items() if not _quiet(r)}
+            routes = self._channels[channel_id] = ChannelRoutes(
+                *((WindowBudget(*self._window), self.bot) for _ in range(3))
+            )
+        return routes
+
+    def for_channel(self, channel_id: int) -> tuple[RateBudget, ...]:
+        """What a new message in the channel spends from."""
+        return self.routes(channel_id).posts
+
+
+def _quiet(routes: ChannelRoutes) -> bool:
+    return all(budgets[0].full() for budgets in (routes.posts, routes.edits, routes.typing))
 
 
 @asynccontextmanager
@@ -80,16 +97,13 @@ class DiscordSurface(ABC):
     max_length = MAX_LENGTH
 
     def __init__(
-        self,
-        *,
-        edit_interval: float,
-        budgets: Sequence[RateBudget],
-        views: ButtonViews,
-        max_upload: int,
+        self, *, edit_interval: float, routes: ChannelRoutes, views: ButtonViews, max_upload: int
     ) -> None:
         self.edit_interval = edit_interval
         self.max_upload = max_upload
-        self.budgets = budgets
+        self.budgets: Sequence[RateBudget] = routes.posts
+        self.edit_budgets: Sequence[RateBudget] = routes.edits
+        self.typing_budgets: Sequence[RateBudget] = routes.typing
         self._views = views
         self.posted = False
         """Whether anything was shown yet (a slash command must not be left "thinking")."""
@@ -106,7 +120,9 @@ class DiscordSurface(ABC):
         self.posted = True
         return str(message_id)
 
-    async def edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None:
+    async def edit(
+        self, message_id: str, text: str, buttons: Sequence[Button] = (), *, final: bool = False
+    ) -> None:
         view = await self._views.build(buttons)
         async with surface_errors():
             await self._patch(int(message_id), content=text, view=view)
@@ -145,11 +161,11 @@ class ChannelSurface(DiscordSurface):
         *,
         reply_to: int | None = None,
         edit_interval: float,
-        budgets: Sequence[RateBudget],
+        routes: ChannelRoutes,
         views: ButtonViews,
         max_upload: int,
     ) -> None:
-        super().__init__(edit_interval=edit_interval, budgets=budgets, views=views, max_upload=max_upload)
+        super().__init__(edit_interval=edit_interval, routes=routes, views=views, max_upload=max_upload)
         self.channel = channel
         self._reply_to = reply_to
 
@@ -178,11 +194,11 @@ class InteractionSurface(DiscordSurface):
         interaction: discord.Interaction[Any],
         *,
         edit_interval: float,
-        budgets: Sequence[RateBudget],
+        routes: ChannelRoutes,
         views: ButtonViews,
         max_upload: int,
     ) -> None:
-        super().__init__(edit_interval=edit_interval, budgets=budgets, views=views, max_upload=max_upload)
+        super().__init__(edit_interval=edit_interval, routes=routes, views=views, max_upload=max_upload)
         self.interaction = interaction
 
     async def typing(self) -> None:
@@ -220,7 +236,7 @@ class Surfaces:
             self._client.get_partial_messageable(channel_id),
             reply_to=reply_to,
             edit_interval=self.edit_interval,
-            budgets=self.budgets.for_channel(channel_id),
+            routes=self.budgets.routes(channel_id),
             views=self.views,
             max_upload=self.max_upload,
         )
@@ -229,7 +245,7 @@ class Surfaces:
         return InteractionSurface(
             interaction,
             edit_interval=self.edit_interval,
-            budgets=self.budgets.for_channel(interaction.channel_id or 0),
+            routes=self.budgets.routes(interaction.channel_id or 0),
             views=self.views,
             max_upload=self.max_upload,
         )

@@ -105,8 +105,8 @@ class _Receipted(RateBudget):
         self.shared = shared
         self.receipts = 0
 
-    def available(self) -> bool:
-        return self.shared.available()
+    def available(self, reserve: int = 0) -> bool:
+        return self.shared.available(reserve)
 
     def full(self) -> bool:
         return self.shared.full()
@@ -143,13 +143,18 @@ class TelegramSurface:
     max_length: int = MAX_TEXT
     budgets: Sequence[RateBudget] = field(init=False, default=())
     """What the renderer spends from: the shared budgets, the last one leaving receipts."""
+    edit_budgets: Sequence[RateBudget] = field(init=False, default=())
+    """Telegram counts an edit like a new message."""
+    typing_budgets: Sequence[RateBudget] = field(init=False, default=())
+    """Bot-wide only: a chat action is no message, so chat and group flood control leave it be."""
     _shown: dict[str, tuple[Formatted, tuple[Button, ...]]] = field(init=False, default_factory=dict)
     _plain: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         *general, last = self.shared
         self._ledger = _Receipted(last)
-        self.budgets = (*general, self._ledger)
+        self.budgets = self.edit_budgets = (*general, self._ledger)
+        self.typing_budgets = tuple(self.shared[:1])  # the bot-wide budget
 
     @staticmethod
     def measure(text: str) -> int:
@@ -159,9 +164,11 @@ class TelegramSurface:
         await self._paid()
         return await self._send(text, buttons)
 
-    async def edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None:
+    async def edit(
+        self, message_id: str, text: str, buttons: Sequence[Button] = (), *, final: bool = False
+    ) -> None:
         await self._paid()
-        await self._edit(message_id, text, buttons)
+        await self._edit(message_id, text, buttons, final=final)
 
     async def send_media(self, media: Media) -> str:
         await self._paid()
@@ -184,7 +191,7 @@ class TelegramSurface:
         return str(message.message_id)
 
     async def typing(self) -> None:
-        await self._paid()
+        """Paid by the caller from `typing_budgets`."""
         await self._call(
             lambda: self.bot.send_chat_action(
                 self.place.chat_id, ChatAction.TYPING, message_thread_id=self.place.thread_id
@@ -223,7 +230,9 @@ class TelegramSurface:
         self._shown[message_id] = (formatted, tuple(buttons))
         return message_id
 
-    async def _edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None:
+    async def _edit(
+        self, message_id: str, text: str, buttons: Sequence[Button] = (), *, final: bool = False
+    ) -> None:
         shown = self._shown.get(message_id)
         wanted = tuple(buttons)
         markup = await keyboard(buttons, self.buttons)
@@ -322,8 +331,9 @@ class DraftingSurface(TelegramSurface):
     """Private chats: the reply streams as a native draft and is posted as a real message once complete.
 
     The renderer starts a new message only once every earlier one is final, so drafts still open are
-    posted for real when the next message starts, when buttons are attached (drafts cannot carry them),
-    and in `finish()` once the reply is over. If Telegram refuses a draft (flood control, or drafts
+    posted for real when the renderer gives a message its final text (one request, not a draft update
+    and then a post), when the next message starts, when buttons are attached (drafts cannot carry
+    them), and in `finish()` once the reply is over. If Telegram refuses a draft (flood control, or drafts
     unavailable), its text is posted at once and the reply carries on with edits.
     """
 
@@ -343,13 +353,15 @@ class DraftingSurface(TelegramSurface):
             raise
         return key
 
-    async def _edit(self, message_id: str, text: str, buttons: Sequence[Button] = ()) -> None:
+    async def _edit(
+        self, message_id: str, text: str, buttons: Sequence[Button] = (), *, final: bool = False
+    ) -> None:
         draft = self._drafts.get(message_id)
         if draft is None:
             await super()._edit(message_id, text, buttons)
         elif draft.message_id is not None:
             await super()._edit(draft.message_id, text, buttons)
-        elif buttons:
+        elif buttons or final:  # drafts cannot carry buttons; final text is posted in this request
             draft.text = text
             await self._post(draft, buttons)
         else:
