@@ -39,6 +39,7 @@ class Conversations:
         self._now = now
         self.outage_grace = outage_grace
 
+    @survives_db_outage
     async def current(self, inbound: Inbound) -> tuple[Conversation | None, Handoff | None]:
         """The user's open conversation in this place, and its open handoff, as they are now."""
         async with self.db() as session:
@@ -152,6 +153,7 @@ class Conversations:
             if ended:
                 close(conversation, now)
 
+    @survives_db_outage
     async def stranded(self) -> list[Conversation]:
         """Conversations with a reply marked as being written (by any process, this run included)."""
         async with self.db() as session:
@@ -159,6 +161,7 @@ class Conversations:
                 await session.scalars(select(Conversation).where(Conversation.pending_reply.is_not(None)))
             )
 
+    @survives_db_outage
     async def clear_pending(self, conversation_id: int) -> None:
         async with self.db.begin() as session:
             (await session.get_one(Conversation, conversation_id)).pending_reply = None
