@@ -7,6 +7,7 @@ repeats only work that did not commit.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +20,7 @@ from bridges.handoff import open_handoff_of
 from bridges.inbox import Inbox, Receipt
 from bridges.outage import survives_db_outage
 from bridges.surface import Inbound
-from models import Conversation, ConversationStatus, Handoff, Role, TranscriptEntry, User
+from models import Conversation, ConversationStatus, Handoff, HandoffStatus, Role, TranscriptEntry, User
 from models.queries import user_row
 
 
@@ -48,33 +49,80 @@ class Conversations:
         return conversation, handoff
 
     @survives_db_outage
-    async def open_for(self, inbound: Inbound, idle_timeout: timedelta) -> Conversation:
-        """The live conversation for this user in this place: a bot conversation idle for `idle_timeout`
-        is closed and a new one started, with the agent bound to the place."""
+    async def begin_turn(
+        self, inbound: Inbound, receipt: Receipt, policy: TurnPolicy
+    ) -> Begun | ExpiredRequest | None:
+        """Everything a turn needs before the agent is called, in one transaction: the user not blocked
+        (None if they are; the message is marked handled), their live conversation (opened or renewed),
+        the message in the transcript and marked handled, and for a bot conversation the pending-reply
+        mark and the history the agent reads. An unclaimed request for a human past its expiry is handed
+        back first (`ExpiredRequest`), since closing it tells the desks; the message is not taken then."""
         now = self._now()
         async with self.db.begin() as session:
             user = await user_row(session, inbound.platform, inbound.user_id, inbound.display_name)
-            conversation: Conversation | None = await session.scalar(_open_conversation(inbound))
-            if (
-                conversation is not None
-                and conversation.status == ConversationStatus.BOT
-                and conversation.last_activity_at + idle_timeout <= now
-            ):
-                close(conversation, now)
-                conversation = None
-            if conversation is None:
-                conversation = Conversation(
-                    user_id=user.id,
-                    platform=inbound.platform,
-                    chat_id=inbound.chat_id,
-                    thread_id=inbound.thread_id,
-                    agent_name=await self.bindings.agent_for(session, inbound),
-                    provider_state={},
-                    status=ConversationStatus.BOT,
-                    last_activity_at=now,
-                )
-                session.add(conversation)
-            conversation.last_activity_at = now
+            if user.blocked_at is not None and (user.blocked_until is None or user.blocked_until > now):
+                await session.execute(self.inbox.handled(receipt))
+                return None
+            current: Conversation | None = await session.scalar(_open_conversation(inbound))
+            if current is not None:
+                handoff = await open_handoff_of(session, current.id)
+                if (
+                    handoff is not None
+                    and handoff.status == HandoffStatus.REQUESTED
+                    and handoff.requested_at + policy.handoff_expiry <= now
+                ):
+                    return ExpiredRequest(handoff.id)
+            conversation = await self._live(session, inbound, user, current, policy.idle_timeout, now)
+            await session.flush()  # a new conversation's id, for the transcript entry
+            history: tuple[HistoryEntry, ...] = ()
+            if conversation.status == ConversationStatus.BOT:
+                history = await _history(session, conversation.id, policy.history_length, skip_newest=False)
+                conversation.pending_reply = {**policy.pending, "asked": inbound.text[: policy.asked_chars]}
+            await session.execute(self.inbox.handled(receipt))
+            session.add(
+                _entry(conversation.id, Role.USER, inbound.text, [inbound.message_id], inbound.attachments)
+            )
+        return Begun(conversation, history)
+
+    @survives_db_outage
+    async def open_for(self, inbound: Inbound, idle_timeout: timedelta) -> Conversation:
+        """The live conversation for this user in this place (see `_live`)."""
+        async with self.db.begin() as session:
+            user = await user_row(session, inbound.platform, inbound.user_id, inbound.display_name)
+            current = await session.scalar(_open_conversation(inbound))
+            return await self._live(session, inbound, user, current, idle_timeout, self._now())
+
+    async def _live(
+        self,
+        session: AsyncSession,
+        inbound: Inbound,
+        user: User,
+        conversation: Conversation | None,
+        idle_timeout: timedelta,
+        now: datetime,
+    ) -> Conversation:
+        """`conversation`, unless it is a bot conversation idle for `idle_timeout` (then closed); else a
+        new one, with the agent bound to the place."""
+        if (
+            conversation is not None
+            and conversation.status == ConversationStatus.BOT
+            and conversation.last_activity_at + idle_timeout <= now
+        ):
+            close(conversation, now)
+            conversation = None
+        if conversation is None:
+            conversation = Conversation(
+                user_id=user.id,
+                platform=inbound.platform,
+                chat_id=inbound.chat_id,
+                thread_id=inbound.thread_id,
+                agent_name=await self.bindings.agent_for(session, inbound),
+                provider_state={},
+                status=ConversationStatus.BOT,
+                last_activity_at=now,
+            )
+            session.add(conversation)
+        conversation.last_activity_at = now
         return conversation
 
     @survives_db_outage
@@ -86,16 +134,7 @@ class Conversations:
     async def history(self, conversation_id: int, length: int) -> tuple[HistoryEntry, ...]:
         """The `length` entries before the newest (the message being answered), oldest first."""
         async with self.db() as session:
-            entries = await session.scalars(
-                select(TranscriptEntry)
-                .where(
-                    TranscriptEntry.conversation_id == conversation_id, TranscriptEntry.role != Role.SYSTEM
-                )
-                .order_by(TranscriptEntry.id.desc())
-                .limit(length + 1)
-            )
-            rows = list(entries)[1:]
-        return tuple(HistoryEntry(role=row.role.value, text=row.text) for row in reversed(rows))  # type: ignore[arg-type]
+            return await _history(session, conversation_id, length, skip_newest=True)
 
     @survives_db_outage
     async def record(
@@ -115,16 +154,7 @@ class Conversations:
         async with self.db.begin() as session:
             if handled is not None:
                 await session.execute(self.inbox.handled(handled))
-            session.add(
-                TranscriptEntry(
-                    conversation_id=conversation_id,
-                    role=role,
-                    text=text,
-                    author_id=author_id,
-                    platform_message_ids=[mid for mid in message_ids if mid],
-                    attachments=[attachment.metadata() for attachment in attachments] or None,
-                )
-            )
+            session.add(_entry(conversation_id, role, text, message_ids, attachments, author_id))
 
     @survives_db_outage
     async def set_pending(
@@ -165,6 +195,61 @@ class Conversations:
     async def clear_pending(self, conversation_id: int) -> None:
         async with self.db.begin() as session:
             (await session.get_one(Conversation, conversation_id)).pending_reply = None
+
+
+@dataclass(frozen=True)
+class TurnPolicy:
+    idle_timeout: timedelta
+    handoff_expiry: timedelta
+    history_length: int
+    pending: dict[str, Any]
+    """The pending-reply mark (who writes it); `asked` is added from the message."""
+    asked_chars: int = 80
+
+
+@dataclass(frozen=True)
+class Begun:
+    conversation: Conversation
+    history: tuple[HistoryEntry, ...]
+    """What the agent reads besides this message (empty unless the conversation is with the bot)."""
+
+
+@dataclass(frozen=True)
+class ExpiredRequest:
+    handoff_id: int
+
+
+def _entry(
+    conversation_id: int,
+    role: Role,
+    text: str,
+    message_ids: Sequence[str] = (),
+    attachments: Sequence[Attachment] = (),
+    author_id: str = "",
+) -> TranscriptEntry:
+    return TranscriptEntry(
+        conversation_id=conversation_id,
+        role=role,
+        text=text,
+        author_id=author_id,
+        platform_message_ids=[mid for mid in message_ids if mid],
+        attachments=[attachment.metadata() for attachment in attachments] or None,
+    )
+
+
+async def _history(
+    session: AsyncSession, conversation_id: int, length: int, *, skip_newest: bool
+) -> tuple[HistoryEntry, ...]:
+    """The last `length` entries before the message being answered, oldest first; `skip_newest` when
+    that message is already among them."""
+    entries = await session.scalars(
+        select(TranscriptEntry)
+        .where(TranscriptEntry.conversation_id == conversation_id, TranscriptEntry.role != Role.SYSTEM)
+        .order_by(TranscriptEntry.id.desc())
+        .limit(length + (1 if skip_newest else 0))
+    )
+    rows = list(entries)[1:] if skip_newest else list(entries)
+    return tuple(HistoryEntry(role=row.role.value, text=row.text) for row in reversed(rows))  # type: ignore[arg-type]
 
 
 def close(conversation: Conversation, now: datetime) -> None:

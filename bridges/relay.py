@@ -19,12 +19,12 @@ from typing import Any, Literal, cast
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.base import Agent, Resumable, Turn
+from agents.base import Agent, HistoryEntry, Resumable, Turn
 from bridges.admission import Admission, Refusal
 from bridges.attachments import Media
 from bridges.bindings import Bindings
 from bridges.blocks import BlockService
-from bridges.conversations import Conversations
+from bridges.conversations import Begun, Conversations, ExpiredRequest, TurnPolicy
 from bridges.handoff import HandoffPolicy, HandoffService, open_handoff_of
 from bridges.inbox import Inbox, LeftOver, Receipt
 from bridges.notices import Notices
@@ -205,24 +205,14 @@ class Relay:
         return refusal is None
 
     async def _route(self, inbound: Inbound, surface: Surface, receipt: Receipt) -> RenderResult | None:
-        if await self.is_blocked(inbound.platform, inbound.user_id):  # blocked while it waited
-            log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
-            await self.inbox.mark_handled(receipt)
-            return None
-        conversation, notice = await self._conversation_for(inbound)
-        if notice:
-            await send_notice(surface, notice)
-        inbound, heard = await self.media.hear(inbound)
+        inbound, heard = await self.media.hear(inbound)  # first: what was heard is the turn's text
         if heard:
             await send_notice(surface, heard)
-        await self.conversations.record(
-            conversation.id,
-            Role.USER,
-            inbound.text,
-            [inbound.message_id],
-            handled=receipt,
-            attachments=inbound.attachments,
-        )
+        begun = await self._begin_turn(inbound, receipt, surface)
+        if begun is None:  # blocked while it waited
+            log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
+            return None
+        conversation = begun.conversation
         if conversation.status in (ConversationStatus.HANDOFF_REQUESTED, ConversationStatus.HUMAN):
             if conversation.status == ConversationStatus.HANDOFF_REQUESTED:
                 await send_notice(surface, Notices.handoff_pending)
@@ -230,7 +220,25 @@ class Relay:
                 conversation.id, inbound.display_name, inbound.text, inbound.attachments
             )
             return None
-        return await self._agent_turn(conversation, inbound, surface)
+        return await self._agent_turn(conversation, inbound, surface, history=begun.history)
+
+    async def _begin_turn(self, inbound: Inbound, receipt: Receipt, surface: Surface) -> Begun | None:
+        """One transaction before the agent is called (see `Conversations.begin_turn`); a request for a
+        human found past its expiry is closed first (its timer had not run yet) and the user told."""
+        policy = TurnPolicy(
+            idle_timeout=self.policy.idle_timeout,
+            handoff_expiry=self.policy.handoff_expiry,
+            history_length=HISTORY_LENGTH,
+            pending={"instance": self.policy.instance, "run": self.inbox.run_id},
+        )
+        while isinstance(
+            begun := await self.conversations.begin_turn(inbound, receipt, policy), ExpiredRequest
+        ):
+            if await self.handoffs.close(
+                begun.handoff_id, HandoffStatus.EXPIRED, "timer", "timeout", notify_user=False
+            ):
+                await send_notice(surface, Notices.handoff_expired)
+        return begun
 
     async def reset(self, inbound: Inbound, surface: Surface, *, place: Place | None = None) -> None:
         """Close the current conversation (and any open handoff); the next message starts afresh."""
@@ -348,8 +356,16 @@ class Relay:
             await self._agent_turn(conversation, inbound, surface, resume=True)
 
     async def _agent_turn(
-        self, conversation: Conversation, inbound: Inbound, surface: Surface, *, resume: bool = False
+        self,
+        conversation: Conversation,
+        inbound: Inbound,
+        surface: Surface,
+        *,
+        resume: bool = False,
+        history: tuple[HistoryEntry, ...] | None = None,
     ) -> RenderResult:
+        """Call the agent and render its reply. `history` comes with a turn begun in one transaction (it
+        also set the pending mark); without it (the bot resuming after a handoff) both are done here."""
         agent = self._agent_for(conversation)
         started = time.monotonic()
         offer = await self.media.offer(inbound, agent)
@@ -368,11 +384,14 @@ class Relay:
             platform=inbound.platform,
             provider_state=conversation.provider_state,
             button=inbound.button,
-            history=await self.conversations.history(conversation.id, HISTORY_LENGTH),
+            history=history
+            if history is not None
+            else await self.conversations.history(conversation.id, HISTORY_LENGTH),
             attachments=offer.attachments,
         )
-        pending = {"instance": self.policy.instance, "run": self.inbox.run_id, "asked": text[:80]}
-        await self.conversations.set_pending(conversation.id, pending)
+        if history is None:
+            pending = {"instance": self.policy.instance, "run": self.inbox.run_id, "asked": text[:80]}
+            await self.conversations.set_pending(conversation.id, pending)
 
         async def posted(message_id: str) -> None:
             await self.conversations.set_pending(conversation.id, message_id=message_id)

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import (
+    AgentEvent,
     AgentUnavailable,
     Button,
     HandoffRequested,
     Message,
     SessionEnded,
     TextDelta,
+    Turn,
 )
 from agents.demo import DemoAgent, DemoSettings
 from bridges.recovery import recover
@@ -586,3 +588,28 @@ async def test_two_requests_for_a_human_at_once_in_two_places_open_one(
         assert await session.scalar(select(func.count()).select_from(Handoff)) == 1
     answers = sorted([here.visible_texts()[-1], there.visible_texts()[-1]])
     assert answers == sorted([Notices.handoff_requested, Notices.handoff_open_elsewhere])
+
+
+async def test_a_turn_writes_once_before_the_agent_is_called(db: async_sessionmaker[AsyncSession]) -> None:
+    """The message is recorded when it arrives (one transaction), and everything else the turn needs
+    before the agent is called (conversation, transcript, pending mark, history) is one more."""
+    engine = db.kw["bind"].sync_engine
+    commits: list[str] = []
+    listener = lambda connection: commits.append("commit")  # noqa: E731
+    event.listen(engine, "commit", listener)
+    seen_at_call: list[int] = []
+
+    class Counting(ScriptedAgent):
+        async def stream(self, turn: Turn) -> AsyncIterator[AgentEvent]:
+            seen_at_call.append(len(commits))
+            async for agent_event in super().stream(turn):
+                yield agent_event
+
+    relay = Relay(db, {"scripted": Counting()}, POLICY)
+    try:
+        for text in ("hello", "again"):  # a new user and conversation, then an existing one
+            commits.clear()
+            await relay.handle(inbound(text), RecordingSurface())
+            assert seen_at_call[-1] == 2, text
+    finally:
+        event.remove(engine, "commit", listener)
