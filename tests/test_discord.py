@@ -309,6 +309,29 @@ async def test_long_reply_is_split_at_paragraphs_below_2000(
     assert all(message.content.endswith("end.") for message in done)
 
 
+async def test_a_code_block_split_across_messages_stays_a_code_block_in_each(
+    world: World, agent: ScriptedAgent, start_bridge: StartBridge
+) -> None:
+    code = "".join(f"    total += values[{n}]  # step {n}\n" for n in range(120))
+    text = f"Try this:\n```python\ndef total(values):\n    total = 0\n{code}    return total\n```\nDone."
+    assert len(text) > 4000
+    agent.script["code"] = [TextDelta(text[i : i + 500]) for i in range(0, len(text), 500)]
+    await start_bridge()
+    dm = world.dm()
+    await world.fake.user_says(dm, world.alice, "code")
+    done = await world.fake.wait_until(
+        lambda: (m := world.fake.bot_messages(dm)) and m[-1].content.endswith("Done.") and m,
+        what="the whole reply",
+    )
+    assert len(done) == 3
+    assert all(len(message.content) <= 2000 for message in done)
+    assert done[0].content.endswith("\n```") and done[1].content.endswith("\n```")
+    assert done[1].content.startswith("```python\n") and done[2].content.startswith("```python\n")
+    assert all(message.content.count("```") == 2 for message in done)
+    unfenced = "".join(m.content for m in done).replace("``````python\n", "")
+    assert unfenced == text
+
+
 async def test_twenty_concurrent_replies_in_one_channel_cause_no_429(
     world: World, start_bridge: StartBridge
 ) -> None:

@@ -175,6 +175,31 @@ async def test_a_6000_character_reply_is_split_below_4096_utf16_units(telegram: 
 
 
 @sqlite_only
+async def test_a_code_block_split_across_messages_stays_a_code_block_in_each(telegram: Telegram) -> None:
+    fake, agent = telegram.fake, telegram.agent
+    frank = fake.user("Frank")
+    chat = fake.private_chat(frank)
+    code = "".join(f"    total += values[{n}]  # step {n}\n" for n in range(150))
+    text = f"Try this:\n```python\ndef total(values):\n{code}    return total\n```\nDone."
+    assert utf16_length(text) > 4096
+    agent.script["code"] = [TextDelta(text[:3000]), TextDelta(text[3000:])]
+    fake.say(chat, frank, "code")
+    await fake.wait_for(
+        lambda: (m := fake.bot_messages(chat)) and m[-1].text.endswith("Done."),
+        what="the whole reply",
+    )
+    messages = fake.bot_messages(chat)
+    assert len(messages) == 2
+
+    assert all(utf16_length(m.text) <= 4096 for m in messages)
+    assert all("```" not in m.text for m in messages)  # every fence closed, so rendered, not shown
+    for message in messages:
+        (block,) = [e for e in message.entities if e["type"] == "pre"]
+        assert block["language"] == "python"
+    assert_clean(fake)
+
+
+@sqlite_only
 async def test_thirty_concurrent_private_chats_without_429s(telegram: Telegram) -> None:
     fake = telegram.fake
     users = [fake.user(f"User {n}") for n in range(30)]
