@@ -33,3 +33,11 @@ async def queued_text(db: async_sessionmaker[AsyncSession], message_id: object) 
 async def transcript_texts(db: async_sessionmaker[AsyncSession]) -> list[str]:
     async with db() as session:
         return list((await session.scalars(select(TranscriptEntry.text).order_by(TranscriptEntry.id))).all())
+
+
+async def holds(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
+
+
+async def has(values: Awaitable[list[str]], expected: str) -> bool:
+    return expected in await values

@@ -36,7 +36,7 @@ from fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, Fak
 from fakes.http import Hang
 from fakes.openai import FakeOpenAI, content
 from models import AgentBinding, Role, TranscriptEntry
-from tests.polling import eventually, queued_text, transcript_texts
+from tests.polling import eventually, has, holds, queued_text, transcript_texts
 
 WINDOW = 0.25
 """The fake's per-channel message bucket window, shortened from Discord's 5 s to keep tests quick; the
@@ -70,14 +70,6 @@ class ScriptedAgent(BaseAgent):
             else:
                 yield step
         yield TurnEnd({"count": count})
-
-
-async def _is(value: Awaitable[object], expected: object) -> bool:
-    return await value == expected
-
-
-async def _has(values: Awaitable[list[str]], expected: str) -> bool:
-    return expected in await values
 
 
 @dataclass
@@ -351,16 +343,16 @@ async def test_an_edit_before_its_turn_replaces_the_queued_text_and_a_later_one_
     await world.fake.user_says(dm, world.alice, "first")
     await world.fake.wait_for_texts(dm, ["thinking"])
     queued = await world.fake.user_says(dm, world.alice, "secnod")
-    await eventually(lambda: _is(queued_text(db, queued.id), "secnod"), what="the typo queued")
+    await eventually(lambda: holds(queued_text(db, queued.id), "secnod"), what="the typo queued")
     await world.fake.user_edits(queued, "second")
-    await eventually(lambda: _is(queued_text(db, queued.id), "second"), what="the queued text replaced")
+    await eventually(lambda: holds(queued_text(db, queued.id), "second"), what="the queued text replaced")
     busy.set()
     await world.fake.wait_for_texts(dm, ["thinking done", "scripted: second"])
     assert [turn.text for turn in agent.turns] == ["first", "second"]
 
     await world.fake.user_edits(queued, "second, really")  # answered already: only recorded
     note = "edited a message: second, really"
-    await eventually(lambda: _has(transcript_texts(db), note), what="the late edit in the transcript")
+    await eventually(lambda: has(transcript_texts(db), note), what="the late edit in the transcript")
     assert len(agent.turns) == 2
 
 

@@ -20,6 +20,7 @@ from bridges.telegram.config import TelegramConfig
 from bridges.telegram.handlers import Replies
 from fakes.telegram import FakeChat, FakeTelegram, FakeUser, Limit, Limits
 from fakes.telegram.harness import ADMIN_ID, Telegram, running
+from tests.polling import eventually, has, holds, queued_text, transcript_texts
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 """The bridge's own behaviour does not depend on the database; the button store runs on both."""
@@ -196,6 +197,31 @@ async def test_a_code_block_split_across_messages_stays_a_code_block_in_each(tel
     for message in messages:
         (block,) = [e for e in message.entities if e["type"] == "pre"]
         assert block["language"] == "python"
+    assert_clean(fake)
+
+
+async def test_an_edit_before_its_turn_replaces_the_queued_text_and_a_later_one_is_recorded(
+    telegram: Telegram, db: async_sessionmaker[AsyncSession]
+) -> None:
+    fake, agent = telegram.fake, telegram.agent
+    frank = fake.user("Frank")
+    chat = fake.private_chat(frank)
+    first = agent.feed("first")
+    fake.say(chat, frank, "first")
+    await first.put(TextDelta("thinking"))
+    await fake.wait_for(lambda: bool(fake.drafts_in(chat)), what="the first reply streaming")
+    queued = fake.say(chat, frank, "secnod")
+    await eventually(lambda: holds(queued_text(db, queued.message_id), "secnod"), what="the typo queued")
+    fake.edit(queued, "second")
+    await eventually(lambda: holds(queued_text(db, queued.message_id), "second"), what="the text replaced")
+    await first.put(None)
+    await telegram.final(chat, "scripted: second (#2)")
+    assert [turn.text for turn in agent.turns] == ["first", "second"]
+
+    fake.edit(queued, "second, really")  # answered already: only recorded
+    note = "edited a message: second, really"
+    await eventually(lambda: has(transcript_texts(db), note), what="the late edit in the transcript")
+    assert len(agent.turns) == 2
     assert_clean(fake)
 
 
