@@ -7,10 +7,12 @@ behind a long reply (the platform had already confirmed them) finds them on its 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,6 +67,9 @@ class Inbox:
         self._now = now
         self.outage_grace = outage_grace
         self._received = 0
+        self._started: set[Receipt] = set()
+        self._starting = [asyncio.Lock() for _ in range(64)]
+        """A message's lock (by hash) is held while its turn reads it and while an edit replaces it."""
 
     @survives_db_outage
     async def receive(self, inbound: Inbound, arrival: int, command: str | None = None) -> Receipt | None:
@@ -107,6 +112,44 @@ class Inbox:
                 cutoff = self._now() - KEPT
                 await session.execute(delete(InboundMessage).where(InboundMessage.received_at < cutoff))
         return receipt if row.taken_by == self.run_id and row.handled_at is None else None
+
+    @asynccontextmanager
+    async def turn_of(self, inbound: Inbound, receipt: Receipt) -> AsyncIterator[Inbound]:
+        """The message as its turn starts, with the text of the user's latest edit; edits made from here
+        on no longer change what is answered (see `edit`)."""
+        async with self._starting[hash(receipt) % len(self._starting)]:
+            self._started.add(receipt)
+            text = await self._queued_text(receipt)
+        try:
+            yield inbound if text is None or text == inbound.text else replace(inbound, text=text)
+        finally:
+            self._started.discard(receipt)
+
+    @survives_db_outage
+    async def _queued_text(self, receipt: Receipt) -> str | None:
+        async with self.db() as session:
+            return await session.scalar(
+                select(InboundMessage.text)
+                .filter_by(**asdict(receipt))
+                .where(InboundMessage.handled_at.is_(None))
+            )
+
+    @survives_db_outage
+    async def edit(self, receipt: Receipt, text: str) -> bool:
+        """Replace the text of a message still waiting for its turn; False once its turn has started
+        (in this process) or taken it."""
+        async with self._starting[hash(receipt) % len(self._starting)]:
+            if receipt in self._started:
+                return False
+            async with self.db.begin() as session:
+                result = await session.execute(
+                    update(InboundMessage)
+                    .filter_by(**asdict(receipt))
+                    .where(InboundMessage.handled_at.is_(None))
+                    .values(text=text)
+                    .execution_options(synchronize_session=False)
+                )
+        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
     def handled(self, receipt: Receipt) -> Any:
         """The statement that marks a message taken by its turn; run it in the transaction that writes

@@ -25,6 +25,7 @@ from bridges.attachments import Media
 from bridges.bindings import Bindings
 from bridges.blocks import BlockService
 from bridges.conversations import Begun, Conversations, ExpiredRequest, TurnPolicy
+from bridges.edits import Edits
 from bridges.handoff import HandoffPolicy, HandoffService, open_handoff_of
 from bridges.inbox import Inbox, LeftOver, Receipt
 from bridges.notices import Notices
@@ -130,6 +131,7 @@ class Relay:
         self.conversations = Conversations(
             db, inbox=self.inbox, bindings=self.bindings, now=now, outage_grace=policy.db_outage_grace
         )
+        self.edits = Edits(self.inbox, self.conversations, self.handoffs)
         self._turns = TurnOrder()
         self.gate = Admission(
             self.blocks,
@@ -182,7 +184,8 @@ class Relay:
                     return None
                 await place.turn()
                 try:
-                    return await self._route(inbound, surface, receipt)
+                    async with self.inbox.turn_of(inbound, receipt) as latest:
+                        return await self._route(latest, surface, receipt)
                 except Exception:
                     await self.inbox.give_up(receipt)
                     raise
@@ -190,6 +193,11 @@ class Relay:
             log.error("dropping a turn for %s:%s: %s", inbound.platform, inbound.user_id, exc)
             await send_notice(surface, Notices.db_unavailable)
             return None
+
+    async def edited(self, inbound: Inbound) -> None:
+        """A user edited a message they sent (bridges/edits.py); a blocked user's edits change nothing."""
+        if not await self.is_blocked(inbound.platform, inbound.user_id):
+            await self.edits.edited(inbound)
 
     async def admission(self, inbound: Inbound) -> Refusal | None:
         """None if the message may go ahead; else why not (see bridges/admission.py)."""

@@ -4,6 +4,11 @@ Splitting is greedy and only looks at the first `limit` units of what remains, s
 its cut never moves as more text streams in: a message that was finalised stays final. Each cut depends
 only on the text from the previous cut on, so a streaming caller can keep the full chunks and re-split
 just the rest, and the work stays linear in the length of the reply.
+
+A cut inside a ``` code fence would leave two broken blocks, so such a chunk ends with a closing fence
+and the next starts by reopening it with the same language. Those added lines are the only difference
+between the chunks and the text; the rest of the reply is split as `reopen + rest`, so a caller that
+keeps the full chunks and re-splits the last one still gets the same cuts.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
 
 Measure = Callable[[str], int]
 """Length in the platform's units: grows with the text, by at least one unit per character."""
@@ -32,23 +39,115 @@ def utf16_length(text: str) -> int:
 
 
 def split_text(text: str, limit: int, measure: Measure = len) -> list[str]:
-    """Chunks whose concatenation is exactly `text`, each measuring at most `limit`."""
+    """Chunks each measuring at most `limit`, whose concatenation is `text` plus the fence lines that
+    close a code block at a cut and reopen it after (see the module docstring)."""
+    return [chunk.reopening + chunk.body + chunk.closing for chunk in split_chunks(text, limit, measure)]
+
+
+class Chunk(NamedTuple):
+    reopening: str
+    """A fence line reopening the code block the previous chunk closed, or ""."""
+    body: str
+    """The text's own characters: the bodies concatenate to the text."""
+    closing: str
+    """The fence closing a code block cut at this chunk's end, or ""."""
+
+
+def split_chunks(text: str, limit: int, measure: Measure = len) -> list[Chunk]:
+    """`split_text` with the added fence lines kept apart from the text."""
     if limit < 16:
         raise ValueError("limit too small to split sensibly")
-    chunks: list[str] = []
-    start = 0
-    while not _fits(text, start, limit, measure):
-        window = text[start : start + _fitting_length(text, start, limit, measure)]
-        cut = _boundary_cut(window) or _grapheme_safe_cut(text, start, start + len(window)) - start
-        chunks.append(text[start : start + cut])
-        start += cut
-    chunks.append(text[start:])
+    chunks: list[Chunk] = []
+    reopening, start = "", 0
+    while len(reopening) + len(text) - start > limit or measure(reopening + text[start:]) > limit:
+        window = reopening + text[start : start + limit + 1 - len(reopening)]  # each cut depends on these
+        cut, fence = _fenced_cut(window, limit, measure)
+        closing = _closing(window[:cut], fence) if fence else ""
+        chunks.append(Chunk(reopening, window[len(reopening) : cut], closing))
+        start += cut - len(reopening)
+        reopening = fence.reopening(limit) if fence else ""
+    chunks.append(Chunk(reopening, text[start:], ""))
     return chunks
 
 
-def _fits(text: str, start: int, limit: int, measure: Measure) -> bool:
-    """Whether text[start:] fits, measuring at most `limit` characters of it (never the whole reply)."""
-    return len(text) - start <= limit and measure(text[start:]) <= limit
+@dataclass(frozen=True)
+class _Fence:
+    """An open ``` block: how many backticks opened it and its language."""
+
+    ticks: int
+    language: str
+
+    def reopening(self, limit: int) -> str:
+        line = "`" * self.ticks + self.language + "\n"
+        return line if len(line) <= limit // 4 else "`" * self.ticks + "\n"  # never crowd out the text
+
+
+def _fenced_cut(window: str, limit: int, measure: Measure) -> tuple[int, _Fence | None]:
+    """The cut for `window` and the fence open there; inside a fence, room is kept for closing it. A
+    fence whose markers would take over a quarter of the message is left as it is."""
+    room = limit
+    while True:
+        fitting = window[: _fitting_length(window, 0, room, measure)]
+        cut = _boundary_cut(fitting) or _grapheme_safe_cut(window, _reopened_length(window), len(fitting))
+        cut = _keep_fence_markers(window, cut)
+        fence = _open_fence(window[:cut])
+        if fence is None:
+            return cut, None
+        cut = _keep_indentation(window, cut)
+        closing = measure(_closing(window[:cut], fence))
+        if closing > limit // 4:
+            return cut, None
+        if measure(window[:cut]) + closing <= limit:
+            return cut, fence
+        room = min(room - 1, limit - closing)
+
+
+def _keep_indentation(text: str, cut: int) -> int:
+    """In code, a cut after a line's leading whitespace would move that indentation to the line before."""
+    line_start = text.rfind("\n", 0, cut) + 1
+    return line_start if line_start > _reopened_length(text) and not text[line_start:cut].strip() else cut
+
+
+def _closing(chunk: str, fence: _Fence) -> str:
+    return ("" if chunk.endswith("\n") else "\n") + "`" * fence.ticks
+
+
+_FENCE_LINE = re.compile(r" {0,3}(`{3,})([^`]*)")
+
+
+def _open_fence(text: str) -> _Fence | None:
+    """The fence still open after the complete lines of `text` (CommonMark's backtick fences)."""
+    fence: _Fence | None = None
+    for line in text.split("\n")[:-1]:
+        match = _FENCE_LINE.fullmatch(line)
+        if match is None:
+            continue
+        ticks, info = len(match[1]), match[2].strip()
+        if fence is None:
+            fence = _Fence(ticks, info.split()[0] if info else "")
+        elif ticks >= fence.ticks and not info:
+            fence = None
+    return fence
+
+
+def _keep_fence_markers(text: str, cut: int) -> int:
+    """Move a cut so that it neither splits a line of backticks (a fence being opened or closed) nor
+    starts the next message with backticks taken from the middle of a line, which would read as a fence
+    there. Never back past a fence line the chunk was reopened with."""
+    floor = _reopened_length(text)
+    line_start = text.rfind("\n", 0, cut) + 1
+    if cut == line_start:
+        return cut
+    if set(text[line_start:cut].lstrip(" ")[:3]) == {"`"} and line_start > floor:
+        return line_start
+    while cut > max(floor, line_start) + 1 and text[cut : cut + 4].lstrip(" ").startswith("`"):
+        cut -= 1
+    return _grapheme_safe_cut(text, floor, cut)
+
+
+def _reopened_length(text: str) -> int:
+    """Length of a leading fence line (a chunk that reopens a fence starts with one): cuts go after it."""
+    return text.find("\n") + 1 if _FENCE_LINE.match(text) else 0
 
 
 def natural_end(text: str, end: int) -> int:

@@ -35,6 +35,7 @@ from fakes.openai import FakeOpenAI, content
 from models import AgentBinding, Role, TranscriptEntry
 from tests.agent_support import relay_policy
 from tests.discord_support import discord_config
+from tests.polling import eventually, has, holds, queued_text, transcript_texts
 
 pytestmark = pytest.mark.e2e
 
@@ -290,6 +291,52 @@ async def test_long_reply_is_split_at_paragraphs_below_2000(
     assert len(done) == 3
     assert all(len(message.content) < 2000 for message in done)
     assert all(message.content.endswith("end.") for message in done)
+
+
+async def test_a_code_block_split_across_messages_stays_a_code_block_in_each(
+    world: World, agent: ScriptedAgent, start_bridge: StartBridge
+) -> None:
+    code = "".join(f"    total += values[{n}]  # step {n}\n" for n in range(120))
+    text = f"Try this:\n```python\ndef total(values):\n    total = 0\n{code}    return total\n```\nDone."
+    assert len(text) > 4000
+    agent.script["code"] = [TextDelta(text[i : i + 500]) for i in range(0, len(text), 500)]
+    await start_bridge()
+    dm = world.dm()
+    await world.fake.user_says(dm, world.alice, "code")
+    done = await world.fake.wait_until(
+        lambda: (m := world.fake.bot_messages(dm)) and m[-1].content.endswith("Done.") and m,
+        what="the whole reply",
+    )
+    assert len(done) == 3
+    assert all(len(message.content) <= 2000 for message in done)
+    assert done[0].content.endswith("\n```") and done[1].content.endswith("\n```")
+    assert done[1].content.startswith("```python\n") and done[2].content.startswith("```python\n")
+    assert all(message.content.count("```") == 2 for message in done)
+    unfenced = "".join(m.content for m in done).replace("``````python\n", "")
+    assert unfenced == text
+
+
+async def test_an_edit_before_its_turn_replaces_the_queued_text_and_a_later_one_is_recorded(
+    world: World, agent: ScriptedAgent, start_bridge: StartBridge, db: async_sessionmaker[AsyncSession]
+) -> None:
+    busy = asyncio.Event()
+    agent.script["first"] = [TextDelta("thinking"), busy, TextDelta(" done")]
+    await start_bridge()
+    dm = world.dm()
+    await world.fake.user_says(dm, world.alice, "first")
+    await world.fake.wait_for_texts(dm, ["thinking"])
+    queued = await world.fake.user_says(dm, world.alice, "secnod")
+    await eventually(lambda: holds(queued_text(db, queued.id), "secnod"), what="the typo queued")
+    await world.fake.user_edits(queued, "second")
+    await eventually(lambda: holds(queued_text(db, queued.id), "second"), what="the queued text replaced")
+    busy.set()
+    await world.fake.wait_for_texts(dm, ["thinking done", "scripted: second"])
+    assert [turn.text for turn in agent.turns] == ["first", "second"]
+
+    await world.fake.user_edits(queued, "second, really")  # answered already: only recorded
+    note = "edited a message: second, really"
+    await eventually(lambda: has(transcript_texts(db), note), what="the late edit in the transcript")
+    assert len(agent.turns) == 2
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridges.split import natural_end, split_text, utf16_length
+from bridges.split import natural_end, split_chunks, split_text, utf16_length
 
 FAMILY = "👨\u200d👩\u200d👧\u200d👦"
 FLAGS = "🇫🇷🇩🇪🇯🇵"
@@ -168,3 +168,76 @@ def test_splitting_work_grows_linearly_with_the_text() -> None:
 )
 def test_natural_end_backs_off_to_a_boundary(text: str, end: int, kept: str) -> None:
     assert text[: natural_end(text, end)] == kept
+
+
+def open_fence_after(text: str) -> str | None:
+    """The opening line of the ``` block left open by `text`'s complete lines (the test alphabet only has
+    plain fences: a line of three backticks, with a language or without)."""
+    opened: str | None = None
+    for line in text.split("\n")[:-1]:
+        marker = line.lstrip(" ")
+        if marker.startswith("```") and len(line) - len(marker) <= 3:
+            opened = None if opened is not None and marker.strip() == "```" else opened or marker
+    return opened
+
+
+def test_a_cut_inside_a_fence_closes_it_and_reopens_it_with_its_language() -> None:
+    code = "".join(f"print({n})\n" for n in range(12))
+    text = f"Here is the fix:\n```python\n{code}```\nThat is all."
+    chunks = split_text(text, 60)
+    assert len(chunks) > 2
+    assert chunks[0] == "Here is the fix:\n```python\nprint(0)\nprint(1)\nprint(2)\n```"
+    assert chunks[1].startswith("```python\nprint(3)\n")
+    for chunk in chunks[:-1]:
+        assert open_fence_after(chunk + "\n") is None, chunk
+    assert chunks[-2].endswith("print(11)\n```\n")
+    assert chunks[-1] == "That is all."
+
+
+def test_a_fence_marker_is_never_cut_in_two() -> None:
+    text = "x" * 57 + "\n```python\nprint(1)\n```\n"
+    first, second = split_text(text, 60)
+    assert first == "x" * 57 + "\n"
+    assert second.startswith("```python\n")
+
+
+fenced = st.sampled_from(["```python\n", "```\n", "```js\n", "code();", " ", "\n", "ab", "😀", "x" * 9])
+fenced_texts = st.lists(fenced, max_size=300).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(fenced_texts, st.integers(min_value=16, max_value=120), st.booleans())
+def test_fenced_split_is_lossless_bounded_and_balanced(text: str, limit: int, utf16: bool) -> None:
+    """The bodies concatenate to the text; each message but the last leaves no block open, and one that
+    continues a block reopens it with the language it was opened with."""
+    measure = utf16_length if utf16 else len
+    chunks = split_chunks(text, limit, measure)
+    assert "".join(chunk.body for chunk in chunks) == text
+    assert split_text(text, limit, measure) == ["".join(chunk) for chunk in chunks]
+    shown = ""
+    for chunk in chunks:
+        message = "".join(chunk)
+        assert measure(message) <= limit
+        opened = open_fence_after(shown)
+        # the language goes too unless it would crowd a tiny message
+        assert chunk.reopening in ({opened + "\n", "```\n"} if opened else {""})
+        if chunk is not chunks[-1]:
+            assert open_fence_after(message + "\n") is None, message
+        shown += chunk.body
+
+
+@settings(max_examples=300, deadline=None)
+@given(fenced_texts, fenced_texts, st.integers(min_value=16, max_value=120))
+def test_fenced_chunks_never_move_as_text_streams_in(prefix: str, more: str, limit: int) -> None:
+    before = split_text(prefix, limit)
+    after = split_text(prefix + more, limit)
+    assert after[: len(before) - 1] == before[:-1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(fenced_texts, st.integers(min_value=16, max_value=120))
+def test_the_rest_of_a_fenced_text_splits_alike_on_its_own(text: str, limit: int) -> None:
+    """What the renderer relies on: the rest, reopened, splits into the same messages."""
+    first, *rest = split_chunks(text, limit)
+    if rest:
+        assert split_text(rest[0].reopening + text[len(first.body) :], limit) == ["".join(c) for c in rest]

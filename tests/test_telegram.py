@@ -20,6 +20,7 @@ from bridges.telegram.config import TelegramConfig
 from bridges.telegram.handlers import Replies
 from fakes.telegram import FakeChat, FakeTelegram, FakeUser, Limit, Limits
 from fakes.telegram.harness import ADMIN_ID, Telegram, running
+from tests.polling import eventually, has, holds, queued_text, transcript_texts
 
 pytestmark = pytest.mark.e2e
 
@@ -182,6 +183,56 @@ async def test_a_6000_character_reply_is_split_below_4096_utf16_units(telegram: 
 
 
 @pytest.mark.slow
+@sqlite_only
+async def test_a_code_block_split_across_messages_stays_a_code_block_in_each(telegram: Telegram) -> None:
+    fake, agent = telegram.fake, telegram.agent
+    frank = fake.user("Frank")
+    chat = fake.private_chat(frank)
+    code = "".join(f"    total += values[{n}]  # step {n}\n" for n in range(150))
+    text = f"Try this:\n```python\ndef total(values):\n{code}    return total\n```\nDone."
+    assert utf16_length(text) > 4096
+    agent.script["code"] = [TextDelta(text[:3000]), TextDelta(text[3000:])]
+    fake.say(chat, frank, "code")
+    await fake.wait_for(
+        lambda: (m := fake.bot_messages(chat)) and m[-1].text.endswith("Done."),
+        what="the whole reply",
+    )
+    messages = fake.bot_messages(chat)
+    assert len(messages) == 2
+
+    assert all(utf16_length(m.text) <= 4096 for m in messages)
+    assert all("```" not in m.text for m in messages)  # every fence closed, so rendered, not shown
+    for message in messages:
+        (block,) = [e for e in message.entities if e["type"] == "pre"]
+        assert block["language"] == "python"
+    assert_clean(fake)
+
+
+async def test_an_edit_before_its_turn_replaces_the_queued_text_and_a_later_one_is_recorded(
+    telegram: Telegram, db: async_sessionmaker[AsyncSession]
+) -> None:
+    fake, agent = telegram.fake, telegram.agent
+    frank = fake.user("Frank")
+    chat = fake.private_chat(frank)
+    first = agent.feed("first")
+    fake.say(chat, frank, "first")
+    await first.put(TextDelta("thinking"))
+    await fake.wait_for(lambda: bool(fake.drafts_in(chat)), what="the first reply streaming")
+    queued = fake.say(chat, frank, "secnod")
+    await eventually(lambda: holds(queued_text(db, queued.message_id), "secnod"), what="the typo queued")
+    fake.edit(queued, "second")
+    await eventually(lambda: holds(queued_text(db, queued.message_id), "second"), what="the text replaced")
+    await first.put(None)
+    await telegram.final(chat, "scripted: second (#2)")
+    assert [turn.text for turn in agent.turns] == ["first", "second"]
+
+    fake.edit(queued, "second, really")  # answered already: only recorded
+    note = "edited a message: second, really"
+    await eventually(lambda: has(transcript_texts(db), note), what="the late edit in the transcript")
+    assert len(agent.turns) == 2
+    assert_clean(fake)
+
+
 @sqlite_only
 async def test_thirty_concurrent_private_chats_without_429s(telegram: Telegram) -> None:
     fake = telegram.fake

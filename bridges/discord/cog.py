@@ -108,6 +108,15 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             surface = self.surfaces.channel(int(inbound.thread_id or inbound.chat_id), reply_to=reply_to)
             await self._guarded(self.relay.handle(inbound, surface, place=place), surface)
 
+    @commands.Cog.listener()
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """A user edited a message the bot would answer (raw: the message need not be in the cache)."""
+        message = payload.message
+        if not self.accepting or "content" not in payload.data or not self._addressed(message):
+            return
+        inbound = _inbound_of_message(message, message.channel, self._without_own_mention(message.content))
+        await self.relay.edited(inbound)
+
     def _addressed(self, message: discord.Message) -> bool:
         me = self.bot.user
         if me is None or message.author.bot or message.webhook_id is not None:

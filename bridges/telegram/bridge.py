@@ -24,7 +24,7 @@ from models import Conversation
 
 log = logging.getLogger(__name__)
 
-ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY]
 """The updates the handlers use; Telegram is told to send no others, by polling or webhook."""
 
 

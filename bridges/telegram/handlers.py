@@ -110,6 +110,8 @@ class Handlers:
         app.add_handler(
             MessageHandler(filters.UpdateType.MESSAGE & MESSAGES & ~filters.COMMAND & users, self.message)
         )
+        edits = filters.UpdateType.EDITED_MESSAGE & MESSAGES & ~filters.COMMAND & users
+        app.add_handler(MessageHandler(edits, self.edited))
         app.add_handler(CallbackQueryHandler(self.button))
         app.add_error_handler(self.error)
 
@@ -122,6 +124,15 @@ class Handlers:
             self._without_mention(message.text or message.caption or "", context), files
         )
         await self._serve(replace(_inbound(message, text), attachments=files), message)
+
+    async def edited(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A user edited a message the bot would answer. (Telegram tells bots of edits, never of
+        deletions.)"""
+        message = update.edited_message
+        if message is None or message.from_user is None or not self._triggered(message, context):
+            return
+        text = self._without_mention(message.text or message.caption or "", context)
+        await self.relay.edited(_inbound(message, text))
 
     async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query

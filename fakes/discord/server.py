@@ -255,6 +255,12 @@ class FakeDiscord:
         await self._dispatch_message("MESSAGE_CREATE", message)
         return message
 
+    async def user_edits(self, message: FakeMessage, content: str) -> None:
+        """The author edits their message: Discord sends MESSAGE_UPDATE with the whole new message."""
+        message.content = content
+        message.versions.append(content)
+        await self._dispatch_message("MESSAGE_UPDATE", message)
+
     @staticmethod
     def attachment(
         filename: str, data: bytes, content_type: str | None = None, *, duration: float | None = None

@@ -232,6 +232,12 @@ class FakeTelegram:
         self._push({"message": message.to_json()})
         return message
 
+    def edit(self, message: FakeMessage, text: str) -> None:
+        """The user edits their message: Telegram sends an `edited_message` update with `edit_date`."""
+        message.text = text
+        message.entities = _detected_entities(text)
+        self._push({"edited_message": {**message.to_json(), "edit_date": int(time.time())}})
+
     def send_file(
         self,
         chat: FakeChat,
@@ -446,8 +452,7 @@ class FakeTelegram:
                 await tick.wait()
                 continue
             update = self._updates[0]
-            kind = next(key for key in update if key != "update_id")
-            if hook.allowed_updates and kind not in hook.allowed_updates:
+            if hook.allowed_updates and _kind(update) not in hook.allowed_updates:
                 self._updates.remove(update)
                 continue
             headers = {SECRET_HEADER: hook.secret_token} if hook.secret_token else {}
@@ -474,6 +479,8 @@ class FakeTelegram:
         offset = int(params.get("offset") or 0)
         if offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        if allowed := _json(params, "allowed_updates"):  # other kinds are dropped, as for a webhook
+            self._updates = [u for u in self._updates if _kind(u) in allowed]
         timeout = float(params.get("timeout") or 0)
         if not self._updates and timeout > 0:
             try:
@@ -717,6 +724,10 @@ async def _params(request: web.Request) -> Params:
         else:
             params[key] = bytes(value).decode()
     return params
+
+
+def _kind(update: dict[str, Any]) -> str:
+    return next(key for key in update if key != "update_id")
 
 
 def _json(params: Params, key: str) -> Any:
