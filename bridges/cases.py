@@ -32,6 +32,7 @@ from models import (
     TranscriptEntry,
     User,
 )
+from models.queries import open_handoff_id_of
 
 if TYPE_CHECKING:
     from bridges.handoff import HandoffService
@@ -425,16 +426,7 @@ class Cases:
     async def user_gone(self, platform: str, user_id: str, why: str) -> bool:
         """The user left the server or blocked the bot: close their open case, without telling them."""
         async with self.handoffs.db() as session:
-            handoff_id = await session.scalar(
-                select(Handoff.id)
-                .join(Conversation, Conversation.id == Handoff.conversation_id)
-                .join(User, User.id == Conversation.user_id)
-                .where(
-                    User.platform == platform,
-                    User.external_id == user_id,
-                    Handoff.status.in_(OPEN_HANDOFF_STATUSES),
-                )
-            )
+            handoff_id = await session.scalar(open_handoff_id_of(platform, user_id))
         if handoff_id is None:
             return False
         return await self.handoffs.close(

@@ -43,6 +43,7 @@ from models import (
     User,
     utcnow,
 )
+from models.queries import open_handoff_id_of
 from ops import metrics
 from settings import Settings
 
@@ -332,17 +333,7 @@ class Relay:
     async def open_handoff_of_user(self, platform: str, user_id: str) -> int | None:
         """The user's open handoff in any conversation, if any (what a moderator blocking them learns)."""
         async with self.db() as session:
-            return await session.scalar(
-                select(Handoff.id)
-                .join(Conversation, Conversation.id == Handoff.conversation_id)
-                .join(User, User.id == Conversation.user_id)
-                .where(
-                    User.platform == platform,
-                    User.external_id == user_id,
-                    Handoff.status.in_(OPEN_HANDOFF_STATUSES),
-                )
-                .limit(1)
-            )
+            return await session.scalar(open_handoff_id_of(platform, user_id))
 
     async def resume_after_handoff(self, conversation_id: int, surface: Surface) -> None:
         """Tell the agent the bot is back (if its provider can hear it) and show what it says."""

@@ -28,6 +28,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from fakes.http import Gate, Pause
+
 REQUEST_KEYS = {"agentId", "convoId", "prompt", "bucket", "agentData", "lightConvoData"}
 BUCKETS = {"voiceglow-eu", "(default)"}
 SERVER_LOG = logging.getLogger(__name__)
@@ -57,18 +59,6 @@ class Frame:
     """Any frame as is: a dict is sent as JSON, a str or bytes raw (for malformed frames)."""
 
     data: dict[str, Any] | str | bytes
-
-
-@dataclass(frozen=True)
-class Gate:
-    """Wait until the test sets `event` before sending the rest."""
-
-    event: asyncio.Event
-
-
-@dataclass(frozen=True)
-class Pause:
-    seconds: float
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from typing import Any, Self
 import socketio
 from aiohttp import web
 
+from fakes.http import Drop, Gate, Hang, Pause
 from fakes.server import serve
 
 PATH = "/v4/interact/socket"
@@ -62,28 +63,6 @@ class Emit:
 
     event: str
     data: Any = None
-
-
-@dataclass(frozen=True)
-class Gate:
-    """Wait until the test sets `event` before sending the rest."""
-
-    event: asyncio.Event
-
-
-@dataclass(frozen=True)
-class Pause:
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Hang:
-    """Send nothing more and never complete: the client has to time out."""
-
-
-@dataclass(frozen=True)
-class Drop:
-    """Cut the TCP connection without a goodbye."""
 
 
 @dataclass(frozen=True)

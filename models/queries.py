@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.base import Base
-from models.conversation import User
+from models.conversation import Conversation, User
+from models.handoff import OPEN_HANDOFF_STATUSES, Handoff
 
 
 def insert_ignoring_duplicates(session: AsyncSession, table: type[Base]) -> postgresql.Insert | sqlite.Insert:
@@ -34,3 +35,18 @@ async def user_row(session: AsyncSession, platform: str, external_id: str, displ
     elif display_name and user.display_name != display_name:
         user.display_name = display_name
     return user
+
+
+def open_handoff_id_of(platform: str, external_id: str) -> Select[int]:
+    """The id of the user's open handoff, in any of their conversations."""
+    return (
+        select(Handoff.id)
+        .join(Conversation, Conversation.id == Handoff.conversation_id)
+        .join(User, User.id == Conversation.user_id)
+        .where(
+            User.platform == platform,
+            User.external_id == external_id,
+            Handoff.status.in_(OPEN_HANDOFF_STATUSES),
+        )
+        .limit(1)
+    )

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 import discord
@@ -213,12 +212,3 @@ class DiscordBridge:
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from types import TracebackType
-from typing import Self
 
 from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.error import InvalidToken, TelegramError
@@ -160,12 +158,3 @@ class TelegramBridge:
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
