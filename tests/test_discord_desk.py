@@ -83,11 +83,13 @@ class App:
         self.agent.script["help"] = [Message("Let me get a person."), HandoffRequested("billing question")]
         self.policy = HandoffPolicy(expire_after=timedelta(minutes=10), escalate_after=timedelta(minutes=3))
         """Kept across restarts; a test may change it before `start`."""
+        self.members_intent = False
 
     async def start(self) -> None:
         config = discord_config(
             self.world.fake,
             message_content_intent=True,
+            members_intent=self.members_intent,
             handoff=DiscordDeskConfig(
                 channel=self.world.mods.id,
                 moderator_roles=(self.world.moderators,),
