@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridges.cases import CaseNotices, DeskWords
 from bridges.discord.desk_commands import CommandReplies
-from bridges.handoff import UserNotices
+from bridges.handoff import HandoffService, UserNotices
 from fakes.discord import FakeChannel, FakeDiscord, FakeMessage, FakeUser
 from models import HandoffStatus
 from tests.test_discord_desk import EPHEMERAL, App, World, fields, texts
@@ -69,17 +69,17 @@ async def dm_shows(fake: FakeDiscord, dm: FakeChannel, text: str) -> None:
     await fake.wait_until(lambda: texts(fake, dm)[-1:] == [text], what=f"{text!r} in the DM")
 
 
-async def placed(app: App, thread: FakeChannel, within: float = 5.0) -> None:
-    """Wait until the thread leads back to its case (stored just after the thread is started)."""
+async def placed(handoffs: HandoffService, desk: str, key: str, value: str, within: float = 5.0) -> None:
+    """Wait until a case's thread or topic leads back to it (stored just after the desk made it)."""
     deadline = asyncio.get_running_loop().time() + within
-    while await app.handoffs.open_handoff_at("discord", "thread", str(thread.id)) is None:
+    while await handoffs.open_handoff_at(desk, key, value) is None:
         assert asyncio.get_running_loop().time() < deadline, "the thread was never stored"
         await asyncio.sleep(0.01)
 
 
 async def claimed_case(app: App, by: FakeUser) -> tuple[FakeChannel, FakeMessage, FakeChannel, int]:
     dm, notification, thread = await app.ask_for_help()
-    await placed(app, thread)
+    await placed(app.handoffs, "discord", "thread", str(thread.id))
     assert (await app.press(notification, "claim", by)).content.startswith("You claimed")
     return dm, notification, thread, (await app.handoff()).id
 
@@ -175,7 +175,7 @@ async def test_history_search_and_earlier_cases_on_the_notification(world: World
         what="the second notification",
     )
     thread2 = await app.thread(second_card)
-    await placed(app, thread2)
+    await placed(app.handoffs, "discord", "thread", str(thread2.id))
     link = f"https://discord.com/channels/{world.guild.id}/{thread.id}"
     line = f"#{first} {day:%Y-%m-%d}: resolved by maya: double charge refunded {link}"
     shown = escape_markdown(line)  # Discord renders it as `line`
