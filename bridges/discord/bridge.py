@@ -212,7 +212,10 @@ class DiscordBridge:
             return "closed"
         error = self._connection.exception()
         if isinstance(error, discord.PrivilegedIntentsRequired):
-            return "enable the Message Content intent in the Developer Portal or turn it off in config"
+            return (
+                "enable the privileged intents asked for (Message Content, and Server Members with "
+                "members_intent) in the Developer Portal, or turn them off in config"
+            )
         return type(error).__name__ if error else "closed"
 
     async def close(self, grace: float = 20.0) -> None:

@@ -9,6 +9,7 @@ shows; the rest only to them. The work is done by `bridges.cases.Cases`, shared 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -49,12 +50,13 @@ class DeskCommands(commands.Cog, name="Desk"):
         name="snippet", description="Saved replies shared by both desks", guild_only=True
     )
 
-    def __init__(self, desk: DiscordDesk, may_moderate: Check, in_flight: set[Any]) -> None:
+    def __init__(self, desk: DiscordDesk, may_moderate: Check, in_flight: set[asyncio.Task[Any]]) -> None:
         self.desk = desk
         self.cases = desk.handoffs.cases
         self.may_moderate = may_moderate
         """`SwitchboardCog.may_moderate`: a desk moderator, in the desk's server."""
         self.in_flight = in_flight
+        """The bridge's handlers in progress, which a shutdown lets finish."""
 
     # -- in a case's thread ------------------------------------------------------------------------
 
