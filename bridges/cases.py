@@ -54,6 +54,7 @@ class DeskWords:
     closed_already = "This case is already closed."
     failed = "Sorry, that did not work. Please try again in a moment."
     noted = "Note kept in the transcript; the user does not see it."
+    note_shown = "📝 note by {name}: {text}"
     claim_first = "Claim this case first: only the moderator who holds it writes to the user."
     held_by_other = "{name} holds this case: only they write to the user."
     empty = "Say what: the command needs some text after it."
@@ -124,18 +125,24 @@ class CloseTerms:
     reason: str
 
 
-def close_terms(text: str) -> CloseTerms:
+def close_terms(text: str, delay: str | None = None) -> CloseTerms:
     """`in 30m waiting for a receipt` -> (30 minutes, "waiting for a receipt"); no "in" closes now.
-    Raises ValueError with the word that is no duration."""
+    With `delay` given apart (Discord's option), all of `text` is the reason. Raises ValueError with
+    the word that is no duration."""
     words = text.split()
-    if words[:1] == ["in"]:
+    if delay is None and words[:1] == ["in"]:
         if len(words) < 2:
             raise ValueError("")
-        delay = parse_duration(words[1])
-        if delay is None:
-            raise ValueError(words[1])
-        return CloseTerms(delay, " ".join(words[2:]))
-    return CloseTerms(None, " ".join(words))
+        delay, words = words[1], words[2:]
+    if delay is None:
+        return CloseTerms(None, " ".join(words))
+    try:
+        parsed = parse_duration(delay.strip())
+    except ValueError:  # zero, or over ten years
+        parsed = None
+    if parsed is None:
+        raise ValueError(delay.strip() or "?")
+    return CloseTerms(parsed, " ".join(words))
 
 
 def say_delay(delay: timedelta) -> str:
@@ -173,7 +180,8 @@ class Cases:
                 )
             )
         log.info("case #%s: note by %s", handoff_id, moderator_id)
-        await self.handoffs.tell_desks(handoff_id, f"📝 note by {moderator_name}: {text}", skip=from_desk)
+        shown = DeskWords.note_shown.format(name=moderator_name, text=text)
+        await self.handoffs.tell_desks(handoff_id, shown, skip=from_desk)
         return True
 
     async def plain_message(
@@ -369,10 +377,13 @@ class Cases:
 
     # -- closing -------------------------------------------------------------------------------------
 
-    async def close(self, handoff_id: int, by_id: str, by_name: str, text: str) -> str:
-        """`/close [in DURATION] [REASON]`: now, or scheduled (cancelled if the user writes first)."""
+    async def close(
+        self, handoff_id: int, by_id: str, by_name: str, text: str, *, delay: str | None = None
+    ) -> str:
+        """`/close [in DURATION] [REASON]` (or the reason `text` with a `delay` apart): now, or
+        scheduled (cancelled if the user writes first)."""
         try:
-            terms = close_terms(text)
+            terms = close_terms(text, delay)
         except ValueError as exc:
             word = str(exc)
             return DeskWords.bad_duration.format(word=word[:40]) if word else DeskWords.close_usage

@@ -89,3 +89,30 @@ async def test_limits_on_entities_callback_data_drafts_and_tokens(
     assert fake.drafts_in(chat)[0].history == ["typing…"]
     async with httpx.AsyncClient(base_url=str(client.base_url).replace(fake.token, "1:wrong")) as stranger:
         assert (await call(stranger, "getMe"))[0] == 401
+
+
+async def test_get_updates_sends_only_the_kinds_asked_for(
+    api: tuple[FakeTelegram, httpx.AsyncClient],
+) -> None:
+    """A user blocking the bot is a my_chat_member update: sent by default, dropped once allowed_updates
+    leaves it out (and the choice holds for later calls), as Telegram does."""
+    fake, client = api
+    uma = fake.user("Uma")
+    chat = fake.private_chat(uma)
+    fake.say(chat, uma, "hi")
+    fake.block_bot(uma)
+    _, body = await call(client, "getUpdates")
+    assert [next(k for k in u if k != "update_id") for u in body["result"]] == ["message", "my_chat_member"]
+    change = body["result"][1]["my_chat_member"]
+    assert change["chat"]["type"] == "private" and change["new_chat_member"]["status"] == "kicked"
+    assert (await call(client, "sendMessage", chat_id=chat.id, text="still there?"))[0] == 403
+
+    fake.say(chat, uma, "again")
+    fake.block_bot(uma)
+    _, body = await call(
+        client, "getUpdates", offset=body["result"][-1]["update_id"] + 1, allowed_updates=["message"]
+    )
+    assert [u["message"]["text"] for u in body["result"]] == ["again"]
+    fake.block_bot(uma)
+    _, later = await call(client, "getUpdates", offset=body["result"][-1]["update_id"] + 1)
+    assert later["result"] == []

@@ -14,9 +14,10 @@ from discord.ext import commands
 
 from bridges.base import BridgeStartError, finish_in_flight, never
 from bridges.buttons import ButtonStore, DatabaseButtonStore
-from bridges.discord.cog import SwitchboardCog
+from bridges.discord.cog import PLATFORM, SwitchboardCog, track_current
 from bridges.discord.config import DiscordConfig
 from bridges.discord.desk import DiscordDesk
+from bridges.discord.desk_commands import DeskCommands
 from bridges.discord.surface import NO_PINGS, Surfaces
 from bridges.discord.views import HANDOFF_EVENT, ButtonViews, ChoiceButton, HandoffButton
 from bridges.relay import Relay
@@ -61,6 +62,7 @@ class DiscordBridge:
         intents = discord.Intents.none()
         intents.guilds = intents.guild_messages = intents.dm_messages = True
         intents.message_content = config.message_content_intent
+        intents.members = config.members_intent
         options: dict[str, Any] = {
             "command_prefix": (),  # no text commands: slash commands only, so no message parses as one
             "help_command": None,
@@ -123,7 +125,9 @@ class DiscordBridge:
         discord.http.Route.BASE = self.config.api_base
         await self.bot.add_cog(self.cog)
         self.bot.add_dynamic_items(ChoiceButton)
+        self.bot.add_listener(self._member_left, "on_raw_member_remove")
         if self.desk is not None:
+            await self.bot.add_cog(DeskCommands(self.desk, self.cog.may_moderate, self.cog.in_flight))
             self.bot.add_dynamic_items(HandoffButton)
             self.bot.add_listener(self.desk.on_handoff_press, f"on_{HANDOFF_EVENT}")
             self.bot.add_listener(self.desk.on_message)
@@ -150,6 +154,15 @@ class DiscordBridge:
             await self.close()
             raise BridgeStartError(f"discord: could not connect to the gateway ({self._failure()})")
         log.info("discord: connected as %s (%s)", self.bot.user, self.bot.user and self.bot.user.id)
+
+    async def _member_left(self, payload: discord.RawMemberRemoveEvent) -> None:
+        """A user who left a server the bot is in (Discord says so only with `members_intent`) no
+        longer reads its answers: their open case closes, whichever desk serves it."""
+        track_current(self.cog.in_flight)
+        try:
+            await self.relay.handoffs.cases.user_gone(PLATFORM, str(payload.user.id), "left the server")
+        except Exception:
+            log.exception("discord: could not close the case of a user who left")
 
     async def _choose_gateway(self) -> None:
         """Connect where GET /gateway/bot says, unless `gateway_url` overrides it. discord.py asks only
@@ -198,7 +211,10 @@ class DiscordBridge:
             return "closed"
         error = self._connection.exception()
         if isinstance(error, discord.PrivilegedIntentsRequired):
-            return "enable the Message Content intent in the Developer Portal or turn it off in config"
+            return (
+                "enable the privileged intents asked for (Message Content, and Server Members with "
+                "members_intent) in the Developer Portal, or turn them off in config"
+            )
         return type(error).__name__ if error else "closed"
 
     async def close(self, grace: float = 20.0) -> None:

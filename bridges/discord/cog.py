@@ -269,7 +269,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         """Block (for the duration and with the reason given) or unblock (`block=None`), answering only
         the moderator. No default_permissions: that would hide the commands from moderator roles without
         Manage Server, so the check is here alone."""
-        if not await self._may_moderate(interaction):
+        if not await self.may_moderate(interaction):
             await interaction.response.send_message(Replies.moderators_only, ephemeral=True)
             return
         track_current(self.in_flight)
@@ -302,7 +302,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             return ModerationReplies.bad_duration.format(word=escape_markdown(duration[:40]))
         return await self.moderation.block(target, _who(target), moderator, length, reason.strip())
 
-    async def _may_moderate(self, interaction: discord.Interaction[Any]) -> bool:
+    async def may_moderate(self, interaction: discord.Interaction[Any]) -> bool:
         """A moderator of the desk (its roles, or Manage Server), in the desk's own server."""
         desk = self.config.handoff
         if desk is None or not is_moderator(interaction.user, desk):

@@ -53,6 +53,11 @@ class DiscordConfig(PlatformConfig):
         "needed for replies that do not ping the bot and for follow-ups in its threads without a mention. "
         "Mentions, DMs, slash commands and buttons work without it.",
     )
+    members_intent: bool = Field(
+        False,
+        description="ask for the privileged Server Members intent (enable it in the Developer Portal too), "
+        "so a user's open handoff closes when they leave a server the bot is in",
+    )
     threads: bool = Field(
         False, description="answer a mention in a new thread, one per conversation, instead of in the channel"
     )

@@ -21,6 +21,7 @@ import discord
 from discord.utils import escape_markdown
 
 from agents.base import Attachment
+from bridges.cases import PastCase, past_lines
 from bridges.discord.cog import PLATFORM, is_moderator, track_current
 from bridges.discord.config import DiscordDeskConfig
 from bridges.discord.files import UPLOAD_LIMIT, attachments_of, upload
@@ -52,9 +53,8 @@ class DeskReplies:
         HandoffStatus.RETURNED: "Handoff #{id} is handed back to the assistant.",
     }
     closed_already = "This handoff is already closed."
+    earlier_cases = "Earlier cases: {count}"
     failed = "Sorry, that did not work. Please try again in a moment."
-    claim_first = "Press **Claim** on the notification first: only the claiming moderator reaches the user."
-    held_by_other = "{name} holds this handoff: only they reach the user. Your message was not passed on."
     not_passed_on = "Only moderators can reply to the user; this message was not passed on."
     thread_claimed = "**{name}** claimed this handoff: what they write here goes to the user."
     thread_closed = "{status}. Messages here no longer reach the user."
@@ -116,7 +116,7 @@ class DiscordDesk:
     async def open(self, view: HandoffView) -> dict[str, Any]:
         channel_id = self.config.channel
         message = await self._send(
-            channel_id, self._notice(DeskReplies.requested, view), ping=True, **_card(view)
+            channel_id, self._notice(DeskReplies.requested, view), ping=True, **self._card(view)
         )
         refs: dict[str, Any] = {"channel": str(channel_id), "message": str(message.id)}
         await self._pace(channel_id)
@@ -143,7 +143,7 @@ class DiscordDesk:
             int(refs["message"])
         )
         await self._pace(channel_id)
-        await notification.edit(allowed_mentions=NO_PINGS, **_card(view))
+        await notification.edit(allowed_mentions=NO_PINGS, **self._card(view))
         if view.status == HandoffStatus.REQUESTED:
             if view.escalated:
                 reference = notification.to_reference(fail_if_not_exists=False)
@@ -228,7 +228,8 @@ class DiscordDesk:
         await interaction.edit_original_response(content=reply, allowed_mentions=NO_PINGS)
 
     async def on_message(self, message: discord.Message) -> None:
-        """Relay what the claiming moderator writes in a handoff's thread; tell anyone else why not."""
+        """A moderator's plain message in a case's thread: a reply or a note, as `Cases.plain_message`
+        decides (the desk's `plain_messages`); anyone else is told it was not passed on."""
         thread = message.channel
         if not isinstance(thread, discord.Thread) or thread.parent_id != self.config.channel:
             return
@@ -238,8 +239,7 @@ class DiscordDesk:
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return
         track_current(self._in_flight)
-        lock = self._threads.setdefault(thread.id, asyncio.Lock())  # taken before any await: keeps order
-        async with lock:
+        async with self.in_order(thread.id):  # taken before any await: keeps order
             handoff_id = await self.handoffs.open_handoff_at(self.name, "thread", str(thread.id))
             if handoff_id is None:
                 return  # a closed handoff's thread: moderators may go on talking among themselves
@@ -247,19 +247,41 @@ class DiscordDesk:
                 await self._answer(message, DeskReplies.not_passed_on)
                 return
             author = message.author
-            if await self.handoffs.moderator_says(
-                handoff_id, f"discord:{author.id}", author.display_name, _readable(message), files
-            ):
-                return
-            holder = (await self.handoffs.view(handoff_id)).claimed_by_name
-            await self._answer(
-                message,
-                DeskReplies.held_by_other.format(name=escape_markdown(holder))
-                if holder
-                else DeskReplies.claim_first,
+            answer = await self.handoffs.cases.plain_message(
+                handoff_id,
+                f"discord:{author.id}",
+                author.display_name,
+                _readable(message),
+                files,
+                from_desk=self.name,
             )
+            if answer is not None:
+                await self._answer(message, answer)
+
+    def in_order(self, thread_id: int) -> asyncio.Lock:
+        """The lock of a case's thread: its messages and desk commands are handled one at a time, in
+        arrival order (take it before the first await; asyncio wakes waiters first in, first out)."""
+        return self._threads.setdefault(thread_id, asyncio.Lock())
+
+    def past_link(self, case: PastCase) -> str | None:
+        """A past case's thread on this desk, if it had one and the desk's server is known."""
+        thread = (case.refs.get(self.name) or {}).get("thread")
+        guild = getattr(self._client.get_channel(self.config.channel), "guild", None)
+        return f"https://discord.com/channels/{guild.id}/{thread}" if thread and guild else None
 
     # -- helpers -------------------------------------------------------------------------------------
+
+    def _card(self, view: HandoffView) -> dict[str, Any]:
+        """The notification's embed and buttons, with the user's earlier cases linked to their threads."""
+        card = _card(view)
+        if view.earlier_cases:
+            lines = past_lines(view.history, self.past_link)
+            card["embed"].add_field(
+                name=DeskReplies.earlier_cases.format(count=view.earlier_cases),
+                value=_clip(escape_markdown("\n".join(lines)), MAX_FIELD),
+                inline=False,
+            )
+        return card
 
     def _notice(self, template: str, view: HandoffView) -> str:
         ping = f"<@&{self.config.ping_role}> " if self.config.ping_role is not None else ""

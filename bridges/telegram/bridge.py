@@ -22,8 +22,10 @@ from models import Conversation
 
 log = logging.getLogger(__name__)
 
-ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY]
-"""The updates the handlers use; Telegram is told to send no others, by polling or webhook."""
+ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY, Update.MY_CHAT_MEMBER]
+"""The updates the handlers use; Telegram is told to send no others, by polling or webhook. Edits
+replace a queued message or are recorded; the bot's own membership changes say when a user blocks it
+(their case then closes)."""
 
 
 class TelegramBridge:

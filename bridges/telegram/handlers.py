@@ -18,10 +18,11 @@ import re
 from dataclasses import replace
 
 from telegram import Message, MessageEntity, Update
-from telegram.constants import ChatType
+from telegram.constants import ChatMemberStatus, ChatType
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
+    ChatMemberHandler,
     CommandHandler,
     ContextTypes,
     MessageHandler,
@@ -113,6 +114,7 @@ class Handlers:
         edits = filters.UpdateType.EDITED_MESSAGE & MESSAGES & ~filters.COMMAND & users
         app.add_handler(MessageHandler(edits, self.edited))
         app.add_handler(CallbackQueryHandler(self.button))
+        app.add_handler(ChatMemberHandler(self.bot_blocked, ChatMemberHandler.MY_CHAT_MEMBER))
         app.add_error_handler(self.error)
 
     async def message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -167,6 +169,14 @@ class Handlers:
     async def human(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if (message := update.message) is not None and message.from_user is not None:
             await self.relay.request_human(_inbound(message, "/human"), self.surfaces.plain(message))
+
+    async def bot_blocked(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A user who blocked the bot in their private chat reads nothing more: their open case closes."""
+        change = update.my_chat_member
+        if change is None or change.chat.type != ChatType.PRIVATE:
+            return
+        if change.new_chat_member.status == ChatMemberStatus.BANNED:  # "kicked": blocked by the user
+            await self.relay.handoffs.cases.user_gone(PLATFORM, str(change.chat.id), "blocked the bot")
 
     async def agent(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message

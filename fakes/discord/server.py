@@ -54,6 +54,11 @@ MAX_CUSTOM_ID = 100
 MAX_LABEL = 80
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
+MAX_CHOICES = 25
+MAX_CHOICE = 100
+GUILD_MEMBERS_INTENT = 1 << 1
+Option = str | int | bool | FakeUser
+"""A slash command option's value, as a test gives it."""
 
 
 def shard_of(guild_id: int | None, shard_count: int) -> int:
@@ -269,20 +274,21 @@ class FakeDiscord:
         return FakeAttachment(snowflake(), filename, data, content_type, duration)
 
     async def slash(
-        self, channel: FakeChannel, user: FakeUser, name: str, /, **options: str | int | bool
+        self, channel: FakeChannel, user: FakeUser, name: str, /, *path: str, **options: Option
     ) -> FakeInteraction:
-        """Invoke the registered slash command `name` with these option values."""
-        types = {str: 3, int: 4, bool: 5}
-        command_id, scope = self._command(name, channel.guild_id)
-        data: JSON = {
-            "id": str(command_id),
-            "name": name,
-            "type": 1,
-            "options": [{"name": k, "type": types[type(v)], "value": v} for k, v in options.items()],
-        }
-        if scope != "global":  # Discord names the guild only for a command registered in that guild
-            data["guild_id"] = scope
-        return await self._interact(2, channel, user, data)
+        """Invoke the registered slash command `name` (its subcommand `path`, if it has subcommands) with
+        these option values, typed as the command declares them; a `FakeUser` fills a user option."""
+        return await self._interact(2, channel, user, self._command_data(channel, name, path, options))
+
+    async def autocomplete(
+        self, channel: FakeChannel, user: FakeUser, name: str, /, *path: str, focused: str, **options: Option
+    ) -> list[JSON]:
+        """Type into the option `focused` of `/name path` (its value in `options` is what was typed so
+        far, possibly "") and return the choices the bot offers, as Discord's client shows them."""
+        data = self._command_data(channel, name, path, options, focused=focused)
+        interaction = await self._interact(4, channel, user, data)
+        callback = await self.wait_for_callback(interaction)
+        return list(callback["data"]["choices"])
 
     async def press(self, message: FakeMessage, custom_id: str, user: FakeUser) -> FakeInteraction:
         """Click the button `custom_id` on `message` (it must be there, as in Discord's client)."""
@@ -291,6 +297,13 @@ class FakeDiscord:
         channel = self.channels[message.channel_id]
         data = {"custom_id": custom_id, "component_type": 2}
         return await self._interact(3, channel, user, data, message)
+
+    async def member_leaves(self, guild: FakeGuild, user: FakeUser) -> None:
+        """`user` leaves (or is kicked from) `guild`: GUILD_MEMBER_REMOVE, which Discord sends only to
+        connections that asked for the privileged Server Members intent."""
+        del guild.members[user.id]
+        payload = {"guild_id": str(guild.id), "user": user.payload()}
+        await self._dispatch("GUILD_MEMBER_REMOVE", guild.id, lambda session: payload, GUILD_MEMBERS_INTENT)
 
     # -- what a test waits for and inspects --------------------------------------------------------
 
@@ -429,10 +442,12 @@ class FakeDiscord:
         if not session.ws.closed:
             await session.ws.send_json({"op": 0, "t": event, "s": session.seq, "d": data})
 
-    async def _dispatch(self, event: str, guild_id: int | None, build: Callable[[_Session], JSON]) -> None:
-        """Send `event` to every connection of the shard that owns `guild_id`."""
+    async def _dispatch(
+        self, event: str, guild_id: int | None, build: Callable[[_Session], JSON], intent: int = 0
+    ) -> None:
+        """Send `event` to every connection of the shard that owns `guild_id` (that asked for `intent`)."""
         for session in list(self._sessions):
-            if session.identified and session.receives(guild_id):
+            if session.identified and session.receives(guild_id) and session.intents & intent == intent:
                 await self._send(session, event, build(session))
 
     async def _dispatch_message(self, event: str, message: FakeMessage) -> None:
@@ -525,13 +540,67 @@ class FakeDiscord:
         await self._dispatch("INTERACTION_CREATE", channel.guild_id, lambda session: payload)
         return interaction
 
-    def _command(self, name: str, guild_id: int | None) -> tuple[int, str]:
-        """The id and scope of the command a user in that guild would see under `name`."""
+    def _command(self, name: str, guild_id: int | None) -> tuple[JSON, str]:
+        """The command a user in that guild would see under `name`, and its scope."""
         for scope in (str(guild_id), "global"):
             for command in self.commands.get(scope, []):
                 if command["name"] == name:
-                    return int(command["id"]), scope
+                    return command, scope
         raise AssertionError(f"no application command {name!r} was registered")
+
+    def _command_data(
+        self,
+        channel: FakeChannel,
+        name: str,
+        path: Sequence[str],
+        options: dict[str, Option],
+        *,
+        focused: str | None = None,
+    ) -> JSON:
+        """The interaction data Discord's client sends for `/name path options`, checked against what
+        the command declares as the client does: subcommands nested, a value per declared option (a
+        choice's value among its choices, a string within its lengths), every required one given (not
+        yet while autocompleting), and a user option's member under `resolved`."""
+        command, scope = self._command(name, channel.guild_id)
+        data: JSON = {"id": command["id"], "name": name, "type": 1}
+        level, declared = data, list(command.get("options", []))
+        for sub in path:
+            spec = next((o for o in declared if o["name"] == sub and o["type"] in (1, 2)), None)
+            if spec is None:
+                raise AssertionError(f"/{name} has no subcommand {sub!r}")
+            child: JSON = {"name": sub, "type": spec["type"]}
+            level["options"] = [child]
+            level, declared = child, list(spec.get("options", []))
+        if any(o["type"] in (1, 2) for o in declared):
+            raise AssertionError(f"/{name} {' '.join(path)} needs a subcommand")
+        missing = [o["name"] for o in declared if o.get("required") and o["name"] not in options]
+        if missing and focused is None:
+            raise AssertionError(f"/{name}: required options {missing} not given")
+        values: list[JSON] = []
+        guild = self.guilds.get(channel.guild_id or 0)
+        for key, value in options.items():
+            spec = next((o for o in declared if o["name"] == key), None)
+            if spec is None:
+                raise AssertionError(f"/{name} has no option {key!r}")
+            entry: JSON = {"name": key, "type": spec["type"], "value": value}
+            if key == focused:
+                entry["focused"] = True  # what was typed so far, unchecked
+            elif isinstance(value, FakeUser):
+                assert spec["type"] == 6, f"option {key!r} takes no user"
+                entry["value"] = str(value.id)
+                resolved = data.setdefault("resolved", {"users": {}, "members": {}})
+                resolved["users"][str(value.id)] = value.payload()
+                if guild is not None and value.id in guild.members:
+                    member = guild.member_payload(value, with_permissions=True)
+                    del member["user"]
+                    resolved["members"][str(value.id)] = member
+            else:
+                _check_value(name, spec, value)
+            values.append(entry)
+        level["options"] = values
+        if scope != "global":  # Discord names the guild only for a command registered in that guild
+            data["guild_id"] = scope
+        return data
 
     async def answer(self, interaction: FakeInteraction, *, within: float = 5.0) -> FakeMessage:
         """The message answering `interaction` once it shows something: a deferred ("thinking") one only
@@ -732,8 +801,12 @@ class FakeDiscord:
         if interaction.callbacks:
             raise DiscordError(400, 40060, "Interaction has already been acknowledged.")
         kind, data = int(body["type"]), body.get("data") or {}
+        if (kind == 8) != (interaction.type == 4):  # autocomplete is answered with choices, and only it
+            raise DiscordError(400, 50035, "Invalid Form Body")
         message: FakeMessage | None = None
-        if kind in (4, 5):
+        if kind == 8:
+            _validate_choices(data.get("choices"))
+        elif kind in (4, 5):
             channel = self.channels[interaction.channel_id]
             flags = int(data.get("flags", 0)) & EPHEMERAL
             if kind == 5:
@@ -937,6 +1010,27 @@ def _validate_embeds(embeds: list[JSON]) -> None:
         total += sum(len(text) for text in texts.values())
     if total > MAX_EMBED_TOTAL:
         raise DiscordError(400, 50035, f"Invalid Form Body: embeds exceed {MAX_EMBED_TOTAL} characters")
+
+
+def _check_value(command: str, spec: JSON, value: object) -> None:
+    """A value Discord's client would let a user give for the option `spec`."""
+    kind = {3: str, 4: int, 5: bool}.get(spec["type"])
+    if kind is None or type(value) is not kind:
+        raise AssertionError(f"/{command}: option {spec['name']!r} (type {spec['type']}) got {value!r}")
+    if "choices" in spec and value not in [choice["value"] for choice in spec["choices"]]:
+        raise AssertionError(f"/{command}: {value!r} is not a choice of {spec['name']!r}")
+    if isinstance(value, str) and not spec.get("min_length", 0) <= len(value) <= spec.get("max_length", 6000):
+        raise AssertionError(f"/{command}: option {spec['name']!r} is too short or too long")
+
+
+def _validate_choices(choices: object) -> None:
+    """Autocomplete answers: at most 25 choices, names of 1-100 characters, string values of at most 100."""
+    ok = isinstance(choices, list) and len(choices) <= MAX_CHOICES
+    for choice in choices if isinstance(choices, list) else []:
+        value = choice.get("value")
+        ok = ok and 1 <= len(str(choice.get("name", ""))) <= MAX_CHOICE and len(str(value)) <= MAX_CHOICE
+    if not ok:
+        raise DiscordError(400, 50035, "Invalid Form Body")
 
 
 def _validate_allowed_mentions(allowed: JSON | None) -> None:

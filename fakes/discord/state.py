@@ -242,7 +242,7 @@ class FakeMessage:
 class FakeInteraction:
     id: int
     token: str
-    type: int  # 2 slash command, 3 component
+    type: int  # 2 slash command, 3 component, 4 autocomplete
     channel_id: int
     user: FakeUser
     guild_id: int | None

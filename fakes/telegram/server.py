@@ -139,6 +139,8 @@ class FakeTelegram:
         self._ids = itertools.count(1000)
         self._tick = asyncio.Event()
         self._closing = False
+        self.allowed_updates: list[str] | None = None
+        """The update kinds the last getUpdates asked for; None for Telegram's default."""
         self._handlers: dict[str, Callable[[Params], Awaitable[Any]]] = {
             "getMe": self._get_me,
             "setWebhook": self._set_webhook,
@@ -300,6 +302,24 @@ class FakeTelegram:
         )
         return query_id
 
+    def block_bot(self, user: FakeUser) -> None:
+        """`user` blocks the bot: sending to their private chat is refused from now on, and the bot gets a
+        my_chat_member update saying it was kicked (if it asked for those)."""
+        chat = self.chats.get(user.id) or self.private_chat(user)
+        self.refuse(chat)
+        bot = self.bot.to_json()
+        self._push(
+            {
+                "my_chat_member": {
+                    "chat": chat.to_json(),
+                    "from": user.to_json(),
+                    "date": int(time.time()),
+                    "old_chat_member": {"status": "member", "user": bot},
+                    "new_chat_member": {"status": "kicked", "user": bot, "until_date": 0},
+                }
+            }
+        )
+
     def refuse(
         self, chat: FakeChat, code: int = 403, description: str = "bot was blocked by the user"
     ) -> None:
@@ -452,7 +472,7 @@ class FakeTelegram:
                 await tick.wait()
                 continue
             update = self._updates[0]
-            if hook.allowed_updates and _kind(update) not in hook.allowed_updates:
+            if not _wanted(update, hook.allowed_updates):
                 self._updates.remove(update)
                 continue
             headers = {SECRET_HEADER: hook.secret_token} if hook.secret_token else {}
@@ -477,10 +497,11 @@ class FakeTelegram:
                 "use deleteWebhook to delete the webhook first",
             )
         offset = int(params.get("offset") or 0)
-        if offset:
-            self._updates = [u for u in self._updates if u["update_id"] >= offset]
-        if allowed := _json(params, "allowed_updates"):  # other kinds are dropped, as for a webhook
-            self._updates = [u for u in self._updates if _kind(u) in allowed]
+        if "allowed_updates" in params:  # kept for later calls, as Telegram does
+            self.allowed_updates = _json(params, "allowed_updates") or None
+        self._updates = [
+            u for u in self._updates if u["update_id"] >= offset and _wanted(u, self.allowed_updates)
+        ]
         timeout = float(params.get("timeout") or 0)
         if not self._updates and timeout > 0:
             try:
@@ -710,6 +731,20 @@ class Upload:
     content: bytes
 
 
+UNSENT_BY_DEFAULT = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
+"""Update kinds Telegram sends only to a bot that names them in allowed_updates."""
+
+
+def _kind(update: dict[str, Any]) -> str:
+    return next(key for key in update if key != "update_id")
+
+
+def _wanted(update: dict[str, Any], allowed: list[str] | None) -> bool:
+    """Whether Telegram sends `update` to a bot that asked for `allowed` (None or empty: the default)."""
+    kind = _kind(update)
+    return kind in allowed if allowed else kind not in UNSENT_BY_DEFAULT
+
+
 async def _params(request: web.Request) -> Params:
     """Form or multipart fields (values JSON-encoded unless strings; files as `Upload`), or a JSON body."""
     if request.content_type == "application/json":
@@ -724,10 +759,6 @@ async def _params(request: web.Request) -> Params:
         else:
             params[key] = bytes(value).decode()
     return params
-
-
-def _kind(update: dict[str, Any]) -> str:
-    return next(key for key in update if key != "update_id")
 
 
 def _json(params: Params, key: str) -> Any:
