@@ -19,6 +19,7 @@ from agents.base import (
     AcceptsMedia,
     Agent,
     Attachment,
+    AttachmentBeyondPlatform,
     AttachmentTooLarge,
     AttachmentUnavailable,
     MediaSupport,
@@ -50,6 +51,7 @@ class MediaNotices:
     too_many = "it takes at most {n} per message"
     too_large = "{size}, over the {limit} it takes"
     unavailable = "it could not be downloaded"
+    beyond_platform = "it is over the {limit} this chat lets bots download"
     heard = "🎙️ I heard:\n{quote}"
     heard_nothing = "🎙️ I could not hear any words in your voice message. Please try again or type it."
     cannot_listen = "I can't listen to voice messages here. Please type your message instead."
@@ -108,7 +110,7 @@ class Media:
             return "", MediaNotices.voice_too_large
         try:
             data = await voice.fetch(settings.max_bytes)
-        except AttachmentTooLarge:
+        except (AttachmentTooLarge, AttachmentBeyondPlatform):
             return "", MediaNotices.voice_too_large
         except AttachmentUnavailable as exc:
             log.warning("a voice note could not be downloaded: %s", exc)
@@ -168,6 +170,8 @@ async def _fetch(attachment: Attachment, limit: int) -> tuple[Attachment | None,
         return attachment.loaded(await attachment.fetch(limit)), ""
     except AttachmentTooLarge:
         return None, too_large
+    except AttachmentBeyondPlatform as exc:
+        return None, MediaNotices.beyond_platform.format(limit=_size(exc.limit))
     except AttachmentUnavailable as exc:
         log.warning("an attachment could not be downloaded: %s", exc)
         return None, MediaNotices.unavailable
