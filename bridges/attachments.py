@@ -12,8 +12,9 @@ Two steps, each ending in at most one plain notice for the user:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from agents.base import (
     AcceptsMedia,
@@ -24,6 +25,7 @@ from agents.base import (
     AttachmentUnavailable,
     MediaSupport,
 )
+from bridges.notices import Notices
 from bridges.surface import Inbound
 from bridges.transcribe import Transcriber, TranscriptionFailed
 
@@ -181,6 +183,15 @@ def with_sticker_words(text: str, attachments: Sequence[Attachment]) -> str:
     """A sticker stands for its emoji: what a bridge gives as the message's text, with any typed words."""
     emoji = " ".join(a.emoji for a in attachments if a.kind == "sticker" and a.emoji)
     return f"{text} {emoji}".strip() if emoji else text
+
+
+def lost_files_notice(metadata: Sequence[Mapping[str, Any]]) -> str:
+    """What a user is told of files a restart lost (see `bridges.inbox.LeftOver`), named as they sent them."""
+    names = [
+        f"your {KIND_WORDS.get(m.get('kind', ''), 'file')} {m.get('name') or ''}".rstrip() for m in metadata
+    ]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return Notices.files_lost.format(files=listed, them="it" if len(names) == 1 else "them")
 
 
 def _is_text(attachment: Attachment) -> bool:
