@@ -37,8 +37,17 @@ AttachmentKind = Literal["image", "document", "audio", "voice", "video", "sticke
 
 
 class AttachmentUnavailable(Exception):
-    """The platform would not serve a file (gone, too large for its download limit, a network error);
-    the message is one line for the logs, never a URL with a token in it."""
+    """The platform would not serve a file (gone, a network error); the message is one line for the
+    logs, never a URL with a token in it."""
+
+
+class AttachmentBeyondPlatform(AttachmentUnavailable):
+    """The platform lets bots download files up to `limit` bytes only (Telegram: 20 MB), and this one is
+    larger: the user is told that limit, not the receiving side's."""
+
+    def __init__(self, detail: str, limit: int) -> None:
+        super().__init__(detail)
+        self.limit = limit
 
 
 class AttachmentTooLarge(AttachmentUnavailable):

@@ -12,17 +12,20 @@ Two steps, each ending in at most one plain notice for the user:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from agents.base import (
     AcceptsMedia,
     Agent,
     Attachment,
+    AttachmentBeyondPlatform,
     AttachmentTooLarge,
     AttachmentUnavailable,
     MediaSupport,
 )
+from bridges.notices import Notices
 from bridges.surface import Inbound
 from bridges.transcribe import Transcriber, TranscriptionFailed
 
@@ -50,6 +53,7 @@ class MediaNotices:
     too_many = "it takes at most {n} per message"
     too_large = "{size}, over the {limit} it takes"
     unavailable = "it could not be downloaded"
+    beyond_platform = "it is over the {limit} this chat lets bots download"
     heard = "🎙️ I heard:\n{quote}"
     heard_nothing = "🎙️ I could not hear any words in your voice message. Please try again or type it."
     cannot_listen = "I can't listen to voice messages here. Please type your message instead."
@@ -108,7 +112,7 @@ class Media:
             return "", MediaNotices.voice_too_large
         try:
             data = await voice.fetch(settings.max_bytes)
-        except AttachmentTooLarge:
+        except (AttachmentTooLarge, AttachmentBeyondPlatform):
             return "", MediaNotices.voice_too_large
         except AttachmentUnavailable as exc:
             log.warning("a voice note could not be downloaded: %s", exc)
@@ -168,6 +172,8 @@ async def _fetch(attachment: Attachment, limit: int) -> tuple[Attachment | None,
         return attachment.loaded(await attachment.fetch(limit)), ""
     except AttachmentTooLarge:
         return None, too_large
+    except AttachmentBeyondPlatform as exc:
+        return None, MediaNotices.beyond_platform.format(limit=_size(exc.limit))
     except AttachmentUnavailable as exc:
         log.warning("an attachment could not be downloaded: %s", exc)
         return None, MediaNotices.unavailable
@@ -177,6 +183,15 @@ def with_sticker_words(text: str, attachments: Sequence[Attachment]) -> str:
     """A sticker stands for its emoji: what a bridge gives as the message's text, with any typed words."""
     emoji = " ".join(a.emoji for a in attachments if a.kind == "sticker" and a.emoji)
     return f"{text} {emoji}".strip() if emoji else text
+
+
+def lost_files_notice(metadata: Sequence[Mapping[str, Any]]) -> str:
+    """What a user is told of files a restart lost (see `bridges.inbox.LeftOver`), named as they sent them."""
+    names = [
+        f"your {KIND_WORDS.get(m.get('kind', ''), 'file')} {m.get('name') or ''}".rstrip() for m in metadata
+    ]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return Notices.files_lost.format(files=listed, them="it" if len(names) == 1 else "them")
 
 
 def _is_text(attachment: Attachment) -> bool:

@@ -12,7 +12,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from agents.base import Attachment, AttachmentTooLarge, AttachmentUnavailable
+from agents.base import (
+    Attachment,
+    AttachmentBeyondPlatform,
+    AttachmentTooLarge,
+    AttachmentUnavailable,
+)
 from bridges.surface import SurfaceError
 
 log = logging.getLogger(__name__)
@@ -25,6 +30,10 @@ class FileNotices:
         "📎 {author} sent {name}, which is larger than the {limit} allowed here, so it was not passed on."
     )
     unavailable = "📎 {author} sent {name}, but it could not be downloaded."
+    beyond_platform = (
+        "📎 {author} sent {name}, which is over the {limit} their chat lets bots download, so it could "
+        "not be passed on; a link would get through."
+    )
     refused = "📎 {author} sent {name}, but it could not be posted here."
     elsewhere = (
         "📎 {count} file(s) could not be sent: the user's platform is served by another process, "
@@ -49,6 +58,8 @@ async def pass_on(
             continue
         except AttachmentTooLarge:
             why = FileNotices.too_large.format(author=author, name=name, limit=_size(limit))
+        except AttachmentBeyondPlatform as exc:
+            why = FileNotices.beyond_platform.format(author=author, name=name, limit=_size(exc.limit))
         except AttachmentUnavailable as exc:
             log.warning("a handoff file could not be downloaded: %s", exc)
             why = FileNotices.unavailable.format(author=author, name=name)

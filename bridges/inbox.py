@@ -49,6 +49,9 @@ class LeftOver:
     inbound: Inbound
     receipt: Receipt
     command: str | None
+    lost_files: tuple[dict[str, Any], ...] = ()
+    """The metadata of the files the message came with: their download links are not kept (Discord's
+    expire and are signed), so the user is asked to send them again."""
 
 
 class Inbox:
@@ -98,6 +101,7 @@ class Inbox:
                     is_dm=inbound.is_dm,
                     text=inbound.text,
                     button=asdict(inbound.button) if inbound.button is not None else None,
+                    attachments=[a.metadata() for a in inbound.attachments if a.kind != "sticker"] or None,
                     command=command,
                 )
                 .on_conflict_do_nothing()
@@ -157,7 +161,7 @@ class Inbox:
         return (
             update(InboundMessage)
             .filter_by(**asdict(receipt))
-            .values(handled_at=self._now(), text="", button=None)
+            .values(handled_at=self._now(), text="", button=None, attachments=None)
             .execution_options(synchronize_session=False)
         )
 
@@ -193,7 +197,7 @@ class Inbox:
         for row in rows:
             receipt = Receipt(row.platform, row.chat_id, row.message_id)
             if await self._retake(receipt, row.taken_by):
-                taken.append(LeftOver(_inbound_of(row), receipt, row.command))
+                taken.append(LeftOver(_inbound_of(row), receipt, row.command, tuple(row.attachments or ())))
         return taken
 
     @survives_db_outage

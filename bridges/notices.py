@@ -40,3 +40,6 @@ class Notices:
         "Sorry, I was restarted before I could act on your choice “{label}”. Please choose again or send a "
         "message."
     )
+    files_lost = (
+        "Sorry, I was restarted before I could pass on {files} from your message. Please send {them} again."
+    )

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Agent, HistoryEntry, Resumable, Turn
 from bridges.admission import Admission, Refusal
-from bridges.attachments import Media
+from bridges.attachments import Media, lost_files_notice
 from bridges.bindings import Bindings
 from bridges.blocks import BlockService
 from bridges.conversations import Begun, Conversations, ExpiredRequest, TurnPolicy
@@ -319,7 +319,13 @@ class Relay:
         pressed button is reported instead: its message may be long gone."""
         inbound, receipt = left.inbound, left.receipt
         log.warning("answering %s:%s, left unanswered by a restart", inbound.platform, inbound.message_id)
-        if left.command is not None:
+        if left.lost_files:
+            await send_notice(surface, lost_files_notice(left.lost_files))
+        if left.command is None and inbound.button is None and not inbound.text.strip():
+            with place:  # only files, all lost: nothing is left to answer
+                await place.turn()
+                await self.inbox.give_up(receipt)
+        elif left.command is not None:
             await self._command(inbound, surface, place, cast(Command, left.command), receipt)
         elif inbound.button is None:
             await self._take_turn(inbound, surface, place, receipt)

@@ -41,6 +41,11 @@ class InboundMessage(Base):
     is_dm: Mapped[bool] = mapped_column(Boolean, default=False)
     text: Mapped[str] = mapped_column(Text, default="", doc="kept until handled, then cleared")
     button: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, doc="a pressed button")
+    attachments: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        JSON(none_as_null=True),
+        default=None,
+        doc="its files' metadata (as the transcript keeps it), kept until handled",
+    )
     command: Mapped[str | None] = mapped_column(
         String(16), default=None, doc="a command that waits its turn like a message: reset, human"
     )

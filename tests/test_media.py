@@ -18,6 +18,7 @@ from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.attachments import Media, MediaNotices
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.config import DiscordConfig
+from bridges.handoff_files import FileNotices
 from bridges.relay import Relay, RelayPolicy
 from bridges.transcribe import Transcriber
 from fakes.discord import FakeDiscord
@@ -34,6 +35,8 @@ PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
 VOICE = b"OggS" + bytes(range(200))
+OVER_TELEGRAM = 20 * 1024 * 1024 + 1
+"""One byte over the 20 MB the Bot API lets a bot download (getFile: "file is too big")."""
 platforms, convocore_app = e2e.platforms, e2e.convocore_app
 """The cross-platform world of the handoff tests: both fakes, both desks, one Relay."""
 
@@ -158,6 +161,46 @@ async def test_telegram_file_the_agent_cannot_take_is_named_once_and_the_text_go
     assert fake.downloads == []  # nothing was downloaded for an agent that cannot take it
 
 
+@sqlite_only
+async def test_telegram_file_over_the_20_mb_download_limit_is_named_and_the_text_goes_through(
+    db: async_sessionmaker[AsyncSession], vision: tuple[FakeOpenAI, OpenAICompatAgent]
+) -> None:
+    """Telegram does not always state a file's size; getFile then refuses it ("file is too big") and the
+    user is told that limit, not a download failure."""
+    provider, gpt = vision
+    async with running(db, agents={"scripted": gpt}) as telegram:
+        fake = telegram.fake
+        alice = fake.user("Alice")
+        chat = fake.private_chat(alice)
+        big = bytes(OVER_TELEGRAM)
+        fake.send_file(chat, alice, "document", big, "look", mime="image/png", name="big.png", sized=False)
+        notice = MediaNotices.left_out.format(
+            items="your image big.png (it is over the 20.0 MB this chat lets bots download)",
+            after=MediaNotices.after_text,
+        )
+        await telegram.final(chat, notice)
+        await telegram.final(chat, "echo #1: look")
+    assert [r.description for r in fake.requests if r.method == "getFile"] == ["file is too big"]
+    assert fake.downloads == [] and provider.images == []
+
+
+@sqlite_only
+async def test_telegram_voice_note_with_transcription_hanging_is_answered_and_its_caption_goes_on(
+    db: async_sessionmaker[AsyncSession], http: httpx.AsyncClient
+) -> None:
+    async with FakeTranscription() as transcription:
+        transcription.hang_next()
+        settings = TranscriptionSettings(url=HttpUrl(transcription.url), timeout_seconds=0.2)
+        async with running(db, media=Media(Transcriber(settings, http))) as telegram:
+            fake = telegram.fake
+            bob = fake.user("Bob")
+            chat = fake.private_chat(bob)
+            fake.send_file(chat, bob, "voice", VOICE, "typed too", mime="audio/ogg", duration=4)
+            await telegram.final(chat, MediaNotices.voice_failed)
+            await telegram.final(chat, "scripted: typed too (#1)")
+    assert transcription.received == []  # it never answered
+
+
 # -- Discord -----------------------------------------------------------------------------------------
 
 
@@ -256,3 +299,29 @@ async def test_a_photo_crosses_a_handoff_both_ways_between_telegram_and_discord(
     transcript = logged.attachments[0].text
     assert "user: here is the receipt [files: photo.jpg (image, 1 KB)]" in transcript
     assert f"moderator discord:{p.maya.id}: is this the one? [files: answer.png (image, 1 KB)]" in transcript
+
+
+async def test_a_file_too_large_for_a_handoff_becomes_a_clear_note_on_each_desk(convocore_app: App) -> None:
+    """Uma's 20 MB + 1 byte file: over the Discord desk's 10 MiB upload limit (refused before any
+    download), and over the 20 MB Telegram lets the bot download for the Telegram topic (getFile
+    refuses it). Each desk is told which, and her text still arrives."""
+    app, p = convocore_app, convocore_app.p
+    discord, telegram = p.discord, p.telegram
+    uma, chat, _ = await convocore_user_asks_for_a_human(app)
+    note, thread = await app.discord_notification()
+    handoff_id = (await app.handoff()).id
+    _, topic = await app.telegram_notification(handoff_id)
+    await app.discord_press(note, "claim", p.maya)
+
+    telegram.send_file(
+        chat, uma, "document", bytes(OVER_TELEGRAM), "the log", mime="text/plain", name="x.log"
+    )
+    too_large = FileNotices.too_large.format(author="Uma", name="x.log", limit="10 MB")
+    await discord.wait_until(lambda: too_large in discord_texts(discord, thread), what="the Discord note")
+    assert "**Uma:** the log" in discord_texts(discord, thread)
+    beyond = FileNotices.beyond_platform.format(author="Uma", name="x.log", limit="20 MB")
+    await telegram.wait_for(
+        lambda: any(m.text.endswith(beyond) for m in telegram.bot_messages(p.tg_mods, topic)),
+        what="the Telegram note",
+    )
+    assert telegram.downloads == []

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.base import (
     AgentEvent,
     AgentUnavailable,
+    Attachment,
     Button,
     HandoffRequested,
     Message,
@@ -530,6 +531,50 @@ async def test_messages_queued_behind_a_reply_cut_off_by_a_crash_are_answered_on
     again = RecordingSurface()
     assert await restarted.handle(inbound("hello?", message_id="3"), again) is None
     assert again.visible_texts() == []
+
+
+async def test_files_of_messages_a_crash_left_unanswered_are_named_for_the_user_to_send_again(
+    db: async_sessionmaker[AsyncSession], clock: Clock
+) -> None:
+    """The inbox keeps each file's metadata, not its download link: after a restart the user is told
+    which files to send again, the text is answered, and a message of files only is not answered empty."""
+    gate = asyncio.Event()
+    agent = ScriptedAgent(gate=gate)
+    crashed = Relay(db, {"scripted": agent}, POLICY, now=clock)
+    surface = RecordingSurface()
+    first = asyncio.create_task(crashed.handle(inbound("slow", message_id="1"), surface))
+    await asyncio.wait_for(agent.entered.wait(), 5)
+    shot = Attachment(kind="image", mime="image/png", size=2048, name="screen.png")
+    pdf = Attachment(kind="document", mime="application/pdf", size=4096, name="bill.pdf")
+    voice = Attachment(kind="voice", mime="audio/ogg", size=900, name="", duration=3)
+    queued = [
+        asyncio.create_task(
+            crashed.handle(inbound("see this", message_id="2", attachments=(shot,)), surface)
+        ),
+        asyncio.create_task(crashed.handle(inbound("", message_id="3", attachments=(pdf, voice)), surface)),
+    ]
+
+    async def all_recorded() -> None:
+        while await unhandled(db) != 2:  # noqa: ASYNC110 - the database has no event to wait on
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(all_recorded(), 5)
+    for task in (first, *queued):  # the process dies here
+        task.cancel()
+    await asyncio.gather(first, *queued, return_exceptions=True)
+
+    gate.set()
+    restarted = Relay(db, {"scripted": agent}, POLICY, now=clock)
+    await recover(restarted, lambda *_: surface)
+    texts = surface.visible_texts()
+    assert Notices.files_lost.format(files="your image screen.png", them="it") in texts
+    both = Notices.files_lost.format(files="your file bill.pdf and your voice message", them="them")
+    assert both in texts
+    assert "scripted: see this (#1)" in texts
+    assert [turn.text for turn in agent.turns] == ["slow", "see this"]  # nothing answered empty
+    assert await unhandled(db) == 0
+    async with db() as session:  # handled rows keep no metadata
+        assert await session.scalar(select(func.count(InboundMessage.attachments))) == 0
 
 
 async def unhandled(db: async_sessionmaker[AsyncSession]) -> int:

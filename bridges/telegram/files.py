@@ -11,7 +11,13 @@ from telegram import Bot, InputFile, Message
 from telegram.error import TelegramError
 from telegram.ext import filters
 
-from agents.base import Attachment, AttachmentKind, AttachmentTooLarge, AttachmentUnavailable
+from agents.base import (
+    Attachment,
+    AttachmentBeyondPlatform,
+    AttachmentKind,
+    AttachmentTooLarge,
+    AttachmentUnavailable,
+)
 
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
 """The largest file the Bot API lets a bot download."""
@@ -82,6 +88,8 @@ def _attachment(
                 raise AttachmentTooLarge(f"{file.file_size} bytes, over {max_bytes}")
             data = bytes(await file.download_as_bytearray())
         except TelegramError as exc:
+            if "file is too big" in exc.message.lower():
+                raise AttachmentBeyondPlatform("over telegram's download limit", DOWNLOAD_LIMIT) from None
             raise AttachmentUnavailable(f"telegram would not serve it: {exc.message}") from None
         if len(data) > max_bytes:
             raise AttachmentTooLarge(f"{len(data)} bytes, over {max_bytes}")

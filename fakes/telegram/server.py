@@ -253,16 +253,16 @@ class FakeTelegram:
         duration: int | None = None,
         emoji: str = "",
         thread_id: int | None = None,
+        sized: bool = True,
     ) -> FakeMessage:
         """A user sends a file as `kind` ("photo", "document", "voice", "audio", "video", "video_note",
-        "sticker"), with a caption; the bot can then getFile and download it."""
+        "sticker"), with a caption; the bot can then getFile and download it. `sized=False` leaves out
+        `file_size`, which the Bot API marks optional: only getFile then tells a file's size."""
         file_id = f"file-{next(self._ids)}"
         self.files[file_id] = (f"{kind}s/{file_id}_{name or kind}", data)
-        described: dict[str, Any] = {
-            "file_id": file_id,
-            "file_unique_id": f"u{file_id}",
-            "file_size": len(data),
-        }
+        described: dict[str, Any] = {"file_id": file_id, "file_unique_id": f"u{file_id}"}
+        if sized:
+            described["file_size"] = len(data)
         if mime:
             described["mime_type"] = mime
         if name:
