@@ -18,7 +18,7 @@ from bridges.relay import Notices
 from bridges.split import utf16_length
 from bridges.telegram.config import TelegramConfig
 from bridges.telegram.handlers import Replies
-from fakes.telegram import FakeChat, FakeTelegram, FakeUser, Limit, Limits
+from fakes.telegram import FakeChat, FakeTelegram, FakeUser, Limit, Limits, Window
 from fakes.telegram.harness import ADMIN_ID, Telegram, running
 
 pytestmark = pytest.mark.e2e
@@ -117,6 +117,25 @@ async def test_an_edit_that_renders_as_shown_is_not_sent(telegram: Telegram) -> 
     (message,) = fake.bot_messages(group)
     assert message.text == "✏ Hi" and message.edits == 0
     assert_clean(fake)
+
+
+@sqlite_only
+async def test_twenty_mentions_in_one_group_stay_within_its_window(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    """A group takes a hard count of messages per window (20 a minute; 10 a half second here, for the
+    fake and the bot alike, so the test need not wait a minute): twenty replies at once need two
+    windows, and Telegram never answers 429."""
+    strict = FakeTelegram(limits=Limits(per_chat=Limit(100.0, 1.0, 100.0), per_group=Window(10, 0.5)))
+    budgets = {"chat_messages_per_second": 30.0, "chat_burst": 10}
+    async with running(db, strict, **budgets, group_messages=10, group_window_seconds=0.5) as telegram:
+        fake = telegram.fake
+        group = fake.group("Crowd")
+        for n in range(20):
+            fake.say(group, fake.user(f"User {n}"), f"@switchboard_bot question {n}")
+        for n in range(20):
+            await telegram.final(group, f"scripted: question {n} (#1)")
+        assert_clean(fake)
 
 
 @pytest.mark.slow
