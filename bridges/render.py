@@ -4,7 +4,8 @@ One pump per reply owns every request for that reply, so at most one request is 
 and the newest text always wins. The first text and every final text go out as soon as the shared
 budgets allow, with the text there is when the slot comes (so a reply that waited past the end of the
 stream goes out whole, in one request); intermediate edits are paced by `edit_interval` and skipped
-while budgets are tight. While a request waits for a slot, the chat shows typing.
+while budgets are tight. While a request waits for a slot, the chat shows typing; a message whose text
+is still streaming ends in the `IN_PROGRESS` marker, which its final edit removes.
 """
 
 from __future__ import annotations
