@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Literal, Protocol, TypeVar
@@ -202,7 +203,24 @@ class FixedWindow:
         self.last = at
 
 
-Scope = TokenBucket | FixedWindow
+class SlidingWindow:
+    """A Telegram group: at most `limit` requests in any `window` seconds."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.window = window
+        self.passed: deque[float] = deque(maxlen=limit)
+        self.last = float("-inf")
+
+    def ready_at(self, at: float) -> float:
+        full = len(self.passed) == self.passed.maxlen
+        return max(at, self.passed[0] + self.window) if full else at
+
+    def spend(self, at: float) -> None:
+        self.passed.append(at)
+        self.last = at
+
+
+Scope = TokenBucket | FixedWindow | SlidingWindow
 
 
 def earliest(scopes: list[Scope], at: float) -> float:
@@ -260,9 +278,10 @@ def telegram_floor(fake: FakeTelegram) -> Floor:
     limits = fake.flood.limits
 
     def make(name: str) -> Scope:
-        limit = {"overall": limits.overall, "chat": limits.per_chat, "group": limits.per_group}[
-            name.partition(":")[0]
-        ]
+        kind = name.partition(":")[0]
+        if kind == "group":
+            return SlidingWindow(limits.per_group.limit, limits.per_group.seconds)
+        limit = limits.overall if kind == "overall" else limits.per_chat
         return TokenBucket(limit.rate / limit.per, limit.burst)
 
     return Floor(make)

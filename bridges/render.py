@@ -4,7 +4,8 @@ One pump per reply owns every request for that reply, so at most one request is 
 and the newest text always wins. The first text and every final text go out as soon as the shared
 budgets allow, with the text there is when the slot comes (so a reply that waited past the end of the
 stream goes out whole, in one request); intermediate edits are paced by `edit_interval` and skipped
-while budgets are tight. While a request waits for a slot, the chat shows typing.
+while budgets are tight. While a request waits for a slot, the chat shows typing; a message whose text
+is still streaming ends in the `IN_PROGRESS` marker, which its final edit removes.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ from bridges.split import Measure, natural_end, split_text
 from bridges.surface import Surface, SurfaceError
 
 log = logging.getLogger(__name__)
+
+IN_PROGRESS = "▌"
+"""Ends a message whose text is still streaming, so a reader sees more is coming; the final edit drops
+it, leaving exactly the agent's text. A block cursor, because agent text does not end in one (an
+ellipsis could be the agent's own)."""
 
 FINAL_RESERVE = 1
 """Edit slots intermediate edits leave free, so the final text never waits for the window to roll."""
@@ -293,6 +299,15 @@ class ReplyRenderer:
         block.append(f"⚠️ {notice}")
         block.closed = True
 
+    def _in_progress(self, text: str) -> str:
+        """`text` with the in-progress marker, unless the marker would not fit in the message (the
+        text then fills it, and its next words go in a message of their own). After a code fence the
+        marker goes on a line of its own: on the fence's line it would break the fence."""
+        last_line = text[text.rfind("\n") + 1 :].lstrip()
+        gap = "\n" if last_line.startswith(("```", "~~~")) else " "
+        marked = f"{text}{gap}{IN_PROGRESS}"
+        return marked if self.surface.measure(marked) <= self.surface.max_length else text
+
     def _settle(self, block: _Block) -> None:
         block.settle(self.surface.max_length, self.surface.measure)
 
@@ -320,7 +335,11 @@ class ReplyRenderer:
         final = not last or block.closed or self._finished
         targets = [_Target(text, (), True) for _, text in chunks[:-1]]
         if chunks:
-            targets.append(_Target(chunks[-1][1], block.buttons if final else (), final))
+            text = chunks[-1][1]
+            if final:
+                targets.append(_Target(text, block.buttons, True))
+            else:
+                targets.append(_Target(self._in_progress(text), (), False))
         if not last:
             return targets
         self._fixed += targets[:-1]

@@ -154,12 +154,13 @@ async def test_dm_reply_streams_with_edits_and_ends_on_exact_text(
     await world.fake.user_says(dm, world.alice, "hello")
     await world.fake.wait_until(lambda: world.fake.typing.get(dm.id), what="a typing indicator")
     thinking.set()
-    await world.fake.wait_for_texts(dm, ["Hello"])
+    await world.fake.wait_for_texts(dm, ["Hello ▌"])
     gates[0].set()
-    await world.fake.wait_for_texts(dm, ["Hello, **world**"])
+    await world.fake.wait_for_texts(dm, ["Hello, **world** ▌"])
     gates[1].set()
     (reply,) = await world.fake.wait_for_texts(dm, ["Hello, **world**! How can I help?"])
-    assert reply.versions == ["Hello", "Hello, **world**", "Hello, **world**! How can I help?"]
+    # While streaming the message ends in the in-progress marker; the final edit leaves the exact text.
+    assert reply.versions == ["Hello ▌", "Hello, **world** ▌", "Hello, **world**! How can I help?"]
     assert reply.reference is None  # a DM needs no reply reference
     assert_never_pinged([reply])
     assert world.fake.rate_limited == 0

@@ -401,7 +401,7 @@ async def test_discord_5xx_on_send_and_edits_mid_stream_still_ends_exact(discord
     feed = agent.feed("go")
     await fake.user_says(dm, discord.alice, "go")
     await feed.put(TextDelta("First part"))
-    (reply,) = await discord.texts(dm, ["First part"])
+    (reply,) = await discord.texts(dm, ["First part ▌"])
     fake.inject(EDITS, 503, times=2)  # the next intermediate edit and one try of the final one
     await feed.put(TextDelta(", second part"))
     await fake.wait_until(lambda: fake.count(EDITS) >= 1, what="an edit attempt")
@@ -425,7 +425,7 @@ async def test_discord_429_storm_is_waited_out_without_hammering(discord: Discor
     feed = agent.feed("go")
     await fake.user_says(dm, discord.alice, "go")
     await feed.put(TextDelta("Under load"))
-    (reply,) = await discord.texts(dm, ["Under load"])
+    (reply,) = await discord.texts(dm, ["Under load ▌"])
     fake.inject(EDITS, 429, times=4, retry_after=retry_after)
     for piece in [", still", " streaming", " and", " done."]:
         await feed.put(TextDelta(piece))

@@ -24,7 +24,7 @@ from agents.base import (
 )
 from bridges import render
 from bridges.budget import RateBudget
-from bridges.render import CHOOSE_PROMPT, RenderFailed, ReplyRenderer
+from bridges.render import CHOOSE_PROMPT, IN_PROGRESS, RenderFailed, ReplyRenderer
 from bridges.split import Measure, split_text, utf16_length
 from bridges.surface import SurfaceError
 from tests.surfaces import RecordingSurface
@@ -64,7 +64,7 @@ async def test_first_text_is_posted_before_the_agent_continues() -> None:
         yield TurnEnd({"k": 1})
 
     render = asyncio.create_task(ReplyRenderer(surface).render(agent()))
-    await surface.wait_for(lambda: surface.visible_texts() == ["Hel"])
+    await surface.wait_for(lambda: surface.visible_texts() == ["Hel " + IN_PROGRESS])
     release.set()
     result = await asyncio.wait_for(render, 5)
     assert surface.visible_texts() == ["Hello there"]
@@ -124,6 +124,39 @@ async def test_unicode_at_the_split_point_is_never_broken(cluster: str) -> None:
         assert all(len(version) <= 40 for version in posted.versions)
 
 
+async def test_a_message_still_streaming_ends_in_the_marker_and_its_last_version_is_exact() -> None:
+    """Every version of a message before its last ends in the in-progress marker where it fits; the
+    last, posted when the message is full or the reply ends, is exactly the agent's text."""
+    text = "".join(f"word{n} " for n in range(100))
+    surface = RecordingSurface(max_length=120, edit_interval=0.0)
+    await asyncio.wait_for(ReplyRenderer(surface).render(stream([*deltas(text, 7), TurnEnd({})], 1)), 20)
+    assert surface.visible_texts() == expected_messages(text, surface)
+    streaming = [version for posted in surface.posted.values() for version in posted.versions[:-1]]
+    assert streaming
+    for version in streaming:
+        marked = version.endswith(" " + IN_PROGRESS)
+        assert marked or len(version) + 2 > surface.max_length, version
+    assert not any(posted.text.endswith(IN_PROGRESS) for posted in surface.posted.values())
+    assert_clean_history(surface)
+
+
+async def test_the_marker_after_a_code_fence_goes_on_a_line_of_its_own() -> None:
+    """On the fence's own line the marker would turn the closing fence into code."""
+    surface = RecordingSurface()
+    release = asyncio.Event()
+
+    async def agent() -> AsyncIterator[AgentEvent]:
+        yield TextDelta("Run:\n```sh\nmake\n```")
+        await release.wait()
+        yield TextDelta("\nDone.")
+
+    render = asyncio.create_task(ReplyRenderer(surface).render(agent()))
+    await surface.wait_for(lambda: surface.visible_texts() == ["Run:\n```sh\nmake\n```\n" + IN_PROGRESS])
+    release.set()
+    await asyncio.wait_for(render, 5)
+    assert surface.visible_texts() == ["Run:\n```sh\nmake\n```\nDone."]
+
+
 async def test_shown_text_only_ever_grows() -> None:
     """Words never change once shown; at most the tail of a full message moves on to the next one."""
     text = (FAMILY + " Lorem ipsum dolor sit amet. " + FLAGS + "\n") * 60
@@ -133,7 +166,8 @@ async def test_shown_text_only_ever_grows() -> None:
     offset = 0
     for posted in surface.posted.values():
         for version in posted.versions:
-            assert compact.startswith("".join(version.split()), offset), version
+            words = "".join(version.removesuffix(IN_PROGRESS).split())
+            assert compact.startswith(words, offset), version
         offset += len("".join(posted.text.split()))
 
 

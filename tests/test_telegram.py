@@ -18,7 +18,7 @@ from bridges.relay import Notices
 from bridges.split import utf16_length
 from bridges.telegram.config import TelegramConfig
 from bridges.telegram.handlers import Replies
-from fakes.telegram import FakeChat, FakeTelegram, FakeUser, Limit, Limits
+from fakes.telegram import FakeChat, FakeTelegram, FakeUser, Limit, Limits, Window
 from fakes.telegram.harness import ADMIN_ID, Telegram, running
 from tests.polling import eventually, has, holds, queued_text, transcript_texts
 
@@ -54,9 +54,9 @@ async def test_private_chat_streams_as_a_draft_then_posts_the_exact_final_text(t
 
     await fake.wait_for(lambda: fake.count("sendChatAction") >= 1, what="typing while the agent thinks")
     await feed.put(TextDelta("Hello"))
-    await fake.wait_for(lambda: draft_shows("Hello"), what="first draft")
+    await fake.wait_for(lambda: draft_shows("Hello ▌"), what="first draft")
     await feed.put(TextDelta(", **world**"))
-    await fake.wait_for(lambda: draft_shows("Hello, world"), what="second draft")
+    await fake.wait_for(lambda: draft_shows("Hello, world ▌"), what="second draft")
     assert fake.bot_messages(chat) == []  # still a draft: nothing posted yet
     await feed.put(TextDelta(". Bye."))
     await feed.put(None)
@@ -65,7 +65,8 @@ async def test_private_chat_streams_as_a_draft_then_posts_the_exact_final_text(t
     assert [e["type"] for e in final.entities] == ["bold"]
     assert final.edits == 0 and len(fake.bot_messages(chat)) == 1
     (draft,) = fake.drafts_in(chat)
-    assert draft.history == ["Hello", "Hello, world"]  # the final text is posted at once, not drafted first
+    # The final text, without the in-progress marker, is posted at once, not drafted first.
+    assert draft.history == ["Hello ▌", "Hello, world ▌"]
     assert fake.count("sendChatAction") >= 1
     assert_clean(fake)
 
@@ -82,18 +83,18 @@ async def test_group_mention_streams_by_send_and_edits_without_429s(telegram: Te
 
     await feed.put(TextDelta("Here is **bo"))
     (reply,) = await telegram.replies(group)
-    await fake.wait_for(lambda: reply.text == "Here is **bo", what="first text")
+    await fake.wait_for(lambda: reply.text == "Here is **bo ▌", what="first text, marked in progress")
     await feed.put(TextDelta("ld** and `co"))
-    await fake.wait_for(lambda: reply.text == "Here is bold and `co", what="an edit")
+    await fake.wait_for(lambda: reply.text == "Here is bold and `co ▌", what="an edit")
     await feed.put(TextDelta("de`\n\nHi\n--"))
-    await fake.wait_for(lambda: reply.text.endswith("✏ Hi"), what="a heading")
-    edits = reply.edits
-    await feed.put(TextDelta("-"))  # renders exactly as before: must not be sent
+    await fake.wait_for(lambda: reply.text.endswith("Hi\n-- ▌"), what="a heading, not yet underlined")
     await feed.put(None)
-    await telegram.final(group, "Here is bold and code\n\n✏ Hi")
+    await telegram.final(group, "Here is bold and code\n\n✏ Hi")  # the final edit drops the marker
 
     assert reply.reply_to is question and reply.thread_id is None
-    assert reply.history[0] == "Here is **bo" and len(reply.history) >= 3
+    assert reply.history[0] == "Here is **bo ▌" and len(reply.history) >= 4
+    assert all(text.endswith(" ▌") for text in reply.history[:-1])
+    edits = reply.edits
     assert {e["type"] for e in reply.entities} >= {"bold", "code", "underline"}
     assert [t.text for t in agent.turns] == ["what is **up**"]  # the unmentioned message was ignored
     assert fake.drafts == {}
@@ -102,6 +103,40 @@ async def test_group_mention_streams_by_send_and_edits_without_429s(telegram: Te
     await telegram.final(group, "scripted: and for me? (#1)")
     assert reply.edits == edits
     assert_clean(fake)
+
+
+@sqlite_only
+async def test_an_edit_that_renders_as_shown_is_not_sent(telegram: Telegram) -> None:
+    """Two markdown sources can render alike; Telegram would answer the second "message is not
+    modified", so the surface does not send it."""
+    fake = telegram.fake
+    group = fake.group("Team")
+    surface = telegram.bridge.surface_for("telegram", str(group.id), "")
+    assert surface is not None
+    message_id = await surface.send("Hi\n--")
+    await surface.edit(message_id, "Hi\n---", final=True)
+    (message,) = fake.bot_messages(group)
+    assert message.text == "✏ Hi" and message.edits == 0
+    assert_clean(fake)
+
+
+@sqlite_only
+async def test_twenty_mentions_in_one_group_stay_within_its_window(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    """A group takes a hard count of messages per window (20 a minute; 10 a half second here, for the
+    fake and the bot alike, so the test need not wait a minute): twenty replies at once need two
+    windows, and Telegram never answers 429."""
+    strict = FakeTelegram(limits=Limits(per_chat=Limit(100.0, 1.0, 100.0), per_group=Window(10, 0.5)))
+    budgets = {"chat_messages_per_second": 30.0, "chat_burst": 10}
+    async with running(db, strict, **budgets, group_messages=10, group_window_seconds=0.5) as telegram:
+        fake = telegram.fake
+        group = fake.group("Crowd")
+        for n in range(20):
+            fake.say(group, fake.user(f"User {n}"), f"@switchboard_bot question {n}")
+        for n in range(20):
+            await telegram.final(group, f"scripted: question {n} (#1)")
+        assert_clean(fake)
 
 
 @pytest.mark.slow

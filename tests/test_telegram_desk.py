@@ -25,7 +25,7 @@ from bridges.handoff import HandoffView, UserNotices
 from bridges.relay import Notices
 from bridges.telegram.config import TelegramDeskConfig
 from bridges.telegram.desk import DeskReplies, jump_link, notification
-from fakes.telegram import FakeChat, FakeMessage, FakeTelegram, FakeUser, Limit, Limits
+from fakes.telegram import FakeChat, FakeMessage, FakeTelegram, FakeUser, Limit, Limits, Window
 from fakes.telegram.harness import Telegram, running
 from fakes.telegram.markup import read_html, utf16_length
 from models import Conversation, Handoff, HandoffStatus, TranscriptEntry
@@ -36,13 +36,12 @@ from tests.test_relay import inbound
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 """Only the claim race depends on the database; the rest is the desk's own behaviour."""
 
-ROOMY = Limits(per_chat=Limit(30.0, 1.0, 30.0), per_group=Limit(60.0, 60.0, 60.0))
+ROOMY = Limits(per_chat=Limit(30.0, 1.0, 30.0), per_group=Window(60, 60.0))
 """Telegram's limits, loosened so tests need not wait; the bot's budgets below stay within them."""
 QUICK = {
     "chat_messages_per_second": 20.0,
     "chat_burst": 10,
-    "group_messages_per_minute": 60.0,
-    "group_burst": 60,
+    "group_messages": 60,
 }
 
 
@@ -507,10 +506,11 @@ async def test_without_topics_handoffs_are_followed_up_as_replies(
 @sqlite_only
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")  # PTB's own RetryAfter
 async def test_a_busy_desk_is_paced_below_flood_control(db: async_sessionmaker[AsyncSession]) -> None:
-    """Four requests at once need eight posts in the moderator chat, twice the group's burst: the
-    shared budgets spread them out and Telegram never answers 429."""
-    strict = FakeTelegram(limits=Limits(per_chat=Limit(30.0, 1.0, 30.0), per_group=Limit(60.0, 60.0, 6.0)))
-    budgets = {**QUICK, "group_burst": 4}
+    """Four requests at once need eight posts in the moderator chat, twice what the group allows in a
+    window: the shared budgets spread them out and Telegram never answers 429. (The group's window is
+    half a second here instead of a minute, for the fake and the bot alike.)"""
+    strict = FakeTelegram(limits=Limits(per_chat=Limit(30.0, 1.0, 30.0), per_group=Window(4, 0.5)))
+    budgets = {**QUICK, "group_messages": 4, "group_window_seconds": 0.5}
     async with desk_running(db, fake=strict, budgets=budgets, log_chat_id=None) as desk:
         fake = desk.fake
         users = [fake.user(f"User {n}") for n in range(4)]

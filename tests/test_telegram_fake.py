@@ -37,6 +37,26 @@ async def test_group_flood_control_answers_429_with_retry_after(
     assert fake.flood.refused["group"] == 2 and len(fake.refusals(429)) == 2
 
 
+async def test_a_group_gets_20_messages_in_any_minute_never_more() -> None:
+    """The documented 20 a minute is a hard count: 20 spread over 59 seconds leave no room for a 21st
+    until the first of them is a minute old (a bucket refilling as it goes would let more through)."""
+    now = [0.0]
+    fake = FakeTelegram(limits=Limits(per_chat=Limit(100.0, 1.0, 100.0)), clock=lambda: now[0])
+    group = fake.group("Busy")
+    async with fake.running() as base_url, httpx.AsyncClient(base_url=f"{base_url}{fake.token}/") as client:
+        for n in range(20):
+            now[0] = n * 59 / 19
+            assert (await call(client, "sendMessage", chat_id=group.id, text=f"m{n}"))[0] == 200
+        now[0] = 59.5
+        status, body = await call(client, "sendMessage", chat_id=group.id, text="too soon")
+        assert status == 429 and body["parameters"]["retry_after"] == 1
+        now[0] = 60.0
+        assert (await call(client, "sendMessage", chat_id=group.id, text="a minute on"))[0] == 200
+        status, body = await call(client, "sendMessage", chat_id=group.id, text="and one more")
+        assert status == 429 and body["parameters"]["retry_after"] == 4  # the second is a minute old at 63.1
+    assert fake.flood.refused["group"] == 2
+
+
 async def test_identical_edit_is_not_modified(api: tuple[FakeTelegram, httpx.AsyncClient]) -> None:
     fake, client = api
     chat = fake.private_chat(fake.user("Kim"))

@@ -20,6 +20,7 @@ from bridges.budget import RateBudget
 from bridges.console.config import ConsoleConfig
 from bridges.recovery import recover
 from bridges.relay import Relay
+from bridges.render import IN_PROGRESS
 from bridges.surface import Inbound
 from models import Conversation
 
@@ -142,6 +143,8 @@ class ConsoleSurface:
             self._last_id = ""
 
     def _compose(self, text: str, buttons: Sequence[Button]) -> str:
+        if not self.terminal.redraws:  # piped output cannot take the in-progress marker back
+            text = text.removesuffix(IN_PROGRESS).rstrip()
         composed = BOT_PREFIX + text
         if buttons:
             composed += "\n" + "  ".join(f"[{n}] {button.label}" for n, button in enumerate(buttons, 1))

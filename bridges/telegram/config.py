@@ -70,8 +70,8 @@ class TelegramConfig(PlatformConfig):
     concurrent_updates: int = Field(256, ge=1, description="updates handled at once (different chats)")
     chat_messages_per_second: float = Field(1.0, gt=0, le=30)
     chat_burst: int = Field(2, ge=1, le=10)
-    group_messages_per_minute: float = Field(20.0, gt=0, le=60)
-    group_burst: int = Field(15, ge=1, le=60)
+    group_messages: int = Field(20, ge=1, le=60, description="Telegram's hard cap per group: messages...")
+    group_window_seconds: float = Field(60.0, gt=0, description="...in any this many seconds")
     messages_per_second: float = Field(25.0, gt=0, le=30, description="bot-wide, below Telegram's ~30/s")
     bot_burst: int = Field(10, ge=1, le=30)
     max_retry_after: float = Field(

@@ -25,7 +25,7 @@ from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
 
 from agents.base import Attachment, Button, Media
-from bridges.budget import RateBudget, acquire_all
+from bridges.budget import RateBudget, WindowBudget, acquire_all
 from bridges.buttons import ButtonStore
 from bridges.split import utf16_length
 from bridges.surface import SurfaceError
@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _DRAFT_IDS = itertools.count(secrets.randbelow(2**30) + 1)
 _BUDGETS_KEPT = 10_000
+GROUP_LATENCY_ALLOWANCE = 1.0
+"""Seconds a request may take from taking a group's token to reaching Telegram (a button store write,
+the network): the group's window is this much longer than Telegram's, so its cap holds there too."""
 
 
 class Flooded(SurfaceError):
@@ -65,35 +68,36 @@ class Budgets:
 
     def for_chat(self, chat_id: int, is_group: bool) -> tuple[RateBudget, ...]:
         # A chat's budget starts with one token: Telegram's bucket for the chat may still hold requests
-        # made just before a restart, and one request is all a first text needs. (A group's budget
-        # refills at one token per three seconds, so it starts full: its burst is what keeps a busy
-        # group's replies moving.)
-        chat = self._get(
-            self._chats, chat_id, self.config.chat_messages_per_second, 1.0, self.config.chat_burst, 1
+        # made just before a restart, and one request is all a first text needs.
+        chat = _kept(
+            self._chats,
+            chat_id,
+            lambda: RateBudget(
+                self.config.chat_messages_per_second, 1.0, burst=self.config.chat_burst, initial=1
+            ),
         )
         if not is_group:
             return (self.bot, chat)
-        group = self._get(
-            self._groups, chat_id, self.config.group_messages_per_minute, 60.0, self.config.group_burst
+        group = _kept(
+            self._groups,
+            chat_id,
+            lambda: WindowBudget(
+                self.config.group_messages, self.config.group_window_seconds + GROUP_LATENCY_ALLOWANCE
+            ),
         )
         return (self.bot, chat, group)
 
-    @staticmethod
-    def _get(
-        budgets: dict[int, RateBudget],
-        key: int,
-        rate: float,
-        per: float,
-        burst: int,
-        initial: float | None = None,
-    ) -> RateBudget:
-        budget = budgets.get(key)
-        if budget is None:
-            if len(budgets) >= _BUDGETS_KEPT:  # forget chats whose budget has fully refilled
-                for stale in [k for k, b in budgets.items() if b.full()]:
-                    del budgets[stale]
-            budget = budgets[key] = RateBudget(rate, per, burst=burst, initial=initial)
-        return budget
+
+def _kept(budgets: dict[int, RateBudget], key: int, new: Callable[[], RateBudget]) -> RateBudget:
+    """The budget of `key`, made on first use; chats whose budget is full again are forgotten when
+    too many are kept."""
+    budget = budgets.get(key)
+    if budget is None:
+        if len(budgets) >= _BUDGETS_KEPT:
+            for stale in [k for k, b in budgets.items() if b.full()]:
+                del budgets[stale]
+        budget = budgets[key] = new()
+    return budget
 
 
 class _Receipted(RateBudget):

@@ -1,6 +1,6 @@
 """A wire-level fake Telegram Bot API for the real python-telegram-bot client; see `FakeTelegram`."""
 
-from fakes.telegram.limits import Limit, Limits
+from fakes.telegram.limits import Limit, Limits, Window
 from fakes.telegram.server import FakeTelegram
 from fakes.telegram.state import (
     FakeChat,
@@ -21,4 +21,5 @@ __all__ = [
     "Limit",
     "Limits",
     "RequestRecord",
+    "Window",
 ]
