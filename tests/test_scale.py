@@ -19,7 +19,7 @@ from bridges.base import BridgeStartError
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.config import DiscordConfig
 from bridges.relay import Relay
-from bridges.telegram.bridge import TelegramBridge
+from bridges.telegram.bridge import ALLOWED_UPDATES, TelegramBridge
 from bridges.telegram.config import TelegramConfig
 from fakes.discord import FakeDiscord
 from fakes.discord.server import shard_of
@@ -125,7 +125,7 @@ async def test_webhook_mode_answers_posted_updates_and_refuses_forged_ones(
         bridge = TelegramBridge(config, webhook_relay)
         await bridge.start()
         try:
-            assert fake.webhook == Webhook(str(config.webhook_url), SECRET, ["message", "callback_query"])
+            assert fake.webhook == Webhook(str(config.webhook_url), SECRET, list(ALLOWED_UPDATES))
             forged = {
                 "update_id": 10_000,
                 "message": {

@@ -140,3 +140,13 @@ def test_value_and_indirection_together_is_ambiguous(tmp_path: Path) -> None:
         tmp_path, "[database]\nurl = 'sqlite:///a.db'\nurl_env = 'DB_URL'", {"DB_URL": "sqlite:///b.db"}
     )
     assert message == "database.url: given both directly and through url_env"
+
+
+def test_earlier_telegram_group_pacing_keys_still_load(tmp_path: Path) -> None:
+    """`group_messages_per_minute` and `group_burst` (earlier releases) become the hard window."""
+    path = tmp_path / "switchboard.toml"
+    path.write_text('[telegram]\ntoken_env = "TG"\ngroup_messages_per_minute = 15\ngroup_burst = 5\n')
+    settings = load_settings(path, environ={"TG": SECRET})
+    telegram = settings.platform("telegram")
+    assert telegram is not None
+    assert (telegram.group_messages, telegram.group_window_seconds) == (15, 60.0)  # type: ignore[attr-defined]

@@ -4,7 +4,7 @@ the optional moderator desk (`[telegram.handoff]`)."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -78,6 +78,21 @@ class TelegramConfig(PlatformConfig):
         60.0, ge=0, description="wait out a 429 up to this long before giving up on the request"
     )
     handoff: TelegramDeskConfig | None = Field(None, description="the moderator desk; none unless set")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_group_keys(cls, data: Any) -> Any:
+        """Files from earlier releases paced groups with `group_messages_per_minute` (a rate) and
+        `group_burst`; both now mean the hard window `group_messages` per 60 s, which is what Telegram
+        enforces. The burst has no meaning in a window and is dropped."""
+        if isinstance(data, dict) and ("group_messages_per_minute" in data or "group_burst" in data):
+            data = dict(data)
+            per_minute = data.pop("group_messages_per_minute", None)
+            data.pop("group_burst", None)
+            if per_minute is not None and "group_messages" not in data:
+                data["group_messages"] = max(1, int(float(per_minute)))
+                data.setdefault("group_window_seconds", 60.0)
+        return data
 
     webhook_url: str | None = Field(
         None,
