@@ -14,9 +14,8 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Agent, HistoryEntry, Resumable, Turn
@@ -26,7 +25,8 @@ from bridges.bindings import Bindings
 from bridges.blocks import BlockService
 from bridges.conversations import Begun, Conversations, ExpiredRequest, TurnPolicy
 from bridges.edits import Edits
-from bridges.handoff import HandoffPolicy, HandoffService, open_handoff_of
+from bridges.handoff import HandoffPolicy, HandoffService
+from bridges.human_requests import HumanRequests
 from bridges.inbox import Inbox, LeftOver, Receipt
 from bridges.notices import Notices
 from bridges.outage import DatabaseUnavailable, survives_db_outage
@@ -34,10 +34,8 @@ from bridges.render import MAX_REPLY_CHARS, RenderFailed, RenderResult, ReplyRen
 from bridges.surface import Inbound, Surface, send_notice
 from bridges.turns import Place, TurnOrder
 from models import (
-    OPEN_HANDOFF_STATUSES,
     Conversation,
     ConversationStatus,
-    Handoff,
     HandoffStatus,
     Role,
     User,
@@ -134,6 +132,15 @@ class Relay:
         )
         self.edits = Edits(self.inbox, self.conversations, self.handoffs)
         self._turns = TurnOrder()
+        self.requests = HumanRequests(
+            db,
+            self.handoffs,
+            self._turns,
+            moderators=policy.moderators,
+            per_hour=policy.handoffs_per_hour,
+            now=now,
+            outage_grace=policy.db_outage_grace,
+        )
         self.gate = Admission(
             self.blocks,
             per_minute=policy.user_messages_per_minute,
@@ -312,7 +319,7 @@ class Relay:
         conversation, notice = await self._conversation_for(inbound)
         if notice:
             await send_notice(surface, notice)
-        return await self._open_handoff(conversation, reason, requested_by="user")
+        return await self.requests.open(conversation, reason, requested_by="user")
 
     async def answer_left_over(self, left: LeftOver, surface: Surface, place: Place) -> None:
         """Answer a message a crash left unanswered (see bridges/recovery.py), in its place in line. A
@@ -424,7 +431,7 @@ class Relay:
         ended = result.session_ended is not None and result.handoff is None
         await self.conversations.finish_turn(conversation.id, result.provider_state, ended=ended)
         if result.handoff is not None:
-            answer = await self._open_handoff(conversation, result.handoff.reason, requested_by="agent")
+            answer = await self.requests.open(conversation, result.handoff.reason, requested_by="agent")
             await send_notice(surface, answer)
         elif result.session_ended is not None:
             await send_notice(surface, Notices.session_ended)
@@ -456,72 +463,9 @@ class Relay:
                 notice = Notices.handoff_expired if expired else None
         return await self.conversations.open_for(inbound, self.policy.idle_timeout), notice
 
-    async def _open_handoff(self, conversation: Conversation, reason: str, *, requested_by: str) -> str:
-        """Open a handoff unless the user already has one open or opened too many this hour; one at a
-        time per user in this process (their row is locked too, for the other processes)."""
-        if not self.policy.moderators:
-            log.info(
-                "conversation %s: %s asked for a human, but no desk is set up", conversation.id, requested_by
-            )
-            return Notices.no_moderators
-        with self._turns.line_up(("handoff", conversation.user_id)) as place:
-            await place.turn()
-            return await self._open_handoff_now(conversation.id, reason, requested_by=requested_by)
-
-    @survives_db_outage
-    async def _open_handoff_now(self, conversation_id: int, reason: str, *, requested_by: str) -> str:
-        """Open a handoff unless the user already has one open (here or in another conversation), and
-        notify the moderators. Returns what to tell the user."""
-        async with self.db.begin() as session:
-            conversation = await session.get_one(Conversation, conversation_id)
-            # one request at a time per user: their row is locked until this one is in (PostgreSQL; SQLite
-            # has one writer at a time anyway, and a stale read fails to write and is retried)
-            await session.execute(select(User.id).where(User.id == conversation.user_id).with_for_update())
-            if await open_handoff_of(session, conversation_id) is not None:
-                return Notices.handoff_already_open
-            if await session.scalar(_open_handoff_of_user(conversation.user_id)) is not None:
-                return Notices.handoff_open_elsewhere
-            since = self._now() - timedelta(hours=1)
-            if await session.scalar(_handoffs_of_user_since(conversation.user_id, since)) >= (
-                self.policy.handoffs_per_hour
-            ):
-                log.info("conversation %s: handoff refused, too many this hour", conversation_id)
-                return Notices.handoff_too_often
-            handoff = Handoff(
-                conversation_id=conversation_id,
-                status=HandoffStatus.REQUESTED,
-                reason=reason,
-                requested_by=requested_by,
-                requested_at=self._now(),
-            )
-            session.add(handoff)
-            conversation.status = ConversationStatus.HANDOFF_REQUESTED
-            conversation.closed_at = None
-        log.info("conversation %s: handoff %s requested by %s", conversation_id, handoff.id, requested_by)
-        await self.handoffs.opened(handoff.id)
-        return Notices.handoff_requested
-
 
 def _conversation_key(inbound: Inbound) -> tuple[str, str, str, str]:
     return (inbound.platform, inbound.chat_id, inbound.thread_id, inbound.user_id)
-
-
-def _handoffs_of_user_since(user_row_id: int, since: datetime) -> Any:
-    return (
-        select(func.count())
-        .select_from(Handoff)
-        .join(Conversation, Conversation.id == Handoff.conversation_id)
-        .where(Conversation.user_id == user_row_id, Handoff.requested_at > since)
-    )
-
-
-def _open_handoff_of_user(user_row_id: int) -> Any:
-    return (
-        select(Handoff.id)
-        .join(Conversation, Conversation.id == Handoff.conversation_id)
-        .where(Conversation.user_id == user_row_id, Handoff.status.in_(OPEN_HANDOFF_STATUSES))
-        .limit(1)
-    )
 
 
 def _invisible(text: str) -> bool:

@@ -1,0 +1,108 @@
+"""Opening a request for a human, within limits: one open per user (in any conversation), at most
+`per_hour` an hour, and only where a desk exists to take it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bridges.handoff import HandoffService, open_handoff_of
+from bridges.notices import Notices
+from bridges.outage import survives_db_outage
+from bridges.turns import TurnOrder
+from models import (
+    OPEN_HANDOFF_STATUSES,
+    Conversation,
+    ConversationStatus,
+    Handoff,
+    HandoffStatus,
+    User,
+)
+
+log = logging.getLogger(__name__)
+
+
+class HumanRequests:
+    def __init__(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        handoffs: HandoffService,
+        turns: TurnOrder,
+        *,
+        moderators: bool,
+        per_hour: int,
+        now: Callable[[], datetime],
+        outage_grace: float,
+    ) -> None:
+        self.db = db
+        self.handoffs = handoffs
+        self._turns = turns
+        self.moderators = moderators
+        self.per_hour = per_hour
+        self._now = now
+        self.outage_grace = outage_grace
+
+    async def open(self, conversation: Conversation, reason: str, *, requested_by: str) -> str:
+        """Open a handoff unless the user already has one open or opened too many this hour; one at a
+        time per user in this process (their row is locked too, for the other processes). Returns what
+        to tell the user."""
+        if not self.moderators:
+            log.info(
+                "conversation %s: %s asked for a human, but no desk is set up", conversation.id, requested_by
+            )
+            return Notices.no_moderators
+        with self._turns.line_up(("handoff", conversation.user_id)) as place:
+            await place.turn()
+            return await self._open_now(conversation.id, reason, requested_by=requested_by)
+
+    @survives_db_outage
+    async def _open_now(self, conversation_id: int, reason: str, *, requested_by: str) -> str:
+        async with self.db.begin() as session:
+            conversation = await session.get_one(Conversation, conversation_id)
+            # one request at a time per user: their row is locked until this one is in (PostgreSQL; SQLite
+            # has one writer at a time anyway, and a stale read fails to write and is retried)
+            await session.execute(select(User.id).where(User.id == conversation.user_id).with_for_update())
+            if await open_handoff_of(session, conversation_id) is not None:
+                return Notices.handoff_already_open
+            if await session.scalar(_open_handoff_of_user(conversation.user_id)) is not None:
+                return Notices.handoff_open_elsewhere
+            since = self._now() - timedelta(hours=1)
+            if await session.scalar(_handoffs_of_user_since(conversation.user_id, since)) >= self.per_hour:
+                log.info("conversation %s: handoff refused, too many this hour", conversation_id)
+                return Notices.handoff_too_often
+            handoff = Handoff(
+                conversation_id=conversation_id,
+                status=HandoffStatus.REQUESTED,
+                reason=reason,
+                requested_by=requested_by,
+                requested_at=self._now(),
+            )
+            session.add(handoff)
+            conversation.status = ConversationStatus.HANDOFF_REQUESTED
+            conversation.closed_at = None
+        log.info("conversation %s: handoff %s requested by %s", conversation_id, handoff.id, requested_by)
+        await self.handoffs.opened(handoff.id)
+        return Notices.handoff_requested
+
+
+def _handoffs_of_user_since(user_row_id: int, since: datetime) -> Any:
+    return (
+        select(func.count())
+        .select_from(Handoff)
+        .join(Conversation, Conversation.id == Handoff.conversation_id)
+        .where(Conversation.user_id == user_row_id, Handoff.requested_at > since)
+    )
+
+
+def _open_handoff_of_user(user_row_id: int) -> Any:
+    return (
+        select(Handoff.id)
+        .join(Conversation, Conversation.id == Handoff.conversation_id)
+        .where(Conversation.user_id == user_row_id, Handoff.status.in_(OPEN_HANDOFF_STATUSES))
+        .limit(1)
+    )
