@@ -28,6 +28,7 @@ from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.cog import Replies
 from bridges.relay import Notices, Relay
+from bridges.render import IN_PROGRESS
 from bridges.split import split_text, utf16_length
 from fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeMessage, FakeUser
 from fakes.http import Hang
@@ -325,7 +326,7 @@ async def test_an_edit_before_its_turn_replaces_the_queued_text_and_a_later_one_
     await start_bridge()
     dm = world.dm()
     await world.fake.user_says(dm, world.alice, "first")
-    await world.fake.wait_for_texts(dm, ["thinking"])
+    await world.fake.wait_for_texts(dm, [f"thinking {IN_PROGRESS}"])  # still being written
     queued = await world.fake.user_says(dm, world.alice, "secnod")
     await eventually(lambda: holds(queued_text(db, queued.id), "secnod"), what="the typo queued")
     await world.fake.user_edits(queued, "second")
