@@ -20,6 +20,7 @@ from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agents.base import Attachment
+from bridges.copies import Origin
 from bridges.durations import parse_duration
 from models import (
     OPEN_HANDOFF_STATUSES,
@@ -193,6 +194,7 @@ class Cases:
         files: Sequence[Attachment] = (),
         *,
         from_desk: str,
+        origin: Origin | None = None,
     ) -> str | None:
         """A moderator's plain message in a case's thread or topic: with `plain_messages = "reply"` the
         holder's goes to the user; anything else is a note. Returns what to tell the moderator, if
@@ -200,7 +202,9 @@ class Cases:
         holds the case (their words are notes); only with nobody holding it are they told to claim."""
         policy = self.handoffs.policy
         if policy.plain_messages == "reply":
-            if await self.handoffs.moderator_says(handoff_id, moderator_id, moderator_name, text, files):
+            if await self.handoffs.moderator_says(
+                handoff_id, moderator_id, moderator_name, text, files, origin=origin
+            ):
                 return None
             view = await self.handoffs.view(handoff_id)
             if view.claimed_by_name is None:

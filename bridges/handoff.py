@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.base import Attachment
 from bridges.budget import acquire_all
 from bridges.cases import HISTORY_SHOWN, Cases, PastCase
+from bridges.copies import Origin, desk_side, remember
 from bridges.handoff_files import FileNotices, listed, pass_on
 from bridges.split import split_text
 from bridges.surface import Surface, SurfaceError, SurfaceFactory
@@ -127,8 +128,13 @@ class ModeratorDesk(Protocol):
         """Show the new state (claimer, closed) on the notification."""
         ...
 
-    async def post(self, refs: Mapping[str, Any], author: str, text: str) -> None:
-        """Relay a user's message into the handoff's thread or topic."""
+    async def post(self, refs: Mapping[str, Any], author: str, text: str) -> str | None:
+        """Relay a user's message into the handoff's thread or topic; return the id of its copy when it
+        fit in one message (what `edit` can change), else None."""
+        ...
+
+    async def edit(self, refs: Mapping[str, Any], message_id: str, author: str, text: str) -> None:
+        """Change a copy `post` made to show `text` (the user edited or deleted their message)."""
         ...
 
     async def post_file(self, refs: Mapping[str, Any], author: str, file: Attachment) -> None:
@@ -363,6 +369,7 @@ class HandoffService:
         files: Sequence[Attachment] = (),
         *,
         anonymous: bool | None = None,
+        origin: Origin | None = None,
     ) -> bool:
         """Deliver the claiming moderator's words, then files, to the user, under their name or
         (anonymous, by default as the policy says) the staff name; the transcript keeps who wrote it
@@ -410,9 +417,10 @@ class HandoffService:
                     handoff_id,
                     DeliveryKind.NOTICE,
                     UserNotices.from_staff.format(name=self.policy.staff_name, text=text),
+                    origin=origin,
                 )
             else:
-                await self._tell_user(handoff_id, text, author=moderator_name)
+                await self._tell_user(handoff_id, text, author=moderator_name, origin=origin)
         if files:
             await self._send_files(handoff_id, self.policy.staff_name if anonymous else moderator_name, files)
         return True
@@ -441,22 +449,31 @@ class HandoffService:
         await pass_on(files, author, surface.max_upload, post, note)
 
     async def user_says(
-        self, conversation_id: int, author: str, text: str, files: Sequence[Attachment] = ()
+        self,
+        conversation_id: int,
+        author: str,
+        text: str,
+        files: Sequence[Attachment] = (),
+        *,
+        origin: Origin | None = None,
     ) -> None:
         """Pass a user's message (already in the transcript) and its files to every desk's thread or
-        topic."""
+        topic; with its `origin`, remember the copies, so its edits can follow (bridges/mirror.py)."""
         async with self.db() as session:
             handoff = await open_handoff_of(session, conversation_id)
         if handoff is None:
             return
         await self.cases.user_wrote(handoff.id)
+        copies: list[tuple[str, str]] = []
         for desk in self.desks:
             refs = handoff.notification_refs.get(desk.name)
             if refs is None:
                 continue
             try:
                 if text.strip() or not files:
-                    await desk.post(refs, author, text)
+                    copy = await desk.post(refs, author, text)
+                    if copy is not None:
+                        copies.append((desk_side(desk.name), copy))
                 await pass_on(
                     files,
                     author,
@@ -466,6 +483,8 @@ class HandoffService:
                 )
             except Exception:
                 log.exception("handoff %s: could not relay a user message to %s", handoff.id, desk.name)
+        if origin is not None:
+            await remember(self.db, handoff.id, origin, copies)
 
     # -- timers --------------------------------------------------------------------------------------
 
@@ -656,15 +675,20 @@ class HandoffService:
         """The bot is back: let the agent say so, where its provider supports that (`on_return`)."""
         await self._reach_user(handoff_id, DeliveryKind.RESUME)
 
-    async def _tell_user(self, handoff_id: int, text: str, *, author: str | None = None) -> None:
+    async def _tell_user(
+        self, handoff_id: int, text: str, *, author: str | None = None, origin: Origin | None = None
+    ) -> None:
         if author:
             text = UserNotices.from_moderator.format(name=author, text=text)
-        await self._reach_user(handoff_id, DeliveryKind.NOTICE, text)
+        await self._reach_user(handoff_id, DeliveryKind.NOTICE, text, origin=origin)
 
-    async def _reach_user(self, handoff_id: int, kind: DeliveryKind, text: str = "") -> None:
+    async def _reach_user(
+        self, handoff_id: int, kind: DeliveryKind, text: str = "", *, origin: Origin | None = None
+    ) -> None:
         """Deliver now if this process serves the user's platform and nothing for them is queued ahead;
         otherwise queue it (`pending_deliveries`) for a process that does, so order is kept. What the
-        platform refuses for good is reported to the moderators; what fails for now is queued."""
+        platform refuses for good is reported to the moderators; what fails for now is queued. A
+        moderator's message (`origin`) shown whole in one message is remembered, so its edits follow."""
         async with self.db() as session:
             handoff = await session.get_one(Handoff, handoff_id)
             conversation = await session.get_one(Conversation, handoff.conversation_id)
@@ -673,8 +697,11 @@ class HandoffService:
             )
         surface = self.surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
         if surface is not None and queued_ahead is None:
-            shortfall = await self._deliver(conversation.id, surface, kind, text)
+            sent: list[str] = []
+            shortfall = await self._deliver(conversation.id, surface, kind, text, sent)
             if shortfall is None:
+                if origin is not None and len(sent) == 1:
+                    await remember(self.db, handoff_id, origin, [(conversation.platform, sent[0])])
                 return
             if shortfall.error.permanent:
                 why = ModeratorNotices.refused.format(platform=conversation.platform, detail=shortfall.error)
@@ -692,11 +719,16 @@ class HandoffService:
             )
 
     async def _deliver(
-        self, conversation_id: int, surface: Surface, kind: DeliveryKind, text: str
+        self,
+        conversation_id: int,
+        surface: Surface,
+        kind: DeliveryKind,
+        text: str,
+        sent: list[str] | None = None,
     ) -> Shortfall | None:
-        """Show it to the user; None once all of it arrived."""
+        """Show it to the user; None once all of it arrived. The ids of the messages posted go to `sent`."""
         if kind == DeliveryKind.NOTICE:
-            return await post_in_parts(surface, text)
+            return await post_in_parts(surface, text, sent)
         if self.on_return is not None:
             try:
                 await self.on_return(conversation_id, surface)
@@ -833,16 +865,19 @@ async def open_handoff_of(session: AsyncSession, conversation_id: int) -> Handof
     )
 
 
-async def post_in_parts(surface: Surface, text: str) -> Shortfall | None:
+async def post_in_parts(surface: Surface, text: str, sent: list[str] | None = None) -> Shortfall | None:
     """Post `text` cut to the surface's limit the way replies are cut, part after part, each paid from
-    the surface's budgets. At the first refusal, stop and return what is left: never silently lost."""
+    the surface's budgets, the ids of the parts going to `sent`. At the first refusal, stop and return
+    what is left: never silently lost."""
     shown = 0
     for part in split_text(text, surface.max_length, surface.measure):
         if part.strip():  # whitespace alone between two cuts: platforms refuse an empty message
             await acquire_all(surface.budgets)
             try:
-                await surface.send(part)
+                message_id = await surface.send(part)
             except SurfaceError as exc:
                 return Shortfall(text[shown:], exc, started=shown > 0)
+            if sent is not None:
+                sent.append(message_id)
         shown += len(part)
     return None

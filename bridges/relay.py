@@ -24,6 +24,7 @@ from bridges.attachments import Media, lost_files_notice
 from bridges.bindings import Bindings
 from bridges.blocks import BlockService
 from bridges.conversations import Begun, Conversations, ExpiredRequest, TurnPolicy
+from bridges.copies import Origin, origin_of
 from bridges.edits import Edits
 from bridges.handoff import HandoffPolicy, HandoffService
 from bridges.human_requests import HumanRequests
@@ -207,6 +208,10 @@ class Relay:
         if not await self.is_blocked(inbound.platform, inbound.user_id):
             await self.edits.edited(inbound)
 
+    async def deleted(self, origin: Origin) -> None:
+        """A user deleted a message (where the platform says so): its copies in a handoff are marked."""
+        await self.edits.deleted(origin)
+
     async def admission(self, inbound: Inbound) -> Refusal | None:
         """None if the message may go ahead; else why not (see bridges/admission.py)."""
         return await self.gate.check(inbound)
@@ -233,7 +238,11 @@ class Relay:
             if conversation.status == ConversationStatus.HANDOFF_REQUESTED:
                 await send_notice(surface, Notices.handoff_pending)
             await self.handoffs.user_says(
-                conversation.id, inbound.display_name, inbound.text, inbound.attachments
+                conversation.id,
+                inbound.display_name,
+                inbound.text,
+                inbound.attachments,
+                origin=origin_of(inbound),
             )
             return None
         return await self._agent_turn(conversation, inbound, surface, history=begun.history)

@@ -6,7 +6,7 @@ from models.button import StoredButton
 from models.conversation import Conversation, ConversationStatus, Role, TranscriptEntry, User
 from models.db import create_engine, normalize_url, safe_url, session_factory
 from models.delivery import DeliveryKind, PendingDelivery
-from models.handoff import OPEN_HANDOFF_STATUSES, Handoff, HandoffPlace, HandoffStatus, place_key
+from models.handoff import OPEN_HANDOFF_STATUSES, Handoff, HandoffPlace, HandoffStatus, MessageCopy, place_key
 from models.inbound import InboundMessage
 from models.snippet import Snippet
 
@@ -21,6 +21,7 @@ __all__ = [
     "HandoffPlace",
     "HandoffStatus",
     "InboundMessage",
+    "MessageCopy",
     "PendingDelivery",
     "Role",
     "Snippet",

@@ -98,3 +98,18 @@ class HandoffPlace(Base):
 def place_key(key: str, value: object) -> str:
     """How a refs entry is stored in `HandoffPlace.place`."""
     return f"{key}:{value}"
+
+
+class MessageCopy(Base):
+    """A message's copy on the other side of a handoff (a user's message in a desk's thread or topic, a
+    moderator's reply in the user's chat), so an edit or a deletion of the one can be shown on the other.
+    A side is a user platform ("telegram") or a desk ("desk:discord"); the copy's chat is the handoff's."""
+
+    __tablename__ = "message_copies"
+
+    origin: Mapped[str] = mapped_column(String(40), primary_key=True)
+    origin_chat: Mapped[str] = mapped_column(String(64), primary_key=True)
+    origin_message: Mapped[str] = mapped_column(String(64), primary_key=True)
+    copy_side: Mapped[str] = mapped_column(String(40), primary_key=True)
+    copy_message: Mapped[str] = mapped_column(String(64))
+    handoff_id: Mapped[int] = mapped_column(ForeignKey("handoffs.id", ondelete="CASCADE"), index=True)

@@ -131,6 +131,8 @@ class DiscordBridge:
             self.bot.add_dynamic_items(HandoffButton)
             self.bot.add_listener(self.desk.on_handoff_press, f"on_{HANDOFF_EVENT}")
             self.bot.add_listener(self.desk.on_message)
+            self.bot.add_listener(self.desk.on_raw_message_edit)
+            self.bot.add_listener(self.desk.on_raw_message_delete)
         try:
             await self.bot.login(self.config.token.get_secret_value())
         except discord.LoginFailure:

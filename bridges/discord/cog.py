@@ -27,6 +27,7 @@ from discord.utils import escape_markdown
 
 from bridges.admission import Refusal
 from bridges.attachments import with_sticker_words
+from bridges.copies import Origin
 from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.discord.files import attachments_of
 from bridges.discord.surface import NO_PINGS, DiscordSurface, Surfaces
@@ -116,6 +117,15 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             return
         inbound = _inbound_of_message(message, message.channel, self._without_own_mention(message.content))
         await self.relay.edited(inbound)
+
+    @commands.Cog.listener()
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """A user deleted a message: its copies in a handoff are marked deleted (raw: it need not be
+        in the cache; a message the bot never passed on has no copies, so nothing happens)."""
+        if self.accepting:
+            channel = self.bot.get_channel(payload.channel_id)
+            chat = _place(channel)[0] if channel is not None else str(payload.channel_id)
+            await self.relay.deleted(Origin(PLATFORM, chat, str(payload.message_id)))
 
     def _addressed(self, message: discord.Message) -> bool:
         me = self.bot.user

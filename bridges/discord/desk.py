@@ -22,12 +22,14 @@ from discord.utils import escape_markdown
 
 from agents.base import Attachment
 from bridges.cases import PastCase, past_lines
+from bridges.copies import Origin, desk_side
 from bridges.discord.cog import PLATFORM, is_moderator, track_current
 from bridges.discord.config import DiscordDeskConfig
 from bridges.discord.files import UPLOAD_LIMIT, attachments_of, upload
 from bridges.discord.surface import MAX_LENGTH, NO_PINGS, Budgets, surface_errors
 from bridges.discord.views import HandoffAction, HandoffButton
 from bridges.handoff import HandoffService, HandoffView
+from bridges.mirror import Mirror
 from bridges.split import split_text, utf16_length
 from models import HandoffStatus
 
@@ -107,6 +109,7 @@ class DiscordDesk:
             if config.ping_role is not None
             else NO_PINGS
         )
+        self._mirror = Mirror(handoffs)
         self._threads: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         """One lock per thread while its messages are being relayed: discord.py handles every message
         in a task of its own, and a moderator's messages must reach the user in the order written."""
@@ -157,9 +160,16 @@ class DiscordDesk:
             note = DeskReplies.thread_closed.format(status=_status(view)[0])
         await self._send(_thread_of(refs), content=note)
 
-    async def post(self, refs: Mapping[str, Any], author: str, text: str) -> None:
-        for chunk in split_text(f"**{escape_markdown(author)}:** {text}", MAX_LENGTH, utf16_length):
-            await self._send(_thread_of(refs), content=chunk)
+    async def post(self, refs: Mapping[str, Any], author: str, text: str) -> str | None:
+        chunks = split_text(_said(author, text), MAX_LENGTH, utf16_length)
+        sent = [await self._send(_thread_of(refs), content=chunk) for chunk in chunks]
+        return str(sent[0].id) if len(sent) == 1 else None
+
+    async def edit(self, refs: Mapping[str, Any], message_id: str, author: str, text: str) -> None:
+        thread = _thread_of(refs)
+        await self._pace(thread)
+        message = self._client.get_partial_messageable(thread).get_partial_message(int(message_id))
+        await message.edit(content=_clip(_said(author, text), MAX_LENGTH), allowed_mentions=NO_PINGS)
 
     async def post_file(self, refs: Mapping[str, Any], author: str, file: Attachment) -> None:
         async with surface_errors():
@@ -254,9 +264,31 @@ class DiscordDesk:
                 _readable(message),
                 files,
                 from_desk=self.name,
+                origin=Origin(desk_side(self.name), str(thread.id), str(message.id)),
             )
             if answer is not None:
                 await self._answer(message, answer)
+
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """A moderator edited a reply in a case's thread: the user's copy is edited to match."""
+        message = payload.message
+        if "content" not in payload.data or message.author.bot or not self._in_desk(payload.channel_id):
+            return
+        origin = Origin(desk_side(self.name), str(payload.channel_id), str(message.id))
+        async with self.in_order(payload.channel_id):
+            await self._mirror.moderator_edited(origin, message.author.display_name, _readable(message))
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """A moderator deleted a reply in a case's thread: the user's copy says so."""
+        if self._in_desk(payload.channel_id):
+            origin = Origin(desk_side(self.name), str(payload.channel_id), str(payload.message_id))
+            async with self.in_order(payload.channel_id):
+                await self._mirror.moderator_deleted(origin)
+
+    def _in_desk(self, channel_id: int) -> bool:
+        """Whether the channel is one of the desk's case threads (as cached: the bot opened them)."""
+        channel = self._client.get_channel(channel_id)
+        return isinstance(channel, discord.Thread) and channel.parent_id == self.config.channel
 
     def in_order(self, thread_id: int) -> asyncio.Lock:
         """The lock of a case's thread: its messages and desk commands are handled one at a time, in
@@ -315,6 +347,11 @@ class DiscordDesk:
         return await self._channel(channel_id).send(
             content, allowed_mentions=self._ping if ping else NO_PINGS, **fields
         )
+
+
+def _said(author: str, text: str) -> str:
+    """A user's message as the desk shows it: their name in bold, then their words."""
+    return f"**{escape_markdown(author)}:** {text}"
 
 
 def _readable(message: discord.Message) -> str:

@@ -36,7 +36,9 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 from agents.base import Attachment
 from bridges.budget import acquire_all
 from bridges.cases import PastCase, past_lines
+from bridges.copies import Origin, desk_side
 from bridges.handoff import HandoffService, HandoffView
+from bridges.mirror import Mirror
 from bridges.split import split_text, utf16_length
 from bridges.surface import SurfaceError
 from bridges.telegram.config import TelegramDeskConfig
@@ -130,6 +132,7 @@ class TelegramDesk:
         self.max_retry_after = max_retry_after
         self._forum = True
         """Until createForumTopic is refused; then notifications go to the chat itself until a restart."""
+        self._mirror = Mirror(handoffs)
         self._members: dict[int, tuple[bool, float]] = {}
         self._order: weakref.WeakValueDictionary[tuple[int, int | None], asyncio.Lock] = (
             weakref.WeakValueDictionary()
@@ -152,6 +155,8 @@ class TelegramDesk:
                 self.on_message,
             )
         )
+        edits = filters.Chat(self.chat_id) & filters.UpdateType.EDITED_MESSAGE & MESSAGES & ~filters.COMMAND
+        app.add_handler(MessageHandler(edits, self.on_edit))
         app.add_handler(CallbackQueryHandler(self.on_press, pattern=DESK_PRESS))
 
     # -- ModeratorDesk -------------------------------------------------------------------------------
@@ -204,13 +209,26 @@ class TelegramDesk:
             thread_id = place.thread_id
             await self._call(place.chat_id, lambda: self.bot.close_forum_topic(place.chat_id, thread_id))
 
-    async def post(self, refs: Mapping[str, Any], author: str, text: str) -> None:
+    async def post(self, refs: Mapping[str, Any], author: str, text: str) -> str | None:
         """The user's message, split to fit, each part headed by who wrote it."""
         place = _Place.of(refs)
         name = plain(author, 64).text
         head = f"💬 {place.tag}{name}: "
-        for part in split_text(text, MAX_TEXT - utf16_length(head), utf16_length):
-            await self._post(place, f"💬 {place.tag}<b>{html.escape(name)}</b>: {html.escape(part)}")
+        parts = split_text(text, MAX_TEXT - utf16_length(head), utf16_length)
+        sent = [await self._post(place, _said(place, name, part)) for part in parts]
+        return str(sent[0].message_id) if len(sent) == 1 else None
+
+    async def edit(self, refs: Mapping[str, Any], message_id: str, author: str, text: str) -> None:
+        place = _Place.of(refs)
+        name = plain(author, 64).text
+        room = MAX_TEXT - utf16_length(f"💬 {place.tag}{name}: ")
+        said = _said(place, name, plain(text, room).text)
+        await self._call(
+            place.chat_id,
+            lambda: self.bot.edit_message_text(
+                said, chat_id=place.chat_id, message_id=int(message_id), parse_mode=ParseMode.HTML
+            ),
+        )
 
     async def post_file(self, refs: Mapping[str, Any], author: str, file: Attachment) -> None:
         place = _Place.of(refs)
@@ -338,10 +356,26 @@ class TelegramDesk:
                 await self.reply_to(message, DeskReplies.not_moderator)
                 return
             answer = await self.handoffs.cases.plain_message(
-                handoff_id, f"{NAME}:{user.id}", user.full_name, text, files, from_desk=NAME
+                handoff_id,
+                f"{NAME}:{user.id}",
+                user.full_name,
+                text,
+                files,
+                from_desk=NAME,
+                origin=_origin(message),
             )
             if answer is not None:
                 await self.reply_to(message, answer)
+
+    async def on_edit(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A moderator edited a reply in the moderator chat: the user's copy is edited to match.
+        (Telegram tells bots of edits, never of deletions.)"""
+        message = update.edited_message
+        if message is None or message.from_user is None:
+            return
+        text = message.text or message.caption or ""
+        async with self.in_order(message):
+            await self._mirror.moderator_edited(_origin(message), message.from_user.full_name, text)
 
     def in_order(self, message: Message) -> asyncio.Lock:
         """The lock of the message's topic (or chat): moderators' messages and commands there are handled
@@ -384,12 +418,12 @@ class TelegramDesk:
             return None
         return topic.message_thread_id
 
-    async def _post(self, place: _Place, text: str) -> None:
+    async def _post(self, place: _Place, text: str) -> Message:
         """An HTML message about a handoff: in its topic, or as a reply to its notification."""
         reply = (
             None if place.thread_id else ReplyParameters(place.message_id, allow_sending_without_reply=True)
         )
-        await self._call(
+        return await self._call(
             place.chat_id,
             lambda: self.bot.send_message(
                 place.chat_id,
@@ -431,6 +465,16 @@ class TelegramDesk:
                     raise
                 log.warning("telegram desk: flood control in chat %s, waiting %.0fs", chat_id, seconds)
                 await asyncio.sleep(seconds)
+
+
+def _origin(message: Message) -> Origin:
+    """A moderator's message, as its copy in the user's chat is remembered by."""
+    return Origin(desk_side(NAME), str(message.chat_id), str(message.message_id))
+
+
+def _said(place: _Place, name: str, text: str) -> str:
+    """A user's message (or part of one) as the desk shows it, headed by who wrote it."""
+    return f"💬 {place.tag}<b>{html.escape(name)}</b>: {html.escape(text)}"
 
 
 def notification(view: HandoffView, mention: str) -> str:

@@ -266,6 +266,14 @@ class FakeDiscord:
         message.versions.append(content)
         await self._dispatch_message("MESSAGE_UPDATE", message)
 
+    async def user_deletes(self, message: FakeMessage) -> None:
+        """The author deletes their message: Discord sends MESSAGE_DELETE with its ids only."""
+        del self.messages[message.id]
+        data: JSON = {"id": str(message.id), "channel_id": str(message.channel_id)}
+        if message.guild_id is not None:
+            data["guild_id"] = str(message.guild_id)
+        await self._dispatch("MESSAGE_DELETE", message.guild_id, lambda session: data)
+
     @staticmethod
     def attachment(
         filename: str, data: bytes, content_type: str | None = None, *, duration: float | None = None
