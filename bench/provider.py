@@ -54,6 +54,8 @@ def reply_text(reply_id: str, tokens: int) -> str:
 class Streamed:
     """One reply as the provider wrote it; times are `time.monotonic()` readings."""
 
+    requested_at: float | None = None
+    """When the bot's request reached the provider."""
     first_chunk_at: float | None = None
     last_chunk_at: float | None = None
     chunks: int = 0
@@ -96,7 +98,7 @@ class PacedProvider(LoopbackService):
             error = {"message": "not a benchmark request", "type": "invalid_request_error"}
             return web.json_response({"error": error}, status=400)
         reply_id, count = match.group(1), int(match.group(2))
-        stream = self.streams[reply_id] = Streamed()
+        stream = self.streams[reply_id] = Streamed(requested_at=arrived)
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )

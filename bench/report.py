@@ -26,7 +26,8 @@ Switchboard benchmark: {tokens}-token replies, {rate:g} tokens/s, first chunk at
 Each level sends that many messages at once, half to Discord, half to Telegram (level 1: one each, in turn).
   spread: every reply in its own chat: Discord DMs; Telegram private chats, streamed as drafts.
   piled:  {per_chat} replies per chat: Discord guild channels, Telegram groups; @mentions; send, then edit.
-Times in ms. first: first text on screen (a draft counts) after the provider's first chunk. floor: the least
+Times in ms. to agent: from the user's message to the bot's request reaching the provider.
+first: first text on screen (a draft counts) after the provider's first chunk. floor: the least
 delay the platform limits force on that. final: the exact final text in a real message after the last chunk.
 never: not within the run. req/reply: platform requests per reply. exact: replies ending in exactly the text.
 """
@@ -56,6 +57,8 @@ class ReplyTiming:
     """Exact final text on screen, a draft included, after the last chunk."""
     floor: float | None
     """The least delay the platform's limits force on the first text (see `bench.observe.Floor`)."""
+    to_agent: float | None = None
+    """From the user's message being sent to the platform, to the bot's request reaching the provider."""
 
     @property
     def exact(self) -> bool:
@@ -81,6 +84,9 @@ class PlatformResult:
     def floor(self, q: float) -> float | None:
         return percentile([r.floor for r in self.replies if r.floor is not None], q)
 
+    def to_agent(self, q: float) -> float | None:
+        return percentile([r.to_agent for r in self.replies], q)
+
     @property
     def exact(self) -> int:
         return sum(reply.exact for reply in self.replies)
@@ -94,6 +100,8 @@ class PlatformResult:
             "first_visible_p50_ms": _ms(self.first_visible(50)),
             "first_visible_p99_ms": _ms(self.first_visible(99)),
             "first_visible_floor_p99_ms": _ms(self.floor(99)),
+            "message_to_agent_p50_ms": _ms(self.to_agent(50)),
+            "message_to_agent_p99_ms": _ms(self.to_agent(99)),
             "final_lag_p50_ms": _ms(self.final_lag(50)),
             "final_lag_p99_ms": _ms(self.final_lag(99)),
             "final_shown_lag_p99_ms": _ms(percentile([r.final_shown_lag for r in self.replies], 99)),
@@ -229,8 +237,8 @@ class Report:
 
     def _platform_grid(self) -> list[str]:
         header = (
-            "level", "layout", "platform", "where", "replies", "chats", "first p50", "first p99",
-            "floor p99", "final p50", "final p99", "req/reply", "429", "exact",
+            "level", "layout", "platform", "where", "replies", "chats", "to agent p50", "to agent p99",
+            "first p50", "first p99", "floor p99", "final p50", "final p99", "req/reply", "429", "exact",
         )  # fmt: skip
         rows: list[tuple[str, ...]] = []
         for scenario in self.scenarios:
@@ -243,6 +251,8 @@ class Report:
                         WHERE[(p.layout, p.platform)],
                         str(len(p.replies)),
                         str(p.chats),
+                        _fmt_ms(p.to_agent(50)),
+                        _fmt_ms(p.to_agent(99)),
                         _fmt_ms(p.first_visible(50)),
                         _fmt_ms(p.first_visible(99)),
                         _fmt_ms(p.floor(99)),

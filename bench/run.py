@@ -393,6 +393,8 @@ class LoadRun:
     def __init__(self, options: Options, provider: PacedProvider, workdir: Path) -> None:
         self.options = options
         self.provider = provider
+        self.said_at: dict[str, float] = {}
+        """When each reply's user message was sent (`time.monotonic()`), for the time to the provider."""
         self.workdir = workdir
         self.watches: dict[Platform, Watch[Any]] = {
             "discord": Watch[DiscordRecord](discord_shown, provider.pulse),
@@ -439,6 +441,7 @@ class LoadRun:
         cpu, started = bot.cpu_seconds(), time.monotonic()
         with LoopLag() as lag:
             for reply in replies:
+                self.said_at[reply.id] = time.monotonic()
                 await reply.say()
             delivered = asyncio.gather(*(watch.delivered() for watch in self.watches.values()))
             stalled = self.provider.pulse.quiet_for(self.options.stall)
@@ -484,6 +487,7 @@ class LoadRun:
                 last = stream.last_chunk_at if stream and stream.complete else None
                 platform_result.replies.append(
                     ReplyTiming(
+                        to_agent=_since(self.said_at.get(reply.id), stream.requested_at if stream else None),
                         first_visible=_since(first, seen.first_visible),
                         final_lag=_since(last, seen.final_visible),
                         final_shown_lag=_since(last, seen.final_shown),
