@@ -102,6 +102,9 @@ class MediaSupport:
     max_text_files: int = 0
     max_text_bytes: int = 0
     """Text files (plain text, code, CSV, JSON...) are put inline in the user's message."""
+    image_types: frozenset[str] = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+    """Image formats the provider reads (OpenAI's vision models: these four); others are named as not
+    passed on, so one HEIC photo cannot fail the whole turn."""
 
 
 TEXT_ONLY = MediaSupport()

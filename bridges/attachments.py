@@ -50,6 +50,7 @@ class MediaNotices:
     after_text = "Your text went through."
     after_nothing = "Please tell me in words what you need."
     takes_none = "it cannot take {kinds}s"
+    image_format = "it reads PNG, JPEG, GIF and WebP images only; please send it as one of those"
     too_many = "it takes at most {n} per message"
     too_large = "{size}, over the {limit} it takes"
     unavailable = "it could not be downloaded"
@@ -132,6 +133,13 @@ class Media:
         images = texts = 0
         for attachment in inbound.attachments:
             if attachment.kind in ("sticker", "voice"):
+                continue
+            if (
+                attachment.kind == "image"
+                and support.max_images
+                and attachment.mime.lower() not in support.image_types
+            ):
+                refused.append((attachment, MediaNotices.image_format))
                 continue
             if attachment.kind == "image":
                 allowed, limit, count = support.max_images, support.max_image_bytes, images

@@ -463,9 +463,13 @@ class Cases:
                     )
                 )
             )
-        for handoff_id, by_id, by_name in due:
+        for handoff_id, by_id, by_name in due:  # unless the user wrote meanwhile (that cancels it)
             await self.handoffs.close(
-                handoff_id, HandoffStatus.RESOLVED, by_id or "timer", by_name or "a scheduled close"
+                handoff_id,
+                HandoffStatus.RESOLVED,
+                by_id or "timer",
+                by_name or "a scheduled close",
+                only_if=Handoff.close_at <= now,
             )
         policy = self.handoffs.policy
         if policy.auto_close is None:
@@ -482,8 +486,16 @@ class Cases:
                 and warned_at <= now - policy.auto_close_warning
             ):
                 reason = CaseNotices.silence_reason.format(minutes=minutes)
+                still_silent = (
+                    func.coalesce(Handoff.last_word_at, Handoff.claimed_at) <= now - policy.auto_close
+                )
                 await self.handoffs.close(
-                    handoff_id, HandoffStatus.RESOLVED, "timer", "auto-close", reason=reason
+                    handoff_id,
+                    HandoffStatus.RESOLVED,
+                    "timer",
+                    "auto-close",
+                    reason=reason,
+                    only_if=still_silent,
                 )
             elif warned_at is None:
                 await self._warn(handoff_id, policy.auto_close_warning)

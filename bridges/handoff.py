@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Attachment
@@ -299,8 +299,11 @@ class HandoffService:
         *,
         reason: str | None = None,
         notify_user: bool = True,
+        only_if: Any = None,
     ) -> bool:
-        """Resolve, return or expire an open handoff. Returns False if it was already closed.
+        """Resolve, return or expire an open handoff. Returns False if it was already closed (or
+        `only_if`, a condition on the handoff row checked in the same UPDATE, no longer holds: a timer's
+        reason to close can be gone by the time it acts).
 
         `reason` is for moderators (kept, logged, shown in history); a scheduled close's own reason
         stands when none is given. `notify_user=False` is for callers that are answering the user
@@ -312,6 +315,7 @@ class HandoffService:
             result = await session.execute(
                 update(Handoff)
                 .where(Handoff.id == handoff_id, Handoff.status.in_(OPEN_HANDOFF_STATUSES))
+                .where(only_if if only_if is not None else true())
                 .values(
                     status=outcome,
                     closed_by=moderator_id,

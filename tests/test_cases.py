@@ -353,3 +353,21 @@ async def test_first_response_and_time_to_close_are_measured_once(
         handoff = await session.get_one(Handoff, handoff_id)
     assert handoff.first_response_at is not None
     assert handoff.first_response_at - handoff.requested_at == timedelta(minutes=4)
+
+
+async def test_a_timer_close_whose_reason_is_gone_changes_nothing(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    """The tick reads what is due, then closes; a user who writes in between cancels the scheduled close,
+    and the close that follows must then find nothing to do."""
+    clock = Clock()
+    world = World(db, clock)
+    handoff_id = await claimed_case(world)
+    await world.handoffs.cases.close(handoff_id, "discord:7", "Maya", "in 30m no answer")
+    await world.relay.handle(inbound("wait, one more question"), RecordingSurface())  # cancels it
+    clock.now += timedelta(minutes=31)
+    closed = await world.handoffs.close(
+        handoff_id, HandoffStatus.RESOLVED, "discord:7", "Maya", only_if=Handoff.close_at <= clock.now
+    )
+    assert not closed
+    assert (await world.handoffs.view(handoff_id)).status is HandoffStatus.CLAIMED

@@ -14,12 +14,14 @@ from pydantic import HttpUrl, SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agents.base import Attachment, MediaSupport
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.attachments import Media, MediaNotices
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.config import DiscordConfig
 from bridges.handoff_files import FileNotices
 from bridges.relay import Relay, RelayPolicy
+from bridges.surface import Inbound
 from bridges.transcribe import Transcriber
 from fakes.discord import FakeDiscord
 from fakes.openai import FakeOpenAI
@@ -325,3 +327,24 @@ async def test_a_file_too_large_for_a_handoff_becomes_a_clear_note_on_each_desk(
         what="the Telegram note",
     )
     assert telegram.downloads == []
+
+
+async def test_an_image_in_a_format_the_model_cannot_read_is_named_and_the_text_goes_through() -> None:
+    """A HEIC photo sent as a file would make a vision model refuse the whole turn: it is left out, with
+    a word why, and nothing is downloaded."""
+    fetched: list[int] = []
+
+    async def fetch(max_bytes: int) -> bytes:
+        fetched.append(max_bytes)
+        return b"..."
+
+    class Vision:
+        name = "vision"
+        media = MediaSupport(max_images=2, max_image_bytes=1 << 20)
+
+    photo = Attachment(kind="image", mime="image/heic", size=1000, name="IMG_0001.HEIC", fetch=fetch)
+    inbound = Inbound("telegram", "1", "2", "Uma", "what is this?", attachments=(photo,))
+    offer = await Media().offer(inbound, Vision())  # type: ignore[arg-type]
+    assert offer.attachments == () and not offer.empty and fetched == []
+    assert offer.notice is not None and MediaNotices.image_format in offer.notice
+    assert offer.notice.endswith(MediaNotices.after_text)

@@ -190,7 +190,9 @@ class DiscordDesk:
             else []
         )
         await self._send(
-            self.config.log_channel, content=_clip(f"{summary}\n{user}", MAX_LENGTH), files=files
+            self.config.log_channel,
+            content=_clip(f"{escape_markdown(summary)}\n{user}", MAX_LENGTH),
+            files=files,
         )
 
     async def audit(self, summary: str) -> None:

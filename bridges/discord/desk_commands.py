@@ -254,12 +254,13 @@ class DeskCommands(commands.Cog, name="Desk"):
             return
         track_current(self.in_flight)
         thread_id = interaction.channel_id or 0
+        case = await self.desk.handoffs.open_handoff_at(self.desk.name, "thread", str(thread_id))
+        if case is None:
+            await interaction.response.send_message(DeskWords.not_in_case, ephemeral=True)
+            return
+        # answered before waiting for the thread's turn: Discord gives an interaction 3 s
+        await interaction.response.defer(ephemeral=not public, thinking=True)
         async with self.desk.in_order(thread_id):
-            case = await self.desk.handoffs.open_handoff_at(self.desk.name, "thread", str(thread_id))
-            if case is None:
-                await interaction.response.send_message(DeskWords.not_in_case, ephemeral=True)
-                return
-            await interaction.response.defer(ephemeral=not public, thinking=True)
             user = interaction.user
             try:
                 answer = await work(case, f"{PLATFORM}:{user.id}", user.display_name)

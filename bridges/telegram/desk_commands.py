@@ -124,8 +124,11 @@ class DeskCommands:
     async def _transfer(self, message: Message, case: int, mod_id: str, name: str, text: str) -> str | None:
         """To the author of the message replied to (not the topic's start), or to the id given."""
         replied = message.reply_to_message
-        if replied is not None and replied.forum_topic_created is None and replied.from_user is not None:
-            to_id, to_name = replied.from_user.id, replied.from_user.full_name
+        person = replied.from_user if replied is not None and replied.forum_topic_created is None else None
+        if person is not None and person.is_bot:  # without topics, a case is named by replying to the bot
+            person = None
+        if person is not None:
+            to_id, to_name = person.id, person.full_name
         elif text.strip().isdigit():
             to_id = int(text.strip())
             try:
@@ -134,8 +137,6 @@ class DeskCommands:
             except BadRequest:
                 to_name = f"moderator {to_id}"
         else:
-            return DeskWords.transfer_usage
-        if replied is not None and replied.from_user is not None and replied.from_user.is_bot:
             return DeskWords.transfer_usage
         if not await self.desk.is_moderator(to_id):
             return DeskWords.not_a_moderator.format(name=to_name)
