@@ -438,10 +438,19 @@ class Cases:
             await self.handoffs.tell_desks(handoff_id, CaseNotices.close_cancelled.format(id=handoff_id))
             log.info("case #%s: scheduled close cancelled, the user wrote", handoff_id)
 
-    async def user_gone(self, platform: str, user_id: str, why: str) -> bool:
-        """The user left the server or blocked the bot: close their open case, without telling them."""
+    async def user_gone(
+        self, platform: str, user_id: str, why: str, *, where: Callable[[str], bool] | None = None
+    ) -> bool:
+        """The user left the server or blocked the bot: close their open case, without telling them.
+        `where(chat_id)` says whether the case's chat is one they are gone from (a user who leaves one
+        server still reads their DMs and the other servers)."""
         async with self.handoffs.db() as session:
             handoff_id = await session.scalar(open_handoff_id_of(platform, user_id))
+            if handoff_id is not None and where is not None:
+                handoff = await session.get_one(Handoff, handoff_id)
+                conversation = await session.get_one(Conversation, handoff.conversation_id)
+                if not where(conversation.chat_id):
+                    return False
         if handoff_id is None:
             return False
         return await self.handoffs.close(

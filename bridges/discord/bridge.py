@@ -162,9 +162,25 @@ class DiscordBridge:
         longer reads its answers: their open case closes, whichever desk serves it."""
         track_current(self.cog.in_flight)
         try:
-            await self.relay.handoffs.cases.user_gone(PLATFORM, str(payload.user.id), "left the server")
+            await self.relay.handoffs.cases.user_gone(
+                PLATFORM,
+                str(payload.user.id),
+                "left the server",
+                where=lambda chat: self._gone_from(chat, payload.guild_id, payload.user.id),
+            )
         except Exception:
             log.exception("discord: could not close the case of a user who left")
+
+    def _gone_from(self, chat_id: str, guild_id: int, user_id: int) -> bool:
+        """Whether a user who left server `guild_id` can no longer be in the conversation in `chat_id`:
+        a channel of that server; or a DM, once they share no server with the bot any more (Discord lets
+        bots write only to users they share a server with). Leaving another server closes nothing."""
+        channel = self.bot.get_channel(int(chat_id)) if chat_id.isdigit() else None
+        guild = getattr(channel, "guild", None)
+        if guild is not None:
+            return bool(guild.id == guild_id)
+        user = self.bot.get_user(user_id)
+        return user is None or not [g for g in user.mutual_guilds if g.id != guild_id]
 
     async def _choose_gateway(self) -> None:
         """Connect where GET /gateway/bot says, unless `gateway_url` overrides it. discord.py asks only
