@@ -66,11 +66,7 @@ class Conversations:
             current: Conversation | None = await session.scalar(_open_conversation(inbound))
             if current is not None:
                 handoff = await open_handoff_of(session, current.id)
-                if (
-                    handoff is not None
-                    and handoff.status == HandoffStatus.REQUESTED
-                    and handoff.requested_at + policy.handoff_expiry <= now
-                ):
+                if handoff is not None and request_expired(handoff, policy.handoff_expiry, now):
                     return ExpiredRequest(handoff.id)
             conversation = await self._live(session, inbound, user, current, policy.idle_timeout, now)
             await session.flush()  # a new conversation's id, for the transcript entry
@@ -250,6 +246,11 @@ async def _history(
     )
     rows = list(entries)[1:] if skip_newest else list(entries)
     return tuple(HistoryEntry(role=row.role.value, text=row.text) for row in reversed(rows))  # type: ignore[arg-type]
+
+
+def request_expired(handoff: Handoff, expiry: timedelta, now: datetime) -> bool:
+    """An unclaimed request for a human past its expiry, which its timer may not have closed yet."""
+    return handoff.status == HandoffStatus.REQUESTED and handoff.requested_at + expiry <= now
 
 
 def close(conversation: Conversation, now: datetime) -> None:

@@ -23,7 +23,7 @@ from bridges.admission import Admission, Refusal
 from bridges.attachments import Media, lost_files_notice
 from bridges.bindings import Bindings
 from bridges.blocks import BlockService
-from bridges.conversations import Begun, Conversations, ExpiredRequest, TurnPolicy
+from bridges.conversations import Begun, Conversations, ExpiredRequest, TurnPolicy, request_expired
 from bridges.copies import Origin, origin_of
 from bridges.edits import Edits
 from bridges.handoff import HandoffPolicy, HandoffService
@@ -259,11 +259,15 @@ class Relay:
         while isinstance(
             begun := await self.conversations.begin_turn(inbound, receipt, policy), ExpiredRequest
         ):
-            if await self.handoffs.close(
-                begun.handoff_id, HandoffStatus.EXPIRED, "timer", "timeout", notify_user=False
-            ):
-                await send_notice(surface, Notices.handoff_expired)
+            await self._expire(begun.handoff_id, surface)
         return begun
+
+    async def _expire(self, handoff_id: int, surface: Surface) -> None:
+        """Close a request for a human past its expiry (its timer had not run yet); tell the user."""
+        if await self.handoffs.close(
+            handoff_id, HandoffStatus.EXPIRED, "timer", "timeout", notify_user=False
+        ):
+            await send_notice(surface, Notices.handoff_expired)
 
     async def reset(self, inbound: Inbound, surface: Surface, *, place: Place | None = None) -> None:
         """Close the current conversation (and any open handoff); the next message starts afresh."""
@@ -325,9 +329,10 @@ class Relay:
         return Notices.reset
 
     async def _human(self, inbound: Inbound, surface: Surface, reason: str) -> str:
-        conversation, notice = await self._conversation_for(inbound)
-        if notice:
-            await send_notice(surface, notice)
+        _, handoff = await self.conversations.current(inbound)
+        if handoff is not None and request_expired(handoff, self.policy.handoff_expiry, self._now()):
+            await self._expire(handoff.id, surface)
+        conversation = await self.conversations.open_for(inbound, self.policy.idle_timeout)
         return await self.requests.open(conversation, reason, requested_by="user")
 
     async def answer_left_over(self, left: LeftOver, surface: Surface, place: Place) -> None:
@@ -457,20 +462,6 @@ class Relay:
             )
             agent = self.agents[self.policy.default_agent]
         return agent
-
-    async def _conversation_for(self, inbound: Inbound) -> tuple[Conversation, str | None]:
-        """The live conversation for this user in this place, after the handoff and idle timeouts; and
-        what to tell the user first, if anything."""
-        notice = None
-        _, handoff = await self.conversations.current(inbound)
-        if handoff is not None and handoff.status == HandoffStatus.REQUESTED:
-            # Timers expire requests too; this catches one whose timer has not run yet.
-            if handoff.requested_at + self.policy.handoff_expiry <= self._now():
-                expired = await self.handoffs.close(
-                    handoff.id, HandoffStatus.EXPIRED, "timer", "timeout", notify_user=False
-                )
-                notice = Notices.handoff_expired if expired else None
-        return await self.conversations.open_for(inbound, self.policy.idle_timeout), notice
 
 
 def _conversation_key(inbound: Inbound) -> tuple[str, str, str, str]:
