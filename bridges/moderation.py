@@ -7,6 +7,7 @@ name the target; this module does the rest and says what changed, in words for t
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -14,6 +15,9 @@ from bridges.blocks import Block
 from bridges.relay import Relay
 
 log = logging.getLogger(__name__)
+
+USER_ID = re.compile(r"-?[0-9]{1,20}")
+"""A user id as moderators give it (Telegram's sender chats are negative)."""
 
 
 class Replies:

@@ -33,7 +33,7 @@ from bridges.discord.files import attachments_of
 from bridges.discord.surface import NO_PINGS, DiscordSurface, Surfaces
 from bridges.discord.views import PRESS_EVENT, ChoiceButton, HandoffButton
 from bridges.durations import parse_duration
-from bridges.moderation import Moderation, Moderator, Target
+from bridges.moderation import USER_ID, Moderation, Moderator, Target
 from bridges.moderation import Replies as ModerationReplies
 from bridges.notices import Notices as DBNotices
 from bridges.registry import blockable
@@ -344,7 +344,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             return None if platform or user_id else Target(PLATFORM, str(user.id), user.display_name)
         if platform and user_id:
             user_id = user_id.strip()
-            known = platform in blockable() and re.fullmatch(r"-?[0-9]{1,20}", user_id)
+            known = platform in blockable() and USER_ID.fullmatch(user_id)
             return Target(platform, user_id) if known else None
         if platform or user_id:
             return None

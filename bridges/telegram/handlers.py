@@ -32,7 +32,7 @@ from telegram.ext import (
 from bridges.attachments import with_sticker_words
 from bridges.buttons import ButtonStore
 from bridges.durations import duration_and_reason
-from bridges.moderation import Moderation, Moderator, Target
+from bridges.moderation import USER_ID, Moderation, Moderator, Target
 from bridges.moderation import Replies as ModerationReplies
 from bridges.registry import blockable
 from bridges.relay import Relay
@@ -269,7 +269,7 @@ class Handlers:
         None if that names nobody."""
         if len(args) >= 2 and args[0].lower() in blockable():
             platform, user_id = args[0].lower(), args[1]
-            known = re.fullmatch(r"-?[0-9]{1,20}", user_id) is not None
+            known = USER_ID.fullmatch(user_id) is not None
             return (Target(platform, user_id) if known else None), args[2:]
         if self.desk is not None and message.chat.id == self.desk.chat_id:
             handoff_id = await self.desk.handoff_of(message)
