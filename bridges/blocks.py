@@ -70,7 +70,7 @@ class BlockService:
         return lifted
 
     def _block_of(self, user: User) -> Block | None:
-        if user.blocked_at is None or (user.blocked_until is not None and user.blocked_until <= self.now()):
+        if user.blocked_at is None or not user.blocked_at_time(self.now()):
             return None
         return Block(
             user.platform,

@@ -60,7 +60,7 @@ class Conversations:
         now = self._now()
         async with self.db.begin() as session:
             user = await user_row(session, inbound.platform, inbound.user_id, inbound.display_name)
-            if user.blocked_at is not None and (user.blocked_until is None or user.blocked_until > now):
+            if user.blocked_at_time(now):
                 await session.execute(self.inbox.handled(receipt))
                 return None
             current: Conversation | None = await session.scalar(_open_conversation(inbound))

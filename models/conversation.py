@@ -47,6 +47,10 @@ class User(Base):
 
     conversations: Mapped[list[Conversation]] = relationship(back_populates="user")
 
+    def blocked_at_time(self, now: datetime) -> bool:
+        """Whether a block is in force at `now` (one with an end lifts by itself)."""
+        return self.blocked_at is not None and (self.blocked_until is None or self.blocked_until > now)
+
 
 class Conversation(Base):
     """One user's session with one agent in one place (chat, channel, thread or topic)."""
