@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 
 import httpx
@@ -25,9 +26,10 @@ from bridges.recovery import Recovery
 from bridges.registry import build_bridge
 from bridges.relay import Relay, RelayPolicy
 from models import create_engine, safe_url, session_factory
-from models.sqlite_lock import SQLiteInUse, sqlite_single_process
+from models.sqlite_lock import NoProcess, SQLiteInUse, running_process, sqlite_single_process
 from ops.health import OpsServer
 from ops.logs import configure_logging, finish_logging
+from ops.reload import LiveConfig
 from settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("switchboard")
@@ -42,11 +44,12 @@ async def migrate(settings: Settings) -> str | None:
         await engine.dispose()
 
 
-async def run(settings: Settings) -> None:
+async def run(settings: Settings, config_path: str | None = None) -> None:
     """Build everything, serve until stopped, and tear down in reverse order.
 
     The configured platforms serve until SIGTERM/SIGINT (the console also until its input ends); with
-    none configured, the fallback platform (the console) serves this terminal.
+    none configured, the fallback platform (the console) serves this terminal. SIGHUP re-reads the
+    config file (ops/reload.py).
     """
     url = settings.database.url.get_secret_value()
     async with AsyncExitStack() as stack:
@@ -73,6 +76,9 @@ async def run(settings: Settings) -> None:
         if not policy.moderators:
             log.warning("no moderator desk is configured: requests for a human will be declined")
         relay = Relay(db, agents, policy, handoffs=handoffs)
+        live = LiveConfig(settings, config_path)
+        live.on_change(lambda new: relay.reconfigure(RelayPolicy.from_settings(new)))
+        live.on_change(lambda new: setattr(handoffs, "policy", HandoffPolicy.from_settings(new.handoff)))
         bridges.extend(build_bridge(name, config, relay) for name, config in settings.platforms().items())
         if settings.ops.listen:
             ops = OpsServer(engine, *settings.ops.address, checks={b.platform: b.healthy for b in bridges})
@@ -93,16 +99,18 @@ async def run(settings: Settings) -> None:
         recovering = asyncio.create_task(recovery.run(handoffs.surface_for), name="recovery")
         stack.push_async_callback(finish_within, recovering, grace)
         log.info("serving %s; stop with SIGTERM or Ctrl-C", " and ".join(b.platform for b in bridges))
-        if await serve_until_stopped(bridges):
+        if await serve_until_stopped(bridges, reload=live.reload):
             log.warning("shutting down: finishing replies in progress (up to %gs)", grace)
 
 
-async def serve_until_stopped(bridges: Sequence[Bridge]) -> bool:
-    """Serve until SIGTERM/SIGINT (True) or until a bridge stops serving by itself (False)."""
+async def serve_until_stopped(bridges: Sequence[Bridge], reload: Callable[[], object] = bool) -> bool:
+    """Serve until SIGTERM/SIGINT (True) or until a bridge stops serving by itself (False); `reload`
+    on every SIGHUP."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
     waits = [asyncio.create_task(stop.wait()), *(asyncio.create_task(b.finished()) for b in bridges)]
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
@@ -110,7 +118,7 @@ async def serve_until_stopped(bridges: Sequence[Bridge]) -> bool:
     finally:
         for wait in waits:
             wait.cancel()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 
@@ -149,8 +157,11 @@ def describe(settings: Settings) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__.splitlines()[0])
-    parser.add_argument("command", nargs="?", default="run", choices=["run", "migrate", "check-config"])
+    parser.add_argument(
+        "command", nargs="?", default="run", choices=["run", "migrate", "check-config", "reload"]
+    )
     parser.add_argument("--config", help="TOML file (default: $SWITCHBOARD_CONFIG or ./switchboard.toml)")
+    parser.add_argument("--pid", type=int, help="reload: the process to reload (default: the SQLite file's)")
     parser.add_argument(
         "-v",
         "--verbose",
@@ -169,17 +180,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         url = settings.database.url.get_secret_value()
         if args.command == "check-config":
             print(describe(settings))
+        elif args.command == "reload":
+            pid = args.pid or running_process(url)
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except OSError as exc:
+                raise NoProcess(f"process {pid}: {exc.strerror}") from None
+            print(f"asked process {pid} to reload its config ({describe(settings)})")
         elif args.command == "migrate":
             with sqlite_single_process(url):
                 revision = asyncio.run(migrate(settings))
             print(f"database {safe_url(url)} is at revision {revision} (head)")
         else:
             with sqlite_single_process(url):  # before migrating or recovering cut-off replies
-                asyncio.run(run(settings))
+                asyncio.run(run(settings, args.config))
     except ConfigError as exc:
         return fail(f"config error: {exc}", 2)
     except (BridgeStartError, SQLiteInUse) as exc:
         return fail(f"could not start: {exc}", 1)
+    except NoProcess as exc:
+        return fail(f"could not reload: {exc}", 1)
     except KeyboardInterrupt:
         return 130
     return 0

@@ -40,6 +40,12 @@ class Admission:
         self.outage_grace = outage_grace
         self._gates: dict[tuple[str, str], _UserGate] = {}
 
+    def retune(self, *, per_minute: float, burst: int) -> None:
+        """Take reloaded limits: every user's budget changes now, keeping what they have spent."""
+        self.per_minute, self.burst = per_minute, burst
+        for gate in self._gates.values():
+            gate.budget.retune(per_minute, per=60.0, burst=burst)
+
     async def check(self, inbound: Inbound) -> Refusal | None:
         """None if the message may go ahead; else why not. Counts against the user's message rate, so
         every entry point (messages, presses, /reset, /human) calls it once, first."""

@@ -39,6 +39,15 @@ class RateBudget:
         self._stamp = clock()
         self._waiters: deque[_Waiter] = deque()
 
+    def retune(self, rate: float, per: float = 1.0, *, burst: float | None = None) -> None:
+        """Change the rate and burst from now on (a reloaded limit); what was spent stays spent."""
+        if rate <= 0 or per <= 0:
+            raise ValueError("rate and per must be positive")
+        self._refill()
+        self.refill_per_second = rate / per
+        self.capacity = burst if burst is not None else rate
+        self._tokens = min(self._tokens, self.capacity)
+
     def _refill(self) -> None:
         now = self._clock()
         self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.refill_per_second)

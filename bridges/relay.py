@@ -12,7 +12,7 @@ import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal, cast
 
@@ -148,6 +148,23 @@ class Relay:
             burst=policy.user_burst,
             outage_grace=policy.db_outage_grace,
         )
+
+    def reconfigure(self, policy: RelayPolicy) -> None:
+        """Take a reloaded policy (ops/reload.py) for the next message: bindings, limits and timeouts. What
+        only a restart changes (the agents, this process's name, the desks) stays as it started."""
+        for agent in {policy.default_agent, *policy.bindings.values()}:
+            if agent not in self.agents:
+                raise ValueError(f"agent {agent!r} is not running (agents are added by a restart)")
+        started = self.policy
+        self.policy = replace(
+            policy,
+            instance=started.instance,
+            db_outage_grace=started.db_outage_grace,
+            moderators=started.moderators,
+        )
+        self.bindings.default_agent, self.bindings.configured = policy.default_agent, policy.bindings
+        self.requests.per_hour = policy.handoffs_per_hour
+        self.gate.retune(per_minute=policy.user_messages_per_minute, burst=policy.user_burst)
 
     @property
     def outage_grace(self) -> float:

@@ -20,6 +20,10 @@ class SQLiteInUse(Exception):
     """The SQLite file cannot be had by this process; the message is one line for the person starting it."""
 
 
+class NoProcess(Exception):
+    """No running process could be found for the database; the message says what to do instead."""
+
+
 @contextmanager
 def sqlite_single_process(url: str | URL) -> Iterator[None]:
     """Hold the lock for the life of the block, or raise `SQLiteInUse` at once if another process has it.
@@ -44,7 +48,34 @@ def sqlite_single_process(url: str | URL) -> Iterator[None]:
                 f"another Switchboard process is using {database} "
                 "(SQLite serves one process; use PostgreSQL to run several)"
             ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())  # for `bot.py reload`
         yield
+    finally:
+        os.close(fd)
+
+
+def running_process(url: str | URL) -> int:
+    """The process serving this SQLite file (it holds the lock and wrote its id into the lock file)."""
+    database = _file_database(url)
+    if database is None:
+        raise NoProcess(
+            "only a SQLite file names its one process; send SIGHUP to each process yourself "
+            "(kill -HUP <pid>) or pass --pid"
+        )
+    lock_path = f"{Path(database).resolve()}.lock"
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise NoProcess(f"no Switchboard process is running on {database}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # held: a process is running
+            return int(os.read(fd, 32).decode().strip())
+        raise NoProcess(f"no Switchboard process is running on {database}")
+    except ValueError:
+        raise NoProcess(f"the lock file {lock_path} names no process; pass --pid") from None
     finally:
         os.close(fd)
 
