@@ -101,6 +101,8 @@ class HandoffView:
     """How many cases the user had before this one."""
     history: tuple[PastCase, ...] = ()
     """The newest of those, newest first."""
+    requested_by: str = "user"
+    """Who opened it: "user", "agent", or a moderator ("takeover", "contact": bridges/takeover.py)."""
 
 
 @dataclass(frozen=True)
@@ -594,6 +596,7 @@ class HandoffService:
                 escalated=handoff.escalated_at is not None,
                 earlier_cases=earlier,
                 history=tuple(history),
+                requested_by=handoff.requested_by,
             )
 
     async def transcript(self, handoff_id: int) -> str:
