@@ -86,7 +86,7 @@ class Takeovers:
     ) -> str:
         """Take over the user's conversation in one of `places` (chat id, thread id), when a message named
         it, else their latest one on the platform; answer the moderator."""
-        target = await self._named(target)
+        target = await self.named(target)
         who = target.name or str(target)
         case = await self._open_case_of(target)
         if case is not None:
@@ -150,8 +150,8 @@ class Takeovers:
         await self.handoffs.audit(f"{done} (case #{opened.handoff_id}) in {moderator.where}.")
 
     @survives_db_outage
-    async def _named(self, target: Target) -> Target:
-        """`target` with the name we know them by, when the moderator gave only an id."""
+    async def named(self, target: Target) -> Target:
+        """`target` with the name we know them by, when the moderator gave only an id (kept if unknown)."""
         if target.name:
             return target
         async with self.relay.db() as session:
