@@ -4,7 +4,9 @@ taking the conversation over can stop the one in progress.
 Turns run one at a time per conversation, so a conversation has at most one live reply. Stopping it
 ends the agent's stream (its connection is released) and keeps the text shown so far; `stop` returns
 once that turn is over, so what the moderator's arrival is announced with comes after the reply's
-final text, never in the middle of it.
+final text, never in the middle of it. A moderator acting in another process reaches a reply here
+through the database: `stop_taken_over` runs with the handoff timers and stops every reply whose
+conversation is now with a human (a turn with the agent only starts in a conversation with the bot).
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from models import Conversation, ConversationStatus
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +35,8 @@ class _Live:
 
 
 class LiveReplies:
-    def __init__(self) -> None:
+    def __init__(self, db: async_sessionmaker[AsyncSession]) -> None:
+        self._db = db
         self._live: dict[int, _Live] = {}
 
     @contextlib.contextmanager
@@ -55,3 +63,21 @@ class LiveReplies:
         except TimeoutError:
             log.warning("conversation %s: a stopped reply is still finishing", conversation_id)
         return True
+
+    async def stop_taken_over(self) -> None:
+        """Stop the replies streaming here whose conversation a moderator took over (in any process)."""
+        if not self._live:
+            return
+        async with self._db() as session:
+            taken = list(
+                await session.scalars(
+                    select(Conversation.id).where(
+                        Conversation.id.in_(list(self._live)), Conversation.status == ConversationStatus.HUMAN
+                    )
+                )
+            )
+        for conversation_id in taken:
+            live = self._live.get(conversation_id)
+            if live is not None:
+                log.info("conversation %s: taken over elsewhere; stopping its reply", conversation_id)
+                live.stop.set()

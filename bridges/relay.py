@@ -134,8 +134,9 @@ class Relay:
         )
         self.edits = Edits(self.inbox, self.conversations, self.handoffs)
         self._turns = TurnOrder()
-        self.live = LiveReplies()
+        self.live = LiveReplies(db)
         """Replies streaming now in this process, which a moderator taking over stops."""
+        self.handoffs.also_on_tick.append(self.live.stop_taken_over)
         self.requests = HumanRequests(
             db,
             self.handoffs,
