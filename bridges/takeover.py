@@ -55,6 +55,7 @@ class TakeoverWords:
     )
     yours_already = "You already hold {user}'s case #{id}."
     held_by = "{name} already holds {user}'s case #{id}: ask them, or have it transferred to you."
+    blocked = "{user} is blocked, so nothing they send would reach you. Unblock them first."
     taken_reason = "taken over by {name}"
     contact_reason = "{name} opened a conversation with the user"
 
@@ -88,6 +89,8 @@ class Takeovers:
         it, else their latest one on the platform; answer the moderator."""
         target = await self.named(target)
         who = target.name or str(target)
+        if await self.relay.is_blocked(target.platform, target.user_id):
+            return TakeoverWords.blocked.format(user=who)
         case = await self._open_case_of(target)
         if case is not None:
             return await self._join(case, moderator, target)
@@ -108,6 +111,8 @@ class Takeovers:
         """Write first to a user in their private chat (`private` names it, as a message there would),
         then open a case there, claimed by the moderator. The user's reply waits in line until the case
         is open, so it reaches the moderator. Nothing is opened if the platform would not deliver."""
+        if await self.relay.is_blocked(target.platform, target.user_id):
+            return TakeoverWords.blocked.format(user=target.name or str(target))
         case = await self._open_case_of(target)
         if case is not None:
             return await self._join(case, moderator, target)

@@ -118,6 +118,8 @@ async def test_take_over_from_a_message_and_when_someone_already_holds_the_case(
 
     held = TakeoverWords.held_by.format(name="maya", user="alice", id=case.id)
     assert await private(fake, world.mods, sam, "takeover", user=alice) == held
+    thread = await app.thread(await app.notification())
+    assert await private(fake, thread, sam, "takeover") == held  # alone in a case's thread: its user
     mine = TakeoverWords.yours_already.format(user="alice", id=case.id)
     assert (
         await private(fake, world.mods, maya, "takeover", platform="discord", user_id=str(alice.id)) == mine
@@ -151,6 +153,10 @@ async def test_only_desk_moderators_in_the_desk_server_and_only_users_with_a_con
     nobody = TakeoverWords.no_conversation.format(user="mallory")
     assert await private(fake, world.mods, maya, "takeover", user=mallory) == nobody
     assert await private(fake, world.mods, maya, "takeover") == TakeoverReplies.takeover_usage
+    await private(fake, world.mods, maya, "block", user=alice)
+    blocked = TakeoverWords.blocked.format(user="alice")
+    assert await private(fake, world.mods, maya, "takeover", user=alice) == blocked
+    assert await private(fake, world.mods, maya, "contact", user=alice) == blocked
     assert await handoffs(app) == []
     assert texts(fake, world.general) == ["scripted: hello"]  # nobody was told anything
 

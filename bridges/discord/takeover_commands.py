@@ -42,7 +42,8 @@ class TakeoverReplies:
 
     takeover_usage = (
         "Say whom: pick a `user`, or give both `platform` and `user_id` (as shown on a handoff "
-        "notification). Or use **Take over conversation** on one of their messages."
+        "notification), or use it alone in a case's thread. Or use **Take over conversation** on one of "
+        "their messages."
     )
     not_a_user = "That message is not from a user the assistant talks to."
     dms_closed = (
@@ -94,9 +95,10 @@ class TakeoverCommands(commands.Cog, name="Takeover"):
         platform: str | None = None,
         user_id: str | None = None,
     ) -> None:
-        target = _target(user, platform, user_id)
-
         async def work(moderator: Moderator) -> str:
+            target = _target(user, platform, user_id)
+            if target is None and not (user or platform or user_id):
+                target = await self._user_of_case(interaction.channel_id)
             if target is None:
                 return TakeoverReplies.takeover_usage
             return await self.takeovers.take_over(moderator, target)
@@ -143,6 +145,15 @@ class TakeoverCommands(commands.Cog, name="Takeover"):
             return await self.takeovers.contact(moderator, target, private, self._greeter(user, dm.id))
 
         await self._privately(interaction, work)
+
+    async def _user_of_case(self, thread_id: int | None) -> Target | None:
+        """The user of the open case whose thread this is, if it is one."""
+        handoffs = self.takeovers.handoffs
+        case = await handoffs.open_handoff_at(PLATFORM, "thread", str(thread_id))
+        if case is None:
+            return None
+        view = await handoffs.view(case)
+        return Target(view.platform, view.user_id, view.user_name)
 
     def _greeter(self, user: discord.User, channel_id: int) -> Callable[[str], Awaitable[str | None]]:
         surface = self.surfaces.channel(channel_id)
