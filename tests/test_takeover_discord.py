@@ -8,11 +8,9 @@ Alice talks to the bot; Maya and Sam have the moderator role, Mallory is a plain
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import TextDelta
 from bridges.cases import DeskWords
@@ -21,20 +19,13 @@ from bridges.discord.takeover_commands import TakeoverReplies
 from bridges.handoff import UserNotices
 from bridges.render import IN_PROGRESS
 from bridges.takeover import TakeoverNotices, TakeoverWords
-from fakes.discord import FakeChannel, FakeDiscord, FakeUser
+from fakes.discord import FakeChannel, FakeDiscord, FakeMessage, FakeUser
 from models import Handoff, HandoffStatus, Role, TranscriptEntry
 from tests.test_discord_desk import EPHEMERAL, NO_PINGS, App, World, fields, texts
-from tests.test_discord_desk import world as world  # the fixture
+from tests.test_discord_desk import app as app  # the fixtures
+from tests.test_discord_desk import world as world
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def app(world: World, db: async_sessionmaker[AsyncSession]) -> AsyncIterator[App]:
-    app = App(world, db)
-    await app.start()
-    yield app
-    await app.bridge.close(grace=1.0)
 
 
 async def private(
@@ -42,6 +33,20 @@ async def private(
 ) -> str:
     """Run `/name` and return its answer, which only the one who ran it sees."""
     answer = await fake.answer(await fake.slash(channel, by, *name, **options))  # type: ignore[arg-type]
+    assert answer.flags & EPHEMERAL, answer.content
+    return answer.content
+
+
+async def alice_says_hello(world: World) -> FakeMessage:
+    """Alice talks to the assistant in #general; returns her message once it is answered."""
+    said = await world.fake.user_says(world.general, world.alice, f"<@{world.fake.bot.id}> hello")
+    await world.fake.wait_for_texts(world.general, ["scripted: hello"])
+    return said
+
+
+async def take_over(fake: FakeDiscord, message: FakeMessage, by: FakeUser) -> str:
+    """Use the message menu "Take over conversation" on `message`; its answer only `by` sees."""
+    answer = await fake.answer(await fake.message_menu(message, by, "Take over conversation"))
     assert answer.flags & EPHEMERAL, answer.content
     return answer.content
 
@@ -106,14 +111,9 @@ async def test_take_over_from_a_message_and_when_someone_already_holds_the_case(
     world: World, app: App
 ) -> None:
     fake, alice, maya, sam = world.fake, world.alice, world.maya, world.sam
-    said = await fake.user_says(world.general, alice, f"<@{fake.bot.id}> hello")
-    await fake.wait_for_texts(world.general, ["scripted: hello"])
-
-    menu = await fake.message_menu(said, maya, "Take over conversation")
-    answer = await fake.answer(menu)
-    assert answer.flags & EPHEMERAL
+    answer = await take_over(fake, await alice_says_hello(world), maya)
     (case,) = await handoffs(app)
-    assert answer.content == TakeoverWords.taken.format(user="alice", id=case.id)
+    assert answer == TakeoverWords.taken.format(user="alice", id=case.id)
     await fake.wait_for_texts(world.general, ["scripted: hello", UserNotices.claimed.format(name="maya")])
 
     held = TakeoverWords.held_by.format(name="maya", user="alice", id=case.id)
@@ -124,10 +124,7 @@ async def test_take_over_from_a_message_and_when_someone_already_holds_the_case(
     assert (
         await private(fake, world.mods, maya, "takeover", platform="discord", user_id=str(alice.id)) == mine
     )
-    own = await fake.answer(
-        await fake.message_menu(fake.bot_messages(world.general)[0], maya, "Take over conversation")
-    )
-    assert own.content == TakeoverReplies.not_a_user
+    assert await take_over(fake, fake.bot_messages(world.general)[0], maya) == TakeoverReplies.not_a_user
     assert len(await handoffs(app)) == 1
 
 
@@ -135,12 +132,9 @@ async def test_only_desk_moderators_in_the_desk_server_and_only_users_with_a_con
     world: World, app: App
 ) -> None:
     fake, alice, maya, mallory = world.fake, world.alice, world.maya, world.mallory
-    said = await fake.user_says(world.general, alice, f"<@{fake.bot.id}> hello")
-    await fake.wait_for_texts(world.general, ["scripted: hello"])
-
+    said = await alice_says_hello(world)
     assert await private(fake, world.general, mallory, "takeover", user=alice) == DeskWords.not_moderator
-    refused = await fake.answer(await fake.message_menu(said, mallory, "Take over conversation"))
-    assert refused.content == DeskWords.not_moderator and refused.flags & EPHEMERAL
+    assert await take_over(fake, said, mallory) == DeskWords.not_moderator
     assert await private(fake, world.general, mallory, "contact", user=alice) == DeskWords.not_moderator
     # Manage Server elsewhere is no authority over the desk
     elsewhere = fake.add_guild("Maya's own server", maya)

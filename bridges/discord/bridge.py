@@ -130,11 +130,7 @@ class DiscordBridge:
         self.bot.add_listener(self._member_left, "on_raw_member_remove")
         if self.desk is not None:
             await self.bot.add_cog(DeskCommands(self.desk, self.cog.may_moderate, self.cog.in_flight))
-            await self.bot.add_cog(
-                TakeoverCommands(
-                    self.bot, Takeovers(self.relay), self.surfaces, self.cog.may_moderate, self.cog.in_flight
-                )
-            )
+            await self.bot.add_cog(TakeoverCommands(self.cog, Takeovers(self.relay)))
             self.bot.add_dynamic_items(HandoffButton)
             self.bot.add_listener(self.desk.on_handoff_press, f"on_{HANDOFF_EVENT}")
             self.bot.add_listener(self.desk.on_message)

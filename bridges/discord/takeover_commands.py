@@ -10,7 +10,6 @@ The work is done by `bridges.takeover.Takeovers`, shared with the Telegram desk.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -22,10 +21,17 @@ from discord.utils import escape_markdown
 
 from bridges.budget import acquire_all
 from bridges.cases import DeskWords
-from bridges.discord.cog import CHANNEL_SCOPE, PLATFORM, PLATFORM_CHOICES, _place, track_current
-from bridges.discord.surface import NO_PINGS, Surfaces
-from bridges.moderation import USER_ID, Moderator, Target
-from bridges.registry import blockable
+from bridges.discord.cog import (
+    CHANNEL_SCOPE,
+    PLATFORM,
+    PLATFORM_CHOICES,
+    WHOM,
+    SwitchboardCog,
+    _place,
+    track_current,
+)
+from bridges.discord.surface import NO_PINGS
+from bridges.moderation import Moderator, Target
 from bridges.surface import Inbound, SurfaceError
 from bridges.takeover import Takeovers
 
@@ -33,8 +39,6 @@ log = logging.getLogger(__name__)
 
 CANNOT_MESSAGE_USER = 50007
 """Discord's "Cannot send messages to this user": they accept no direct messages from the bot."""
-
-Check = Callable[[discord.Interaction[Any]], Awaitable[bool]]
 
 
 class TakeoverReplies:
@@ -56,21 +60,12 @@ class TakeoverReplies:
 class TakeoverCommands(commands.Cog, name="Takeover"):
     """Registered by the bridge only when `[discord.handoff]` is configured."""
 
-    def __init__(
-        self,
-        bot: commands.Bot,
-        takeovers: Takeovers,
-        surfaces: Surfaces,
-        may_moderate: Check,
-        in_flight: set[asyncio.Task[Any]],
-    ) -> None:
-        self.bot = bot
-        self.in_flight = in_flight
-        """The bridge's handlers in progress, which a shutdown lets finish."""
+    def __init__(self, cog: SwitchboardCog, takeovers: Takeovers) -> None:
+        self.bot = cog.bot
+        self.cog = cog
+        """The main cog: who may moderate (`may_moderate`), whom options name (`target_of`), the
+        surfaces, and the handlers in flight, which a shutdown lets finish."""
         self.takeovers = takeovers
-        self.surfaces = surfaces
-        self.may_moderate = may_moderate
-        """`SwitchboardCog.may_moderate`: a desk moderator, in the desk's server."""
         self.menu = app_commands.ContextMenu(name="Take over conversation", callback=self.take_over_message)
         self.menu.guild_only = True
 
@@ -81,11 +76,7 @@ class TakeoverCommands(commands.Cog, name="Takeover"):
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
 
     @app_commands.command(name="takeover", description="Take over a user's conversation with the assistant")
-    @app_commands.describe(
-        user="A Discord user",
-        platform="With user_id: the platform of a user who is not on this server",
-        user_id="With platform: their id, as shown on a handoff notification",
-    )
+    @app_commands.describe(**WHOM)
     @app_commands.choices(platform=PLATFORM_CHOICES)
     @app_commands.guild_only()
     async def takeover(
@@ -96,9 +87,7 @@ class TakeoverCommands(commands.Cog, name="Takeover"):
         user_id: str | None = None,
     ) -> None:
         async def work(moderator: Moderator) -> str:
-            target = _target(user, platform, user_id)
-            if target is None and not (user or platform or user_id):
-                target = await self._user_of_case(interaction.channel_id)
+            target = await self.cog.target_of(interaction, user, platform, user_id)
             if target is None:
                 return TakeoverReplies.takeover_usage
             return await self.takeovers.take_over(moderator, target)
@@ -146,17 +135,8 @@ class TakeoverCommands(commands.Cog, name="Takeover"):
 
         await self._privately(interaction, work)
 
-    async def _user_of_case(self, thread_id: int | None) -> Target | None:
-        """The user of the open case whose thread this is, if it is one."""
-        handoffs = self.takeovers.handoffs
-        case = await handoffs.open_handoff_at(PLATFORM, "thread", str(thread_id))
-        if case is None:
-            return None
-        view = await handoffs.view(case)
-        return Target(view.platform, view.user_id, view.user_name)
-
     def _greeter(self, user: discord.User, channel_id: int) -> Callable[[str], Awaitable[str | None]]:
-        surface = self.surfaces.channel(channel_id)
+        surface = self.cog.surfaces.channel(channel_id)
 
         async def greet(text: str) -> str | None:
             await acquire_all(surface.budgets)
@@ -175,10 +155,10 @@ class TakeoverCommands(commands.Cog, name="Takeover"):
         self, interaction: discord.Interaction[Any], work: Callable[[Moderator], Awaitable[str]]
     ) -> None:
         """Run `work` for a desk moderator in the desk's server and answer only them; refuse anyone else."""
-        if not await self.may_moderate(interaction):
+        if not await self.cog.may_moderate(interaction):
             await interaction.response.send_message(DeskWords.not_moderator, ephemeral=True)
             return
-        track_current(self.in_flight)
+        track_current(self.cog.in_flight)
         await interaction.response.defer(ephemeral=True, thinking=True)
         moderator = Moderator(
             f"{PLATFORM}:{interaction.user.id}",
@@ -191,15 +171,6 @@ class TakeoverCommands(commands.Cog, name="Takeover"):
             log.exception("discord: a takeover or contact by %s failed", moderator.id)
             answer = DeskWords.failed
         await interaction.edit_original_response(content=answer, allowed_mentions=NO_PINGS)
-
-
-def _target(user: discord.User | None, platform: str | None, user_id: str | None) -> Target | None:
-    """Exactly one user: the Discord user picked, or a platform and an id."""
-    if user is not None:
-        return None if platform or user_id else Target(PLATFORM, str(user.id), user.display_name)
-    if platform and user_id and platform in blockable() and USER_ID.fullmatch(user_id.strip()):
-        return Target(platform, user_id.strip())
-    return None
 
 
 def _refused(user: discord.abc.User, exc: discord.HTTPException) -> str:
