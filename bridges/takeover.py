@@ -89,11 +89,8 @@ class Takeovers:
         it, else their latest one on the platform; answer the moderator."""
         target = await self.named(target)
         who = target.name or str(target)
-        if await self.relay.is_blocked(target.platform, target.user_id):
-            return TakeoverWords.blocked.format(user=who)
-        case = await self._open_case_of(target)
-        if case is not None:
-            return await self._join(case, moderator, target)
+        if (instead := await self._instead(moderator, target)) is not None:
+            return instead
         conversation_id = await self._conversation_of(target, places)
         if conversation_id is None:
             return TakeoverWords.no_conversation.format(user=who)
@@ -111,11 +108,9 @@ class Takeovers:
         """Write first to a user in their private chat (`private` names it, as a message there would),
         then open a case there, claimed by the moderator. The user's reply waits in line until the case
         is open, so it reaches the moderator. Nothing is opened if the platform would not deliver."""
-        if await self.relay.is_blocked(target.platform, target.user_id):
-            return TakeoverWords.blocked.format(user=target.name or str(target))
-        case = await self._open_case_of(target)
-        if case is not None:
-            return await self._join(case, moderator, target)
+        target = await self.named(target)
+        if (instead := await self._instead(moderator, target)) is not None:
+            return instead
         with self.relay.line_up(private) as place:
             await place.turn()
             intro = TakeoverNotices.intro.format(name=moderator.name)
@@ -131,6 +126,13 @@ class Takeovers:
         await self.handoffs.opened(opened.handoff_id)
         await self._audit(f"📨 {moderator} contacted {target}", opened, moderator)
         return TakeoverWords.contacted.format(user=target.name or str(target), id=opened.handoff_id)
+
+    async def _instead(self, moderator: Moderator, target: Target) -> str | None:
+        """The answer when no case is to be opened: the user is blocked, or has an open case already."""
+        if await self.relay.is_blocked(target.platform, target.user_id):
+            return TakeoverWords.blocked.format(user=target.name or str(target))
+        case = await self._open_case_of(target)
+        return await self._join(case, moderator, target) if case is not None else None
 
     async def _join(self, handoff_id: int, moderator: Moderator, target: Target) -> str:
         """The user has an open case already: claim it if nobody holds it (a takeover of a waiting
