@@ -101,6 +101,8 @@ class HandoffView:
     """How many cases the user had before this one."""
     history: tuple[PastCase, ...] = ()
     """The newest of those, newest first."""
+    requested_by: str = "user"
+    """Who opened it: "user", "agent", or a moderator ("takeover", "contact": bridges/takeover.py)."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,8 @@ class HandoffService:
         self._run_id = uuid.uuid4().hex[:16]
         self.cases = Cases(self)
         """Notes, snippets, transfer, scheduled closes, history: the desks' everyday tools."""
+        self.also_on_tick: list[Callable[[], Awaitable[None]]] = []
+        """Other timers that run with these (the Relay stops replies a moderator took over elsewhere)."""
 
     def now(self) -> datetime:
         return self._now()
@@ -508,6 +512,8 @@ class HandoffService:
             else:
                 await self._escalate(handoff_id)
         await self.cases.tick(now)
+        for timer in self.also_on_tick:
+            await timer()
 
     def due_requests(self, now: datetime) -> Select[int, datetime]:
         """Unclaimed requests whose expiry or escalation has come: one range on (status, requested_at),
@@ -594,6 +600,7 @@ class HandoffService:
                 escalated=handoff.escalated_at is not None,
                 earlier_cases=earlier,
                 history=tuple(history),
+                requested_by=handoff.requested_by,
             )
 
     async def transcript(self, handoff_id: int) -> str:

@@ -29,6 +29,7 @@ from bridges.edits import Edits
 from bridges.handoff import HandoffPolicy, HandoffService
 from bridges.human_requests import HumanRequests
 from bridges.inbox import Inbox, LeftOver, Receipt
+from bridges.live_replies import LiveReplies
 from bridges.notices import Notices
 from bridges.outage import DatabaseUnavailable, survives_db_outage
 from bridges.render import MAX_REPLY_CHARS, RenderFailed, RenderResult, ReplyRenderer
@@ -133,6 +134,9 @@ class Relay:
         )
         self.edits = Edits(self.inbox, self.conversations, self.handoffs)
         self._turns = TurnOrder()
+        self.live = LiveReplies(db)
+        """Replies streaming now in this process, which a moderator taking over stops."""
+        self.handoffs.also_on_tick.append(self.live.stop_taken_over)
         self.requests = HumanRequests(
             db,
             self.handoffs,
@@ -443,7 +447,8 @@ class Relay:
         try:
             events = agent.resume(turn) if resume and isinstance(agent, Resumable) else agent.stream(turn)
             renderer = ReplyRenderer(surface, max_chars=self.policy.max_reply_chars, on_posted=posted)
-            result = await renderer.render(events)
+            with self.live.streaming(conversation.id) as stop:  # a moderator taking over stops it
+                result = await renderer.render(events, stop=stop)
         except RenderFailed as exc:
             log.error("conversation %s: reply could not be delivered: %s", conversation.id, exc)
             result = RenderResult(text="", error=None)
@@ -461,7 +466,7 @@ class Relay:
             await send_notice(surface, Notices.reply_cut)
         ended = result.session_ended is not None and result.handoff is None
         await self.conversations.finish_turn(conversation.id, result.provider_state, ended=ended)
-        if result.handoff is not None:
+        if result.handoff is not None and not result.stopped:
             answer = await self.requests.open(conversation, result.handoff.reason, requested_by="agent")
             await send_notice(surface, answer)
         elif result.session_ended is not None:

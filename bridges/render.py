@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +74,8 @@ class RenderResult:
     """Clock reading when the first message of the reply was posted."""
     cut: bool = False
     """The agent's text passed the renderer's `max_chars`: the reply ends early, on the text shown."""
+    stopped: bool = False
+    """Someone stopped the reply while it streamed (a moderator took over): it ends on the text so far."""
 
 
 @dataclass
@@ -171,32 +173,20 @@ class ReplyRenderer:
         """A request of this reply is waiting for a slot in the shared budgets."""
         self._queued_event = asyncio.Event()
 
-    async def render(self, events: AsyncIterable[AgentEvent]) -> RenderResult:
-        """Consume the stream up to `max_chars`; agent failures end the reply with a notice instead of
-        raising. A stream left early (too long, or the platform refused the text) is closed, so the
-        provider's connection is released at once."""
+    async def render(
+        self, events: AsyncIterable[AgentEvent], *, stop: asyncio.Event | None = None
+    ) -> RenderResult:
+        """Consume the stream up to `max_chars`, or until `stop` is set; agent failures end the reply
+        with a notice instead of raising. A stream left early (too long, stopped, or the platform refused
+        the text) is closed, so the provider's connection is released at once; what was shown stays."""
         result = RenderResult()
         pump = asyncio.create_task(self._pump(), name="reply-pump")
         typing = asyncio.create_task(self._keep_typing(), name="reply-typing")
         stream = aiter(events)
         try:
-            try:
-                async for event in stream:
-                    self._apply(event, result)
-                    self._changed.set()
-                    if self._cut or not isinstance(event, TextDelta):
-                        self._urgent.set()
-                    if self._cut or pump.done():  # pump done: the platform refused the text
-                        break
-            except AgentError as exc:
-                result.error = exc
-                result.provider_state = exc.provider_state or result.provider_state
-                self._add_notice(exc.user_message)
-            except Exception as exc:
-                log.exception("agent stream crashed")
-                result.error = AgentProtocolError(f"agent stream crashed: {type(exc).__name__}")
-                self._add_notice(result.error.user_message)
-            await _close(stream)
+            result.stopped = await _until_stopped(self._consume(stream, result, pump), stop)
+            if result.stopped:
+                await _close(stream)
             self._finished = True
             self._changed.set()
             self._urgent.set()
@@ -209,6 +199,27 @@ class ReplyRenderer:
         result.first_text_at = self._first_text_at
         result.cut = self._cut
         return result
+
+    async def _consume(
+        self, stream: AsyncIterator[AgentEvent], result: RenderResult, pump: asyncio.Task[None]
+    ) -> None:
+        try:
+            async for event in stream:
+                self._apply(event, result)
+                self._changed.set()
+                if self._cut or not isinstance(event, TextDelta):
+                    self._urgent.set()
+                if self._cut or pump.done():  # pump done: the platform refused the text
+                    break
+        except AgentError as exc:
+            result.error = exc
+            result.provider_state = exc.provider_state or result.provider_state
+            self._add_notice(exc.user_message)
+        except Exception as exc:
+            log.exception("agent stream crashed")
+            result.error = AgentProtocolError(f"agent stream crashed: {type(exc).__name__}")
+            self._add_notice(result.error.user_message)
+        await _close(stream)
 
     def _apply(self, event: AgentEvent, result: RenderResult) -> None:
         match event:
@@ -493,6 +504,28 @@ class ReplyRenderer:
                     log.debug("typing indicator failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queued_event.wait(), timeout=TYPING_REFRESH_SECONDS)
+
+
+async def _until_stopped(reading: Coroutine[Any, Any, None], stop: asyncio.Event | None) -> bool:
+    """Run `reading` to its end, or until `stop` is set; then cancel it (the agent's stream ends there,
+    as a cancelled async generator does, releasing its connection). Returns whether it was stopped."""
+    if stop is None:
+        await reading
+        return False
+    task = asyncio.create_task(reading, name="reply-stream")
+    stopped = asyncio.create_task(stop.wait(), name="reply-stop")
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.cancelled():
+        return True
+    task.result()  # re-raise what the stream raised past its own handling
+    return False
 
 
 def _shows(shown: _Shown, target: _Target) -> bool:

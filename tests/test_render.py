@@ -519,3 +519,29 @@ async def test_the_stream_is_closed_when_the_platform_refuses_the_reply() -> Non
     with pytest.raises(RenderFailed):
         await asyncio.wait_for(ReplyRenderer(surface).render(agent.events), 5)
     assert agent.closed
+
+
+async def test_a_stopped_reply_ends_on_the_text_so_far_and_its_stream_is_closed() -> None:
+    """A moderator taking over stops the reply while the agent waits on its provider: the stream is
+    closed there (its connection released) and the reply ends on exactly what had arrived."""
+    waiting, closed = asyncio.Event(), asyncio.Event()
+
+    async def agent() -> AsyncIterator[AgentEvent]:
+        try:
+            yield TextDelta("Once upon a time")
+            waiting.set()
+            await asyncio.Event().wait()  # the provider takes its time
+            yield TextDelta(" there was")
+        finally:
+            closed.set()
+
+    surface = RecordingSurface(edit_interval=0.01)
+    stop = asyncio.Event()
+    rendering = asyncio.create_task(ReplyRenderer(surface).render(agent(), stop=stop))
+    await waiting.wait()
+    stop.set()
+    result = await asyncio.wait_for(rendering, 5)
+    assert result.stopped and closed.is_set()
+    assert result.text == "Once upon a time" and surface.visible_texts() == ["Once upon a time"]
+    assert result.provider_state is None and result.error is None
+    assert_clean_history(surface)

@@ -19,9 +19,11 @@ from bridges.discord.config import DiscordConfig
 from bridges.discord.desk import DiscordDesk
 from bridges.discord.desk_commands import DeskCommands
 from bridges.discord.surface import NO_PINGS, Surfaces
+from bridges.discord.takeover_commands import TakeoverCommands
 from bridges.discord.views import HANDOFF_EVENT, ButtonViews, ChoiceButton, HandoffButton
 from bridges.relay import Relay
 from bridges.surface import Surface
+from bridges.takeover import Takeovers
 from models import Conversation
 from ops import metrics
 
@@ -128,6 +130,7 @@ class DiscordBridge:
         self.bot.add_listener(self._member_left, "on_raw_member_remove")
         if self.desk is not None:
             await self.bot.add_cog(DeskCommands(self.desk, self.cog.may_moderate, self.cog.in_flight))
+            await self.bot.add_cog(TakeoverCommands(self.cog, Takeovers(self.relay)))
             self.bot.add_dynamic_items(HandoffButton)
             self.bot.add_listener(self.desk.on_handoff_press, f"on_{HANDOFF_EVENT}")
             self.bot.add_listener(self.desk.on_message)

@@ -48,6 +48,12 @@ CHANNEL_SCOPE, SERVER_SCOPE = "discord_channel", "discord_guild"
 """Where `/agent` binds an agent (declared in bridges/registry.py): a channel (its threads too), a server."""
 PLATFORM_CHOICES = [app_commands.Choice(name=name, value=name) for name in blockable()]
 """Whose users `/block` can name by id: every platform in the registry that has blockable users."""
+WHOM = {
+    "user": "A Discord user",
+    "platform": "With user_id: the platform of a user who is not on this server",
+    "user_id": "With platform: their id, as shown on a handoff notification",
+}
+"""How the commands that name a user (`/block`, `/unblock`, `/takeover`) describe their options."""
 ADMISSION_TIMEOUT = 2.0
 """Seconds a slash command waits for the block and rate check, within Discord's 3 s to answer."""
 
@@ -231,9 +237,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
 
     @app_commands.command(name="block", description="Ignore everything a user sends (moderators)")
     @app_commands.describe(
-        user="A Discord user",
-        platform="With user_id: the platform of a user who is not on this server",
-        user_id="With platform: their id, as shown on a handoff notification",
+        **WHOM,
         duration="How long, such as 30m, 2h, 7d or 1w; empty blocks until /unblock",
         reason="Why: moderators see it in the log, the user never does",
     )
@@ -251,11 +255,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         await self._moderate(interaction, user, platform, user_id, block=(duration, reason or ""))
 
     @app_commands.command(name="unblock", description="Answer a blocked user again (moderators)")
-    @app_commands.describe(
-        user="A Discord user",
-        platform="With user_id: the platform of a user who is not on this server",
-        user_id="With platform: their id, as shown on a handoff notification",
-    )
+    @app_commands.describe(**WHOM)
     @app_commands.choices(platform=PLATFORM_CHOICES)
     @app_commands.guild_only()
     async def unblock(
@@ -290,7 +290,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             f"discord server {interaction.guild_id}, channel {interaction.channel_id}",
         )
         try:
-            target = await self._target(interaction, user, platform, user_id)
+            target = await self.target_of(interaction, user, platform, user_id)
             if target is None:
                 reply = Replies.block_usage
             elif block is None:
@@ -331,7 +331,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             self._desk_guild_id = getattr(getattr(channel, "guild", None), "id", None)
         return self._desk_guild_id
 
-    async def _target(
+    async def target_of(
         self,
         interaction: discord.Interaction[Any],
         user: discord.User | None,

@@ -31,6 +31,7 @@ from bridges.discord.views import HandoffAction, HandoffButton
 from bridges.handoff import HandoffService, HandoffView
 from bridges.mirror import Mirror
 from bridges.split import split_text, utf16_length
+from bridges.takeover import CONTACT, TAKEOVER
 from models import HandoffStatus
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class DeskReplies:
     """What the desk says to moderators."""
 
     requested = "{ping}Handoff #{id}: **{user}** ({platform}) asked for a moderator."
+    taken_over = "Handoff #{id}: **{moderator}** took over the conversation with **{user}** ({platform})."
+    contacted = "Handoff #{id}: **{moderator}** opened a conversation with **{user}** ({platform})."
     escalated = "{ping}Handoff #{id} from **{user}** is still waiting for a moderator."
     not_moderator = "Only moderators can do that."
     claimed = "You claimed handoff #{id}. What you write in its thread now goes to {user}."
@@ -74,6 +77,7 @@ _ACTIONS: dict[HandoffStatus, tuple[HandoffAction, ...]] = {
     HandoffStatus.CLAIMED: ("resolve", "return"),
 }
 _SPEAKERS = {"agent": "Assistant", "moderator": "Moderator"}
+_HEADLINES = {TAKEOVER: DeskReplies.taken_over, CONTACT: DeskReplies.contacted}
 
 
 class DiscordDesk:
@@ -118,8 +122,10 @@ class DiscordDesk:
 
     async def open(self, view: HandoffView) -> dict[str, Any]:
         channel_id = self.config.channel
+        headline = _HEADLINES.get(view.requested_by, DeskReplies.requested)
+        waiting = view.status == HandoffStatus.REQUESTED  # a case a moderator opened needs nobody pinged
         message = await self._send(
-            channel_id, self._notice(DeskReplies.requested, view), ping=True, **self._card(view)
+            channel_id, self._notice(headline, view, ping=waiting), ping=waiting, **self._card(view)
         )
         refs: dict[str, Any] = {"channel": str(channel_id), "message": str(message.id)}
         await self._pace(channel_id)
@@ -317,10 +323,14 @@ class DiscordDesk:
             )
         return card
 
-    def _notice(self, template: str, view: HandoffView) -> str:
-        ping = f"<@&{self.config.ping_role}> " if self.config.ping_role is not None else ""
+    def _notice(self, template: str, view: HandoffView, *, ping: bool = True) -> str:
+        ping_role = f"<@&{self.config.ping_role}> " if ping and self.config.ping_role is not None else ""
         text = template.format(
-            ping=ping, id=view.handoff_id, user=escape_markdown(view.user_name), platform=view.platform
+            ping=ping_role,
+            id=view.handoff_id,
+            user=escape_markdown(view.user_name),
+            platform=view.platform,
+            moderator=escape_markdown(view.claimed_by_name or ""),
         )
         return _clip(text, MAX_LENGTH)
 

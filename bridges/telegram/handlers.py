@@ -37,12 +37,14 @@ from bridges.moderation import Replies as ModerationReplies
 from bridges.registry import blockable
 from bridges.relay import Relay
 from bridges.surface import Inbound, SurfaceError, send_notice
+from bridges.takeover import Takeovers
 from bridges.telegram.config import TelegramConfig
 from bridges.telegram.desk import TelegramDesk
 from bridges.telegram.desk_commands import DeskCommands
 from bridges.telegram.files import MESSAGES, attachments_of
 from bridges.telegram.keyboards import token_of
 from bridges.telegram.surface import DraftingSurface, Surfaces
+from bridges.telegram.takeover_commands import TakeoverCommands
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,7 @@ class Handlers:
         if self.desk is not None:  # first: its buttons and chat are matched before the general handlers
             self.desk.install(app)
             DeskCommands(self.desk).install(app)
+            TakeoverCommands(self.desk, Takeovers(self.relay), self.surfaces, CHAT_SCOPE).install(app)
             users = users & ~filters.Chat(self.desk.chat_id)
         commands = {"start": self.start, "reset": self.reset, "human": self.human, "agent": self.agent}
         for name, callback in commands.items():

@@ -306,6 +306,25 @@ class FakeDiscord:
         data = {"custom_id": custom_id, "component_type": 2}
         return await self._interact(3, channel, user, data, message)
 
+    async def message_menu(self, message: FakeMessage, user: FakeUser, name: str) -> FakeInteraction:
+        """Right-click `message` and pick the registered message command `name` (Apps > name), as
+        Discord's client sends it: type 3 data naming the target, the message itself under `resolved`."""
+        channel = self.channels[message.channel_id]
+        command, scope = self._command(name, channel.guild_id)
+        if command.get("type") != 3:
+            raise AssertionError(f"{name!r} is not a message command")
+        guild = self.guilds.get(channel.guild_id or 0)
+        data: JSON = {
+            "id": command["id"],
+            "name": name,
+            "type": 3,
+            "target_id": str(message.id),
+            "resolved": {"messages": {str(message.id): message.payload(cdn=self.cdn_url, guild=guild)}},
+        }
+        if scope != "global":
+            data["guild_id"] = scope
+        return await self._interact(2, channel, user, data)
+
     async def member_leaves(self, guild: FakeGuild, user: FakeUser) -> None:
         """`user` leaves (or is kicked from) `guild`: GUILD_MEMBER_REMOVE, which Discord sends only to
         connections that asked for the privileged Server Members intent."""
@@ -640,6 +659,7 @@ class FakeDiscord:
             _RouteSpec(
                 "PUT", "/applications/{application_id}/guilds/{guild_id}/commands", self._put_commands
             ),
+            _RouteSpec("POST", "/users/@me/channels", self._create_dm),
             _RouteSpec("POST", "/channels/{channel_id}/messages", self._post_message, ("channel_id",)),
             _RouteSpec(
                 "PATCH", "/channels/{channel_id}/messages/{message_id}", self._patch_message, ("channel_id",)
@@ -741,8 +761,9 @@ class FakeDiscord:
 
     async def _put_commands(self, request: web.Request, body: Any) -> tuple[int, Any]:
         scope = request.match_info.get("guild_id", "global")
-        registered = [
-            {**command, "id": str(snowflake()), "application_id": str(self.application_id), "version": "1"}
+        registered = [  # Discord answers an empty description for user and message commands
+            {"description": "", **command, "id": str(snowflake()), "application_id": str(self.application_id)}
+            | {"version": "1"}
             for command in body
         ]
         self.commands[scope] = registered
@@ -765,10 +786,20 @@ class FakeDiscord:
         Discord's "Cannot send messages to this user"."""
         self.refusing[channel.id] = DiscordError(status, code, "Cannot send messages to this user")
 
+    async def _create_dm(self, request: web.Request, body: JSON) -> tuple[int, Any]:
+        """Open (or find) the DM with a user. Discord opens it whatever the user's privacy settings; it is
+        posting in it that they may refuse."""
+        user = self.users.get(int(body.get("recipient_id") or 0))
+        if user is None or user.bot:
+            raise DiscordError(400, 50033, "Invalid Recipient(s)")
+        return 200, self.dm_channel(user).payload()
+
     async def _post_message(self, request: web.Request, body: JSON) -> tuple[int, Any]:
         channel = self._channel(request)
         if channel.id in self.refusing:
             raise self.refusing[channel.id]
+        if channel.recipient is not None and not channel.recipient.dms_open:
+            raise DiscordError(403, 50007, "Cannot send messages to this user")
         message = await self._create(channel, body, files=request.get(UPLOADS, {}))
         return 200, message.payload(cdn=self.cdn_url, guild=self.guilds.get(channel.guild_id or 0))
 

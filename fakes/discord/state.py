@@ -35,6 +35,9 @@ class FakeUser:
     id: int
     username: str
     bot: bool = False
+    dms_open: bool = True
+    """False: the user does not allow direct messages from server members, so Discord refuses the bot's
+    messages in their DM with 50007 "Cannot send messages to this user"."""
 
     def payload(self) -> JSON:
         return {

@@ -217,12 +217,15 @@ class FakeTelegram:
         thread_id: int | None = None,
         reply_to: FakeMessage | None = None,
         as_chat: FakeChat | None = None,
+        forwarded_from: FakeUser | str | None = None,
     ) -> FakeMessage:
         """A user sends `text`; mentions and a leading command get their entities as Telegram adds them.
 
         In a topic, a message that replies to nothing else replies to the topic's service message. With
         `as_chat` the user posts on behalf of that chat: as the group's anonymous admin when it is the
-        group itself, else as a channel; `from` is then Telegram's placeholder, as the Bot API says."""
+        group itself, else as a channel; `from` is then Telegram's placeholder, as the Bot API says.
+        With `forwarded_from` it is a forward of that user's message (a name alone: a user who hides
+        their account in forwards, whom the Bot API names but does not identify)."""
         if thread_id is not None and reply_to is None:
             reply_to = self.messages.get((chat.id, thread_id))
         if as_chat is not None:
@@ -231,6 +234,7 @@ class FakeTelegram:
             chat, user, text, _detected_entities(text), thread_id=thread_id, reply_to=reply_to
         )
         message.sender_chat = as_chat
+        message.forwarded_from = forwarded_from
         self._push({"message": message.to_json()})
         return message
 
@@ -670,10 +674,17 @@ class FakeTelegram:
         return message
 
     def _chat(self, params: Params) -> FakeChat:
+        """The chat named; a user Telegram knows but who never started the bot has no chat with it yet,
+        and a bot may not open one (403); an id nobody has is 400 "chat not found"."""
         try:
-            return self.chats[int(params.get("chat_id") or 0)]
-        except (KeyError, ValueError):
+            chat_id = int(params.get("chat_id") or 0)
+        except ValueError:
             raise ApiError(400, "Bad Request: chat not found") from None
+        if chat_id in self.chats:
+            return self.chats[chat_id]
+        if chat_id in self.users:
+            raise ApiError(403, "Forbidden: bot can't initiate conversation with a user")
+        raise ApiError(400, "Bad Request: chat not found")
 
     def _thread(self, chat: FakeChat, params: Params) -> int | None:
         if params.get("message_thread_id") in (None, ""):

@@ -96,6 +96,8 @@ class FakeMessage:
     Telegram's placeholder user, the same for everyone who posts that way."""
     history: list[str] = field(default_factory=list)
     """Every text the message has shown, the first one included."""
+    forwarded_from: FakeUser | str | None = None
+    """A forward: of this user's message, or (a name) of a user who hides their account in forwards."""
 
     def __post_init__(self) -> None:
         if not self.history:
@@ -145,6 +147,18 @@ class FakeMessage:
             data["is_topic_message"] = True
         if self.reply_to is not None:
             data["reply_to_message"] = self.reply_to.to_json()
+        if isinstance(self.forwarded_from, FakeUser):
+            data["forward_origin"] = {
+                "type": "user",
+                "date": self.date,
+                "sender_user": self.forwarded_from.to_json(),
+            }
+        elif self.forwarded_from is not None:
+            data["forward_origin"] = {
+                "type": "hidden_user",
+                "date": self.date,
+                "sender_user_name": self.forwarded_from,
+            }
         return data
 
 
