@@ -65,21 +65,30 @@ class DeskHours:
         found = self._hours(desks)
         return found[0] if len(found) == 1 else AnyOf(found)
 
-    def closed_notice(self, desks: Iterable[str], at: datetime) -> str | None:
-        """What to tell a user asking for a human at `at` if every desk in `desks` is closed, saying when
-        the first of them opens; None while one is open."""
+    def closed(self, desks: Iterable[str], at: datetime) -> Closed | None:
+        """None while one of `desks` is open at `at`; else what the user asking for a human is told (when
+        the first of them opens) and whether their request waits."""
         upcoming = [
             (opens, hours) for hours in self._hours(desks) if (opens := hours.next_open(at)) is not None
         ]
         if any(opens == at for opens, _ in upcoming):
             return None
-        template = self.message or (
-            HoursNotices.waiting if self.outside == "wait" else HoursNotices.with_agent
-        )
+        waits = self.outside == "wait"
+        template = self.message or (HoursNotices.waiting if waits else HoursNotices.with_agent)
         if not upcoming:
-            return template.format(when=HoursNotices.no_return)
+            return Closed(template.format(when=HoursNotices.no_return), waits)
         opens, hours = min(upcoming, key=lambda found: found[0])
-        return template.format(when=when(opens, hours))
+        return Closed(template.format(when=when(opens, hours)), waits)
+
+
+@dataclass(frozen=True)
+class Closed:
+    """Every desk a request would go to is closed."""
+
+    notice: str
+    """What the user is told: when moderators are back."""
+    waits: bool
+    """Whether the request is opened to wait for them (else the user stays with the agent)."""
 
 
 def when(at: datetime, hours: BusinessHours) -> str:

@@ -24,7 +24,7 @@ from agents.base import Attachment
 from bridges.budget import acquire_all
 from bridges.cases import HISTORY_SHOWN, Cases, PastCase
 from bridges.copies import Origin, desk_side, remember
-from bridges.desk_hours import DeskHours, schedule_of
+from bridges.desk_hours import Closed, DeskHours, schedule_of
 from bridges.handoff_files import FileNotices, listed, pass_on
 from bridges.split import split_text
 from bridges.surface import Surface, SurfaceError, SurfaceFactory
@@ -527,6 +527,12 @@ class HandoffService:
     def desk_names(self) -> list[str]:
         """The desks a request goes to: every desk this process serves."""
         return [desk.name for desk in self.desks]
+
+    def closed(self, at: datetime, desks: Iterable[str] | None = None) -> Closed | None:
+        """Whether every desk of `desks` (by default every desk) is outside business hours at `at`, and
+        what follows; None while one is open, or when no hours are configured."""
+        hours = self.policy.hours
+        return None if hours is None else hours.closed(self.desk_names() if desks is None else desks, at)
 
     def deadline(self, start: datetime, duration: timedelta, desks: Iterable[str] | None = None) -> datetime:
         """`duration` after `start`, counting only the business hours of `desks` (by default every desk;

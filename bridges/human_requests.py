@@ -74,11 +74,10 @@ class HumanRequests:
                 return Notices.handoff_open_elsewhere
             now = self._now()
             desks = self.handoffs.desk_names()
-            hours = self.handoffs.policy.hours
-            outside = hours.closed_notice(desks, now) if hours is not None else None
-            if outside is not None and hours is not None and hours.outside == "agent":
+            closed = self.handoffs.closed(now, desks)
+            if closed is not None and not closed.waits:
                 log.info("conversation %s: handoff not opened, outside business hours", conversation_id)
-                return outside
+                return closed.notice
             since = now - timedelta(hours=1)
             if await session.scalar(_handoffs_of_user_since(conversation.user_id, since)) >= self.per_hour:
                 log.info("conversation %s: handoff refused, too many this hour", conversation_id)
@@ -98,7 +97,7 @@ class HumanRequests:
             conversation.closed_at = None
         log.info("conversation %s: handoff %s requested by %s", conversation_id, handoff.id, requested_by)
         await self.handoffs.opened(handoff.id)
-        return outside or Notices.handoff_requested
+        return closed.notice if closed is not None else Notices.handoff_requested
 
 
 def _handoffs_of_user_since(user_row_id: int, since: datetime) -> Any:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridges.desk_hours import DeskHours, HoursNotices
+from bridges.desk_hours import Closed, DeskHours, HoursNotices
 from bridges.hours import ALWAYS, AnyOf, BusinessHours, parse_holiday, parse_range
 from bridges.hours_config import HoursSettings
 from settings import ConfigError, load_settings
@@ -270,21 +270,31 @@ def test_no_hours_configured_means_none(tmp_path: Path) -> None:
     assert load_settings(path, environ={}).handoff.hours is None
 
 
+def notice(hours: DeskHours, desks: list[str], at: datetime) -> str:
+    closed = hours.closed(desks, at)
+    assert closed is not None
+    return closed.notice
+
+
 def test_the_outside_message_says_when_the_first_desk_opens_in_its_own_zone() -> None:
     desks = DeskHours(office(BERLIN), {"telegram": office(NEW_YORK)})
     saturday = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-    assert desks.closed_notice(["discord", "telegram"], saturday) == HoursNotices.waiting.format(
+    assert notice(desks, ["discord", "telegram"], saturday) == HoursNotices.waiting.format(
         when="Monday 30 November, 09:00 (Europe/Berlin time)"
     )
-    assert desks.closed_notice(["telegram"], saturday) == HoursNotices.waiting.format(
+    assert notice(desks, ["telegram"], saturday) == HoursNotices.waiting.format(
         when="Monday 30 November, 09:00 (America/New_York time)"
     )
     monday_evening_berlin = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)  # 13:00 in New York
-    assert desks.closed_notice(["discord"], monday_evening_berlin) is not None
-    assert desks.closed_notice(["discord", "telegram"], monday_evening_berlin) is None
+    assert desks.closed(["discord"], monday_evening_berlin) is not None
+    assert desks.closed(["discord", "telegram"], monday_evening_berlin) is None
     agent = DeskHours(office(BERLIN), outside="agent")
-    assert agent.closed_notice([], saturday) == HoursNotices.with_agent.format(
+    assert notice(agent, [], saturday) == HoursNotices.with_agent.format(
         when="Monday 30 November, 09:00 (Europe/Berlin time)"
     )
+    assert [hours.closed([], saturday) for hours in (desks, agent)] == [
+        Closed(notice(desks, [], saturday), waits=True),
+        Closed(notice(agent, [], saturday), waits=False),
+    ]
     custom = DeskHours(office(BERLIN), message="Back {when}!")
-    assert custom.closed_notice([], saturday) == "Back Monday 30 November, 09:00 (Europe/Berlin time)!"
+    assert notice(custom, [], saturday) == "Back Monday 30 November, 09:00 (Europe/Berlin time)!"
