@@ -35,6 +35,7 @@ from agents.demo import DemoSettings
 from agents.registry import KINDS
 from bridges import registry
 from bridges.base import PlatformConfig
+from bridges.hours_config import HoursSettings
 from models.db import url_secrets
 
 ENV_PREFIX = "SWITCHBOARD_"
@@ -122,6 +123,9 @@ class HandoffSettings(Section):
         min_length=1,
         max_length=2000,
         description="what the user is told when a moderator closes their case",
+    )
+    hours: HoursSettings | None = Field(
+        None, description="business hours: outside them requests wait, and timers count open time only"
     )
 
 

@@ -328,6 +328,8 @@ class Cases:
                     last_word_at=None,
                     requested_at=now,
                     escalated_at=None,
+                    due_at=None,  # the timers set its deadlines afresh, from now
+                    expire_at=None,
                     silence_warned_at=None,
                 )
                 .execution_options(synchronize_session=False)

@@ -66,7 +66,7 @@ class Conversations:
             current: Conversation | None = await session.scalar(_open_conversation(inbound))
             if current is not None:
                 handoff = await open_handoff_of(session, current.id)
-                if handoff is not None and request_expired(handoff, policy.handoff_expiry, now):
+                if handoff is not None and request_expired(handoff, now):
                     return ExpiredRequest(handoff.id)
             conversation = await self._live(session, inbound, user, current, policy.idle_timeout, now)
             await session.flush()  # a new conversation's id, for the transcript entry
@@ -196,7 +196,6 @@ class Conversations:
 @dataclass(frozen=True)
 class TurnPolicy:
     idle_timeout: timedelta
-    handoff_expiry: timedelta
     history_length: int
     pending: dict[str, Any]
     """The pending-reply mark (who writes it); `asked` is added from the message."""
@@ -248,9 +247,14 @@ async def _history(
     return tuple(HistoryEntry(role=row.role.value, text=row.text) for row in reversed(rows))  # type: ignore[arg-type]
 
 
-def request_expired(handoff: Handoff, expiry: timedelta, now: datetime) -> bool:
-    """An unclaimed request for a human past its expiry, which its timer may not have closed yet."""
-    return handoff.status == HandoffStatus.REQUESTED and handoff.requested_at + expiry <= now
+def request_expired(handoff: Handoff, now: datetime) -> bool:
+    """An unclaimed request for a human past its expiry (stored in business time), which its timer may
+    not have closed yet."""
+    return (
+        handoff.status == HandoffStatus.REQUESTED
+        and handoff.expire_at is not None
+        and handoff.expire_at <= now
+    )
 
 
 def close(conversation: Conversation, now: datetime) -> None:

@@ -11,19 +11,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
 
-from sqlalchemy import Select, delete, func, or_, select, true, update
+from sqlalchemy import Select, and_, delete, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Attachment
 from bridges.budget import acquire_all
 from bridges.cases import HISTORY_SHOWN, Cases, PastCase
 from bridges.copies import Origin, desk_side, remember
+from bridges.desk_hours import Closed, DeskHours, schedule_of
 from bridges.handoff_files import FileNotices, listed, pass_on
 from bridges.split import split_text
 from bridges.surface import Surface, SurfaceError, SurfaceFactory
@@ -182,6 +183,8 @@ class HandoffPolicy:
     auto_close: timedelta | None = None
     auto_close_warning: timedelta = timedelta(minutes=5)
     closing_message: str = UserNotices.resolved
+    hours: DeskHours | None = None
+    """The desks' business hours; None: always open, timers count wall-clock time."""
 
     @classmethod
     def from_settings(cls, settings: HandoffSettings) -> HandoffPolicy:
@@ -198,6 +201,7 @@ class HandoffPolicy:
             auto_close=timedelta(minutes=auto_close) if auto_close else None,
             auto_close_warning=timedelta(minutes=settings.auto_close_warning_minutes),
             closing_message=settings.closing_message,
+            hours=DeskHours.from_settings(settings.hours) if settings.hours else None,
         )
 
 
@@ -500,36 +504,81 @@ class HandoffService:
         """Deliver what other processes queued for this one; escalate and expire unclaimed requests whose
         time has come. Safe to run in several processes."""
         await self.deliver_pending()
+        await self._set_timers()
         now = self._now()
         async with self.db() as session:
             due = list(await session.execute(self.due_requests(now)))
             counts = {status: n for status, n in await session.execute(self.open_counts())}
         for status in OPEN_HANDOFF_STATUSES:
             metrics.OPEN_HANDOFFS.labels(status.value).set(counts.get(status, 0))
-        for handoff_id, requested_at in due:
-            if requested_at + self.policy.expire_after <= now:
-                await self.close(handoff_id, HandoffStatus.EXPIRED, "timer", "timeout")
+        for handoff_id, expire_at in due:
+            if expire_at is not None and expire_at <= now:
+                still_due = and_(Handoff.status == HandoffStatus.REQUESTED, Handoff.expire_at <= now)
+                await self.close(handoff_id, HandoffStatus.EXPIRED, "timer", "timeout", only_if=still_due)
             else:
                 await self._escalate(handoff_id)
         await self.cases.tick(now)
         for timer in self.also_on_tick:
             await timer()
 
-    def due_requests(self, now: datetime) -> Select[int, datetime]:
-        """Unclaimed requests whose expiry or escalation has come: one range on (status, requested_at),
-        so a tick reads only those, however many handoffs are open."""
-        expire_before = now - self.policy.expire_after
-        escalate_after = self.policy.escalate_after
-        if escalate_after is None or escalate_after >= self.policy.expire_after:
-            due_before, wanted = expire_before, Handoff.requested_at <= expire_before
-        else:
-            due_before = now - escalate_after
-            wanted = or_(Handoff.requested_at <= expire_before, Handoff.escalated_at.is_(None))
+    def due_requests(self, now: datetime) -> Select[int, datetime | None]:
+        """Unclaimed requests whose escalation or expiry has come: one range on (status, due_at), so a
+        tick reads only those, however many handoffs are open or waiting outside business hours."""
         return (
-            select(Handoff.id, Handoff.requested_at)
-            .where(Handoff.status == HandoffStatus.REQUESTED, Handoff.requested_at <= due_before, wanted)
-            .order_by(Handoff.requested_at)
+            select(Handoff.id, Handoff.expire_at)
+            .where(Handoff.status == HandoffStatus.REQUESTED, Handoff.due_at <= now)
+            .order_by(Handoff.due_at)
         )
+
+    def desk_names(self) -> list[str]:
+        """The desks a request goes to: every desk this process serves."""
+        return [desk.name for desk in self.desks]
+
+    def closed(self, at: datetime, desks: Iterable[str] | None = None) -> Closed | None:
+        """Whether every desk of `desks` (by default every desk) is outside business hours at `at`, and
+        what follows; None while one is open, or when no hours are configured."""
+        hours = self.policy.hours
+        return None if hours is None else hours.closed(self.desk_names() if desks is None else desks, at)
+
+    def deadline(self, start: datetime, duration: timedelta, desks: Iterable[str] | None = None) -> datetime:
+        """`duration` after `start`, counting only the business hours of `desks` (by default every desk;
+        open while any is), or wall-clock time when no hours are configured. For every timer of a case:
+        escalation, expiry, a first-response target."""
+        names = self.desk_names() if desks is None else desks
+        return schedule_of(self.policy.hours, names).add_business_time(start, duration)
+
+    def timers(self, requested_at: datetime, desks: Iterable[str] | None = None) -> tuple[datetime, datetime]:
+        """(due_at, expire_at) of a request made at `requested_at`: due first at its escalation when that
+        comes before its expiry."""
+        desks = self.desk_names() if desks is None else list(desks)
+        expire_at = self.deadline(requested_at, self.policy.expire_after, desks)
+        escalate = self.policy.escalate_after
+        if escalate is None or escalate >= self.policy.expire_after:
+            return expire_at, expire_at
+        return self.deadline(requested_at, escalate, desks), expire_at
+
+    async def _set_timers(self) -> None:
+        """Give each waiting request that has no deadlines its deadlines, counted from its request time
+        for the desks it went to: one from before they were stored, or one let go again (/unclaim)."""
+        async with self.db() as session:
+            unset = list(
+                await session.execute(
+                    select(Handoff.id, Handoff.requested_at, Handoff.escalated_at, Handoff.notification_refs)
+                    .where(Handoff.status == HandoffStatus.REQUESTED, Handoff.due_at.is_(None))
+                    .order_by(Handoff.id)
+                )
+            )
+        if not unset:
+            return
+        async with self.db.begin() as session:
+            for handoff_id, requested_at, escalated_at, refs in unset:
+                due_at, expire_at = self.timers(requested_at, list(refs) or None)
+                await session.execute(
+                    update(Handoff)
+                    .where(Handoff.id == handoff_id, Handoff.due_at.is_(None))
+                    .values(due_at=expire_at if escalated_at else due_at, expire_at=expire_at)
+                    .execution_options(synchronize_session=False)
+                )
 
     @staticmethod
     def open_counts() -> Select[HandoffStatus, int]:
@@ -557,7 +606,7 @@ class HandoffService:
                     Handoff.status == HandoffStatus.REQUESTED,
                     Handoff.escalated_at.is_(None),
                 )
-                .values(escalated_at=self._now())
+                .values(escalated_at=self._now(), due_at=Handoff.expire_at)
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]

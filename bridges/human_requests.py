@@ -1,5 +1,6 @@
 """Opening a request for a human, within limits: one open per user (in any conversation), at most
-`per_hour` an hour, and only where a desk exists to take it."""
+`per_hour` an hour, and only where a desk exists to take it. Outside the desks' business hours the
+user is told when moderators are back, and the request waits for them or is not opened (configured)."""
 
 from __future__ import annotations
 
@@ -71,23 +72,32 @@ class HumanRequests:
                 return Notices.handoff_already_open
             if await session.scalar(_open_handoff_of_user(conversation.user_id)) is not None:
                 return Notices.handoff_open_elsewhere
-            since = self._now() - timedelta(hours=1)
+            now = self._now()
+            desks = self.handoffs.desk_names()
+            closed = self.handoffs.closed(now, desks)
+            if closed is not None and not closed.waits:
+                log.info("conversation %s: handoff not opened, outside business hours", conversation_id)
+                return closed.notice
+            since = now - timedelta(hours=1)
             if await session.scalar(_handoffs_of_user_since(conversation.user_id, since)) >= self.per_hour:
                 log.info("conversation %s: handoff refused, too many this hour", conversation_id)
                 return Notices.handoff_too_often
+            due_at, expire_at = self.handoffs.timers(now, desks)
             handoff = Handoff(
                 conversation_id=conversation_id,
                 status=HandoffStatus.REQUESTED,
                 reason=reason,
                 requested_by=requested_by,
-                requested_at=self._now(),
+                requested_at=now,
+                due_at=due_at,
+                expire_at=expire_at,
             )
             session.add(handoff)
             conversation.status = ConversationStatus.HANDOFF_REQUESTED
             conversation.closed_at = None
         log.info("conversation %s: handoff %s requested by %s", conversation_id, handoff.id, requested_by)
         await self.handoffs.opened(handoff.id)
-        return Notices.handoff_requested
+        return closed.notice if closed is not None else Notices.handoff_requested
 
 
 def _handoffs_of_user_since(user_row_id: int, since: datetime) -> Any:

@@ -273,7 +273,6 @@ class Relay:
         human found past its expiry is closed first (its timer had not run yet) and the user told."""
         policy = TurnPolicy(
             idle_timeout=self.policy.idle_timeout,
-            handoff_expiry=self.policy.handoff_expiry,
             history_length=HISTORY_LENGTH,
             pending={"instance": self.policy.instance, "run": self.inbox.run_id},
         )
@@ -351,7 +350,7 @@ class Relay:
 
     async def _human(self, inbound: Inbound, surface: Surface, reason: str) -> str:
         _, handoff = await self.conversations.current(inbound)
-        if handoff is not None and request_expired(handoff, self.policy.handoff_expiry, self._now()):
+        if handoff is not None and request_expired(handoff, self._now()):
             await self._expire(handoff.id, surface)
         conversation = await self.conversations.open_for(inbound, self.policy.idle_timeout)
         return await self.requests.open(conversation, reason, requested_by="user")

@@ -39,6 +39,8 @@ class Handoff(Base):
         Index("ix_handoffs_status_requested_at", "status", "requested_at"),
         # ...and "which scheduled closes are due?" a range on this one.
         Index("ix_handoffs_close_at", "close_at"),
+        # ...and "which waiting requests are due to escalate or expire?" a range on this one.
+        Index("ix_handoffs_status_due_at", "status", "due_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -80,6 +82,15 @@ class Handoff(Base):
     )
     first_response_at: Mapped[datetime | None] = mapped_column(
         UTCDateTime, default=None, doc="the first moderator reply the user got"
+    )
+    expire_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, default=None, doc="when a waiting request expires, counted in business time"
+    )
+    due_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime,
+        default=None,
+        doc="a waiting request's next timer (its escalation, then its expiry); None until the timers "
+        "set it (a request from before business hours, or one let go with /unclaim)",
     )
 
 
