@@ -1,6 +1,6 @@
 """Business hours: a waiting request's deadlines, counted in business time, stored on it.
 
-Revision ID: hours
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-11-28 12:00:00
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "hours"
+revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
