@@ -39,6 +39,8 @@ class Handoff(Base):
         Index("ix_handoffs_status_requested_at", "status", "requested_at"),
         # ...and "which scheduled closes are due?" a range on this one.
         Index("ix_handoffs_close_at", "close_at"),
+        # ...and "which cases are past their first-response target?" a range on this one.
+        Index("ix_handoffs_first_response_due_at", "first_response_due_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -80,6 +82,18 @@ class Handoff(Base):
     )
     first_response_at: Mapped[datetime | None] = mapped_column(
         UTCDateTime, default=None, doc="the first moderator reply the user got"
+    )
+    intake_label: Mapped[str | None] = mapped_column(
+        String(80), default=None, doc="the intake reason the user chose, if the menu was shown"
+    )
+    priority: Mapped[str | None] = mapped_column(
+        String(16), default=None, doc="the intake reason's priority (low, normal, high, urgent)"
+    )
+    first_response_due_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, default=None, doc="the first-response target ([handoff.sla]); None if there is none"
+    )
+    sla_escalated_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, default=None, doc="when the case was escalated for passing that target (once)"
     )
 
 
