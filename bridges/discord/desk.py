@@ -335,8 +335,8 @@ class DiscordDesk:
         )
         allowed = discord.AllowedMentions(
             everyone=False,
-            users=[discord.Object(user) for user in users],
-            roles=[discord.Object(role) for role in roles],
+            users=[discord.Object(user) for user in users] or False,
+            roles=[discord.Object(role) for role in roles] or False,
             replied_user=False,
         )
         return _clip(text, MAX_LENGTH), allowed
