@@ -234,6 +234,7 @@ class Relay:
 
     async def _route(self, inbound: Inbound, surface: Surface, receipt: Receipt) -> RenderResult | None:
         if (press := Press.of(inbound.button)) is not None:  # the intake menu's, not the agent's
+            await self.inbox.mark_handled(receipt)  # like a command: a crash while it runs repeats it not
             said = await self.intake.pressed(inbound, press)
             await send_notice(surface, said.text, said.buttons)
             return None

@@ -18,7 +18,7 @@ from bridges.intake import IntakeNotices
 from bridges.relay import Notices, Relay
 from bridges.sla import first_response_due
 from fakes.telegram.harness import ScriptedAgent
-from models import Handoff, HandoffStatus
+from models import Handoff, HandoffStatus, InboundMessage
 from settings import HandoffSettings, IntakeReason, IntakeSettings, SlaSettings
 from tests.surfaces import RecordingSurface
 from tests.test_handoff_service import RecordingDesk
@@ -100,6 +100,15 @@ async def test_human_shows_the_reasons_and_a_press_opens_one_request_with_its_pr
     await world.press(billing)  # the menu was used up by the request it opened
     assert world.shown()[-1] == IntakeNotices.stale
     assert len(await world.handoffs_opened()) == 1
+
+
+async def test_a_press_is_answered_once_even_across_a_restart(db: async_sessionmaker[AsyncSession]) -> None:
+    world = World(db)
+    await world.relay.request_human(inbound("/human"), world.surface)
+    await world.press(world.buttons()["Other"])
+    async with db() as session:  # nothing is left for a restart's recovery to answer again
+        waiting = await session.scalars(select(InboundMessage).where(InboundMessage.handled_at.is_(None)))
+        assert list(waiting) == []
 
 
 async def test_without_reasons_human_and_the_agent_open_at_once(db: async_sessionmaker[AsyncSession]) -> None:
