@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
 from sqlalchemy import select
 
@@ -71,18 +71,18 @@ class Press:
     reason: str
     """The free-text reason the request was started with (the agent's, or /human's)."""
 
-    def payload(self, step: Step) -> dict[str, Any]:
-        return {
-            PAYLOAD_KEY: {
-                "step": step,
-                "label": self.label,
-                "user": self.user_id,
-                "conversation": self.conversation_id,
-                "shown": self.shown_at.isoformat(),
-                "by": self.requested_by,
-                "reason": self.reason,
-            }
+    def button(self, label: str) -> Button:
+        """The button that sends this press back."""
+        fields = {
+            "step": self.step,
+            "label": self.label,
+            "user": self.user_id,
+            "conversation": self.conversation_id,
+            "shown": self.shown_at.isoformat(),
+            "by": self.requested_by,
+            "reason": self.reason,
         }
+        return Button(label, {PAYLOAD_KEY: fields})
 
     @classmethod
     def of(cls, button: Button | None) -> Press | None:
@@ -136,11 +136,8 @@ class Intake:
             return Say(refused)
         shown = self._now()
         buttons = tuple(
-            Button(
-                choice.label,
-                Press("reason", choice.label, user_id, conversation.id, shown, requested_by, reason).payload(
-                    "reason"
-                ),
+            Press("reason", choice.label, user_id, conversation.id, shown, requested_by, reason).button(
+                choice.label
             )
             for choice in self.settings.reasons
         )
@@ -164,7 +161,7 @@ class Intake:
             return Say(IntakeNotices.stale)
         if press.step == "reason" and self.settings.confirm:
             answers: tuple[tuple[str, Step], ...] = ((IntakeNotices.yes, "yes"), (IntakeNotices.no, "no"))
-            buttons = tuple(Button(label, press.payload(step)) for label, step in answers)
+            buttons = tuple(replace(press, step=step).button(label) for label, step in answers)
             return Say(IntakeNotices.confirm.format(label=choice.label), buttons)
         answer = await self.requests.open(
             conversation, press.reason, requested_by=press.requested_by, choice=choice
