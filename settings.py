@@ -92,6 +92,61 @@ class RoutingSettings(Section):
     bindings: tuple[Binding, ...] = ()
 
 
+Priority = Literal["low", "normal", "high", "urgent"]
+"""How urgent a reason for a human is: shown on the notification, and picks the first-response target."""
+PingEntry = Annotated[str, Field(min_length=1, max_length=64)] | int
+
+
+class IntakeReason(Section):
+    """One button of the intake menu: what the user picks, which desks hear of it, whom they ping."""
+
+    label: str = Field(min_length=1, max_length=80, description="the button's words (Discord shows 80)")
+    desks: tuple[str, ...] = Field(
+        (), description="the desks (platform names) that get the request; empty means every desk"
+    )
+    ping: dict[str, tuple[PingEntry, ...]] = Field(
+        default_factory=dict,
+        description="per desk, whom to ping instead of the desk's own ping: each platform says what it "
+        'takes (Discord "role:ID" or "user:ID", Telegram "@username" or a user id)',
+    )
+    priority: Priority = "normal"
+
+    @field_validator("label")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a reason needs a label the user can read")
+        return value.strip()
+
+
+class IntakeSettings(Section):
+    """`[handoff.intake]`: with reasons, `/human` and an agent's handoff first ask the user why."""
+
+    reasons: tuple[IntakeReason, ...] = Field((), description="in the order shown; none keeps /human direct")
+    confirm: bool = Field(False, description='ask "Open a request to the moderators?" after the choice')
+
+    @field_validator("reasons")
+    @classmethod
+    def _labels_unique(cls, value: tuple[IntakeReason, ...]) -> tuple[IntakeReason, ...]:
+        labels = [reason.label.casefold() for reason in value]
+        twice = sorted({reason.label for reason in value if labels.count(reason.label.casefold()) > 1})
+        if twice:
+            raise ValueError(f"each label may appear once; repeated: {', '.join(twice)}")
+        return value
+
+    def reason(self, label: str) -> IntakeReason | None:
+        return next((reason for reason in self.reasons if reason.label == label), None)
+
+
+class SlaSettings(Section):
+    """`[handoff.sla]`: how soon a moderator should first answer, per priority; a case past it is
+    escalated once. A request without an intake reason counts as `normal`."""
+
+    first_response_minutes: dict[Priority, Annotated[float, Field(gt=0, le=60 * 24 * 30)]] = Field(
+        default_factory=dict, description="minutes to a moderator's first reply, by priority; unset = none"
+    )
+
+
 class HandoffSettings(Section):
     expire_after_minutes: float = Field(
         30.0, gt=0, description="an unclaimed handoff expires after this long"
@@ -127,6 +182,8 @@ class HandoffSettings(Section):
     hours: HoursSettings | None = Field(
         None, description="business hours: outside them requests wait, and timers count open time only"
     )
+    intake: IntakeSettings = IntakeSettings()
+    sla: SlaSettings = SlaSettings()
 
 
 class LimitsSettings(Section):
@@ -233,6 +290,29 @@ class Settings(Section):
                 raise _KeyProblem(
                     f"routing.bindings.{index}.agent", f"no agent named {binding.agent!r} (have {names})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _intake_fits_the_desks(self) -> Settings:
+        """Every reason's desks and pings name a desk that is set up, in a form its platform takes, and
+        the menu fits on every platform that shows it."""
+        platforms = self.platforms()
+        desks = sorted(name for name, config in platforms.items() if config.has_desk)
+        reasons = self.handoff.intake.reasons
+        for index, reason in enumerate(reasons):
+            key = f"handoff.intake.reasons.{index}"
+            for desk in (*reason.desks, *reason.ping):
+                if desk not in desks:
+                    raise _KeyProblem(key, f"no desk named {desk!r} is set up (have {desks})")
+            for desk, entries in reason.ping.items():
+                for entry in entries:
+                    if problem := platforms[desk].ping_problem(entry):
+                        raise _KeyProblem(f"{key}.ping.{desk}", problem)
+        for name, config in platforms.items():
+            limit = config.max_choice_buttons
+            if limit is not None and len(reasons) > limit:
+                problem = f"{len(reasons)} reasons, but {name} shows at most {limit} buttons"
+                raise _KeyProblem("handoff.intake.reasons", problem)
         return self
 
     def platforms(self) -> dict[str, PlatformConfig]:

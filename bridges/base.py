@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +34,13 @@ class PlatformConfig(BaseModel):
     def has_desk(self) -> bool:
         """Whether this section sets up a moderator desk, where people can take handoffs."""
         return False
+
+    max_choice_buttons: ClassVar[int | None] = None
+    """The most buttons one message may carry here; None if the platform sets no limit."""
+
+    def ping_problem(self, entry: str | int) -> str | None:
+        """Why `entry` cannot be pinged on this platform's desk (an intake reason's ping), or None."""
+        return "this platform's desk pings nobody"
 
 
 class BridgeStartError(Exception):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
@@ -26,6 +26,7 @@ from bridges.cases import HISTORY_SHOWN, Cases, PastCase
 from bridges.copies import Origin, desk_side, remember
 from bridges.desk_hours import Closed, DeskHours, schedule_of
 from bridges.handoff_files import FileNotices, listed, pass_on
+from bridges.sla import Sla, SlaNotices
 from bridges.split import split_text
 from bridges.surface import Surface, SurfaceError, SurfaceFactory
 from models import (
@@ -104,6 +105,14 @@ class HandoffView:
     """The newest of those, newest first."""
     requested_by: str = "user"
     """Who opened it: "user", "agent", or a moderator ("takeover", "contact": bridges/takeover.py)."""
+    intake_label: str | None = None
+    """The reason the user chose from the intake menu, if it was shown."""
+    priority: str | None = None
+    """That reason's priority."""
+    pings: Mapping[str, tuple[str | int, ...]] = field(default_factory=dict)
+    """Whom each desk (by name) pings for this case instead of its own ping: the reason's `ping`."""
+    overdue: bool = False
+    """It passed its first-response target ([handoff.sla]) before a moderator's first reply."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +161,11 @@ class ModeratorDesk(Protocol):
         """Post a transition to the log destination, with the transcript as a file when given."""
         ...
 
+    async def overdue(self, refs: Mapping[str, Any], view: HandoffView) -> None:
+        """The case passed its first-response target: mark the notification, and ping (once; the
+        service calls this once per case)."""
+        ...
+
     async def audit(self, summary: str) -> None:
         """Post a moderator action that is not about one handoff (a block) to the log destination."""
         ...
@@ -185,6 +199,10 @@ class HandoffPolicy:
     closing_message: str = UserNotices.resolved
     hours: DeskHours | None = None
     """The desks' business hours; None: always open, timers count wall-clock time."""
+    pings: Mapping[str, Mapping[str, tuple[str | int, ...]]] = field(default_factory=dict)
+    """By intake label, whom each desk pings for it ([handoff.intake] reasons' `ping`)."""
+    first_response_minutes: Mapping[str, float] = field(default_factory=dict)
+    """By priority, the first-response target ([handoff.sla])."""
 
     @classmethod
     def from_settings(cls, settings: HandoffSettings) -> HandoffPolicy:
@@ -202,6 +220,8 @@ class HandoffPolicy:
             auto_close_warning=timedelta(minutes=settings.auto_close_warning_minutes),
             closing_message=settings.closing_message,
             hours=DeskHours.from_settings(settings.hours) if settings.hours else None,
+            pings={reason.label: reason.ping for reason in settings.intake.reasons},
+            first_response_minutes={str(p): m for p, m in settings.sla.first_response_minutes.items()},
         )
 
 
@@ -230,17 +250,22 @@ class HandoffService:
         """Notes, snippets, transfer, scheduled closes, history: the desks' everyday tools."""
         self.also_on_tick: list[Callable[[], Awaitable[None]]] = []
         """Other timers that run with these (the Relay stops replies a moderator took over elsewhere)."""
+        self.sla = Sla(self, policy.first_response_minutes)
+        """First-response targets, and the escalation of a case past its own."""
 
     def now(self) -> datetime:
         return self._now()
 
     # -- transitions ---------------------------------------------------------------------------------
 
-    async def opened(self, handoff_id: int) -> None:
-        """Notify every desk of a new request and remember where each notification is."""
+    async def opened(self, handoff_id: int, desks: Collection[str] = ()) -> None:
+        """Notify every desk (or only those named in `desks`, an intake reason's) of a new request and
+        remember where each notification is."""
         view = await self.view(handoff_id)
         refs: dict[str, Any] = {}
         for desk in self.desks:
+            if desks and desk.name not in desks:
+                continue
             try:
                 refs[desk.name] = await desk.open(view)
             except Exception:
@@ -518,6 +543,7 @@ class HandoffService:
             else:
                 await self._escalate(handoff_id)
         await self.cases.tick(now)
+        await self.sla.tick(now)
         for timer in self.also_on_tick:
             await timer()
 
@@ -615,6 +641,21 @@ class HandoffService:
         await self._update_desks(view)
         await self._log(view, f"handoff #{handoff_id} still unclaimed: escalating")
 
+    async def overdue(self, handoff_id: int) -> None:
+        """Tell every desk with the case that it passed its first-response target (`Sla` calls this
+        once per case)."""
+        view = await self.view(handoff_id)
+        async with self.db() as session:
+            refs = (await session.get_one(Handoff, handoff_id)).notification_refs
+        for desk in self.desks:
+            if desk.name in refs:
+                try:
+                    await desk.overdue(refs[desk.name], view)
+                except Exception:
+                    log.exception("handoff %s: could not escalate on desk %s", handoff_id, desk.name)
+        priority = view.priority or "no priority"
+        await self._log(view, SlaNotices.logged.format(id=handoff_id, priority=priority))
+
     # -- reading -------------------------------------------------------------------------------------
 
     async def view(self, handoff_id: int) -> HandoffView:
@@ -650,6 +691,10 @@ class HandoffService:
                 earlier_cases=earlier,
                 history=tuple(history),
                 requested_by=handoff.requested_by,
+                intake_label=handoff.intake_label,
+                priority=handoff.priority,
+                pings=self.policy.pings.get(handoff.intake_label or "", {}),
+                overdue=handoff.sla_escalated_at is not None,
             )
 
     async def transcript(self, handoff_id: int) -> str:

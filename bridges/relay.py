@@ -12,7 +12,7 @@ import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal, cast
 
@@ -29,6 +29,7 @@ from bridges.edits import Edits
 from bridges.handoff import HandoffPolicy, HandoffService
 from bridges.human_requests import HumanRequests
 from bridges.inbox import Inbox, LeftOver, Receipt
+from bridges.intake import Intake, Press, Say
 from bridges.live_replies import LiveReplies
 from bridges.notices import Notices
 from bridges.outage import DatabaseUnavailable, survives_db_outage
@@ -45,7 +46,7 @@ from models import (
 )
 from models.queries import open_handoff_id_of
 from ops import metrics
-from settings import Settings
+from settings import IntakeSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,8 @@ class RelayPolicy:
     moderators: bool = True
     """Whether any moderator desk is set up. Without one a request for a human is declined, honestly,
     and the conversation stays with the agent."""
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
+    """The reasons a user picks from before a request for a human opens; none opens it at once."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RelayPolicy:
@@ -95,6 +98,7 @@ class RelayPolicy:
             max_reply_chars=limits.max_reply_chars,
             instance=settings.ops.instance,
             moderators=any(config.has_desk for config in settings.platforms().values()),
+            intake=settings.handoff.intake,
         )
 
 
@@ -145,6 +149,9 @@ class Relay:
             per_hour=policy.handoffs_per_hour,
             now=now,
             outage_grace=policy.db_outage_grace,
+        )
+        self.intake = Intake(
+            policy.intake, self.requests, self.conversations, idle_timeout=policy.idle_timeout, now=now
         )
         self.gate = Admission(
             self.blocks,
@@ -247,6 +254,11 @@ class Relay:
         return refusal is None
 
     async def _route(self, inbound: Inbound, surface: Surface, receipt: Receipt) -> RenderResult | None:
+        if (press := Press.of(inbound.button)) is not None:  # the intake menu's, not the agent's
+            await self.inbox.mark_handled(receipt)  # like a command: a crash while it runs repeats it not
+            said = await self.intake.pressed(inbound, press)
+            await send_notice(surface, said.text, said.buttons)
+            return None
         inbound, heard = await self.media.hear(inbound)  # first: what was heard is the turn's text
         if heard:
             await send_notice(surface, heard)
@@ -326,13 +338,13 @@ class Relay:
                 await taken.turn()
                 await self.inbox.mark_handled(receipt)
                 if command == "reset":
-                    answer = await self._reset(inbound)
+                    answer = Say(await self._reset(inbound))
                 else:
                     answer = await self._human(inbound, surface, reason)
             except DatabaseUnavailable as exc:
                 log.error("dropping /%s of %s:%s: %s", command, inbound.platform, inbound.user_id, exc)
-                answer = Notices.db_unavailable
-        await send_notice(surface, answer)
+                answer = Say(Notices.db_unavailable)
+        await send_notice(surface, answer.text, answer.buttons)
 
     async def _reset(self, inbound: Inbound) -> str:
         conversation, handoff = await self.conversations.current(inbound)
@@ -348,12 +360,12 @@ class Relay:
             await self.conversations.close(conversation.id)
         return Notices.reset
 
-    async def _human(self, inbound: Inbound, surface: Surface, reason: str) -> str:
+    async def _human(self, inbound: Inbound, surface: Surface, reason: str) -> Say:
         _, handoff = await self.conversations.current(inbound)
         if handoff is not None and request_expired(handoff, self._now()):
             await self._expire(handoff.id, surface)
         conversation = await self.conversations.open_for(inbound, self.policy.idle_timeout)
-        return await self.requests.open(conversation, reason, requested_by="user")
+        return await self.intake.ask(conversation, inbound.user_id, reason, requested_by="user")
 
     async def answer_left_over(self, left: LeftOver, surface: Surface, place: Place) -> None:
         """Answer a message a crash left unanswered (see bridges/recovery.py), in its place in line. A
@@ -466,8 +478,10 @@ class Relay:
         ended = result.session_ended is not None and result.handoff is None
         await self.conversations.finish_turn(conversation.id, result.provider_state, ended=ended)
         if result.handoff is not None and not result.stopped:
-            answer = await self.requests.open(conversation, result.handoff.reason, requested_by="agent")
-            await send_notice(surface, answer)
+            said = await self.intake.ask(
+                conversation, inbound.user_id, result.handoff.reason, requested_by="agent"
+            )
+            await send_notice(surface, said.text, said.buttons)
         elif result.session_ended is not None:
             await send_notice(surface, Notices.session_ended)
         return result

@@ -41,6 +41,8 @@ class Handoff(Base):
         Index("ix_handoffs_close_at", "close_at"),
         # ...and "which waiting requests are due to escalate or expire?" a range on this one.
         Index("ix_handoffs_status_due_at", "status", "due_at"),
+        # ...and "which cases are past their first-response target?" a range on this one.
+        Index("ix_handoffs_first_response_due_at", "first_response_due_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -52,7 +54,9 @@ class Handoff(Base):
         default=HandoffStatus.REQUESTED,
     )
     reason: Mapped[str] = mapped_column(Text, default="")
-    requested_by: Mapped[str] = mapped_column(String(16), doc="'agent' or 'user'")
+    requested_by: Mapped[str] = mapped_column(
+        String(16), doc="'agent' or 'user'; 'takeover' or 'contact' for a case a moderator opened"
+    )
     claimed_by: Mapped[str | None] = mapped_column(String(64), default=None, doc="platform:user id")
     claimed_by_name: Mapped[str | None] = mapped_column(String(255), default=None)
     closed_by: Mapped[str | None] = mapped_column(
@@ -91,6 +95,18 @@ class Handoff(Base):
         default=None,
         doc="a waiting request's next timer (its escalation, then its expiry); None until the timers "
         "set it (a request from before business hours, or one let go with /unclaim)",
+    )
+    intake_label: Mapped[str | None] = mapped_column(
+        String(80), default=None, doc="the intake reason the user chose, if the menu was shown"
+    )
+    priority: Mapped[str | None] = mapped_column(
+        String(16), default=None, doc="the intake reason's priority (low, normal, high, urgent)"
+    )
+    first_response_due_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, default=None, doc="the first-response target ([handoff.sla]); None if there is none"
+    )
+    sla_escalated_at: Mapped[datetime | None] = mapped_column(
+        UTCDateTime, default=None, doc="when the case was escalated for passing that target (once)"
     )
 
 

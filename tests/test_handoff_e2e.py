@@ -117,6 +117,9 @@ class App:
         self, platforms: Platforms, db: async_sessionmaker[AsyncSession], default_agent: str
     ) -> None:
         self.p, self.db, self.default_agent = platforms, db, default_agent
+        self.relay_policy = replace(POLICY, default_agent=default_agent)
+        self.handoff_policy = HANDOFF_POLICY
+        """Kept across restarts; a test may change either before `start`."""
         self._stack = AsyncExitStack()
 
     async def start(self) -> None:
@@ -146,11 +149,9 @@ class App:
         for agent in agents.values():
             await self._stack.enter_async_context(agent)
         self.handoffs = HandoffService(
-            self.db, HANDOFF_POLICY, surfaces=self._surface_for, jump_link=self._jump_link
+            self.db, self.handoff_policy, surfaces=self._surface_for, jump_link=self._jump_link
         )
-        relay = Relay(
-            self.db, agents, replace(POLICY, default_agent=self.default_agent), handoffs=self.handoffs
-        )
+        relay = Relay(self.db, agents, self.relay_policy, handoffs=self.handoffs)
         self.discord = DiscordBridge(
             discord_config(
                 p.discord,

@@ -48,6 +48,7 @@ class RecordingDesk:
     posts: list[tuple[Any, str, str]] = field(default_factory=list)
     logs: list[tuple[str, str | None]] = field(default_factory=list)
     notes: list[tuple[Any, str]] = field(default_factory=list)
+    overdues: list[HandoffView] = field(default_factory=list)
 
     async def open(self, view: HandoffView) -> dict[str, Any]:
         self.opened.append(view)
@@ -69,6 +70,9 @@ class RecordingDesk:
 
     async def log(self, view: HandoffView, summary: str, transcript: str | None) -> None:
         self.logs.append((summary, transcript))
+
+    async def overdue(self, refs: Mapping[str, Any], view: HandoffView) -> None:
+        self.overdues.append(view)
 
 
 class World:

@@ -3,11 +3,15 @@ and the optional moderator desk (`[discord.handoff]`)."""
 
 from __future__ import annotations
 
-from typing import Self
+import re
+from typing import ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from bridges.base import PlatformConfig
+
+PING = re.compile(r"(role|user):(\d{1,20})")
+"""An intake reason's ping on the Discord desk: a role or a member, by id."""
 
 
 class DiscordDeskConfig(BaseModel):
@@ -86,6 +90,14 @@ class DiscordConfig(PlatformConfig):
     @property
     def has_desk(self) -> bool:
         return self.handoff is not None
+
+    max_choice_buttons: ClassVar[int | None] = 25
+    """Five action rows of five buttons (bridges/discord/views.py shows no more)."""
+
+    def ping_problem(self, entry: str | int) -> str | None:
+        if isinstance(entry, str) and PING.fullmatch(entry):
+            return None
+        return f'{str(entry)[:40]!r} is not a Discord ping: write "role:ID" or "user:ID"'
 
     @model_validator(mode="after")
     def _desk_can_read_replies(self) -> Self:

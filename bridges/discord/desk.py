@@ -24,15 +24,16 @@ from agents.base import Attachment
 from bridges.cases import PastCase, past_lines
 from bridges.copies import Origin, desk_side
 from bridges.discord.cog import PLATFORM, is_moderator, track_current
-from bridges.discord.config import DiscordDeskConfig
+from bridges.discord.config import PING, DiscordDeskConfig
 from bridges.discord.files import UPLOAD_LIMIT, attachments_of, upload
 from bridges.discord.surface import MAX_LENGTH, NO_PINGS, Budgets, surface_errors
 from bridges.discord.views import HandoffAction, HandoffButton
 from bridges.handoff import HandoffService, HandoffView
 from bridges.mirror import Mirror
+from bridges.sla import SlaNotices
 from bridges.split import split_text, utf16_length
 from bridges.takeover import CONTACT, TAKEOVER
-from models import HandoffStatus
+from models import OPEN_HANDOFF_STATUSES, HandoffStatus
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class DeskReplies:
     taken_over = "Handoff #{id}: **{moderator}** took over the conversation with **{user}** ({platform})."
     contacted = "Handoff #{id}: **{moderator}** opened a conversation with **{user}** ({platform})."
     escalated = "{ping}Handoff #{id} from **{user}** is still waiting for a moderator."
+    overdue = "{ping}Handoff #{id} from **{user}** is past its first-response target: nobody has answered."
     not_moderator = "Only moderators can do that."
     claimed = "You claimed handoff #{id}. What you write in its thread now goes to {user}."
     claimed_already = "{name} has already claimed this handoff."
@@ -106,13 +108,7 @@ class DiscordDesk:
         self._budgets = budgets
         self._in_flight = in_flight
         """The bridge's handlers in progress, which a shutdown lets finish."""
-        self._ping = (
-            discord.AllowedMentions(
-                everyone=False, users=False, roles=[discord.Object(config.ping_role)], replied_user=False
-            )
-            if config.ping_role is not None
-            else NO_PINGS
-        )
+        self._default_ping = (f"role:{config.ping_role}",) if config.ping_role is not None else ()
         self._mirror = Mirror(handoffs)
         self._threads: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
         """One lock per thread while its messages are being relayed: discord.py handles every message
@@ -125,7 +121,7 @@ class DiscordDesk:
         headline = _HEADLINES.get(view.requested_by, DeskReplies.requested)
         waiting = view.status == HandoffStatus.REQUESTED  # a case a moderator opened needs nobody pinged
         message = await self._send(
-            channel_id, self._notice(headline, view, ping=waiting), ping=waiting, **self._card(view)
+            channel_id, *self._notice(headline, view, ping=waiting), **self._card(view)
         )
         refs: dict[str, Any] = {"channel": str(channel_id), "message": str(message.id)}
         await self._pace(channel_id)
@@ -156,9 +152,7 @@ class DiscordDesk:
         if view.status == HandoffStatus.REQUESTED:
             if view.escalated:
                 reference = notification.to_reference(fail_if_not_exists=False)
-                await self._send(
-                    channel_id, self._notice(DeskReplies.escalated, view), ping=True, reference=reference
-                )
+                await self._send(channel_id, *self._notice(DeskReplies.escalated, view), reference=reference)
             return
         if view.status == HandoffStatus.CLAIMED:
             note = DeskReplies.thread_claimed.format(name=escape_markdown(view.claimed_by_name or ""))
@@ -185,6 +179,17 @@ class DiscordDesk:
 
     async def note(self, refs: Mapping[str, Any], text: str) -> None:
         await self._send(_thread_of(refs), content=_clip(escape_markdown(text), MAX_LENGTH))
+
+    async def overdue(self, refs: Mapping[str, Any], view: HandoffView) -> None:
+        """Mark the notification as past its first-response target and ping, in reply to it."""
+        channel_id = int(refs["channel"])
+        notification = self._client.get_partial_messageable(channel_id).get_partial_message(
+            int(refs["message"])
+        )
+        await self._pace(channel_id)
+        await notification.edit(allowed_mentions=NO_PINGS, **self._card(view))
+        reference = notification.to_reference(fail_if_not_exists=False)
+        await self._send(channel_id, *self._notice(DeskReplies.overdue, view), reference=reference)
 
     async def log(self, view: HandoffView, summary: str, transcript: str | None) -> None:
         if self.config.log_channel is None:
@@ -323,16 +328,30 @@ class DiscordDesk:
             )
         return card
 
-    def _notice(self, template: str, view: HandoffView, *, ping: bool = True) -> str:
-        ping_role = f"<@&{self.config.ping_role}> " if ping and self.config.ping_role is not None else ""
+    def _notice(
+        self, template: str, view: HandoffView, *, ping: bool = True
+    ) -> tuple[str, discord.AllowedMentions]:
+        """A message that pings (unless `ping` is off): the case's intake reason's pings on this desk,
+        else the desk's role; only those may be mentioned."""
+        wanted = (view.pings.get(self.name) or self._default_ping) if ping else ()
+        pings = [PING.fullmatch(str(entry)) for entry in wanted]
+        roles = [int(match[2]) for match in pings if match and match[1] == "role"]
+        users = [int(match[2]) for match in pings if match and match[1] == "user"]
+        mentions = [f"<@&{role}>" for role in roles] + [f"<@{user}>" for user in users]
         text = template.format(
-            ping=ping_role,
+            ping="".join(f"{mention} " for mention in mentions),
             id=view.handoff_id,
             user=escape_markdown(view.user_name),
             platform=view.platform,
             moderator=escape_markdown(view.claimed_by_name or ""),
         )
-        return _clip(text, MAX_LENGTH)
+        allowed = discord.AllowedMentions(
+            everyone=False,
+            users=[discord.Object(user) for user in users] or False,
+            roles=[discord.Object(role) for role in roles] or False,
+            replied_user=False,
+        )
+        return _clip(text, MAX_LENGTH), allowed
 
     async def _answer(self, message: discord.Message, text: str) -> None:
         await self._send(
@@ -352,13 +371,15 @@ class DiscordDesk:
             await budget.acquire()
 
     async def _send(
-        self, channel_id: int, content: str, *, ping: bool = False, **fields: Any
+        self,
+        channel_id: int,
+        content: str,
+        allowed_mentions: discord.AllowedMentions = NO_PINGS,
+        **fields: Any,
     ) -> discord.Message:
-        """Post within the bot's budgets; only a `ping` may mention anyone, and only the moderator role."""
+        """Post within the bot's budgets; nobody is mentioned but whom a `_notice` names."""
         await self._pace(channel_id)
-        return await self._channel(channel_id).send(
-            content, allowed_mentions=self._ping if ping else NO_PINGS, **fields
-        )
+        return await self._channel(channel_id).send(content, allowed_mentions=allowed_mentions, **fields)
 
 
 def _said(author: str, text: str) -> str:
@@ -390,7 +411,10 @@ def _card(view: HandoffView) -> dict[str, Any]:
         name="User", value=_clip(f"{escape_markdown(view.user_name)} ({view.user_id})", MAX_FIELD)
     )
     embed.add_field(name="Status", value=_clip(status, MAX_FIELD))
-    embed.add_field(name="Reason", value=_clip(view.reason or "-", MAX_FIELD), inline=False)
+    if view.priority:
+        embed.add_field(name="Priority", value=view.priority)
+    reason = f"{view.intake_label}: {view.reason}" if view.intake_label else view.reason
+    embed.add_field(name="Reason", value=_clip(reason or "-", MAX_FIELD), inline=False)
     buttons = discord.ui.View(timeout=None)
     for action in _ACTIONS.get(view.status, ()):
         buttons.add_item(HandoffButton(action, view.handoff_id))
@@ -402,13 +426,15 @@ def _card(view: HandoffView) -> dict[str, Any]:
 def _status(view: HandoffView) -> tuple[str, discord.Colour]:
     text, colour = _STATUS[view.status]
     if view.status == HandoffStatus.REQUESTED and view.escalated:
-        return "Still waiting for a moderator (escalated)", discord.Colour.red()
+        text, colour = "Still waiting for a moderator (escalated)", discord.Colour.red()
     text = text.format(
         claimer=escape_markdown(view.claimed_by_name or "nobody"),
         closer=escape_markdown(view.closed_by or "nobody"),
     )
     if view.status in (HandoffStatus.RESOLVED, HandoffStatus.RETURNED) and view.claimed_by_name:
         text += f" (claimed by {escape_markdown(view.claimed_by_name)})"
+    if view.overdue and view.status in OPEN_HANDOFF_STATUSES:
+        text, colour = f"{text} · {SlaNotices.mark}", discord.Colour.red()
     return text, colour
 
 

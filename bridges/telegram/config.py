@@ -4,7 +4,7 @@ the optional moderator desk (`[telegram.handoff]`)."""
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -19,6 +19,7 @@ from pydantic import (
 
 from bridges.base import PlatformConfig
 
+USERNAME = re.compile(r"@[A-Za-z0-9_]{4,32}")
 Username = Annotated[str, StringConstraints(pattern=r"^@[A-Za-z0-9_]{4,32}$")]
 
 
@@ -156,6 +157,14 @@ class TelegramConfig(PlatformConfig):
     @property
     def has_desk(self) -> bool:
         return self.handoff is not None
+
+    max_choice_buttons: ClassVar[int | None] = 100
+    """What the Bot API takes in one inline keyboard."""
+
+    def ping_problem(self, entry: str | int) -> str | None:
+        if isinstance(entry, int) or USERNAME.fullmatch(entry):
+            return None
+        return f'{entry[:40]!r} is not a Telegram mention: write "@username" or a user id'
 
     @model_validator(mode="after")
     def _webhook_needs_secret(self) -> Self:

@@ -39,6 +39,7 @@ from bridges.cases import PastCase, past_lines
 from bridges.copies import Origin, desk_side
 from bridges.handoff import HandoffService, HandoffView
 from bridges.mirror import Mirror
+from bridges.sla import SlaNotices
 from bridges.split import split_text, utf16_length
 from bridges.surface import SurfaceError
 from bridges.telegram.config import TelegramDeskConfig
@@ -79,6 +80,7 @@ class DeskReplies:
     resolved = "Handoff #{id} is resolved; the assistant is back."
     returned = "Handoff #{id} is back with the assistant."
     escalation = "⏰ Handoff #{id} is still waiting for a moderator."
+    overdue = "⏰ Handoff #{id} is past its first-response target: nobody has answered."
 
 
 @dataclass(frozen=True)
@@ -137,10 +139,6 @@ class TelegramDesk:
         self._order: weakref.WeakValueDictionary[tuple[int, int | None], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
-        self._mention = " ".join(
-            html.escape(entry) if isinstance(entry, str) else f'<a href="tg://user?id={entry}">moderator</a>'
-            for entry in config.mention
-        )
 
     @property
     def chat_id(self) -> int:
@@ -170,7 +168,7 @@ class TelegramDesk:
             chat,
             lambda: self.bot.send_message(
                 chat,
-                notification(view, self._mention),
+                notification(view, self._mention(view)),
                 parse_mode=ParseMode.HTML,
                 message_thread_id=thread_id,
                 reply_markup=desk_keyboard(view.handoff_id, view.status),
@@ -194,7 +192,7 @@ class TelegramDesk:
         await self._call(
             place.chat_id,
             lambda: self.bot.edit_message_text(
-                notification(view, self._mention),
+                notification(view, self._mention(view)),
                 place.chat_id,
                 place.message_id,
                 parse_mode=ParseMode.HTML,
@@ -204,10 +202,34 @@ class TelegramDesk:
         )
         if view.status is HandoffStatus.REQUESTED and view.escalated:
             ping = html.escape(DeskReplies.escalation.format(id=view.handoff_id))
-            await self._post(place, f"{ping} {self._mention}".strip())
+            await self._post(place, f"{ping} {self._mention(view)}".strip())
         elif view.status not in OPEN_HANDOFF_STATUSES and place.thread_id:
             thread_id = place.thread_id
             await self._call(place.chat_id, lambda: self.bot.close_forum_topic(place.chat_id, thread_id))
+
+    async def overdue(self, refs: Mapping[str, Any], view: HandoffView) -> None:
+        """Mark the notification as past its first-response target, and ping in the case's topic."""
+        place = _Place.of(refs)
+        await self._call(
+            place.chat_id,
+            lambda: self.bot.edit_message_text(
+                notification(view, self._mention(view)),
+                place.chat_id,
+                place.message_id,
+                parse_mode=ParseMode.HTML,
+                reply_markup=desk_keyboard(view.handoff_id, view.status),
+                link_preview_options=_NO_PREVIEW,
+            ),
+        )
+        ping = html.escape(DeskReplies.overdue.format(id=view.handoff_id))
+        await self._post(place, f"{ping} {self._mention(view)}".strip())
+
+    def _mention(self, view: HandoffView) -> str:
+        """Whom the case pings: its intake reason's mentions on this desk, else the desk's own."""
+        return " ".join(
+            html.escape(entry) if isinstance(entry, str) else f'<a href="tg://user?id={entry}">moderator</a>'
+            for entry in view.pings.get(NAME) or self.config.mention
+        )
 
     async def post(self, refs: Mapping[str, Any], author: str, text: str) -> str | None:
         """The user's message, split to fit, each part headed by who wrote it."""
@@ -484,9 +506,11 @@ def notification(view: HandoffView, mention: str) -> str:
     lines = [
         f"🆘 <b>Handoff #{view.handoff_id}</b> · {escape(view.platform)}",
         f"<b>User:</b> {escape(plain(view.user_name, _NAME_UNITS).text)} (id {escape(view.user_id)})",
-        f"<b>Reason:</b> {escape(plain(view.reason or '-', _REASON_UNITS).text)}",
+        f"<b>Reason:</b> {escape(plain(_reason(view) or '-', _REASON_UNITS).text)}",
         f"<b>Status:</b> {escape(_status(view))}",
     ]
+    if view.priority:
+        lines.insert(3, f"<b>Priority:</b> {escape(view.priority)}")
     if view.jump_url and view.jump_url.startswith(_LINKABLE):
         lines.append(f'<a href="{escape(view.jump_url)}">Open the conversation</a>')
     if view.earlier_cases:
@@ -500,15 +524,22 @@ def notification(view: HandoffView, mention: str) -> str:
     return "\n".join(lines)
 
 
+def _reason(view: HandoffView) -> str:
+    return f"{view.intake_label}: {view.reason}" if view.intake_label else view.reason
+
+
 def _status(view: HandoffView) -> str:
     claimer, closer = plain(view.claimed_by_name or "?", 64).text, plain(view.closed_by or "?", 64).text
-    return {
+    status = {
         HandoffStatus.REQUESTED: "⏰ still waiting, escalated" if view.escalated else "⏳ waiting",
         HandoffStatus.CLAIMED: f"🙋 claimed by {claimer}",
         HandoffStatus.RESOLVED: f"✅ resolved by {closer}",
         HandoffStatus.RETURNED: f"↩️ returned to the assistant by {closer}",
         HandoffStatus.EXPIRED: "⌛ expired: nobody claimed it in time",
     }[view.status]
+    if view.overdue and view.status in OPEN_HANDOFF_STATUSES:
+        return f"{status} · {SlaNotices.mark}"
+    return status
 
 
 def _recent(entries: Sequence[tuple[str, str]]) -> str:
