@@ -35,6 +35,12 @@ class PlatformConfig(BaseModel):
         """Whether this section sets up a moderator desk, where people can take handoffs."""
         return False
 
+    @property
+    def unaddressed_text_hint(self) -> str | None:
+        """None if the bot is given the text of messages not addressed to it (which trigger rules beyond
+        mentions need); else what the operator must change so it is."""
+        return None
+
 
 class BridgeStartError(Exception):
     """A bridge could not log in or connect; the message is one line safe to show an operator."""

@@ -12,7 +12,7 @@ import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, cast
 
@@ -33,6 +33,7 @@ from bridges.notices import Notices
 from bridges.outage import DatabaseUnavailable, survives_db_outage
 from bridges.render import MAX_REPLY_CHARS, RenderFailed, RenderResult, ReplyRenderer
 from bridges.surface import Inbound, Surface, send_notice
+from bridges.triggers import TriggerPolicy
 from bridges.turns import Place, TurnOrder
 from models import (
     Conversation,
@@ -78,6 +79,8 @@ class RelayPolicy:
     moderators: bool = True
     """Whether any moderator desk is set up. Without one a request for a human is declined, honestly,
     and the conversation stays with the agent."""
+    triggers: TriggerPolicy = field(default_factory=TriggerPolicy)
+    """When bridges answer messages not addressed to the bot (`[[triggers]]`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RelayPolicy:
@@ -94,6 +97,7 @@ class RelayPolicy:
             max_reply_chars=limits.max_reply_chars,
             instance=settings.ops.instance,
             moderators=any(config.has_desk for config in settings.platforms().values()),
+            triggers=TriggerPolicy(settings.triggers),
         )
 
 
