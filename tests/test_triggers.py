@@ -180,3 +180,11 @@ def test_a_telegram_only_rule_needs_no_discord_intent(tmp_path: Path) -> None:
         tmp_path, '[discord]\n[telegram]\n[[triggers]]\nscope = "telegram_chat"\nid = -100\nmode = "all"'
     )
     assert settings.triggers[0].id == "-100"
+
+
+def test_telegram_allow_lists_take_groups_and_people_apart(tmp_path: Path) -> None:
+    settings = load(tmp_path, "[telegram]\nallowed_chats = [-1001234]\nallowed_users = [42]")
+    telegram = settings.platform("telegram")
+    assert telegram is not None and telegram.model_dump()["allowed_users"] == (42,)
+    with pytest.raises(ConfigError, match=r"telegram.allowed_chats: lists groups, whose ids are negative"):
+        load(tmp_path, "[telegram]\nallowed_chats = [42]")

@@ -98,6 +98,7 @@ class Telegram:
     agents: dict[str, Agent] = field(default_factory=dict)
     """Agents beside the scripted ones (a name here replaces one of those)."""
     media: Media | None = None
+    policy: RelayPolicy = POLICY
     handoffs: HandoffService = field(init=False)
     relay: Relay = field(init=False)
     bridge: TelegramBridge = field(init=False)
@@ -110,8 +111,10 @@ class Telegram:
             self.db, HANDOFF_POLICY, surfaces=self.surface_for, jump_link=jump_link, now=self.clock
         )
         agents = {"scripted": self.agent, "other": ScriptedAgent("other"), **self.agents}
-        self.relay = Relay(self.db, agents, POLICY, handoffs=self.handoffs, media=self.media, now=self.clock)
-        self.bridge = bridge(self.fake, self.base_url, self.relay, **self.config)
+        self.relay = Relay(
+            self.db, agents, self.policy, handoffs=self.handoffs, media=self.media, now=self.clock
+        )
+        self.bridge = bridge(self.fake, self.base_url, self.relay, now=self.clock, **self.config)
 
     async def start(self) -> None:
         await self.bridge.start()
@@ -149,7 +152,14 @@ class Telegram:
         return next(m for m in self.fake.bot_messages(chat, thread_id) if m.text == text)
 
 
-def bridge(fake: FakeTelegram, base_url: str, relay: Relay, **config: Any) -> TelegramBridge:
+def bridge(
+    fake: FakeTelegram,
+    base_url: str,
+    relay: Relay,
+    *,
+    now: Callable[[], datetime] = utcnow,
+    **config: Any,
+) -> TelegramBridge:
     settings = TelegramConfig(
         token=SecretStr(fake.token),
         base_url=base_url,
@@ -158,7 +168,7 @@ def bridge(fake: FakeTelegram, base_url: str, relay: Relay, **config: Any) -> Te
         poll_timeout=10,
         **{"edit_interval": 0.2, **config},
     )
-    return TelegramBridge(settings, relay)
+    return TelegramBridge(settings, relay, now=now)
 
 
 @asynccontextmanager
@@ -169,12 +179,21 @@ async def running(
     clock: Callable[[], datetime] = utcnow,
     agents: dict[str, Agent] | None = None,
     media: Media | None = None,
+    policy: RelayPolicy = POLICY,
     **config: Any,
 ) -> AsyncIterator[Telegram]:
     fake = fake or FakeTelegram()
     async with fake.running() as base_url:
         telegram = Telegram(
-            fake, base_url, db, ScriptedAgent(), config, clock, agents=agents or {}, media=media
+            fake,
+            base_url,
+            db,
+            ScriptedAgent(),
+            config,
+            clock,
+            agents=agents or {},
+            media=media,
+            policy=policy,
         )
         await telegram.start()
         try:
