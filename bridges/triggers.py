@@ -235,6 +235,11 @@ class TriggerPolicy:
     def rule_for(self, scopes: tuple[tuple[str, str], ...]) -> TriggerRule:
         return self._find(scopes).rule
 
+    def reads_unaddressed(self, scopes: Iterable[str]) -> bool:
+        """Whether any rule that applies in these scopes (or everywhere) needs unaddressed messages."""
+        wanted = {registry.GLOBAL_SCOPE, *scopes}
+        return any(r.rule.scope in wanted and r.rule.reads_unaddressed for r in self._rules.values())
+
     def answer(self, facts: MessageFacts, *, roll: bool = True) -> Answer | None:
         """Why the bot answers, or None to stay silent. `roll=False` leaves chance out (an edit does not
         get a second draw at a random reply)."""

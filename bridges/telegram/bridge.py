@@ -18,7 +18,7 @@ from bridges.telegram.access import AllowList
 from bridges.telegram.config import TelegramConfig
 from bridges.telegram.desk import TelegramDesk
 from bridges.telegram.desk import jump_link as topic_link
-from bridges.telegram.handlers import ADMIN_COMMANDS, PUBLIC_COMMANDS, Handlers
+from bridges.telegram.handlers import ADMIN_COMMANDS, CHAT_SCOPE, PUBLIC_COMMANDS, Handlers
 from bridges.telegram.surface import Surfaces
 from bridges.telegram.webhook import WebhookServer
 from models import Conversation, utcnow
@@ -115,6 +115,13 @@ class TelegramBridge:
             mode = "polling" if self.config.webhook_url is None else "webhook"
             raise BridgeStartError(f"telegram: could not start {mode} ({exc})") from None
         log.info("telegram: %s as @%s (%s)", how, self.app.bot.username, self.app.bot.id)
+        if not self.app.bot.can_read_all_group_messages and self.relay.policy.triggers.reads_unaddressed(
+            [CHAT_SCOPE]
+        ):
+            log.warning(
+                "telegram: trigger rules answer group messages that do not mention the bot, but its privacy "
+                "mode hides those: turn it off with @BotFather /setprivacy, or make the bot a group admin"
+            )
 
     async def _take_updates(self) -> str:
         """Start polling, or our webhook server and then setWebhook with the secret (so Telegram is never
