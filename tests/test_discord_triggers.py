@@ -157,3 +157,17 @@ async def test_random_replies_pick_the_messages_the_seeded_chance_picks(world: W
     await world.fake.wait_until(lambda: "end" in world.said(), what="the last, addressed message")
     await world.fake.wait_until(lambda: len(world.fake.bot_messages(world.channel)) == len(expected) + 1)
     assert sorted(world.said()) == sorted([*expected, "end"])
+
+
+async def test_where_bots_are_answered_the_bot_still_never_answers_itself(world: World, start: Start) -> None:
+    fake, channel = world.fake, world.channel
+    other_bot = FakeUser(snowflake(), "otherbot", bot=True)
+    fake.users[other_bot.id] = other_bot
+    fake.add_member(world.guild, other_bot)
+    await start(world.channel_rule(mode="all", ignore_bots=False))
+    await fake.user_says(channel, other_bot, "a bot says hi")
+    await fake.wait_until(lambda: world.said() == ["a bot says hi"], what="the other bot answered")
+    await fake.wait_for_texts(channel, ["scripted: a bot says hi"])
+    await fake.user_says(channel, world.alice, "and a person")
+    await fake.wait_until(lambda: "and a person" in world.said(), what="the person answered")
+    assert world.said() == ["a bot says hi", "and a person"]  # not its own "scripted: a bot says hi"

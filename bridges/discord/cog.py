@@ -135,7 +135,9 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         """Whether to answer (and with what text), after the allow and deny lists: the place's trigger
         rule decides from what the message says about itself (`roll=False` for an edit)."""
         me = self.bot.user
-        if me is None or message.type not in (discord.MessageType.default, discord.MessageType.reply):
+        if me is None or message.author.id == me.id:  # never its own, even where bots are answered
+            return None
+        if message.type not in (discord.MessageType.default, discord.MessageType.reply):
             return None
         if message.guild is None and not self.config.dms:
             return None
