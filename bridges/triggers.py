@@ -170,6 +170,7 @@ class MessageFacts:
     reply_to_bot: bool = False
     """A reply to the bot's message, or a message in a thread the bot opened."""
     is_command: bool = False
+    """A text command (a platform that routes commands to handlers of their own never asks about them)."""
     from_bot: bool = False
     new_post: bool = False
     """The first message of a new forum post."""
@@ -231,9 +232,6 @@ class TriggerPolicy:
     ) -> None:
         self._rules: Mapping[tuple[str, str], _Rule] = {rule.place: _Rule(rule) for rule in rules}
         self._chance = chance
-
-    def rule_for(self, scopes: tuple[tuple[str, str], ...]) -> TriggerRule:
-        return self._find(scopes).rule
 
     def reads_unaddressed(self, scopes: Iterable[str]) -> bool:
         """Whether any rule that applies in these scopes (or everywhere) needs unaddressed messages."""
