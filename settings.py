@@ -36,6 +36,7 @@ from agents.registry import KINDS
 from bridges import registry
 from bridges.base import PlatformConfig
 from bridges.hours_config import HoursSettings
+from bridges.triggers import TriggerRule, check_unique
 from models.db import url_secrets
 
 ENV_PREFIX = "SWITCHBOARD_"
@@ -277,6 +278,28 @@ class Settings(Section):
     logging: LoggingSettings = LoggingSettings()
     ops: OpsSettings = OpsSettings()
     transcription: TranscriptionSettings | None = None
+    triggers: tuple[TriggerRule, ...] = Field(
+        (),
+        description="`[[triggers]]`: when the bot answers messages not addressed to it (bridges/triggers.py)",
+    )
+
+    @field_validator("triggers")
+    @classmethod
+    def _one_trigger_rule_per_place(cls, rules: tuple[TriggerRule, ...]) -> tuple[TriggerRule, ...]:
+        return check_unique(rules)
+
+    @model_validator(mode="after")
+    def _triggers_can_be_seen(self) -> Settings:
+        """A rule that reads unaddressed messages on a platform that does not deliver their text would
+        silently never fire: say so at start."""
+        for index, rule in enumerate(self.triggers):
+            if not rule.reads_unaddressed:
+                continue
+            for name, config in self.platforms().items():
+                scopes = (registry.GLOBAL_SCOPE, *registry.PLATFORMS[name].binding_scopes)
+                if rule.scope in scopes and config.unaddressed_text_hint is not None:
+                    raise _KeyProblem(f"triggers.{index}", config.unaddressed_text_hint)
+        return self
 
     @model_validator(mode="after")
     def _agents_exist(self) -> Settings:

@@ -42,6 +42,12 @@ class PlatformConfig(BaseModel):
         """Why `entry` cannot be pinged on this platform's desk (an intake reason's ping), or None."""
         return "this platform's desk pings nobody"
 
+    @property
+    def unaddressed_text_hint(self) -> str | None:
+        """None if the bot is given the text of messages not addressed to it (which trigger rules beyond
+        mentions need); else what the operator must change so it is."""
+        return None
+
 
 class BridgeStartError(Exception):
     """A bridge could not log in or connect; the message is one line safe to show an operator."""

@@ -35,6 +35,7 @@ from bridges.notices import Notices
 from bridges.outage import DatabaseUnavailable, survives_db_outage
 from bridges.render import MAX_REPLY_CHARS, RenderFailed, RenderResult, ReplyRenderer
 from bridges.surface import Inbound, Surface, send_notice
+from bridges.triggers import TriggerPolicy
 from bridges.turns import Place, TurnOrder
 from models import (
     Conversation,
@@ -82,6 +83,8 @@ class RelayPolicy:
     and the conversation stays with the agent."""
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     """The reasons a user picks from before a request for a human opens; none opens it at once."""
+    triggers: TriggerPolicy = field(default_factory=TriggerPolicy)
+    """When bridges answer messages not addressed to the bot (`[[triggers]]`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RelayPolicy:
@@ -99,6 +102,7 @@ class RelayPolicy:
             instance=settings.ops.instance,
             moderators=any(config.has_desk for config in settings.platforms().values()),
             intake=settings.handoff.intake,
+            triggers=TriggerPolicy(settings.triggers),
         )
 
 

@@ -1,10 +1,11 @@
 """The Discord cog: turns messages, slash commands and button presses into Relay calls.
 
-Who is answered, and where: DMs (if enabled); in servers, a message that mentions the bot, replies to
-one of its messages, or is written in a thread the bot opened, in an allowed channel by a member with
-an allowed role. Slash commands follow the same rules; `/agent` also needs Manage Server. A block is
-global, so `/block` and `/unblock` work only in the desk's own server, for its moderators (the desk's
-moderator roles, or Manage Server there).
+Who is answered, and where: DMs (if enabled); in servers, in an allowed channel by a member with an
+allowed role, a message that mentions the bot, replies to one of its messages, or is written in a thread
+the bot opened, and whatever else the place's trigger rule picks (bridges/triggers.py: keywords, every
+message, every new forum post...). Slash commands follow the same rules; `/agent` also needs Manage
+Server. A block is global, so `/block` and `/unblock` work only in the desk's own server, for its
+moderators (the desk's moderator roles, or Manage Server there).
 
 A blocked user, or one over the message rate, is turned away before anything visible happens: no public
 "thinking…", no echo of `/ask`, no new thread.
@@ -39,6 +40,7 @@ from bridges.notices import Notices as DBNotices
 from bridges.registry import blockable
 from bridges.relay import Relay
 from bridges.surface import Inbound, SurfaceError, send_notice
+from bridges.triggers import Answer, MessageFacts
 from bridges.turns import Place
 
 log = logging.getLogger(__name__)
@@ -91,12 +93,13 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if not self.accepting or not self._addressed(message):
+        answer = self._trigger(message) if self.accepting else None
+        if answer is None:
             return
         track_current(self.in_flight)
         channel: discord.abc.Messageable = message.channel
         reply_to: int | None = message.id if message.guild is not None else None
-        text = self._without_own_mention(message.content)
+        text = answer.text
         inbound = _inbound_of_message(message, channel, text)
         with self.relay.line_up(inbound) as place:  # before any await: turns keep their order
             refusal = await self.relay.admission(inbound)
@@ -119,10 +122,11 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         """A user edited a message the bot would answer (raw: the message need not be in the cache)."""
         message = payload.message
-        if not self.accepting or "content" not in payload.data or not self._addressed(message):
+        if not self.accepting or "content" not in payload.data:
             return
-        inbound = _inbound_of_message(message, message.channel, self._without_own_mention(message.content))
-        await self.relay.edited(inbound)
+        answer = self._trigger(message, roll=False)
+        if answer is not None:
+            await self.relay.edited(_inbound_of_message(message, message.channel, answer.text))
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
@@ -133,22 +137,37 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             chat = _place(channel)[0] if channel is not None else str(payload.channel_id)
             await self.relay.deleted(Origin(PLATFORM, chat, str(payload.message_id)))
 
-    def _addressed(self, message: discord.Message) -> bool:
+    def _trigger(self, message: discord.Message, *, roll: bool = True) -> Answer | None:
+        """Whether to answer (and with what text), after the allow and deny lists: the place's trigger
+        rule decides from what the message says about itself (`roll=False` for an edit)."""
         me = self.bot.user
-        if me is None or message.author.bot or message.webhook_id is not None:
-            return False
+        if me is None or message.author.id == me.id:  # never its own, even where bots are answered
+            return None
         if message.type not in (discord.MessageType.default, discord.MessageType.reply):
-            return False
-        if message.guild is None:
-            return self.config.dms
-        if not self._allowed(message.channel, message.author):
-            return False
+            return None
+        if message.guild is None and not self.config.dms:
+            return None
+        if message.guild is not None and not self._allowed(message.channel, message.author):
+            return None
+        channel = message.channel
         reference = message.reference.resolved if message.reference else None
-        return (
-            any(user.id == me.id for user in message.mentions)
-            or (isinstance(reference, discord.Message) and reference.author.id == me.id)
-            or (isinstance(message.channel, discord.Thread) and message.channel.owner_id == me.id)
+        thread = channel if isinstance(channel, discord.Thread) else None
+        facts = MessageFacts(
+            text=self._without_own_mention(message.content),
+            scopes=_binding_scopes(_place(channel)[0], message.guild.id if message.guild else None),
+            user_id=str(message.author.id),
+            roles=frozenset(str(role.id) for role in getattr(message.author, "roles", ())),
+            private=message.guild is None,
+            mentioned=any(user.id == me.id for user in message.mentions),
+            reply_to_bot=(isinstance(reference, discord.Message) and reference.author.id == me.id)
+            or (thread is not None and thread.owner_id == me.id),
+            from_bot=message.author.bot or message.webhook_id is not None,
+            # a forum post is a thread whose starter message has the thread's id
+            new_post=thread is not None
+            and message.id == thread.id
+            and isinstance(thread.parent, discord.ForumChannel),
         )
+        return self.relay.policy.triggers.answer(facts, roll=roll)
 
     def _allowed(self, channel: Any, user: discord.abc.User) -> bool:
         """Channel and role allow/deny lists; a thread or channel also matches by its parent or category.
@@ -487,16 +506,20 @@ def _inbound(
     place: tuple[str, str], guild_id: int | None, author: discord.abc.User, text: str, message_id: str
 ) -> Inbound:
     chat_id, thread_id = place
-    guild = str(guild_id or "")
     return Inbound(
         platform=PLATFORM,
         chat_id=chat_id,
         thread_id=thread_id,
-        guild_id=guild,
+        guild_id=str(guild_id or ""),
         user_id=str(author.id),
         display_name=author.display_name,
         text=text,
         message_id=message_id,
         is_dm=guild_id is None,
-        binding_scopes=((CHANNEL_SCOPE, chat_id), *([(SERVER_SCOPE, guild)] if guild else [])),
+        binding_scopes=_binding_scopes(chat_id, guild_id),
     )
+
+
+def _binding_scopes(chat_id: str, guild_id: int | None) -> tuple[tuple[str, str], ...]:
+    """A message's places for bindings and trigger rules: its channel (a thread's parent), its server."""
+    return ((CHANNEL_SCOPE, chat_id), *([(SERVER_SCOPE, str(guild_id))] if guild_id else []))

@@ -99,6 +99,15 @@ class DiscordConfig(PlatformConfig):
             return None
         return f'{str(entry)[:40]!r} is not a Discord ping: write "role:ID" or "user:ID"'
 
+    @property
+    def unaddressed_text_hint(self) -> str | None:
+        if self.message_content_intent:
+            return None
+        return (
+            "this rule needs the text of messages that do not mention the bot: set "
+            "discord.message_content_intent = true (and enable it in the Developer Portal)"
+        )
+
     @model_validator(mode="after")
     def _desk_can_read_replies(self) -> Self:
         if self.handoff is not None and not self.message_content_intent:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 
 from telegram import BotCommand, BotCommandScopeChat, Update
 from telegram.error import InvalidToken, TelegramError
@@ -12,13 +14,14 @@ from bridges.base import BridgeStartError, finish_in_flight, never
 from bridges.buttons import ButtonStore, DatabaseButtonStore
 from bridges.relay import Relay
 from bridges.surface import Surface
+from bridges.telegram.access import AllowList
 from bridges.telegram.config import TelegramConfig
 from bridges.telegram.desk import TelegramDesk
 from bridges.telegram.desk import jump_link as topic_link
-from bridges.telegram.handlers import ADMIN_COMMANDS, PUBLIC_COMMANDS, Handlers
+from bridges.telegram.handlers import ADMIN_COMMANDS, CHAT_SCOPE, PUBLIC_COMMANDS, Handlers
 from bridges.telegram.surface import Surfaces
 from bridges.telegram.webhook import WebhookServer
-from models import Conversation
+from models import Conversation, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,14 @@ replace a queued message or are recorded; the bot's own membership changes say w
 class TelegramBridge:
     platform = "telegram"
 
-    def __init__(self, config: TelegramConfig, relay: Relay, *, buttons: ButtonStore | None = None) -> None:
+    def __init__(
+        self,
+        config: TelegramConfig,
+        relay: Relay,
+        *,
+        buttons: ButtonStore | None = None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.config = config
         self.relay = relay
         self.app = (
@@ -57,6 +67,11 @@ class TelegramBridge:
         )
         """The moderator desk (`[telegram.handoff]`), sharing the replies' budgets; whoever builds the
         bridge adds it to `relay.handoffs.desks` once the bridge has started."""
+        allow_list = AllowList(
+            config, self.surfaces, desk_chat=config.handoff.chat_id if config.handoff else None, now=now
+        )
+        if allow_list.active:
+            allow_list.install(self.app)
         self.handlers = Handlers(relay, config, self.surfaces, store, self.desk)
         self.handlers.install(self.app)
         self.webhook: WebhookServer | None = None
@@ -100,6 +115,13 @@ class TelegramBridge:
             mode = "polling" if self.config.webhook_url is None else "webhook"
             raise BridgeStartError(f"telegram: could not start {mode} ({exc})") from None
         log.info("telegram: %s as @%s (%s)", how, self.app.bot.username, self.app.bot.id)
+        if not self.app.bot.can_read_all_group_messages and self.relay.policy.triggers.reads_unaddressed(
+            [CHAT_SCOPE]
+        ):
+            log.warning(
+                "telegram: trigger rules answer group messages that do not mention the bot, but its privacy "
+                "mode hides those: turn it off with @BotFather /setprivacy, or make the bot a group admin"
+            )
 
     async def _take_updates(self) -> str:
         """Start polling, or our webhook server and then setWebhook with the secret (so Telegram is never

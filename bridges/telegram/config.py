@@ -59,6 +59,12 @@ class TelegramConfig(PlatformConfig):
     base_url: str = Field("https://api.telegram.org/bot", description="Bot API root; the token is appended")
     base_file_url: str = "https://api.telegram.org/file/bot"
     admins: tuple[int, ...] = Field((), description="Telegram user ids allowed to use /agent")
+    allowed_chats: tuple[int, ...] = Field(
+        (), description="if set, only these groups and supergroups (private chats follow allowed_users)"
+    )
+    allowed_users: tuple[int, ...] = Field(
+        (), description="if set, only these user ids (and the admins), in groups and private chats"
+    )
     drafts: bool = Field(True, description="stream private-chat replies as native drafts (sendMessageDraft)")
     start_text: str = Field(
         "Hi! Send me a message and the assistant will answer. /reset starts over, /human asks for a person.",
@@ -131,6 +137,15 @@ class TelegramConfig(PlatformConfig):
         """`webhook_listen` split into the host and port to bind."""
         host, _, port = self.webhook_listen.rpartition(":")
         return host.strip("[]"), int(port)
+
+    @field_validator("allowed_chats")
+    @classmethod
+    def _groups_only(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(chat > 0 for chat in value):
+            raise ValueError(
+                "lists groups, whose ids are negative (such as -1001234567890); put people in allowed_users"
+            )
+        return value
 
     @field_validator("webhook_url")
     @classmethod

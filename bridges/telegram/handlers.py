@@ -1,10 +1,12 @@
 """python-telegram-bot handlers: which updates reach the Relay, as what `Inbound`, on which surface.
 
 Triggers: every text in a private chat; in groups an @mention of the bot, a reply to one of its
-messages, or a command. A forum topic is its own place, so it keeps its own conversation. The
-moderator desk's chat, if configured, belongs to the desk alone, except for `/block` and `/unblock`.
-A block is global, so those are for the desk's moderators in the desk's chat (or their private chat
-with the bot) and for the configured admins.
+messages, a command, and whatever else the chat's trigger rule picks (bridges/triggers.py). A forum
+topic is its own place, so it keeps its own conversation. The moderator desk's chat, if configured,
+belongs to the desk alone, except for `/block` and `/unblock`. A block is global, so those are for the
+desk's moderators in the desk's chat (or their private chat with the bot) and for the configured admins.
+Outside the allow-lists (`allowed_chats`, `allowed_users`) nothing reaches these handlers
+(bridges/telegram/access.py).
 
 Someone posting as a channel, or as an anonymous group admin, is keyed by that sender chat: its own
 conversation, rate limit and block, never shared with everyone else who posts the same way.
@@ -45,6 +47,7 @@ from bridges.telegram.files import MESSAGES, attachments_of
 from bridges.telegram.keyboards import token_of
 from bridges.telegram.surface import DraftingSurface, Surfaces
 from bridges.telegram.takeover_commands import TakeoverCommands
+from bridges.triggers import Answer, MessageFacts
 
 log = logging.getLogger(__name__)
 
@@ -122,22 +125,24 @@ class Handlers:
 
     async def message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
-        if message is None or message.from_user is None or not self._triggered(message, context):
+        if message is None or message.from_user is None:
+            return
+        answer = self._trigger(message, context)
+        if answer is None:
             return
         files = attachments_of(message)
-        text = with_sticker_words(
-            self._without_mention(message.text or message.caption or "", context), files
-        )
+        text = with_sticker_words(answer.text, files)
         await self._serve(replace(_inbound(message, text), attachments=files), message)
 
     async def edited(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A user edited a message the bot would answer. (Telegram tells bots of edits, never of
         deletions.)"""
         message = update.edited_message
-        if message is None or message.from_user is None or not self._triggered(message, context):
+        if message is None or message.from_user is None:
             return
-        text = self._without_mention(message.text or message.caption or "", context)
-        await self.relay.edited(_inbound(message, text))
+        answer = self._trigger(message, context, roll=False)
+        if answer is not None:
+            await self.relay.edited(_inbound(message, answer.text))
 
     async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         query = update.callback_query
@@ -315,22 +320,33 @@ class Handlers:
             finally:
                 self.in_flight.discard(task)
 
-    def _triggered(self, message: Message, context: ContextTypes.DEFAULT_TYPE) -> bool:
-        if message.chat.type == ChatType.PRIVATE:
-            return True
+    def _trigger(
+        self, message: Message, context: ContextTypes.DEFAULT_TYPE, *, roll: bool = True
+    ) -> Answer | None:
+        """Whether to answer (and with what text): the chat's trigger rule decides from what the message
+        says about itself (`roll=False` for an edit)."""
         bot = context.bot
         kinds: list[str | None] = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION]
         mentions = {**message.parse_entities(kinds), **message.parse_caption_entities(kinds)}
-        for entity, text in mentions.items():
-            if text.lower() == f"@{bot.username}".lower() or (entity.user and entity.user.id == bot.id):
-                return True
         replied = message.reply_to_message
-        return (
-            replied is not None
+        user = message.from_user
+        facts = MessageFacts(
+            text=self._without_mention(message.text or message.caption or "", context),
+            scopes=_binding_scopes(message),
+            user_id=_sender(message)[0],
+            private=message.chat.type == ChatType.PRIVATE,
+            mentioned=any(
+                text.lower() == f"@{bot.username}".lower() or (entity.user and entity.user.id == bot.id)
+                for entity, text in mentions.items()
+            ),
+            reply_to_bot=replied is not None
             and replied.forum_topic_created is None  # in a topic, every message "replies" to its start
             and replied.from_user is not None
-            and replied.from_user.id == bot.id
+            and replied.from_user.id == bot.id,
+            # posting as a channel or anonymously shows Telegram's placeholder bot as the sender
+            from_bot=user is not None and user.is_bot and message.sender_chat is None,
         )
+        return self.relay.policy.triggers.answer(facts, roll=roll)
 
     @staticmethod
     def _without_mention(text: str, context: ContextTypes.DEFAULT_TYPE) -> str:
@@ -361,5 +377,10 @@ def _inbound(message: Message, text: str) -> Inbound:
         message_id=str(message.message_id),
         thread_id=str(message.message_thread_id) if message.is_topic_message else "",
         is_dm=message.chat.type == ChatType.PRIVATE,
-        binding_scopes=((CHAT_SCOPE, str(message.chat.id)),),
+        binding_scopes=_binding_scopes(message),
     )
+
+
+def _binding_scopes(message: Message) -> tuple[tuple[str, str], ...]:
+    """A message's places for bindings and trigger rules: its chat (a topic belongs to its group)."""
+    return ((CHAT_SCOPE, str(message.chat.id)),)

@@ -20,6 +20,7 @@ from aiohttp import BodyPartReader, WSMsgType, web
 
 from fakes.discord.ratelimit import RateLimiter
 from fakes.discord.state import (
+    FORUM,
     JSON,
     MEMBER_PERMISSIONS,
     MESSAGE_CONTENT_INTENT,
@@ -218,6 +219,12 @@ class FakeDiscord:
         self.channels[channel.id] = channel
         return channel
 
+    def add_forum_channel(self, guild: FakeGuild, name: str) -> FakeChannel:
+        """A forum: users start posts in it (`user_posts`), and talk in the posts' threads."""
+        channel = FakeChannel(snowflake(), FORUM, name, guild.id)
+        self.channels[channel.id] = channel
+        return channel
+
     def dm_channel(self, user: FakeUser) -> FakeChannel:
         for channel in self.channels.values():
             if channel.type == 1 and channel.recipient is user:
@@ -256,6 +263,23 @@ class FakeDiscord:
         ]
         if reply_to is not None and reply_to.author not in message.mentions:
             message.mentions.append(reply_to.author)
+        self.messages[message.id] = message
+        await self._dispatch_message("MESSAGE_CREATE", message)
+        return message
+
+    async def user_posts(self, forum: FakeChannel, user: FakeUser, title: str, content: str) -> FakeMessage:
+        """`user` starts a post in `forum` (POST /channels/{forum}/threads with a message): Discord creates
+        a thread owned by them whose starter message has the thread's id, then sends THREAD_CREATE and
+        MESSAGE_CREATE for the starter message in the thread."""
+        if forum.type != FORUM:
+            raise DiscordError(400, 50024, "Cannot execute action on this channel type")
+        thread = FakeChannel(snowflake(), 11, title[:100], forum.guild_id, forum.id, user.id)
+        self.channels[thread.id] = thread
+        await self._dispatch(
+            "THREAD_CREATE", thread.guild_id, lambda session: {**thread.payload(), "newly_created": True}
+        )
+        message = FakeMessage(thread.id, thread.id, user, content, thread.guild_id, [content])
+        message.mentions = [u for u in self.users.values() if f"<@{u.id}>" in content]
         self.messages[message.id] = message
         await self._dispatch_message("MESSAGE_CREATE", message)
         return message
@@ -512,7 +536,7 @@ class FakeDiscord:
             "features": [],
             "member_count": len(guild.members),
             "members": [guild.member_payload(self.users[uid]) for uid in guild.members],
-            "channels": [c.payload() for c in channels if c.type == 0],
+            "channels": [c.payload() for c in channels if c.type in (0, FORUM)],
             "threads": [c.payload() for c in channels if c.type == 11],
             "large": False,
             "unavailable": False,
@@ -796,6 +820,8 @@ class FakeDiscord:
 
     async def _post_message(self, request: web.Request, body: JSON) -> tuple[int, Any]:
         channel = self._channel(request)
+        if channel.type == FORUM:  # only a new post (a thread) can be made there
+            raise DiscordError(400, 50024, "Cannot execute action on this channel type")
         if channel.id in self.refusing:
             raise self.refusing[channel.id]
         if channel.recipient is not None and not channel.recipient.dms_open:

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
+FORUM = 15
+"""A forum channel's type: nothing is posted in it directly; each post is a thread with a starter message."""
 MANAGE_GUILD = 1 << 5
 ADMINISTRATOR = 1 << 3
 MEMBER_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 16) | (1 << 31)  # view, send, read history, slash
@@ -103,7 +105,7 @@ class FakeGuild:
 @dataclass
 class FakeChannel:
     id: int
-    type: int  # 0 guild text, 1 DM, 11 public thread
+    type: int  # 0 guild text, 1 DM, 11 public thread, 15 forum (its posts are threads)
     name: str = ""
     guild_id: int | None = None
     parent_id: int | None = None
@@ -124,8 +126,18 @@ class FakeChannel:
             rate_limit_per_user=0,
             parent_id=str(self.parent_id) if self.parent_id else None,
         )
+        if self.type == FORUM:
+            data.update(
+                topic=None,
+                available_tags=[],
+                default_reaction_emoji=None,
+                default_sort_order=None,
+                default_forum_layout=0,
+                default_thread_rate_limit_per_user=0,
+            )
         if self.type == 11:
             data.update(
+                applied_tags=[],
                 owner_id=str(self.owner_id),
                 message_count=0,
                 member_count=1,

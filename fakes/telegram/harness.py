@@ -99,6 +99,7 @@ class Telegram:
     """Agents beside the scripted ones (a name here replaces one of those)."""
     media: Media | None = None
     handoff_policy: HandoffPolicy = HANDOFF_POLICY
+    policy: RelayPolicy = POLICY
     handoffs: HandoffService = field(init=False)
     relay: Relay = field(init=False)
     bridge: TelegramBridge = field(init=False)
@@ -111,8 +112,10 @@ class Telegram:
             self.db, self.handoff_policy, surfaces=self.surface_for, jump_link=jump_link, now=self.clock
         )
         agents = {"scripted": self.agent, "other": ScriptedAgent("other"), **self.agents}
-        self.relay = Relay(self.db, agents, POLICY, handoffs=self.handoffs, media=self.media, now=self.clock)
-        self.bridge = bridge(self.fake, self.base_url, self.relay, **self.config)
+        self.relay = Relay(
+            self.db, agents, self.policy, handoffs=self.handoffs, media=self.media, now=self.clock
+        )
+        self.bridge = bridge(self.fake, self.base_url, self.relay, now=self.clock, **self.config)
 
     async def start(self) -> None:
         await self.bridge.start()
@@ -150,7 +153,14 @@ class Telegram:
         return next(m for m in self.fake.bot_messages(chat, thread_id) if m.text == text)
 
 
-def bridge(fake: FakeTelegram, base_url: str, relay: Relay, **config: Any) -> TelegramBridge:
+def bridge(
+    fake: FakeTelegram,
+    base_url: str,
+    relay: Relay,
+    *,
+    now: Callable[[], datetime] = utcnow,
+    **config: Any,
+) -> TelegramBridge:
     settings = TelegramConfig(
         token=SecretStr(fake.token),
         base_url=base_url,
@@ -159,7 +169,7 @@ def bridge(fake: FakeTelegram, base_url: str, relay: Relay, **config: Any) -> Te
         poll_timeout=10,
         **{"edit_interval": 0.2, **config},
     )
-    return TelegramBridge(settings, relay)
+    return TelegramBridge(settings, relay, now=now)
 
 
 @asynccontextmanager
@@ -171,6 +181,7 @@ async def running(
     agents: dict[str, Agent] | None = None,
     media: Media | None = None,
     handoff_policy: HandoffPolicy = HANDOFF_POLICY,
+    policy: RelayPolicy = POLICY,
     **config: Any,
 ) -> AsyncIterator[Telegram]:
     fake = fake or FakeTelegram()
@@ -185,6 +196,7 @@ async def running(
             agents=agents or {},
             media=media,
             handoff_policy=handoff_policy,
+            policy=policy,
         )
         await telegram.start()
         try:

@@ -106,8 +106,13 @@ class FakeTelegram:
         limits: Limits | None = None,
         clock: Callable[[], float] = time.monotonic,
         webhook_retry: float = 0.05,
+        privacy_mode: bool = False,
     ) -> None:
         self.token = token
+        self.privacy_mode = privacy_mode
+        """BotFather's group privacy: on, the bot gets only commands, mentions of it and replies to it
+        from a group it is not an admin of, and getMe says it cannot read all group messages. Off here by
+        default, so group tests see every message, as a bot with privacy off does."""
         self.bot = FakeUser(int(token.split(":")[0]), "Switchboard", username, is_bot=True)
         self.flood = FloodControl(limits or Limits(), clock)
         self.chats: dict[int, FakeChat] = {}
@@ -442,7 +447,8 @@ class FakeTelegram:
         }
 
     async def _get_me(self, params: Params) -> dict[str, Any]:
-        return {**self.bot.to_json(), "can_join_groups": True, "can_read_all_group_messages": False}
+        reads_all = not self.privacy_mode
+        return {**self.bot.to_json(), "can_join_groups": True, "can_read_all_group_messages": reads_all}
 
     async def _set_webhook(self, params: Params) -> bool:
         url = str(params.get("url") or "")
@@ -729,8 +735,26 @@ class FakeTelegram:
         return message
 
     def _push(self, update: dict[str, Any]) -> None:
+        message = update.get("message") or update.get("edited_message")
+        if message is not None and not self._delivered(message):
+            return
         self._updates.append({"update_id": next(self._update_ids), **update})
         self._notify()
+
+    def _delivered(self, message: dict[str, Any]) -> bool:
+        """Whether privacy mode lets the bot see this message (see `privacy_mode`)."""
+        chat = message["chat"]
+        if not self.privacy_mode or chat["type"] == "private":
+            return True
+        if self.members.get((chat["id"], self.bot.id)) in ("administrator", "creator"):
+            return True
+        text = message.get("text") or message.get("caption") or ""
+        replied = message.get("reply_to_message") or {}
+        return (
+            text.startswith("/")
+            or f"@{self.bot.username}".lower() in text.lower()
+            or (replied.get("from") or {}).get("id") == self.bot.id
+        )
 
 
 @dataclass(frozen=True)
