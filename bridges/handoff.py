@@ -12,7 +12,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Protocol
@@ -25,6 +25,7 @@ from bridges.budget import acquire_all
 from bridges.cases import HISTORY_SHOWN, Cases, PastCase
 from bridges.copies import Origin, desk_side, remember
 from bridges.handoff_files import FileNotices, listed, pass_on
+from bridges.ratings import Ratings
 from bridges.split import split_text
 from bridges.surface import Surface, SurfaceError, SurfaceFactory
 from models import (
@@ -43,7 +44,7 @@ from models import (
     utcnow,
 )
 from ops import metrics
-from settings import HandoffSettings
+from settings import HandoffSettings, RatingSettings
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,7 @@ class HandoffPolicy:
     auto_close: timedelta | None = None
     auto_close_warning: timedelta = timedelta(minutes=5)
     closing_message: str = UserNotices.resolved
+    ratings: RatingSettings = field(default_factory=RatingSettings)
 
     @classmethod
     def from_settings(cls, settings: HandoffSettings) -> HandoffPolicy:
@@ -196,6 +198,7 @@ class HandoffPolicy:
             auto_close=timedelta(minutes=auto_close) if auto_close else None,
             auto_close_warning=timedelta(minutes=settings.auto_close_warning_minutes),
             closing_message=settings.closing_message,
+            ratings=settings.ratings,
         )
 
 
@@ -222,6 +225,8 @@ class HandoffService:
         self._run_id = uuid.uuid4().hex[:16]
         self.cases = Cases(self)
         """Notes, snippets, transfer, scheduled closes, history: the desks' everyday tools."""
+        self.ratings = Ratings(self)
+        """The user's rating of a resolved case (`[handoff.ratings]`)."""
 
     def now(self) -> datetime:
         return self._now()
@@ -354,6 +359,8 @@ class HandoffService:
         }[outcome]
         if notify_user:
             await self._tell_user(handoff_id, notice)
+            if await self.ratings.ask(handoff_id):
+                await self._reach_user(handoff_id, DeliveryKind.RATING)
             await self._resume_agent(handoff_id)
         claimer = view.claimed_by_name or "nobody"
         why = f": {handoff.close_reason}" if handoff.close_reason else ""
@@ -650,6 +657,10 @@ class HandoffService:
         await self._update_desks(view)
         await self._log(view, summary)
 
+    async def log_case(self, handoff_id: int, summary: str) -> None:
+        """Write a line about the case (its rating, say) to every desk's log."""
+        await self._log(await self.view(handoff_id), summary)
+
     async def tell_user(self, handoff_id: int, text: str) -> None:
         """Say something to the case's user, in order with what was queued for them."""
         await self._tell_user(handoff_id, text)
@@ -733,6 +744,9 @@ class HandoffService:
         """Show it to the user; None once all of it arrived. The ids of the messages posted go to `sent`."""
         if kind == DeliveryKind.NOTICE:
             return await post_in_parts(surface, text, sent)
+        if kind == DeliveryKind.RATING:
+            error = await self.ratings.post(conversation_id, surface)
+            return None if error is None else Shortfall(text, error, started=False)
         if self.on_return is not None:
             try:
                 await self.on_return(conversation_id, surface)

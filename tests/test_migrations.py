@@ -107,9 +107,9 @@ _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 def _value(column: Column[Any], row: int) -> object:
     """Row `row`'s value for a column as the database has it at this revision. Enum values come from the
     models (the database stores them as plain strings); everything else from the reflected type."""
-    if column.foreign_keys:
+    if column.foreign_keys:  # a key that is also the primary key (one row per parent) takes a parent each
         (foreign_key,) = column.foreign_keys
-        return _value(foreign_key.column, row % 2)
+        return _value(foreign_key.column, row if column.primary_key else row % 2)
     model = Base.metadata.tables.get(column.table.name)
     if model is not None and column.name in model.columns:
         model_type = model.columns[column.name].type
