@@ -39,6 +39,9 @@ RATING_KEY = "switchboard_rating"
 COMMENT_LIMIT = 1000
 """Characters of a comment kept (a Discord text input's limit, set to match)."""
 STAR = "⭐"
+REPORT_DAYS = 30
+"""The period `/ratings` reports without a number of days given; at most `MAX_REPORT_DAYS`."""
+MAX_REPORT_DAYS = 3660
 
 
 class RatingNotices:
@@ -66,6 +69,7 @@ class RatingWords:
     report_none = "No ratings on this desk in the last {days} days ({asked} users asked)."
     spread = "{stars} {count}"
     everywhere = "All desks: {average:.1f}/5 from {count} ratings."
+    usage = "Usage: /ratings [DAYS]: this desk's ratings of the last DAYS days (1-{most}; {default} if none)."
 
 
 class Verdict(enum.StrEnum):

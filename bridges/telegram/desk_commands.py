@@ -1,6 +1,7 @@
 """The Telegram desk's commands, in a case's topic (or as a reply to one of its desk messages):
-/note /reply /areply /snippet /asnippet /unclaim /transfer /close /history, and /search anywhere in
-the moderators' chat. Only moderators; anyone else is answered in the desk, which only moderators read.
+/note /reply /areply /snippet /asnippet /unclaim /transfer /close /history, and /search and /ratings
+anywhere in the moderators' chat. Only moderators; anyone else is answered in the desk, which only
+moderators read.
 
 The work is done by `bridges.cases.Cases`, shared with the Discord desk; this module reads the command
 and answers the moderator.
@@ -18,6 +19,7 @@ from telegram.error import BadRequest
 from telegram.ext import Application, CommandHandler, ContextTypes, filters
 
 from bridges.cases import DeskWords, past_lines
+from bridges.ratings import MAX_REPORT_DAYS, REPORT_DAYS, RatingWords
 from bridges.registry import blockable
 from bridges.telegram.desk import NAME, TelegramDesk, past_link
 
@@ -34,6 +36,7 @@ COMMANDS = (
     ("close", "Close the case: /close [in 30m] [reason]"),
     ("history", "The user's earlier cases"),
     ("search", "Find cases: /search [PLATFORM ID] WORDS"),
+    ("ratings", "This desk's satisfaction ratings: /ratings [DAYS]"),
 )
 _ARGS = re.compile(r"\S+\s?(.*)", re.DOTALL)
 
@@ -63,6 +66,7 @@ class DeskCommands:
         for name, handler in in_case.items():
             app.add_handler(CommandHandler(name, self._in_case(handler), filters=in_desk))
         app.add_handler(CommandHandler("search", self._search, filters=in_desk))
+        app.add_handler(CommandHandler("ratings", self._ratings, filters=in_desk))
 
     def _in_case(
         self, handler: Handler
@@ -170,6 +174,23 @@ class DeskCommands:
         found = await self.cases.search(" ".join(words), *who)
         answer = "\n".join([DeskWords.found_head, *past_lines(found, past_link)]) if found else None
         await self.desk.reply_to(message, answer or DeskWords.found_none)
+
+    async def _ratings(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """`/ratings [DAYS]`: this desk's average over the period."""
+        message = update.message
+        if message is None or message.from_user is None:
+            return
+        if not await self.desk.is_moderator(message.from_user.id):
+            await self.desk.reply_to(message, DeskWords.not_moderator)
+            return
+        words = _args(message).split() or [str(REPORT_DAYS)]
+        days = int(words[0]) if len(words) == 1 and words[0].isdigit() else 0
+        if not 1 <= days <= MAX_REPORT_DAYS:
+            await self.desk.reply_to(
+                message, RatingWords.usage.format(most=MAX_REPORT_DAYS, default=REPORT_DAYS)
+            )
+            return
+        await self.desk.reply_to(message, await self.desk.handoffs.ratings.report(NAME, days))
 
 
 def _args(message: Message) -> str:

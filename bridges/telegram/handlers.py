@@ -34,6 +34,7 @@ from bridges.buttons import ButtonStore
 from bridges.durations import duration_and_reason
 from bridges.moderation import USER_ID, Moderation, Moderator, Target
 from bridges.moderation import Replies as ModerationReplies
+from bridges.ratings import rating_press
 from bridges.registry import blockable
 from bridges.relay import Relay
 from bridges.surface import Inbound, SurfaceError, send_notice
@@ -42,6 +43,7 @@ from bridges.telegram.desk import TelegramDesk
 from bridges.telegram.desk_commands import DeskCommands
 from bridges.telegram.files import MESSAGES, attachments_of
 from bridges.telegram.keyboards import token_of
+from bridges.telegram.ratings import TelegramRatings
 from bridges.telegram.surface import DraftingSurface, Surfaces
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,7 @@ class Handlers:
         self.accepting = True
         self.in_flight: set[asyncio.Task[object]] = set()
         self.moderation = Moderation(relay)
+        self.ratings = TelegramRatings(relay.handoffs.ratings, surfaces)
 
     def install(self, app: Application) -> None:  # type: ignore[type-arg]
         users: filters.BaseFilter = filters.UpdateType.MESSAGES
@@ -121,6 +124,8 @@ class Handlers:
         message = update.message
         if message is None or message.from_user is None or not self._triggered(message, context):
             return
+        if await self.ratings.replied(message, context.bot.id):  # a rating's comment, not for the agent
+            return
         files = attachments_of(message)
         text = with_sticker_words(
             self._without_mention(message.text or message.caption or "", context), files
@@ -142,6 +147,10 @@ class Handlers:
             return
         token = token_of(query.data)
         pressed = await self.buttons.get(token) if token else None
+        press = rating_press(pressed) if pressed is not None else None
+        if press is not None and self.accepting:
+            await self.ratings.pressed(query, press)
+            return
         await query.answer(None if pressed else Replies.expired_button)
         message = query.message
         if pressed is None or not isinstance(message, Message) or not self.accepting:
