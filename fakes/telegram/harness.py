@@ -98,6 +98,7 @@ class Telegram:
     agents: dict[str, Agent] = field(default_factory=dict)
     """Agents beside the scripted ones (a name here replaces one of those)."""
     media: Media | None = None
+    policy: HandoffPolicy = HANDOFF_POLICY
     handoffs: HandoffService = field(init=False)
     relay: Relay = field(init=False)
     bridge: TelegramBridge = field(init=False)
@@ -107,7 +108,7 @@ class Telegram:
 
     def _build(self) -> None:
         self.handoffs = HandoffService(
-            self.db, HANDOFF_POLICY, surfaces=self.surface_for, jump_link=jump_link, now=self.clock
+            self.db, self.policy, surfaces=self.surface_for, jump_link=jump_link, now=self.clock
         )
         agents = {"scripted": self.agent, "other": ScriptedAgent("other"), **self.agents}
         self.relay = Relay(self.db, agents, POLICY, handoffs=self.handoffs, media=self.media, now=self.clock)
@@ -169,12 +170,21 @@ async def running(
     clock: Callable[[], datetime] = utcnow,
     agents: dict[str, Agent] | None = None,
     media: Media | None = None,
+    policy: HandoffPolicy = HANDOFF_POLICY,
     **config: Any,
 ) -> AsyncIterator[Telegram]:
     fake = fake or FakeTelegram()
     async with fake.running() as base_url:
         telegram = Telegram(
-            fake, base_url, db, ScriptedAgent(), config, clock, agents=agents or {}, media=media
+            fake,
+            base_url,
+            db,
+            ScriptedAgent(),
+            config,
+            clock,
+            agents=agents or {},
+            media=media,
+            policy=policy,
         )
         await telegram.start()
         try:
