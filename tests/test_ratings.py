@@ -6,7 +6,7 @@ handoff service on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 import pytest
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Button
 from bridges.cases import DeskWords
-from bridges.handoff import UserNotices
+from bridges.handoff import HandoffService, UserNotices
 from bridges.ratings import (
     RATING_KEY,
     RatingNotices,
@@ -25,15 +25,19 @@ from bridges.ratings import (
     rating_buttons,
     rating_press,
 )
+from bridges.surface import SurfaceError
 from fakes.discord import FakeInteraction, FakeMessage
 from fakes.telegram import FakeChat, FakeUser
 from fakes.telegram import FakeMessage as TelegramMessage
 from fakes.telegram.harness import HANDOFF_POLICY
-from models import Rating
+from models import HandoffStatus, Rating
 from settings import RatingSettings
+from tests.surfaces import RecordingSurface
 from tests.test_discord_desk import EPHEMERAL, App, World
 from tests.test_discord_desk import world as world  # the fixture
 from tests.test_discord_desk_tools import placed, private
+from tests.test_handoff_service import World as HandoffWorld
+from tests.test_relay import Clock, inbound
 from tests.test_telegram_desk import Desk, ask_for_human, desk_running, topic_of
 
 pytestmark = pytest.mark.e2e
@@ -248,3 +252,50 @@ async def test_discord_rating_after_a_restart_with_a_modal_comment_logged_counte
         report.splitlines()[0] == f"Ratings on this desk, last 7 days: {score:.1f}/5 from 1 of 1 users asked."
     )
     assert await private(fake, world.mods, world.mallory, "ratings") == DeskWords.not_moderator
+
+
+# -- across processes -------------------------------------------------------------------------------
+
+
+class FailsOnceWithButtons(RecordingSurface):
+    """The network drops the first message with buttons (the question); everything else goes through."""
+
+    dropped = False
+
+    async def send(self, text: str, buttons: Sequence[Button] = ()) -> str:
+        if buttons and not self.dropped:
+            self.dropped = True
+            raise SurfaceError("discord unreachable: ClientConnectionError")
+        return await super().send(text, buttons)
+
+
+async def test_a_process_that_cannot_reach_the_user_queues_the_question_after_the_closing_words(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    """A moderator resolves in a process without the user's platform: the question waits in the database
+    behind the closing words, survives a passing failure, and reaches the user once, with its buttons."""
+    world = HandoffWorld(db, Clock())  # serves the user (console chat c1)
+    world.user = FailsOnceWithButtons()
+    policy = replace(world.handoffs.policy, ratings=ASKING)
+    world.handoffs.policy = policy
+    await world.relay.handle(inbound("help"), RecordingSurface())
+    case = await world.handoff_id()
+    elsewhere = HandoffService(db, policy, now=world.clock)  # cannot reach the user
+    assert (await elsewhere.claim(case, "discord:7", "Maya")).won
+    assert await elsewhere.moderator_says(case, "discord:7", "Maya", "Done!")
+    assert await elsewhere.close(case, HandoffStatus.RESOLVED, "discord:7", "Maya")
+    assert world.user.visible_texts() == []
+
+    assert await world.handoffs.deliver_pending() == 3  # the question's first try fails: it stays queued
+    assert world.user.visible_texts()[-1] == UserNotices.resolved
+    assert await world.handoffs.deliver_pending() == 2  # the question, then the agent's return
+    assert await world.handoffs.deliver_pending() == 0
+    assert world.user.visible_texts() == [
+        UserNotices.claimed.format(name="Maya"),
+        "Maya (moderator): Done!",
+        UserNotices.resolved,
+        ASKING.question,
+    ]
+    assert world.user.visible_buttons()[-1] == rating_buttons(case)
+    rating = await rating_of(db, case)
+    assert rating is not None and rating.desk == "discord" and rating.shown_at is not None
