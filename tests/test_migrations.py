@@ -98,8 +98,9 @@ def _revisions() -> list[str]:
 
 
 ROWS = 4
-"""Rows seeded into every table. Children alternate between the first two parent rows, and enum values
-cycle, so each parent has several children and none holds two open handoffs."""
+"""Rows seeded into every table. Children alternate between the first two parent rows (a child keyed by its
+parent, one per parent, takes a parent each), and enum values cycle, so each parent has several children
+and none holds two open handoffs."""
 
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -107,7 +108,7 @@ _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 def _value(column: Column[Any], row: int) -> object:
     """Row `row`'s value for a column as the database has it at this revision. Enum values come from the
     models (the database stores them as plain strings); everything else from the reflected type."""
-    if column.foreign_keys:  # a key that is also the primary key (one row per parent) takes a parent each
+    if column.foreign_keys:
         (foreign_key,) = column.foreign_keys
         return _value(foreign_key.column, row if column.primary_key else row % 2)
     model = Base.metadata.tables.get(column.table.name)

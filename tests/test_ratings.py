@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from discord.utils import escape_markdown
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Button
 from bridges.cases import DeskWords
-from bridges.handoff import HandoffService, UserNotices
+from bridges.handoff import HandoffPolicy, HandoffService, UserNotices
 from bridges.ratings import (
     RATING_KEY,
     RatingNotices,
@@ -31,7 +32,7 @@ from fakes.telegram import FakeChat, FakeUser
 from fakes.telegram import FakeMessage as TelegramMessage
 from fakes.telegram.harness import HANDOFF_POLICY
 from models import HandoffStatus, Rating
-from settings import RatingSettings
+from settings import ConfigError, RatingSettings, load_settings
 from tests.surfaces import RecordingSurface
 from tests.test_discord_desk import EPHEMERAL, App, World
 from tests.test_discord_desk import world as world  # the fixture
@@ -66,6 +67,22 @@ def test_only_a_well_formed_rating_payload_is_a_rating() -> None:
         {RATING_KEY: [7, 5]},
     ):
         assert rating_press(Button("⭐", payload)) is None
+
+
+def test_the_ratings_section_is_read_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "switchboard.toml"
+    path.write_text('[handoff.ratings]\nenabled = true\nquestion = "Rate us?"\ncomments = false\n')
+    policy = HandoffPolicy.from_settings(load_settings(path, {}).handoff)
+    assert policy.ratings == RatingSettings(enabled=True, question="Rate us?", comments=False)
+    assert HandoffPolicy.from_settings(load_settings(None, {}).handoff).ratings.enabled is False
+    for body, problem in (
+        ('question = ""', "handoff.ratings.question: String should have at least 1 character"),
+        ("stars = 10", "handoff.ratings.stars: unknown key"),
+    ):
+        path.write_text(f"[handoff.ratings]\n{body}\n")
+        with pytest.raises(ConfigError) as caught:
+            load_settings(path, {})
+        assert str(caught.value) == f"{problem} (in {path})"
 
 
 # -- Telegram ---------------------------------------------------------------------------------------
