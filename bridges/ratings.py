@@ -65,8 +65,10 @@ class RatingWords:
 
     rated = "case #{id} rated {stars} ({score}/5) by {user}"
     commented = "case #{id}: comment from {user}: {comment}"
-    report = "Ratings on this desk, last {days} days: {average:.1f}/5 from {count} of {asked} users asked."
-    report_none = "No ratings on this desk in the last {days} days ({asked} users asked)."
+    report = (
+        "Resolved here in the last {days} days: {average:.1f}/5, rated by {count} of {asked} users asked."
+    )
+    report_none = "Resolved here in the last {days} days: no ratings yet ({asked} users asked)."
     spread = "{stars} {count}"
     everywhere = "All desks: {average:.1f}/5 from {count} ratings."
     usage = "Usage: /ratings [DAYS]: this desk's ratings of the last DAYS days (1-{most}; {default} if none)."
@@ -233,12 +235,13 @@ class Ratings:
             return await session.scalar(select(Rating.handoff_id).where(Rating.comment_prompt == prompt))
 
     async def report(self, desk: str, days: int) -> str:
-        """`/ratings [days]`: the desk's average, count and spread over the last `days`, and every desk's."""
+        """`/ratings [days]`: of the desk's cases resolved in the last `days` (and every desk's), the
+        average, how many of the users asked rated, and the spread."""
         since = self.handoffs.now() - timedelta(days=days)
         async with self.handoffs.db() as session:
             rows = await session.execute(
                 select(Rating.score, func.count())
-                .where(Rating.desk == desk, Rating.rated_at >= since)
+                .where(Rating.desk == desk, Rating.asked_at >= since)
                 .group_by(Rating.score)
             )
             spread = {score: count for score, count in rows if score is not None}
@@ -247,7 +250,7 @@ class Ratings:
             )
             total, average = (
                 await session.execute(
-                    select(func.count(Rating.score), func.avg(Rating.score)).where(Rating.rated_at >= since)
+                    select(func.count(Rating.score), func.avg(Rating.score)).where(Rating.asked_at >= since)
                 )
             ).one()
         count = sum(spread.values())

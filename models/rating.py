@@ -21,8 +21,8 @@ class Rating(Base):
     __tablename__ = "ratings"
     __table_args__ = (
         CheckConstraint(f"score BETWEEN 1 AND {MAX_SCORE}", name="score_range"),
-        # `/ratings [days]` reads one desk's ratings over a period: a range on this index.
-        Index("ix_ratings_desk_rated_at", "desk", "rated_at"),
+        # `/ratings [days]` reads the ratings of one desk's cases asked in a period: a range on this index.
+        Index("ix_ratings_desk_asked_at", "desk", "asked_at"),
     )
 
     handoff_id: Mapped[int] = mapped_column(

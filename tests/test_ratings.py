@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,13 @@ from agents.base import Button
 from bridges.cases import DeskWords
 from bridges.handoff import HandoffPolicy, HandoffService, UserNotices
 from bridges.ratings import (
+    MAX_REPORT_DAYS,
     RATING_KEY,
+    REPORT_DAYS,
     RatingNotices,
     RatingPress,
+    RatingWords,
+    Verdict,
     rating_buttons,
     rating_press,
 )
@@ -157,12 +162,11 @@ async def test_telegram_rating_after_a_restart_then_a_comment_logged_counted_and
     fake.say(desk.mods, desk.maya, "/ratings 7")
     spread = " · ".join(f"{'⭐' * n} {int(n == won)}" for n in range(5, 0, -1))
     await desk.in_chat(
-        desk.mods, f"Ratings on this desk, last 7 days: {won}.0/5 from 1 of 1 users asked.\n{spread}"
+        desk.mods,
+        f"Resolved here in the last 7 days: {won}.0/5, rated by 1 of 1 users asked.\n{spread}",
     )
     fake.say(desk.mods, desk.maya, "/ratings soon")
-    await desk.in_chat(
-        desk.mods, "Usage: /ratings [DAYS]: this desk's ratings of the last DAYS days (1-3660; 30 if none)."
-    )
+    await desk.in_chat(desk.mods, RatingWords.usage.format(most=MAX_REPORT_DAYS, default=REPORT_DAYS))
 
 
 async def test_telegram_asks_only_after_a_moderator_answered_and_resolved(desk: Desk) -> None:
@@ -266,7 +270,8 @@ async def test_discord_rating_after_a_restart_with_a_modal_comment_logged_counte
 
     report = await private(fake, world.mods, world.maya, "ratings", days=7)
     assert (
-        report.splitlines()[0] == f"Ratings on this desk, last 7 days: {score:.1f}/5 from 1 of 1 users asked."
+        report.splitlines()[0]
+        == f"Resolved here in the last 7 days: {score:.1f}/5, rated by 1 of 1 users asked."
     )
     assert await private(fake, world.mods, world.mallory, "ratings") == DeskWords.not_moderator
 
@@ -316,3 +321,26 @@ async def test_a_process_that_cannot_reach_the_user_queues_the_question_after_th
     assert world.user.visible_buttons()[-1] == rating_buttons(case)
     rating = await rating_of(db, case)
     assert rating is not None and rating.desk == "discord" and rating.shown_at is not None
+
+
+async def test_a_desk_report_counts_its_own_cases_and_names_every_desks_average(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    world = HandoffWorld(db, Clock())
+    world.handoffs.policy = replace(world.handoffs.policy, ratings=ASKING)
+    ratings = world.handoffs.ratings
+    for closer, score in (("discord:7", 5), ("telegram:8", 2), ("discord:7", None)):
+        await world.relay.handle(inbound("help"), RecordingSurface())
+        case = await world.handoff_id()
+        assert (await world.handoffs.claim(case, closer, "Maya")).won
+        assert await world.handoffs.moderator_says(case, closer, "Maya", "Done!")
+        assert await world.handoffs.close(case, HandoffStatus.RESOLVED, closer, "Maya")
+        if score is not None:
+            assert (await ratings.rate(RatingPress(case, score), "console", "u1")).verdict == Verdict.RATED
+    assert (await ratings.report("discord", 7)).splitlines() == [
+        "Resolved here in the last 7 days: 5.0/5, rated by 1 of 2 users asked.",
+        "⭐⭐⭐⭐⭐ 1 · ⭐⭐⭐⭐ 0 · ⭐⭐⭐ 0 · ⭐⭐ 0 · ⭐ 0",
+        "All desks: 3.5/5 from 2 ratings.",
+    ]
+    world.clock.now += timedelta(days=8)
+    assert await ratings.report("discord", 7) == RatingWords.report_none.format(days=7, asked=0)

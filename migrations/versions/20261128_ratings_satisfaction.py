@@ -37,11 +37,11 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("handoff_id", name=op.f("pk_ratings")),
     )
-    op.create_index("ix_ratings_desk_rated_at", "ratings", ["desk", "rated_at"], unique=False)
+    op.create_index("ix_ratings_desk_asked_at", "ratings", ["desk", "asked_at"], unique=False)
     op.create_index(op.f("ix_ratings_comment_prompt"), "ratings", ["comment_prompt"], unique=False)
 
 
 def downgrade() -> None:
     op.drop_index(op.f("ix_ratings_comment_prompt"), table_name="ratings")
-    op.drop_index("ix_ratings_desk_rated_at", table_name="ratings")
+    op.drop_index("ix_ratings_desk_asked_at", table_name="ratings")
     op.drop_table("ratings")
