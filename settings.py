@@ -148,6 +148,26 @@ class SlaSettings(Section):
     )
 
 
+class RatingSettings(Section):
+    """`[handoff.ratings]`: after a moderator resolves a case they answered, the user is asked once to rate
+    it (1 to 5 stars), then optionally to say more."""
+
+    enabled: bool = Field(False, description="ask users to rate a resolved case")
+    question: str = Field(
+        "How did we do? Please rate the help you got.",
+        min_length=1,
+        max_length=500,
+        description="the question shown above the 1-5 star buttons",
+    )
+    thanks: str = Field(
+        "Thank you for your rating!",
+        min_length=1,
+        max_length=500,
+        description="shown in place of the buttons once the user has rated",
+    )
+    comments: bool = Field(True, description="after the stars, offer the user to add a comment")
+
+
 class HandoffSettings(Section):
     expire_after_minutes: float = Field(
         30.0, gt=0, description="an unclaimed handoff expires after this long"
@@ -185,6 +205,7 @@ class HandoffSettings(Section):
     )
     intake: IntakeSettings = IntakeSettings()
     sla: SlaSettings = SlaSettings()
+    ratings: RatingSettings = RatingSettings()
 
 
 class LimitsSettings(Section):

@@ -26,6 +26,7 @@ from bridges.cases import HISTORY_SHOWN, Cases, PastCase
 from bridges.copies import Origin, desk_side, remember
 from bridges.desk_hours import Closed, DeskHours, schedule_of
 from bridges.handoff_files import FileNotices, listed, pass_on
+from bridges.ratings import Ratings
 from bridges.sla import Sla, SlaNotices
 from bridges.split import split_text
 from bridges.surface import Surface, SurfaceError, SurfaceFactory
@@ -45,7 +46,7 @@ from models import (
     utcnow,
 )
 from ops import metrics
-from settings import HandoffSettings
+from settings import HandoffSettings, RatingSettings
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,7 @@ class HandoffPolicy:
     """By intake label, whom each desk pings for it ([handoff.intake] reasons' `ping`)."""
     first_response_minutes: Mapping[str, float] = field(default_factory=dict)
     """By priority, the first-response target ([handoff.sla])."""
+    ratings: RatingSettings = field(default_factory=RatingSettings)
 
     @classmethod
     def from_settings(cls, settings: HandoffSettings) -> HandoffPolicy:
@@ -222,6 +224,7 @@ class HandoffPolicy:
             hours=DeskHours.from_settings(settings.hours) if settings.hours else None,
             pings={reason.label: reason.ping for reason in settings.intake.reasons},
             first_response_minutes={str(p): m for p, m in settings.sla.first_response_minutes.items()},
+            ratings=settings.ratings,
         )
 
 
@@ -252,6 +255,8 @@ class HandoffService:
         """Other timers that run with these (the Relay stops replies a moderator took over elsewhere)."""
         self.sla = Sla(self, policy.first_response_minutes)
         """First-response targets, and the escalation of a case past its own."""
+        self.ratings = Ratings(self)
+        """The user's rating of a resolved case (`[handoff.ratings]`)."""
 
     def now(self) -> datetime:
         return self._now()
@@ -387,6 +392,8 @@ class HandoffService:
         }[outcome]
         if notify_user:
             await self._tell_user(handoff_id, notice)
+            if await self.ratings.ask(handoff_id):
+                await self._reach_user(handoff_id, DeliveryKind.RATING)
             await self._resume_agent(handoff_id)
         claimer = view.claimed_by_name or "nobody"
         why = f": {handoff.close_reason}" if handoff.close_reason else ""
@@ -751,6 +758,10 @@ class HandoffService:
         await self._update_desks(view)
         await self._log(view, summary)
 
+    async def log_case(self, handoff_id: int, summary: str) -> None:
+        """Write a line about the case (its rating, say) to every desk's log."""
+        await self._log(await self.view(handoff_id), summary)
+
     async def tell_user(self, handoff_id: int, text: str) -> None:
         """Say something to the case's user, in order with what was queued for them."""
         await self._tell_user(handoff_id, text)
@@ -834,6 +845,9 @@ class HandoffService:
         """Show it to the user; None once all of it arrived. The ids of the messages posted go to `sent`."""
         if kind == DeliveryKind.NOTICE:
             return await post_in_parts(surface, text, sent)
+        if kind == DeliveryKind.RATING:
+            error = await self.ratings.post(conversation_id, surface)
+            return None if error is None else Shortfall(text, error, started=False)
         if self.on_return is not None:
             try:
                 await self.on_return(conversation_id, surface)

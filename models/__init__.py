@@ -8,9 +8,11 @@ from models.db import create_engine, normalize_url, safe_url, session_factory
 from models.delivery import DeliveryKind, PendingDelivery
 from models.handoff import OPEN_HANDOFF_STATUSES, Handoff, HandoffPlace, HandoffStatus, MessageCopy, place_key
 from models.inbound import InboundMessage
+from models.rating import MAX_SCORE, Rating
 from models.snippet import Snippet
 
 __all__ = [
+    "MAX_SCORE",
     "OPEN_HANDOFF_STATUSES",
     "AgentBinding",
     "Base",
@@ -23,6 +25,7 @@ __all__ = [
     "InboundMessage",
     "MessageCopy",
     "PendingDelivery",
+    "Rating",
     "Role",
     "Snippet",
     "StoredButton",

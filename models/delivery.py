@@ -21,6 +21,8 @@ class DeliveryKind(enum.StrEnum):
     """`text` is posted to the user."""
     RESUME = "resume"
     """The agent is told the bot is back and its answer shown (see `Relay.resume_after_handoff`)."""
+    RATING = "rating"
+    """The rating question of the conversation's case is shown with its buttons (bridges/ratings.py)."""
 
 
 class PendingDelivery(Base):

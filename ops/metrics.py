@@ -45,3 +45,8 @@ CASE_TIME_TO_CLOSE_SECONDS = Histogram(
     ["outcome"],
     buckets=CASE_BUCKETS,
 )
+RATINGS = Counter(
+    "switchboard_ratings_total",
+    "Satisfaction ratings by score (1-5), the desk that resolved the case, and the user's platform.",
+    ["score", "desk", "platform"],
+)

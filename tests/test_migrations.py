@@ -98,8 +98,9 @@ def _revisions() -> list[str]:
 
 
 ROWS = 4
-"""Rows seeded into every table. Children alternate between the first two parent rows, and enum values
-cycle, so each parent has several children and none holds two open handoffs."""
+"""Rows seeded into every table. Children alternate between the first two parent rows (a child keyed by its
+parent, one per parent, takes a parent each), and enum values cycle, so each parent has several children
+and none holds two open handoffs."""
 
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -109,7 +110,7 @@ def _value(column: Column[Any], row: int) -> object:
     models (the database stores them as plain strings); everything else from the reflected type."""
     if column.foreign_keys:
         (foreign_key,) = column.foreign_keys
-        return _value(foreign_key.column, row % 2)
+        return _value(foreign_key.column, row if column.primary_key else row % 2)
     model = Base.metadata.tables.get(column.table.name)
     if model is not None and column.name in model.columns:
         model_type = model.columns[column.name].type

@@ -21,12 +21,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridges.cases import CaseNotices, DeskWords
-from bridges.handoff import HandoffView, UserNotices
+from bridges.handoff import HandoffPolicy, HandoffView, UserNotices
 from bridges.relay import Notices
 from bridges.telegram.config import TelegramDeskConfig
 from bridges.telegram.desk import DeskReplies, jump_link, notification
 from fakes.telegram import FakeChat, FakeMessage, FakeTelegram, FakeUser, Limit, Limits, Window
-from fakes.telegram.harness import Telegram, running
+from fakes.telegram.harness import HANDOFF_POLICY, Telegram, running
 from fakes.telegram.markup import read_html, utf16_length
 from models import Conversation, Handoff, HandoffStatus, TranscriptEntry
 from tests.clock import Clock
@@ -128,6 +128,7 @@ async def desk_running(
     log_topic: bool = False,
     fake: FakeTelegram | None = None,
     budgets: dict[str, Any] = QUICK,
+    policy: HandoffPolicy = HANDOFF_POLICY,
     **handoff: Any,
 ) -> AsyncIterator[Desk]:
     fake = fake or FakeTelegram(limits=ROOMY)
@@ -144,7 +145,7 @@ async def desk_running(
         "log_thread_id": log_thread,
         **handoff,
     }
-    async with running(db, fake, clock=clock, handoff=config, **budgets) as telegram:
+    async with running(db, fake, clock=clock, handoff_policy=policy, handoff=config, **budgets) as telegram:
         yield Desk(telegram, mods, log, log_thread, maya, sam, clock)
 
 

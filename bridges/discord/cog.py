@@ -31,12 +31,14 @@ from bridges.attachments import with_sticker_words
 from bridges.copies import Origin
 from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.discord.files import attachments_of
+from bridges.discord.ratings import DiscordRatings
 from bridges.discord.surface import NO_PINGS, DiscordSurface, Surfaces
 from bridges.discord.views import PRESS_EVENT, ChoiceButton, HandoffButton
 from bridges.durations import parse_duration
 from bridges.moderation import USER_ID, Moderation, Moderator, Target
 from bridges.moderation import Replies as ModerationReplies
 from bridges.notices import Notices as DBNotices
+from bridges.ratings import rating_press
 from bridges.registry import blockable
 from bridges.relay import Relay
 from bridges.surface import Inbound, SurfaceError, send_notice
@@ -87,6 +89,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         self.in_flight: set[asyncio.Task[Any]] = set()
         self.accepting = True
         self.moderation = Moderation(relay)
+        self.ratings = DiscordRatings(relay.handoffs.ratings, surfaces)
         self._desk_guild_id: int | None = None
 
     # -- messages ----------------------------------------------------------------------------------
@@ -420,7 +423,12 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
         """A press no button of ours matches (forged, or from a version long gone) is answered, so the
-        user learns the button is dead instead of seeing "This interaction failed"."""
+        user learns the button is dead instead of seeing "This interaction failed". A modal's submit is
+        a rating's comment (the only modal sent)."""
+        if interaction.type is discord.InteractionType.modal_submit and self.accepting:
+            track_current(self.in_flight)
+            await self.ratings.submitted(interaction)
+            return
         if interaction.type is not discord.InteractionType.component:
             return
         data: dict[str, Any] = dict(interaction.data or {})
@@ -434,6 +442,11 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
     @commands.Cog.listener(f"on_{PRESS_EVENT}")
     async def on_press(self, interaction: discord.Interaction[Any], token: str) -> None:
         button = await self.surfaces.views.resolve(token)
+        press = rating_press(button) if button is not None else None
+        if press is not None and self.accepting:  # a rating, whoever may talk to the agent here
+            track_current(self.in_flight)
+            await self.ratings.pressed(interaction, press)
+            return
         if button is None or not self._interaction_allowed(interaction):
             reply = Replies.button_expired if button is None else Replies.not_here
             await interaction.response.send_message(reply, ephemeral=True)

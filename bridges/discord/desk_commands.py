@@ -1,5 +1,5 @@
 """The Discord desk's slash commands: /note /reply /areply /snippet /asnippet /unclaim /transfer /close
-/history in a case's thread, and /search and managing snippets anywhere in the desk's server.
+/history in a case's thread, and /search, /ratings and managing snippets anywhere in the desk's server.
 
 Only the desk's moderators, in the desk's server (the same check as `/block`); anyone else, and anyone
 outside an open case's thread, is answered privately. What a moderator does to a case (a note, a reply)
@@ -23,6 +23,7 @@ from bridges.cases import DeskWords, past_lines
 from bridges.discord.cog import PLATFORM, PLATFORM_CHOICES, is_moderator, track_current
 from bridges.discord.desk import DiscordDesk, _clip
 from bridges.discord.surface import MAX_LENGTH, NO_PINGS
+from bridges.ratings import MAX_REPORT_DAYS, REPORT_DAYS
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,19 @@ class DeskCommands(commands.Cog, name="Desk"):
                 return DeskWords.found_none
             lines = map(escape_markdown, past_lines(found, self.desk.past_link))
             return "\n".join([DeskWords.found_head, *lines])
+
+        await self._in_server(interaction, work)
+
+    @app_commands.command(name="ratings", description="This desk's satisfaction ratings over a period")
+    @app_commands.describe(days=f"How many days back (default {REPORT_DAYS})")
+    @app_commands.guild_only()
+    async def ratings(
+        self,
+        interaction: discord.Interaction[Any],
+        days: app_commands.Range[int, 1, MAX_REPORT_DAYS] = REPORT_DAYS,
+    ) -> None:
+        async def work(by: str) -> str:
+            return escape_markdown(await self.desk.handoffs.ratings.report(self.desk.name, days))
 
         await self._in_server(interaction, work)
 

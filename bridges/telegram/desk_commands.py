@@ -1,6 +1,7 @@
 """The Telegram desk's commands, in a case's topic (or as a reply to one of its desk messages):
-/note /reply /areply /snippet /asnippet /unclaim /transfer /close /history, and /search anywhere in
-the moderators' chat. Only moderators; anyone else is answered in the desk, which only moderators read.
+/note /reply /areply /snippet /asnippet /unclaim /transfer /close /history, and /search and /ratings
+anywhere in the moderators' chat. Only moderators; anyone else is answered in the desk, which only
+moderators read.
 
 The work is done by `bridges.cases.Cases`, shared with the Discord desk; this module reads the command
 and answers the moderator.
@@ -18,6 +19,7 @@ from telegram.error import BadRequest
 from telegram.ext import Application, CommandHandler, ContextTypes, filters
 
 from bridges.cases import DeskWords, past_lines
+from bridges.ratings import MAX_REPORT_DAYS, REPORT_DAYS, RatingWords
 from bridges.registry import blockable
 from bridges.telegram.desk import NAME, TelegramDesk, past_link
 
@@ -34,6 +36,7 @@ COMMANDS = (
     ("close", "Close the case: /close [in 30m] [reason]"),
     ("history", "The user's earlier cases"),
     ("search", "Find cases: /search [PLATFORM ID] WORDS"),
+    ("ratings", "This desk's satisfaction ratings: /ratings [DAYS]"),
 )
 _ARGS = re.compile(r"\S+\s?(.*)", re.DOTALL)
 
@@ -62,7 +65,8 @@ class DeskCommands:
         }
         for name, handler in in_case.items():
             app.add_handler(CommandHandler(name, self._in_case(handler), filters=in_desk))
-        app.add_handler(CommandHandler("search", self._search, filters=in_desk))
+        app.add_handler(CommandHandler("search", self._anywhere(self._search), filters=in_desk))
+        app.add_handler(CommandHandler("ratings", self._anywhere(self._ratings), filters=in_desk))
 
     def _in_case(
         self, handler: Handler
@@ -153,23 +157,40 @@ class DeskCommands:
         head = DeskWords.history_head.format(user=view.user_name, count=count)
         return "\n".join([head, *past_lines(cases, past_link)])
 
-    async def _search(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        message = update.message
-        if message is None or message.from_user is None:
-            return
-        if not await self.desk.is_moderator(message.from_user.id):
-            await self.desk.reply_to(message, DeskWords.not_moderator)
-            return
+    def _anywhere(
+        self, handler: Callable[[Message], Awaitable[str]]
+    ) -> Callable[[Update, ContextTypes.DEFAULT_TYPE], Coroutine[Any, Any, None]]:
+        """A command for moderators anywhere in the desk's chat; `handler` makes the answer."""
+
+        async def command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+            message = update.message
+            if message is None or message.from_user is None:
+                return
+            if not await self.desk.is_moderator(message.from_user.id):
+                await self.desk.reply_to(message, DeskWords.not_moderator)
+                return
+            await self.desk.reply_to(message, await handler(message))
+
+        return command
+
+    async def _search(self, message: Message) -> str:
         words = _args(message).split()
         who: tuple[str | None, str | None] = (None, None)
         if len(words) >= 2 and words[0].lower() in blockable() and words[1].lstrip("-").isdigit():
             who, words = (words[0].lower(), words[1]), words[2:]
         if not words and who == (None, None):
-            await self.desk.reply_to(message, DeskWords.search_usage)
-            return
+            return DeskWords.search_usage
         found = await self.cases.search(" ".join(words), *who)
         answer = "\n".join([DeskWords.found_head, *past_lines(found, past_link)]) if found else None
-        await self.desk.reply_to(message, answer or DeskWords.found_none)
+        return answer or DeskWords.found_none
+
+    async def _ratings(self, message: Message) -> str:
+        """`/ratings [DAYS]`: this desk's average over the period."""
+        words = _args(message).split() or [str(REPORT_DAYS)]
+        days = int(words[0]) if len(words) == 1 and words[0].isdigit() else 0
+        if not 1 <= days <= MAX_REPORT_DAYS:
+            return RatingWords.usage.format(most=MAX_REPORT_DAYS, default=REPORT_DAYS)
+        return await self.desk.handoffs.ratings.report(NAME, days)
 
 
 def _args(message: Message) -> str:

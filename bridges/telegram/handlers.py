@@ -36,6 +36,7 @@ from bridges.buttons import ButtonStore
 from bridges.durations import duration_and_reason
 from bridges.moderation import USER_ID, Moderation, Moderator, Target
 from bridges.moderation import Replies as ModerationReplies
+from bridges.ratings import rating_press
 from bridges.registry import blockable
 from bridges.relay import Relay
 from bridges.surface import Inbound, SurfaceError, send_notice
@@ -45,6 +46,7 @@ from bridges.telegram.desk import TelegramDesk
 from bridges.telegram.desk_commands import DeskCommands
 from bridges.telegram.files import MESSAGES, attachments_of
 from bridges.telegram.keyboards import token_of
+from bridges.telegram.ratings import TelegramRatings
 from bridges.telegram.surface import DraftingSurface, Surfaces
 from bridges.telegram.takeover_commands import TakeoverCommands
 from bridges.triggers import Answer, MessageFacts
@@ -101,6 +103,7 @@ class Handlers:
         self.accepting = True
         self.in_flight: set[asyncio.Task[object]] = set()
         self.moderation = Moderation(relay)
+        self.ratings = TelegramRatings(relay.handoffs.ratings, surfaces)
 
     def install(self, app: Application) -> None:  # type: ignore[type-arg]
         users: filters.BaseFilter = filters.UpdateType.MESSAGES
@@ -130,6 +133,8 @@ class Handlers:
         answer = self._trigger(message, context)
         if answer is None:
             return
+        if await self.ratings.replied(message, context.bot.id):  # a rating's comment, not for the agent
+            return
         files = attachments_of(message)
         text = with_sticker_words(answer.text, files)
         await self._serve(replace(_inbound(message, text), attachments=files), message)
@@ -150,6 +155,10 @@ class Handlers:
             return
         token = token_of(query.data)
         pressed = await self.buttons.get(token) if token else None
+        press = rating_press(pressed) if pressed is not None else None
+        if press is not None and self.accepting:
+            await self.ratings.pressed(query, press)
+            return
         await query.answer(None if pressed else Replies.expired_button)
         message = query.message
         if pressed is None or not isinstance(message, Message) or not self.accepting:

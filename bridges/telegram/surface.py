@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TypeVar
 
-from telegram import Bot, Message, ReplyParameters
+from telegram import Bot, ForceReply, Message, ReplyParameters
 from telegram.constants import ChatAction, ChatType
 from telegram.error import BadRequest, Forbidden, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning
@@ -190,6 +190,21 @@ class TelegramSurface:
                 upload(file),
                 caption=plain(caption, MAX_CAPTION).text or None,
                 message_thread_id=self.place.thread_id,
+            )
+        )
+        return str(message.message_id)
+
+    async def ask(self, text: str, placeholder: str) -> str:
+        """Post `text` (plain) asking for an answer: the user's app opens a reply to it (ForceReply).
+        For private chats: in a group it would open for every member. Returns its id."""
+        await self._paid()
+        markup = ForceReply(input_field_placeholder=placeholder)
+        message = await self._call(
+            lambda: self.bot.send_message(
+                self.place.chat_id,
+                plain(text).text,
+                message_thread_id=self.place.thread_id,
+                reply_markup=markup,
             )
         )
         return str(message.message_id)

@@ -56,6 +56,9 @@ MAX_LABEL = 80
 EPHEMERAL = 1 << 6
 LOADING = 1 << 7
 MAX_CHOICES = 25
+MAX_MODAL_TITLE = 45
+MAX_INPUT_LABEL = 45
+MAX_INPUT_LENGTH = 4000
 MAX_CHOICE = 100
 GUILD_MEMBERS_INTENT = 1 << 1
 Option = str | int | bool | FakeUser
@@ -348,6 +351,33 @@ class FakeDiscord:
         if scope != "global":
             data["guild_id"] = scope
         return await self._interact(2, channel, user, data)
+
+    async def submit(self, interaction: FakeInteraction, **values: str) -> FakeInteraction:
+        """Fill in and submit the modal the bot answered `interaction` with (as its user, as Discord's
+        client lets them: every required field filled, none over its length); returns the submit."""
+        modal = interaction.modal
+        if modal is None:
+            raise AssertionError(f"interaction {interaction.id} was not answered with a modal")
+        inputs = {i["custom_id"]: i for i in _modal_inputs(modal)}
+        if set(values) - set(inputs):
+            raise AssertionError(f"the modal has no fields {sorted(set(values) - set(inputs))}")
+        for custom_id, spec in inputs.items():
+            value = values.get(custom_id, "")
+            if spec.get("required", True) and not value:
+                raise AssertionError(f"the modal's field {custom_id!r} is required")
+            if (
+                not spec.get("min_length", 0) <= len(value) <= spec.get("max_length", MAX_INPUT_LENGTH)
+                and value
+            ):
+                raise AssertionError(f"the modal's field {custom_id!r} is too short or too long")
+        rows = [
+            {"type": 1, "components": [{"type": 4, "custom_id": key, "value": values.get(key, "")}]}
+            for key in inputs
+        ]
+        channel = self.channels[interaction.channel_id]
+        return await self._interact(
+            5, channel, interaction.user, {"custom_id": modal["custom_id"], "components": rows}
+        )
 
     async def member_leaves(self, guild: FakeGuild, user: FakeUser) -> None:
         """`user` leaves (or is kicked from) `guild`: GUILD_MEMBER_REMOVE, which Discord sends only to
@@ -879,8 +909,14 @@ class FakeDiscord:
             else:
                 message = await self._create(channel, {**data, "flags": flags}, interaction=interaction)
             interaction.original_message_id = message.id
-        elif kind == 7:
-            assert interaction.type == 3, "UPDATE_MESSAGE only answers a component interaction"
+        elif kind in (6, 7):
+            if interaction.type not in (3, 5):  # a button's press, or a modal's submit
+                raise DiscordError(400, 50035, "Invalid Form Body: only a component's message can be updated")
+        elif kind == 9:
+            if interaction.type not in (2, 3):  # never in answer to a modal's submit or an autocomplete
+                raise DiscordError(400, 50035, "Invalid Form Body: a modal answers a command or a component")
+            _validate_modal(data)
+            interaction.modal = data
         interaction.callbacks.append(body)
         self._changed()
         if request.query.get("with_response") not in ("1", "true"):
@@ -1045,6 +1081,36 @@ def _validate(body: JSON, *, creating: bool, with_files: bool = False) -> None:
                 raise DiscordError(400, 50035, "Invalid Form Body: bad button label or url")
             if button.get("style") != 5 and not 1 <= len(button.get("custom_id") or "") <= MAX_CUSTOM_ID:
                 raise DiscordError(400, 50035, f"Invalid Form Body: custom_id must be 1-{MAX_CUSTOM_ID} long")
+
+
+def _validate_modal(modal: JSON) -> None:
+    """A modal: a custom_id, a title of 1-45 characters, and 1-5 text inputs (in action rows or labels)."""
+    title, custom_id = str(modal.get("title") or ""), str(modal.get("custom_id") or "")
+    rows = modal.get("components") or []
+    if not 1 <= len(title) <= MAX_MODAL_TITLE or not 1 <= len(custom_id) <= MAX_CUSTOM_ID:
+        raise DiscordError(400, 50035, "Invalid Form Body: a modal needs a title (1-45) and a custom_id")
+    if not 1 <= len(rows) <= MAX_ROWS or len(_modal_inputs(modal)) != len(rows):
+        raise DiscordError(400, 50035, "Invalid Form Body: a modal holds 1-5 rows of one text input each")
+    for spec in _modal_inputs(modal):
+        label = spec.get("label")
+        if not 1 <= len(str(spec.get("custom_id") or "")) <= MAX_CUSTOM_ID or spec.get("style") not in (1, 2):
+            raise DiscordError(400, 50035, "Invalid Form Body: a text input needs a custom_id and a style")
+        if label is not None and not 1 <= len(label) <= MAX_INPUT_LABEL:
+            raise DiscordError(
+                400, 50035, f"Invalid Form Body: a text input's label is 1-{MAX_INPUT_LABEL} long"
+            )
+        if not 0 <= spec.get("min_length", 0) <= spec.get("max_length", MAX_INPUT_LENGTH) <= MAX_INPUT_LENGTH:
+            raise DiscordError(400, 50035, "Invalid Form Body: a text input's lengths are 0-4000")
+
+
+def _modal_inputs(modal: JSON) -> list[JSON]:
+    """The modal's text inputs: each alone in an action row, or as a label's component."""
+    found = []
+    for row in modal.get("components") or []:
+        inner = row.get("components") if row.get("type") == 1 else [row.get("component") or {}]
+        if row.get("type") in (1, 18) and len(inner or []) == 1 and inner[0].get("type") == 4:
+            found.append(inner[0])
+    return found
 
 
 def _validate_embeds(embeds: list[JSON]) -> None:

@@ -257,12 +257,14 @@ class FakeMessage:
 class FakeInteraction:
     id: int
     token: str
-    type: int  # 2 slash command, 3 component, 4 autocomplete
+    type: int  # 2 slash command, 3 component, 4 autocomplete, 5 modal submit
     channel_id: int
     user: FakeUser
     guild_id: int | None
     callbacks: list[JSON] = field(default_factory=list)
     original_message_id: int | None = None
+    modal: JSON | None = None
+    """The modal the bot answered with (callback type 9), which `FakeDiscord.submit` fills in."""
 
 
 @dataclass(frozen=True)

@@ -542,6 +542,8 @@ class FakeTelegram:
             raise ApiError(400, "Bad Request: message can't be edited")
         text, entities = _content(params, "text", MAX_TEXT)
         markup = _markup(params)
+        if markup is not None and "inline_keyboard" not in markup:  # an edit carries inline keyboards only
+            raise ApiError(400, "Bad Request: inline keyboard expected")
         if (text, entities, markup) == (message.text, message.entities, message.reply_markup):
             raise ApiError(400, f"Bad Request: {NOT_MODIFIED}")
         self._flood_check(chat)
@@ -824,6 +826,10 @@ def _markup(params: Params) -> dict[str, Any] | None:
     markup = _json(params, "reply_markup")
     if not markup:
         return None
+    if "force_reply" in markup:
+        placeholder = markup.get("input_field_placeholder")
+        if markup["force_reply"] is not True or (placeholder is not None and not 1 <= len(placeholder) <= 64):
+            raise ApiError(400, "Bad Request: can't parse reply keyboard markup JSON object")
     for row in markup.get("inline_keyboard", []):
         for button in row:
             data = button.get("callback_data")

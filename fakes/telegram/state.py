@@ -140,7 +140,7 @@ class FakeMessage:
             data[self.file[0]] = self.file[1]
         if self.forum_topic_created is not None:
             data["forum_topic_created"] = self.forum_topic_created
-        if self.reply_markup:
+        if self.reply_markup and "inline_keyboard" in self.reply_markup:  # a ForceReply is not shown back
             data["reply_markup"] = self.reply_markup
         if self.thread_id is not None:
             data["message_thread_id"] = self.thread_id
