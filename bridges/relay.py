@@ -483,4 +483,7 @@ def _observe(platform: str, agent: str, started: float, result: RenderResult, de
     else:
         outcome = "ok" if delivered else "undelivered"
     metrics.REPLIES.labels(platform, agent, outcome).inc()
+    if result.usage is not None:
+        metrics.AGENT_TOKENS.labels(agent, "prompt").inc(result.usage.prompt_tokens)
+        metrics.AGENT_TOKENS.labels(agent, "completion").inc(result.usage.completion_tokens)
     metrics.REPLY_SECONDS.labels(platform).observe(time.monotonic() - started)

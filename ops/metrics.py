@@ -45,3 +45,9 @@ CASE_TIME_TO_CLOSE_SECONDS = Histogram(
     ["outcome"],
     buckets=CASE_BUCKETS,
 )
+AGENT_TOKENS = Counter(
+    "switchboard_agent_tokens_total",
+    "Tokens the providers reported (OpenAI-compatible `include_usage`), by agent and kind "
+    "(prompt, completion).",
+    ["agent", "kind"],
+)
