@@ -12,7 +12,7 @@ import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, cast
 
@@ -23,7 +23,14 @@ from bridges.admission import Admission, Refusal
 from bridges.attachments import Media, lost_files_notice
 from bridges.bindings import Bindings
 from bridges.blocks import BlockService
-from bridges.conversations import Begun, Conversations, ExpiredRequest, TurnPolicy, request_expired
+from bridges.conversations import (
+    Begun,
+    Conversations,
+    ExpiredRequest,
+    OverQuota,
+    TurnPolicy,
+    request_expired,
+)
 from bridges.copies import Origin, origin_of
 from bridges.edits import Edits
 from bridges.handoff import HandoffPolicy, HandoffService
@@ -31,6 +38,7 @@ from bridges.human_requests import HumanRequests
 from bridges.inbox import Inbox, LeftOver, Receipt
 from bridges.notices import Notices
 from bridges.outage import DatabaseUnavailable, survives_db_outage
+from bridges.quotas import Keys, Quotas
 from bridges.render import MAX_REPLY_CHARS, RenderFailed, RenderResult, ReplyRenderer
 from bridges.surface import Inbound, Surface, send_notice
 from bridges.turns import Place, TurnOrder
@@ -44,7 +52,7 @@ from models import (
 )
 from models.queries import open_handoff_id_of
 from ops import metrics
-from settings import Settings
+from settings import QuotaSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +86,7 @@ class RelayPolicy:
     moderators: bool = True
     """Whether any moderator desk is set up. Without one a request for a human is declined, honestly,
     and the conversation stays with the agent."""
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RelayPolicy:
@@ -94,6 +103,7 @@ class RelayPolicy:
             max_reply_chars=limits.max_reply_chars,
             instance=settings.ops.instance,
             moderators=any(config.has_desk for config in settings.platforms().values()),
+            quotas=settings.quotas,
         )
 
 
@@ -128,8 +138,14 @@ class Relay:
             now=now,
             outage_grace=policy.db_outage_grace,
         )
+        self.quotas = Quotas(db, policy.quotas, now=now, outage_grace=policy.db_outage_grace)
         self.conversations = Conversations(
-            db, inbox=self.inbox, bindings=self.bindings, now=now, outage_grace=policy.db_outage_grace
+            db,
+            inbox=self.inbox,
+            bindings=self.bindings,
+            quotas=self.quotas,
+            now=now,
+            outage_grace=policy.db_outage_grace,
         )
         self.edits = Edits(self.inbox, self.conversations, self.handoffs)
         self._turns = TurnOrder()
@@ -233,6 +249,9 @@ class Relay:
         if begun is None:  # blocked while it waited
             log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
             return None
+        if isinstance(begun, OverQuota):
+            await send_notice(surface, begun.notice)
+            return None
         conversation = begun.conversation
         if conversation.status in (ConversationStatus.HANDOFF_REQUESTED, ConversationStatus.HUMAN):
             if conversation.status == ConversationStatus.HANDOFF_REQUESTED:
@@ -247,7 +266,9 @@ class Relay:
             return None
         return await self._agent_turn(conversation, inbound, surface, history=begun.history)
 
-    async def _begin_turn(self, inbound: Inbound, receipt: Receipt, surface: Surface) -> Begun | None:
+    async def _begin_turn(
+        self, inbound: Inbound, receipt: Receipt, surface: Surface
+    ) -> Begun | OverQuota | None:
         """One transaction before the agent is called (see `Conversations.begin_turn`); a request for a
         human found past its expiry is closed first (its timer had not run yet) and the user told."""
         policy = TurnPolicy(
@@ -443,7 +464,8 @@ class Relay:
         if result.cut:
             await send_notice(surface, Notices.reply_cut)
         ended = result.session_ended is not None and result.handoff is None
-        await self.conversations.finish_turn(conversation.id, result.provider_state, ended=ended)
+        spent = (Keys.of(inbound), result.usage) if result.usage is not None else None
+        await self.conversations.finish_turn(conversation.id, result.provider_state, ended=ended, spent=spent)
         if result.handoff is not None:
             answer = await self.requests.open(conversation, result.handoff.reason, requested_by="agent")
             await send_notice(surface, answer)

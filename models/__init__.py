@@ -9,6 +9,7 @@ from models.delivery import DeliveryKind, PendingDelivery
 from models.handoff import OPEN_HANDOFF_STATUSES, Handoff, HandoffPlace, HandoffStatus, MessageCopy, place_key
 from models.inbound import InboundMessage
 from models.snippet import Snippet
+from models.usage import UsageCounter
 
 __all__ = [
     "OPEN_HANDOFF_STATUSES",
@@ -27,6 +28,7 @@ __all__ = [
     "Snippet",
     "StoredButton",
     "TranscriptEntry",
+    "UsageCounter",
     "User",
     "create_engine",
     "normalize_url",

@@ -43,6 +43,7 @@ from bridges.telegram.desk_commands import DeskCommands
 from bridges.telegram.files import MESSAGES, attachments_of
 from bridges.telegram.keyboards import token_of
 from bridges.telegram.surface import DraftingSurface, Surfaces
+from bridges.telegram.usage import UsageCommand
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ PUBLIC_COMMANDS = (
     ("start", "What this bot does"),
     ("reset", "Start a new conversation"),
     ("human", "Ask for a human moderator"),
+    ("usage", "How much of the assistant you have used"),
 )
 ADMIN_COMMANDS = (
     *PUBLIC_COMMANDS,
@@ -104,6 +106,7 @@ class Handlers:
             DeskCommands(self.desk).install(app)
             users = users & ~filters.Chat(self.desk.chat_id)
         commands = {"start": self.start, "reset": self.reset, "human": self.human, "agent": self.agent}
+        commands["usage"] = UsageCommand(self.relay, self.surfaces, self.config.admins, _inbound).usage
         for name, callback in commands.items():
             app.add_handler(CommandHandler(name, callback, filters=users))
         for name, callback in {"block": self.block, "unblock": self.unblock}.items():  # the desk's too
