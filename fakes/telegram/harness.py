@@ -98,6 +98,7 @@ class Telegram:
     agents: dict[str, Agent] = field(default_factory=dict)
     """Agents beside the scripted ones (a name here replaces one of those)."""
     media: Media | None = None
+    policy: RelayPolicy = POLICY
     handoffs: HandoffService = field(init=False)
     relay: Relay = field(init=False)
     bridge: TelegramBridge = field(init=False)
@@ -110,7 +111,9 @@ class Telegram:
             self.db, HANDOFF_POLICY, surfaces=self.surface_for, jump_link=jump_link, now=self.clock
         )
         agents = {"scripted": self.agent, "other": ScriptedAgent("other"), **self.agents}
-        self.relay = Relay(self.db, agents, POLICY, handoffs=self.handoffs, media=self.media, now=self.clock)
+        self.relay = Relay(
+            self.db, agents, self.policy, handoffs=self.handoffs, media=self.media, now=self.clock
+        )
         self.bridge = bridge(self.fake, self.base_url, self.relay, **self.config)
 
     async def start(self) -> None:
@@ -169,12 +172,21 @@ async def running(
     clock: Callable[[], datetime] = utcnow,
     agents: dict[str, Agent] | None = None,
     media: Media | None = None,
+    policy: RelayPolicy = POLICY,
     **config: Any,
 ) -> AsyncIterator[Telegram]:
     fake = fake or FakeTelegram()
     async with fake.running() as base_url:
         telegram = Telegram(
-            fake, base_url, db, ScriptedAgent(), config, clock, agents=agents or {}, media=media
+            fake,
+            base_url,
+            db,
+            ScriptedAgent(),
+            config,
+            clock,
+            agents=agents or {},
+            media=media,
+            policy=policy,
         )
         await telegram.start()
         try:
