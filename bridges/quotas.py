@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Usage
@@ -130,8 +130,7 @@ class Quotas:
                 room.append(UsageCounter.prompt_tokens + UsageCounter.completion_tokens < limits.tokens)
             counted = await session.execute(
                 update(UsageCounter)
-                .filter_by(scope=scope, scope_id=scope_id, period_start=start)
-                .where(*room)
+                .where(*_row(scope, scope_id, start), *room)
                 .values(messages=UsageCounter.messages + 1)
                 .execution_options(synchronize_session=False)
             )
@@ -205,7 +204,7 @@ class Quotas:
             await session.execute(
                 select(
                     UsageCounter.messages, UsageCounter.prompt_tokens + UsageCounter.completion_tokens
-                ).filter_by(scope=scope, scope_id=scope_id, period_start=start)
+                ).where(*_row(scope, scope_id, start))
             )
         ).first()
         return Used(row[0], row[1]) if row is not None else Used()
@@ -244,6 +243,16 @@ def _wait_words(wait: timedelta) -> str:
     return QuotaNotices.wait_days.format(days=round(minutes / (24 * 60)))
 
 
+def _row(scope: Scope, scope_id: str, start: datetime) -> tuple[ColumnElement[bool], ...]:
+    """The counter of one scope in one period (explicit columns: an UPDATE's own expressions name the
+    table as well, which `filter_by` cannot tell apart)."""
+    return (
+        UsageCounter.scope == scope,
+        UsageCounter.scope_id == scope_id,
+        UsageCounter.period_start == start,
+    )
+
+
 async def _ensure_row(session: AsyncSession, scope: Scope, scope_id: str, start: datetime) -> None:
     await session.execute(
         insert_ignoring_duplicates(session, UsageCounter)
@@ -271,7 +280,7 @@ async def _add(
 ) -> None:
     await session.execute(
         update(UsageCounter)
-        .filter_by(scope=scope, scope_id=scope_id, period_start=start)
+        .where(*_row(scope, scope_id, start))
         .values(
             messages=UsageCounter.messages + messages,
             prompt_tokens=UsageCounter.prompt_tokens + prompt_tokens,
