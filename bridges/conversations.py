@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Attachment, HistoryEntry, Usage
 from bridges.bindings import Bindings
+from bridges.bursts import Follower
 from bridges.handoff import open_handoff_of
 from bridges.inbox import Inbox, Receipt
 from bridges.outage import survives_db_outage
@@ -53,19 +54,21 @@ class Conversations:
 
     @survives_db_outage
     async def begin_turn(
-        self, inbound: Inbound, receipt: Receipt, policy: TurnPolicy
+        self, inbound: Inbound, receipt: Receipt, policy: TurnPolicy, joined: Sequence[Follower] = ()
     ) -> Begun | ExpiredRequest | OverQuota | None:
         """Everything a turn needs before the agent is called, in one transaction: the user not blocked
         (None if they are; the message is marked handled), their live conversation (opened or renewed),
         the message in the transcript and marked handled, and for a bot conversation the pending-reply
         mark and the history the agent reads. An unclaimed request for a human past its expiry is handed
         back first (`ExpiredRequest`), since closing it tells the desks; the message is not taken then.
-        A message for the agent past a quota is refused (`OverQuota`, marked handled, nothing else)."""
+        A message for the agent past a quota is refused (`OverQuota`, marked handled, nothing else).
+        The messages `joined` to this one (bridges/bursts.py) are marked handled with it."""
         now = self._now()
+        receipts = (receipt, *(follower.receipt for follower in joined))
         async with self.db.begin() as session:
             user = await user_row(session, inbound.platform, inbound.user_id, inbound.display_name)
             if user.blocked_at_time(now):
-                await session.execute(self.inbox.handled(receipt))
+                await self._handled(session, receipts)
                 return None
             current: Conversation | None = await session.scalar(_open_conversation(inbound))
             if current is not None:
@@ -75,7 +78,7 @@ class Conversations:
             if current is None or current.status == ConversationStatus.BOT:
                 refusal = await self.quotas.take(session, Keys.of(inbound), now)
                 if refusal is not None:
-                    await session.execute(self.inbox.handled(receipt))
+                    await self._handled(session, receipts)
                     return OverQuota(refusal)
             conversation = await self._live(session, inbound, user, current, policy.idle_timeout, now)
             await session.flush()  # a new conversation's id, for the transcript entry
@@ -83,11 +86,14 @@ class Conversations:
             if conversation.status == ConversationStatus.BOT:
                 history = await _history(session, conversation.id, policy.history_length, skip_newest=False)
                 conversation.pending_reply = {**policy.pending, "asked": inbound.text[: policy.asked_chars]}
-            await session.execute(self.inbox.handled(receipt))
-            session.add(
-                _entry(conversation.id, Role.USER, inbound.text, [inbound.message_id], inbound.attachments)
-            )
+            await self._handled(session, receipts)
+            message_ids = [inbound.message_id, *(follower.inbound.message_id for follower in joined)]
+            session.add(_entry(conversation.id, Role.USER, inbound.text, message_ids, inbound.attachments))
         return Begun(conversation, history)
+
+    async def _handled(self, session: AsyncSession, receipts: Sequence[Receipt]) -> None:
+        for receipt in receipts:
+            await session.execute(self.inbox.handled(receipt))
 
     @survives_db_outage
     async def open_for(self, inbound: Inbound, idle_timeout: timedelta) -> Conversation:

@@ -7,11 +7,12 @@ agent is called, so nothing typed is lost whatever the provider or platform does
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, cast
@@ -23,6 +24,7 @@ from bridges.admission import Admission, Refusal
 from bridges.attachments import Media, lost_files_notice
 from bridges.bindings import Bindings
 from bridges.blocks import BlockService
+from bridges.bursts import Bursts, Follower
 from bridges.conversations import (
     Begun,
     Conversations,
@@ -87,6 +89,8 @@ class RelayPolicy:
     """Whether any moderator desk is set up. Without one a request for a human is declined, honestly,
     and the conversation stays with the agent."""
     quotas: QuotaSettings = field(default_factory=QuotaSettings)
+    burst_window: float = 0.0
+    """Seconds within which one user's messages in one place join one turn (bridges/bursts.py); 0: off."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RelayPolicy:
@@ -104,6 +108,7 @@ class RelayPolicy:
             instance=settings.ops.instance,
             moderators=any(config.has_desk for config in settings.platforms().values()),
             quotas=settings.quotas,
+            burst_window=limits.burst_window_seconds,
         )
 
 
@@ -117,6 +122,7 @@ class Relay:
         handoffs: HandoffService | None = None,
         media: Media | None = None,
         now: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if policy.default_agent not in agents:
             raise ValueError(f"default agent {policy.default_agent!r} is not configured")
@@ -149,6 +155,7 @@ class Relay:
         )
         self.edits = Edits(self.inbox, self.conversations, self.handoffs)
         self._turns = TurnOrder()
+        self.bursts = Bursts(self._turns, self.inbox, policy.burst_window, now=now, sleep=sleep)
         self.requests = HumanRequests(
             db,
             self.handoffs,
@@ -175,6 +182,15 @@ class Relay:
         its place first with this, and passes it on; everyone else lets `handle` do both."""
         return self._turns.line_up(_conversation_key(inbound))
 
+    def line_up_left_over(self, left: LeftOver) -> Place:
+        """`line_up` for a message a crash left unanswered: a message keeps its arrival time, so the
+        burst it was part of is joined again."""
+        place = self.line_up(left.inbound)
+        if left.command is None:
+            self.bursts.arrived(place, left.inbound, left.received_at)
+            self.bursts.recorded(place, left.receipt)
+        return place
+
     async def handle(
         self, inbound: Inbound, surface: Surface, *, place: Place | None = None
     ) -> RenderResult | None:
@@ -199,25 +215,34 @@ class Relay:
     async def _take_turn(
         self, inbound: Inbound, surface: Surface, place: Place, receipt: Receipt | None = None
     ) -> RenderResult | None:
-        """Record the message (unless a recovery brings it recorded), wait for its turn, route it. A turn
-        that fails is marked handled, since its user is told (here, or by the bridge)."""
+        """Record the message (unless a recovery brings it recorded), wait for its turn, route it with
+        the burst that joined it (bridges/bursts.py); a message an earlier turn joined steps aside. A
+        turn that fails is marked handled, since its user is told (here, or by the bridge)."""
+        self.bursts.arrived(place, inbound)
         try:
             with place:
                 receipt = receipt or await self.inbox.receive(inbound, place.number)
                 if receipt is None:
                     log.info("message %s:%s taken by another process", inbound.platform, inbound.message_id)
                     return None
+                self.bursts.recorded(place, receipt)
                 await place.turn()
+                if self.bursts.joined(place):
+                    return None
+                followers = await self.bursts.gather(place)
                 try:
-                    async with self.inbox.turn_of(inbound, receipt) as latest:
-                        return await self._route(latest, surface, receipt)
+                    async with self.bursts.started(inbound, receipt, followers) as (latest, joined):
+                        return await self._route(latest, surface, receipt, joined)
                 except Exception:
-                    await self.inbox.give_up(receipt)
+                    for taken in (receipt, *(follower.receipt for follower in followers)):
+                        await self.inbox.give_up(taken)
                     raise
         except DatabaseUnavailable as exc:
             log.error("dropping a turn for %s:%s: %s", inbound.platform, inbound.user_id, exc)
             await send_notice(surface, Notices.db_unavailable)
             return None
+        finally:
+            self.bursts.forget(place)
 
     async def edited(self, inbound: Inbound) -> None:
         """A user edited a message they sent (bridges/edits.py); a blocked user's edits change nothing."""
@@ -241,11 +266,13 @@ class Relay:
             await send_notice(surface, refusal.notice)
         return refusal is None
 
-    async def _route(self, inbound: Inbound, surface: Surface, receipt: Receipt) -> RenderResult | None:
+    async def _route(
+        self, inbound: Inbound, surface: Surface, receipt: Receipt, joined: Sequence[Follower] = ()
+    ) -> RenderResult | None:
         inbound, heard = await self.media.hear(inbound)  # first: what was heard is the turn's text
         if heard:
             await send_notice(surface, heard)
-        begun = await self._begin_turn(inbound, receipt, surface)
+        begun = await self._begin_turn(inbound, receipt, surface, joined)
         if begun is None:  # blocked while it waited
             log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
             return None
@@ -267,7 +294,7 @@ class Relay:
         return await self._agent_turn(conversation, inbound, surface, history=begun.history)
 
     async def _begin_turn(
-        self, inbound: Inbound, receipt: Receipt, surface: Surface
+        self, inbound: Inbound, receipt: Receipt, surface: Surface, joined: Sequence[Follower]
     ) -> Begun | OverQuota | None:
         """One transaction before the agent is called (see `Conversations.begin_turn`); a request for a
         human found past its expiry is closed first (its timer had not run yet) and the user told."""
@@ -278,7 +305,7 @@ class Relay:
             pending={"instance": self.policy.instance, "run": self.inbox.run_id},
         )
         while isinstance(
-            begun := await self.conversations.begin_turn(inbound, receipt, policy), ExpiredRequest
+            begun := await self.conversations.begin_turn(inbound, receipt, policy, joined), ExpiredRequest
         ):
             await self._expire(begun.handoff_id, surface)
         return begun

@@ -4,7 +4,7 @@ for end-to-end tests."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -99,6 +99,8 @@ class Telegram:
     """Agents beside the scripted ones (a name here replaces one of those)."""
     media: Media | None = None
     policy: RelayPolicy = POLICY
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    """What the Relay waits with (a burst's window): a test's clock may move it on."""
     handoffs: HandoffService = field(init=False)
     relay: Relay = field(init=False)
     bridge: TelegramBridge = field(init=False)
@@ -112,7 +114,13 @@ class Telegram:
         )
         agents = {"scripted": self.agent, "other": ScriptedAgent("other"), **self.agents}
         self.relay = Relay(
-            self.db, agents, self.policy, handoffs=self.handoffs, media=self.media, now=self.clock
+            self.db,
+            agents,
+            self.policy,
+            handoffs=self.handoffs,
+            media=self.media,
+            now=self.clock,
+            sleep=self.sleep,
         )
         self.bridge = bridge(self.fake, self.base_url, self.relay, **self.config)
 
@@ -173,6 +181,7 @@ async def running(
     agents: dict[str, Agent] | None = None,
     media: Media | None = None,
     policy: RelayPolicy = POLICY,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     **config: Any,
 ) -> AsyncIterator[Telegram]:
     fake = fake or FakeTelegram()
@@ -187,6 +196,7 @@ async def running(
             agents=agents or {},
             media=media,
             policy=policy,
+            sleep=sleep,
         )
         await telegram.start()
         try:
