@@ -8,7 +8,8 @@ a reply may cross the token limit; the next message is refused. A refused messag
 agent, and the user is told which limit and when it resets. Messages to a human moderator never count.
 
 Periods are calendar periods in UTC, not rolling windows: one counter row per scope and period, and a
-reset time the user can be told exactly ("at 00:00 UTC, in 3 h 10 min").
+reset time the user can be told exactly ("at 00:00 UTC, in 3 h 10 min"). Rows of periods long over are
+pruned now and then.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Usage
@@ -30,6 +31,11 @@ from settings import QuotaLimits, QuotaSettings
 
 Scope = Literal["user", "place"]
 Kind = Literal["messages", "tokens"]
+
+KEPT = timedelta(days=62)
+"""Counters of periods that started longer ago than this are pruned: no report looks back that far."""
+PRUNE_EVERY = 1000
+"""Turns between two prunes."""
 
 
 class QuotaNotices:
@@ -110,6 +116,7 @@ class Quotas:
         self.settings = settings
         self._now = now
         self.outage_grace = outage_grace
+        self._taken = 0
 
     @property
     def enabled(self) -> bool:
@@ -122,6 +129,9 @@ class Quotas:
         if not self.enabled:
             return None
         start, _ = self.period(now)
+        self._taken += 1
+        if self._taken % PRUNE_EVERY == 0:
+            await session.execute(delete(UsageCounter).where(UsageCounter.period_start < start - KEPT))
         taken: list[tuple[Scope, str]] = []
         for scope, scope_id, limits in self._scopes(keys):
             await _ensure_row(session, scope, scope_id, start)

@@ -13,9 +13,10 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agents.base import AgentEvent, Turn
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.discord.bridge import DiscordBridge
 from bridges.quotas import Keys, QuotaNotices
@@ -135,6 +136,32 @@ async def test_messages_to_a_moderator_never_count(db: async_sessionmaker[AsyncS
         await relay.handle(said(text), surface)
     assert agent.turns == [] and await user_texts(db) == ["first", "second", "third"]
     assert "You today: 0 of 1 messages" in await relay.quotas.report(Keys.of(said("")))
+
+
+async def test_the_count_is_part_of_the_turns_one_write_before_the_agent(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    """The message is recorded on arrival, then one transaction begins the turn, the count included:
+    no extra commit before the agent is called."""
+    engine = db.kw["bind"].sync_engine
+    commits: list[str] = []
+    listener = lambda connection: commits.append("commit")  # noqa: E731
+    seen_at_call: list[int] = []
+
+    class Counting(ScriptedAgent):
+        async def stream(self, turn: Turn) -> AsyncIterator[AgentEvent]:
+            seen_at_call.append(len(commits))
+            async for agent_event in super().stream(turn):
+                yield agent_event
+
+    relay = Relay(db, {"scripted": Counting()}, policy(user=QuotaLimits(messages=5)), now=at(NOON))
+    event.listen(engine, "commit", listener)
+    try:
+        await relay.handle(said("hello"), RecordingSurface())
+    finally:
+        event.remove(engine, "commit", listener)
+    assert seen_at_call == [2]
+    assert "You today: 1 of 5 messages" in await relay.quotas.report(Keys.of(said("")))
 
 
 @pytest.fixture

@@ -71,17 +71,16 @@ class UsageCommand:
 
     def _whom(self, message: Message, args: list[str]) -> tuple[str, str] | None:
         """(id, name) of someone other than the sender named by the command, else None."""
+        own = self.inbound_of(message, "").user_id
         if args and USER_ID.fullmatch(args[0]):
-            return args[0], args[0]
+            return (args[0], args[0]) if args[0] != own else None
         replied = message.reply_to_message
         if replied is None or replied.forum_topic_created is not None or replied.from_user is None:
             return None  # in a topic every message "replies" to the topic's start, which names nobody
         if replied.from_user.is_bot and replied.sender_chat is None:
             return None
         sender = self.inbound_of(replied, "")
-        if sender.user_id == self.inbound_of(message, "").user_id:
-            return None
-        return sender.user_id, sender.display_name
+        return (sender.user_id, sender.display_name) if sender.user_id != own else None
 
     async def _may_see_others(self, message: Message, context: ContextTypes.DEFAULT_TYPE) -> bool:
         """A configured admin anywhere; a group's creator or administrators in that group."""
