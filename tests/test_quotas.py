@@ -318,5 +318,7 @@ async def test_discord_refuses_past_the_limit_and_usage_is_private_and_for_serve
             assert theirs.content.startswith("alice today: 1 messages (no limit)")
             refused = await fake.answer(await fake.slash(channel, alice, "usage", member=admin))
             assert refused.flags & EPHEMERAL and refused.content == QuotaNotices.not_admin
+            elsewhere = await fake.slash(fake.dm_channel(admin), admin, "usage", member=alice)
+            assert (await fake.answer(elsewhere)).content == QuotaNotices.not_admin  # not in their server
         finally:
             await bridge.close(grace=1.0)
