@@ -221,6 +221,44 @@ class LimitsSettings(Section):
         description="an agent reply is cut at a natural boundary before this many characters, its stream "
         "closed, and the user told it was too long",
     )
+    burst_window_seconds: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="messages one user sends in one place within this many seconds of each other, before "
+        "their turn starts, are answered as one turn; every turn waits this long for more first. 0: off",
+    )
+
+
+class QuotaLimits(Section):
+    """One scope's limits per period; unset means no limit."""
+
+    messages: int | None = Field(None, ge=1, description="turns sent to the agent (a joined burst is one)")
+    tokens: int | None = Field(
+        None,
+        ge=1,
+        description="prompt plus completion tokens, as the provider reports them (OpenAI-compatible "
+        "agents); a reply that crosses the limit is finished, the next message is refused",
+    )
+
+
+class QuotaSettings(Section):
+    """`[quotas]`: how much of the assistant each user, and each place (a server, a group chat), may
+    use per UTC calendar day or month. Messages to a human moderator never count."""
+
+    period: Literal["day", "month"] = Field(
+        "day", description="a UTC calendar day or month: every counter starts again at 00:00 UTC"
+    )
+    user: QuotaLimits = Field(default_factory=QuotaLimits, description="each user, across all places")
+    place: QuotaLimits = Field(
+        default_factory=QuotaLimits,
+        description="everyone in one place together: a Discord server (or DM), a Telegram chat",
+    )
+
+    @property
+    def enabled(self) -> bool:
+        limits = (self.user.messages, self.user.tokens, self.place.messages, self.place.tokens)
+        return any(limit is not None for limit in limits)
 
 
 class TranscriptionSettings(Section):
@@ -321,6 +359,8 @@ class Settings(Section):
                 if rule.scope in scopes and config.unaddressed_text_hint is not None:
                     raise _KeyProblem(f"triggers.{index}", config.unaddressed_text_hint)
         return self
+
+    quotas: QuotaSettings = QuotaSettings()
 
     @model_validator(mode="after")
     def _agents_exist(self) -> Settings:

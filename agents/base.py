@@ -185,10 +185,20 @@ class Rewind:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """Tokens a provider says one turn cost, where its protocol reports them (quotas and metrics)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
 class TurnEnd:
     """Always the last event: the provider state the session must keep for the next turn."""
 
     provider_state: JSONDict
+    usage: Usage | None = None
+    """What the turn cost, when the provider reports it (None: not reported)."""
 
 
 AgentEvent = (

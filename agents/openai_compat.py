@@ -16,6 +16,9 @@ repeated roles).
 A button press sends the words the user would have typed (the button's label); this backend never
 offers buttons itself, but a press can still arrive from a message another agent sent earlier.
 
+Token usage: unless `report_usage` is off, the request asks for `stream_options.include_usage`, and
+the closing chunk's `usage` (prompt and completion tokens) comes back in `TurnEnd.usage`.
+
 Files: with `max_images` above 0 (a vision model), images go as `image_url` content parts holding a
 `data:` URL, since platform CDN links expire or need the bot's token; text files up to
 `max_text_file_bytes` go inline in the user's message, fenced and named. Everything else is told to the
@@ -43,6 +46,7 @@ from agents.base import (
     TextDelta,
     Turn,
     TurnEnd,
+    Usage,
 )
 from agents.remote import RemoteAgentSettings
 from agents.sse import JsonEvent, json_events
@@ -68,6 +72,11 @@ class OpenAICompatSettings(RemoteAgentSettings):
     max_image_bytes: int = Field(5 * 1024 * 1024, gt=0, le=20 * 1024 * 1024)
     max_text_files: int = Field(3, ge=0, le=20, description="text files put inline in the message")
     max_text_file_bytes: int = Field(100_000, gt=0, le=1_000_000)
+    report_usage: bool = Field(
+        True,
+        description="ask for the token usage of each reply (`stream_options.include_usage`), for quotas "
+        "and metrics; turn off for a server that refuses the option",
+    )
 
     @property
     def completions_url(self) -> str:
@@ -90,6 +99,7 @@ class OpenAICompatAgent(BaseAgent):
     async def stream(self, turn: Turn) -> AsyncIterator[AgentEvent]:
         secret = self.settings.api_key.get_secret_value() if self.settings.api_key else ""
         headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+        usage: Usage | None = None
         async with json_events(
             self.http,
             self.settings,
@@ -103,7 +113,9 @@ class OpenAICompatAgent(BaseAgent):
                 text = "".join([self._content(event) for event in batch])
                 if text:
                     yield TextDelta(text)
-        yield TurnEnd({})
+                for event in batch:
+                    usage = _usage(event) or usage
+        yield TurnEnd({}, usage=usage)
 
     def _body(self, turn: Turn) -> dict[str, Any]:
         messages: list[dict[str, Any]] = (
@@ -120,6 +132,8 @@ class OpenAICompatAgent(BaseAgent):
             body["temperature"] = self.settings.temperature
         if self.settings.max_tokens is not None:
             body["max_tokens"] = self.settings.max_tokens
+        if self.settings.report_usage:
+            body["stream_options"] = {"include_usage": True}
         return body
 
     def _content(self, event: JsonEvent) -> str:
@@ -139,6 +153,18 @@ class OpenAICompatAgent(BaseAgent):
         if choice.get("finish_reason") == "length":
             log.info("%s: the reply was cut at the token limit", self.provider)
         return content if isinstance(content, str) else ""
+
+
+def _usage(event: JsonEvent) -> Usage | None:
+    """The token counts of the closing chunk sent when `include_usage` was asked (`choices` empty,
+    `usage` set; every other chunk has `usage: null`)."""
+    usage = event.data.get("usage") if isinstance(event.data, Mapping) else None
+    if not isinstance(usage, Mapping):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int) or min(prompt, completion) < 0:
+        return None
+    return Usage(prompt, completion)
 
 
 def _user_content(turn: Turn) -> str | list[dict[str, Any]]:

@@ -14,11 +14,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.base import Attachment, HistoryEntry
+from agents.base import Attachment, HistoryEntry, Usage
 from bridges.bindings import Bindings
+from bridges.bursts import Follower
 from bridges.handoff import open_handoff_of
 from bridges.inbox import Inbox, Receipt
 from bridges.outage import survives_db_outage
+from bridges.quotas import Keys, Quotas
 from bridges.surface import Inbound
 from models import Conversation, ConversationStatus, Handoff, HandoffStatus, Role, TranscriptEntry, User
 from models.queries import user_row
@@ -31,12 +33,14 @@ class Conversations:
         *,
         inbox: Inbox,
         bindings: Bindings,
+        quotas: Quotas,
         now: Callable[[], datetime],
         outage_grace: float,
     ) -> None:
         self.db = db
         self.inbox = inbox
         self.bindings = bindings
+        self.quotas = quotas
         self._now = now
         self.outage_grace = outage_grace
 
@@ -50,35 +54,46 @@ class Conversations:
 
     @survives_db_outage
     async def begin_turn(
-        self, inbound: Inbound, receipt: Receipt, policy: TurnPolicy
-    ) -> Begun | ExpiredRequest | None:
+        self, inbound: Inbound, receipt: Receipt, policy: TurnPolicy, joined: Sequence[Follower] = ()
+    ) -> Begun | ExpiredRequest | OverQuota | None:
         """Everything a turn needs before the agent is called, in one transaction: the user not blocked
         (None if they are; the message is marked handled), their live conversation (opened or renewed),
         the message in the transcript and marked handled, and for a bot conversation the pending-reply
         mark and the history the agent reads. An unclaimed request for a human past its expiry is handed
-        back first (`ExpiredRequest`), since closing it tells the desks; the message is not taken then."""
+        back first (`ExpiredRequest`), since closing it tells the desks; the message is not taken then.
+        A message for the agent past a quota is refused (`OverQuota`, marked handled, nothing else).
+        The messages `joined` to this one (bridges/bursts.py) are marked handled with it."""
         now = self._now()
+        receipts = (receipt, *(follower.receipt for follower in joined))
         async with self.db.begin() as session:
             user = await user_row(session, inbound.platform, inbound.user_id, inbound.display_name)
             if user.blocked_at_time(now):
-                await session.execute(self.inbox.handled(receipt))
+                await self._handled(session, receipts)
                 return None
             current: Conversation | None = await session.scalar(_open_conversation(inbound))
             if current is not None:
                 handoff = await open_handoff_of(session, current.id)
                 if handoff is not None and request_expired(handoff, now):
                     return ExpiredRequest(handoff.id)
+            if current is None or current.status == ConversationStatus.BOT:
+                refusal = await self.quotas.take(session, Keys.of(inbound), now)
+                if refusal is not None:
+                    await self._handled(session, receipts)
+                    return OverQuota(refusal)
             conversation = await self._live(session, inbound, user, current, policy.idle_timeout, now)
             await session.flush()  # a new conversation's id, for the transcript entry
             history: tuple[HistoryEntry, ...] = ()
             if conversation.status == ConversationStatus.BOT:
                 history = await _history(session, conversation.id, policy.history_length, skip_newest=False)
                 conversation.pending_reply = {**policy.pending, "asked": inbound.text[: policy.asked_chars]}
-            await session.execute(self.inbox.handled(receipt))
-            session.add(
-                _entry(conversation.id, Role.USER, inbound.text, [inbound.message_id], inbound.attachments)
-            )
+            await self._handled(session, receipts)
+            message_ids = [inbound.message_id, *(follower.inbound.message_id for follower in joined)]
+            session.add(_entry(conversation.id, Role.USER, inbound.text, message_ids, inbound.attachments))
         return Begun(conversation, history)
+
+    async def _handled(self, session: AsyncSession, receipts: Sequence[Receipt]) -> None:
+        for receipt in receipts:
+            await session.execute(self.inbox.handled(receipt))
 
     @survives_db_outage
     async def open_for(self, inbound: Inbound, idle_timeout: timedelta) -> Conversation:
@@ -167,11 +182,19 @@ class Conversations:
 
     @survives_db_outage
     async def finish_turn(
-        self, conversation_id: int, provider_state: dict[str, Any] | None, *, ended: bool
+        self,
+        conversation_id: int,
+        provider_state: dict[str, Any] | None,
+        *,
+        ended: bool,
+        spent: tuple[Keys, Usage] | None = None,
     ) -> None:
+        """Keep the provider state, clear the pending mark, and count the tokens `spent` (as reported)."""
         async with self.db.begin() as session:
             conversation = await session.get_one(Conversation, conversation_id)
             now = self._now()
+            if spent is not None:
+                await self.quotas.spend(session, *spent, now)
             conversation.last_activity_at = now
             conversation.pending_reply = None
             if provider_state is not None:
@@ -212,6 +235,12 @@ class Begun:
 @dataclass(frozen=True)
 class ExpiredRequest:
     handoff_id: int
+
+
+@dataclass(frozen=True)
+class OverQuota:
+    notice: str
+    """Which limit was reached and when it resets, for the user."""
 
 
 def _entry(

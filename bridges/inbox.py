@@ -52,6 +52,8 @@ class LeftOver:
     lost_files: tuple[dict[str, Any], ...] = ()
     """The metadata of the files the message came with: their download links are not kept (Discord's
     expire and are signed), so the user is asked to send them again."""
+    received_at: datetime | None = None
+    """When it arrived, so a burst it was part of is joined again (bridges/bursts.py)."""
 
 
 class Inbox:
@@ -197,7 +199,8 @@ class Inbox:
         for row in rows:
             receipt = Receipt(row.platform, row.chat_id, row.message_id)
             if await self._retake(receipt, row.taken_by):
-                taken.append(LeftOver(_inbound_of(row), receipt, row.command, tuple(row.attachments or ())))
+                files = tuple(row.attachments or ())
+                taken.append(LeftOver(_inbound_of(row), receipt, row.command, files, row.received_at))
         return taken
 
     @survives_db_outage

@@ -28,7 +28,7 @@ class Recovery:
         """Before the bridges start: take over the messages an earlier run recorded but never took, and
         give each its place in line. Returns how many."""
         left_overs = await self.relay.inbox.take_over_left_overs()
-        self._queued = [(left, self.relay.line_up(left.inbound)) for left in left_overs]  # no await here
+        self._queued = [(left, self.relay.line_up_left_over(left)) for left in left_overs]  # no await here
         return len(self._queued)
 
     async def run(self, surface_for: SurfaceFactory) -> int:

@@ -7,11 +7,12 @@ agent is called, so nothing typed is lost whatever the provider or platform does
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal, cast
@@ -23,7 +24,15 @@ from bridges.admission import Admission, Refusal
 from bridges.attachments import Media, lost_files_notice
 from bridges.bindings import Bindings
 from bridges.blocks import BlockService
-from bridges.conversations import Begun, Conversations, ExpiredRequest, TurnPolicy, request_expired
+from bridges.bursts import Bursts, Follower
+from bridges.conversations import (
+    Begun,
+    Conversations,
+    ExpiredRequest,
+    OverQuota,
+    TurnPolicy,
+    request_expired,
+)
 from bridges.copies import Origin, origin_of
 from bridges.edits import Edits
 from bridges.handoff import HandoffPolicy, HandoffService
@@ -33,6 +42,7 @@ from bridges.intake import Intake, Press, Say
 from bridges.live_replies import LiveReplies
 from bridges.notices import Notices
 from bridges.outage import DatabaseUnavailable, survives_db_outage
+from bridges.quotas import Keys, Quotas
 from bridges.render import MAX_REPLY_CHARS, RenderFailed, RenderResult, ReplyRenderer
 from bridges.surface import Inbound, Surface, send_notice
 from bridges.triggers import TriggerPolicy
@@ -47,7 +57,7 @@ from models import (
 )
 from models.queries import open_handoff_id_of
 from ops import metrics
-from settings import IntakeSettings, Settings
+from settings import IntakeSettings, QuotaSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +95,9 @@ class RelayPolicy:
     """The reasons a user picks from before a request for a human opens; none opens it at once."""
     triggers: TriggerPolicy = field(default_factory=TriggerPolicy)
     """When bridges answer messages not addressed to the bot (`[[triggers]]`)."""
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)
+    burst_window: float = 0.0
+    """Seconds within which one user's messages in one place join one turn (bridges/bursts.py); 0: off."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RelayPolicy:
@@ -103,6 +116,8 @@ class RelayPolicy:
             moderators=any(config.has_desk for config in settings.platforms().values()),
             intake=settings.handoff.intake,
             triggers=TriggerPolicy(settings.triggers),
+            quotas=settings.quotas,
+            burst_window=limits.burst_window_seconds,
         )
 
 
@@ -116,6 +131,7 @@ class Relay:
         handoffs: HandoffService | None = None,
         media: Media | None = None,
         now: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if policy.default_agent not in agents:
             raise ValueError(f"default agent {policy.default_agent!r} is not configured")
@@ -137,14 +153,21 @@ class Relay:
             now=now,
             outage_grace=policy.db_outage_grace,
         )
+        self.quotas = Quotas(db, policy.quotas, now=now, outage_grace=policy.db_outage_grace)
         self.conversations = Conversations(
-            db, inbox=self.inbox, bindings=self.bindings, now=now, outage_grace=policy.db_outage_grace
+            db,
+            inbox=self.inbox,
+            bindings=self.bindings,
+            quotas=self.quotas,
+            now=now,
+            outage_grace=policy.db_outage_grace,
         )
         self.edits = Edits(self.inbox, self.conversations, self.handoffs)
         self._turns = TurnOrder()
         self.live = LiveReplies(db)
         """Replies streaming now in this process, which a moderator taking over stops."""
         self.handoffs.also_on_tick.append(self.live.stop_taken_over)
+        self.bursts = Bursts(self._turns, self.inbox, policy.burst_window, now=now, sleep=sleep)
         self.requests = HumanRequests(
             db,
             self.handoffs,
@@ -191,6 +214,15 @@ class Relay:
         its place first with this, and passes it on; everyone else lets `handle` do both."""
         return self._turns.line_up(_conversation_key(inbound))
 
+    def line_up_left_over(self, left: LeftOver) -> Place:
+        """`line_up` for a message a crash left unanswered: a message keeps its arrival time, so the
+        burst it was part of is joined again."""
+        place = self.line_up(left.inbound)
+        if left.command is None:
+            self.bursts.arrived(place, left.inbound, left.received_at)
+            self.bursts.recorded(place, left.receipt)
+        return place
+
     async def handle(
         self, inbound: Inbound, surface: Surface, *, place: Place | None = None
     ) -> RenderResult | None:
@@ -215,25 +247,34 @@ class Relay:
     async def _take_turn(
         self, inbound: Inbound, surface: Surface, place: Place, receipt: Receipt | None = None
     ) -> RenderResult | None:
-        """Record the message (unless a recovery brings it recorded), wait for its turn, route it. A turn
-        that fails is marked handled, since its user is told (here, or by the bridge)."""
+        """Record the message (unless a recovery brings it recorded), wait for its turn, route it with
+        the burst that joined it (bridges/bursts.py); a message an earlier turn joined steps aside. A
+        turn that fails is marked handled, since its user is told (here, or by the bridge)."""
+        self.bursts.arrived(place, inbound)
         try:
             with place:
                 receipt = receipt or await self.inbox.receive(inbound, place.number)
                 if receipt is None:
                     log.info("message %s:%s taken by another process", inbound.platform, inbound.message_id)
                     return None
+                self.bursts.recorded(place, receipt)
                 await place.turn()
+                if self.bursts.joined(place):
+                    return None
+                followers = await self.bursts.gather(place)
                 try:
-                    async with self.inbox.turn_of(inbound, receipt) as latest:
-                        return await self._route(latest, surface, receipt)
+                    async with self.bursts.started(inbound, receipt, followers) as (latest, joined):
+                        return await self._route(latest, surface, receipt, joined)
                 except Exception:
-                    await self.inbox.give_up(receipt)
+                    for taken in (receipt, *(follower.receipt for follower in followers)):
+                        await self.inbox.give_up(taken)
                     raise
         except DatabaseUnavailable as exc:
             log.error("dropping a turn for %s:%s: %s", inbound.platform, inbound.user_id, exc)
             await send_notice(surface, Notices.db_unavailable)
             return None
+        finally:
+            self.bursts.forget(place)
 
     async def edited(self, inbound: Inbound) -> None:
         """A user edited a message they sent (bridges/edits.py); a blocked user's edits change nothing."""
@@ -257,7 +298,9 @@ class Relay:
             await send_notice(surface, refusal.notice)
         return refusal is None
 
-    async def _route(self, inbound: Inbound, surface: Surface, receipt: Receipt) -> RenderResult | None:
+    async def _route(
+        self, inbound: Inbound, surface: Surface, receipt: Receipt, joined: Sequence[Follower] = ()
+    ) -> RenderResult | None:
         if (press := Press.of(inbound.button)) is not None:  # the intake menu's, not the agent's
             await self.inbox.mark_handled(receipt)  # like a command: a crash while it runs repeats it not
             said = await self.intake.pressed(inbound, press)
@@ -266,9 +309,12 @@ class Relay:
         inbound, heard = await self.media.hear(inbound)  # first: what was heard is the turn's text
         if heard:
             await send_notice(surface, heard)
-        begun = await self._begin_turn(inbound, receipt, surface)
+        begun = await self._begin_turn(inbound, receipt, surface, joined)
         if begun is None:  # blocked while it waited
             log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
+            return None
+        if isinstance(begun, OverQuota):
+            await send_notice(surface, begun.notice)
             return None
         conversation = begun.conversation
         if conversation.status in (ConversationStatus.HANDOFF_REQUESTED, ConversationStatus.HUMAN):
@@ -284,7 +330,9 @@ class Relay:
             return None
         return await self._agent_turn(conversation, inbound, surface, history=begun.history)
 
-    async def _begin_turn(self, inbound: Inbound, receipt: Receipt, surface: Surface) -> Begun | None:
+    async def _begin_turn(
+        self, inbound: Inbound, receipt: Receipt, surface: Surface, joined: Sequence[Follower]
+    ) -> Begun | OverQuota | None:
         """One transaction before the agent is called (see `Conversations.begin_turn`); a request for a
         human found past its expiry is closed first (its timer had not run yet) and the user told."""
         policy = TurnPolicy(
@@ -293,7 +341,7 @@ class Relay:
             pending={"instance": self.policy.instance, "run": self.inbox.run_id},
         )
         while isinstance(
-            begun := await self.conversations.begin_turn(inbound, receipt, policy), ExpiredRequest
+            begun := await self.conversations.begin_turn(inbound, receipt, policy, joined), ExpiredRequest
         ):
             await self._expire(begun.handoff_id, surface)
         return begun
@@ -480,7 +528,8 @@ class Relay:
         if result.cut:
             await send_notice(surface, Notices.reply_cut)
         ended = result.session_ended is not None and result.handoff is None
-        await self.conversations.finish_turn(conversation.id, result.provider_state, ended=ended)
+        spent = (Keys.of(inbound), result.usage) if result.usage is not None else None
+        await self.conversations.finish_turn(conversation.id, result.provider_state, ended=ended, spent=spent)
         if result.handoff is not None and not result.stopped:
             said = await self.intake.ask(
                 conversation, inbound.user_id, result.handoff.reason, requested_by="agent"
@@ -522,4 +571,7 @@ def _observe(platform: str, agent: str, started: float, result: RenderResult, de
     else:
         outcome = "ok" if delivered else "undelivered"
     metrics.REPLIES.labels(platform, agent, outcome).inc()
+    if result.usage is not None:
+        metrics.AGENT_TOKENS.labels(agent, "prompt").inc(result.usage.prompt_tokens)
+        metrics.AGENT_TOKENS.labels(agent, "completion").inc(result.usage.completion_tokens)
     metrics.REPLY_SECONDS.labels(platform).observe(time.monotonic() - started)

@@ -32,6 +32,7 @@ from agents.base import (
     Sources,
     TextDelta,
     TurnEnd,
+    Usage,
 )
 from bridges.budget import RateBudget, acquire_all, try_acquire_all
 from bridges.split import Measure, natural_end, split_text
@@ -76,6 +77,8 @@ class RenderResult:
     """The agent's text passed the renderer's `max_chars`: the reply ends early, on the text shown."""
     stopped: bool = False
     """Someone stopped the reply while it streamed (a moderator took over): it ends on the text so far."""
+    usage: Usage | None = None
+    """The tokens the provider said the turn cost, if it said."""
 
 
 @dataclass
@@ -245,8 +248,9 @@ class ReplyRenderer:
                 result.handoff = handoff
             case SessionEnded() as ended:
                 result.session_ended = ended
-            case TurnEnd(provider_state=state):
+            case TurnEnd(provider_state=state, usage=usage):
                 result.provider_state = dict(state)
+                result.usage = usage
             case _:
                 log.warning("renderer ignored an unknown event %r", type(event).__name__)
 

@@ -15,37 +15,43 @@ from types import TracebackType
 
 class TurnOrder:
     def __init__(self) -> None:
-        self._lines: dict[Hashable, deque[asyncio.Future[None]]] = {}
+        self._lines: dict[Hashable, deque[Place]] = {}
         self._taken = 0
 
     def line_up(self, key: Hashable) -> Place:
         """Take the next place in `key`'s line, now. Leave it with `with` (or `leave()`)."""
         line = self._lines.setdefault(key, deque())
-        place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not line:
-            place.set_result(None)
-        line.append(place)
+            future.set_result(None)
         self._taken += 1
-        return Place(self, key, place, self._taken)
+        place = Place(self, key, future, self._taken)
+        line.append(place)
+        return place
 
     def waiting(self) -> int:
         """How many places are taken, in every line (for tests and metrics)."""
         return sum(len(line) for line in self._lines.values())
 
-    def _leave(self, key: Hashable, place: asyncio.Future[None]) -> None:
-        line = self._lines[key]
+    def behind(self, place: Place) -> list[Place]:
+        """The places after `place` in its line, in order (what a burst may join, bridges/bursts.py)."""
+        line = list(self._lines.get(place.key, ()))
+        return line[line.index(place) + 1 :] if place in line else []
+
+    def _leave(self, place: Place) -> None:
+        line = self._lines[place.key]
         line.remove(place)
         if not line:
-            del self._lines[key]
-        elif not line[0].done():
-            line[0].set_result(None)
+            del self._lines[place.key]
+        elif not line[0]._future.done():
+            line[0]._future.set_result(None)
 
 
 class Place:
     """One message's place in its conversation's line."""
 
     def __init__(self, order: TurnOrder, key: Hashable, future: asyncio.Future[None], number: int) -> None:
-        self._order, self._key, self._future = order, key, future
+        self._order, self.key, self._future = order, key, future
         self.number = number
         """Its place in the order of arrival of every message in this process, across all lines."""
         self._left = False
@@ -57,7 +63,7 @@ class Place:
     def leave(self) -> None:
         if not self._left:
             self._left = True
-            self._order._leave(self._key, self._future)
+            self._order._leave(self)
 
     def __enter__(self) -> Place:
         return self

@@ -11,6 +11,11 @@ A user message's content may be a list of parts, as for vision models: `{"type":
 Malformed parts are a 400, as OpenAI answers them; the images received are kept in `images` (bytes for
 data URLs, the link otherwise), and the echo counts them.
 
+With `stream_options: {"include_usage": true}` (and only then) the reply ends, as OpenAI's does, with
+a chunk whose `choices` is empty and whose `usage` counts the tokens; every other chunk then carries
+`usage: null`. The fake counts a token per whitespace-separated word: of every message's text for the
+prompt, of the content it streamed for the completion.
+
     async with FakeOpenAI(api_key="k") as fake:
         fake.script(content("Hello "), content("there"))
         ... POST to f"{fake.url}/chat/completions" ...
@@ -24,6 +29,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -119,10 +125,17 @@ class FakeOpenAI(FakeHttpService):
         self.images += [image for message in body["messages"] for image in _images(message["content"])]
         steps, role, finish = self._scripts.popleft() if self._scripts else (self._echo(body), True, True)
         opening: list[Step] = [chunk({"role": "assistant", "content": ""})] if role else []
-        ending: list[Step] = [chunk({}, "stop"), Raw("data: [DONE]\n\n")] if finish else []
+        ending: list[Step] = [chunk({}, "stop")] if finish else []
         if any(isinstance(step, Hang | Drop) for step in steps):
             ending = []
-        return await self.play_sse(request, [*opening, *steps, *ending])
+        played = [*opening, *steps, *ending]
+        usage_asked = (body.get("stream_options") or {}).get("include_usage") is True
+        if usage_asked:
+            played = [_with_null_usage(step) for step in played]
+        if ending:  # a reply that finishes: the usage chunk (if asked), then the end marker
+            played += [_usage_chunk(body, steps)] if usage_asked else []
+            played.append(Raw("data: [DONE]\n\n"))
+        return await self.play_sse(request, played)
 
     def _echo(self, body: dict[str, Any]) -> list[Step]:
         users = [m["content"] for m in body["messages"] if m["role"] == "user"]
@@ -132,6 +145,31 @@ class FakeOpenAI(FakeHttpService):
             last = f"{words} [{sum(part['type'] == 'image_url' for part in last)} images]".strip()
         text = f"echo #{len(users)}: {last}"
         return [content(word) for word in re.findall(r"\S+\s*", text)]
+
+
+def _with_null_usage(step: Step) -> Step:
+    """A chunk as sent when usage was asked for: with a `usage` key, null until the last chunk."""
+    if isinstance(step, Event) and isinstance(step.data, dict) and "choices" in step.data:
+        return replace(step, data={**step.data, "usage": None})
+    return step
+
+
+def _usage_chunk(body: dict[str, Any], steps: Sequence[Step]) -> Event:
+    prompt = sum(_words(message["content"]) for message in body["messages"])
+    completion = sum(
+        _words(step.data["choices"][0]["delta"].get("content") or "")
+        for step in steps
+        if isinstance(step, Event) and isinstance(step.data, dict) and step.data.get("choices")
+    )
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    closing = chunk({})
+    return replace(closing, data={**closing.data, "choices": [], "usage": usage})
+
+
+def _words(content: Any) -> int:
+    if isinstance(content, list):
+        return sum(len(part["text"].split()) for part in content if part["type"] == "text")
+    return len(str(content).split())
 
 
 def _problem(body: Any) -> str:
@@ -145,6 +183,11 @@ def _problem(body: Any) -> str:
         return "you must provide a model parameter"
     if body.get("stream") is not True:
         return "this fake only streams: stream must be true"
+    options = body.get("stream_options", {})
+    if not isinstance(options, dict) or set(options) - {"include_usage"}:
+        return "Invalid 'stream_options': only include_usage is known"
+    if not isinstance(options.get("include_usage", False), bool):
+        return "Invalid 'stream_options.include_usage': expected a boolean"
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return "'messages' must be a non-empty array"

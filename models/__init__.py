@@ -10,6 +10,7 @@ from models.handoff import OPEN_HANDOFF_STATUSES, Handoff, HandoffPlace, Handoff
 from models.inbound import InboundMessage
 from models.rating import MAX_SCORE, Rating
 from models.snippet import Snippet
+from models.usage import UsageCounter
 
 __all__ = [
     "MAX_SCORE",
@@ -30,6 +31,7 @@ __all__ = [
     "Snippet",
     "StoredButton",
     "TranscriptEntry",
+    "UsageCounter",
     "User",
     "create_engine",
     "normalize_url",

@@ -50,3 +50,9 @@ RATINGS = Counter(
     "Satisfaction ratings by score (1-5), the desk that resolved the case, and the user's platform.",
     ["score", "desk", "platform"],
 )
+AGENT_TOKENS = Counter(
+    "switchboard_agent_tokens_total",
+    "Tokens the providers reported (OpenAI-compatible `include_usage`), by agent and kind "
+    "(prompt, completion).",
+    ["agent", "kind"],
+)

@@ -23,6 +23,7 @@ from agents.base import (
     HistoryEntry,
     TextDelta,
     TurnEnd,
+    Usage,
 )
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.relay import Relay
@@ -61,9 +62,14 @@ async def test_text_streams_as_the_server_sends_it(fake: FakeOpenAI, agent: Open
     assert await asyncio.wait_for(anext(events), 2) == TextDelta("Hello ")
     assert not release.is_set()
     release.set()
-    assert [event async for event in events] == [TextDelta("world"), TurnEnd({})]
+    assert [event async for event in events] == [TextDelta("world"), TurnEnd({}, usage=Usage(2, 2))]
     assert fake.requests == [
-        {"model": "fake-model", "messages": [{"role": "user", "content": "hi there"}], "stream": True}
+        {
+            "model": "fake-model",
+            "messages": [{"role": "user", "content": "hi there"}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
     ]
     headers = fake.headers[0]
     assert headers["Authorization"] == f"Bearer {SECRET}" and headers["Accept"] == "text/event-stream"
@@ -77,7 +83,7 @@ async def test_chunks_that_arrive_together_are_one_delta(fake: FakeOpenAI, agent
     events = agent.stream(turn())
     assert await asyncio.wait_for(anext(events), 2) == TextDelta("abc")
     release.set()
-    assert [event async for event in events] == [TextDelta("d"), TurnEnd({})]
+    assert [event async for event in events] == [TextDelta("d"), TurnEnd({}, usage=Usage(1, 1))]
 
 
 async def test_history_is_replayed_with_mapped_roles(fake: FakeOpenAI, http: httpx.AsyncClient) -> None:
@@ -221,6 +227,18 @@ async def test_a_reply_that_is_not_an_event_stream(fake: FakeOpenAI, agent: Open
 def test_invalid_config_is_rejected(fake: FakeOpenAI, bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         make_settings(fake, **bad)
+
+
+async def test_usage_is_reported_only_when_asked_for(fake: FakeOpenAI, http: httpx.AsyncClient) -> None:
+    """`include_usage` brings a closing chunk with the token counts (and `usage: null` on the others);
+    without it the server sends none, for a server that refuses the option."""
+    fake.script(content("two words"))
+    asked = await collect(OpenAICompatAgent("gpt", make_settings(fake), http), turn("a b c"))
+    assert asked[-1] == TurnEnd({}, usage=Usage(prompt_tokens=3, completion_tokens=2))
+    fake.script(content("two words"))
+    plain = OpenAICompatAgent("gpt", make_settings(fake, report_usage=False), http)
+    assert await collect(plain, turn("a b c")) == [TextDelta("two words"), TurnEnd({})]
+    assert "stream_options" not in fake.requests[-1]
 
 
 def test_defaults() -> None:

@@ -49,6 +49,7 @@ from bridges.telegram.keyboards import token_of
 from bridges.telegram.ratings import TelegramRatings
 from bridges.telegram.surface import DraftingSurface, Surfaces
 from bridges.telegram.takeover_commands import TakeoverCommands
+from bridges.telegram.usage import UsageCommand
 from bridges.triggers import Answer, MessageFacts
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ PUBLIC_COMMANDS = (
     ("start", "What this bot does"),
     ("reset", "Start a new conversation"),
     ("human", "Ask for a human moderator"),
+    ("usage", "How much of the assistant you have used"),
 )
 ADMIN_COMMANDS = (
     *PUBLIC_COMMANDS,
@@ -113,6 +115,7 @@ class Handlers:
             TakeoverCommands(self.desk, Takeovers(self.relay), self.surfaces, CHAT_SCOPE).install(app)
             users = users & ~filters.Chat(self.desk.chat_id)
         commands = {"start": self.start, "reset": self.reset, "human": self.human, "agent": self.agent}
+        commands["usage"] = UsageCommand(self.relay, self.surfaces, self.config.admins, _inbound).usage
         for name, callback in commands.items():
             app.add_handler(CommandHandler(name, callback, filters=users))
         for name, callback in {"block": self.block, "unblock": self.unblock}.items():  # the desk's too

@@ -4,7 +4,7 @@ for end-to-end tests."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -100,6 +100,8 @@ class Telegram:
     media: Media | None = None
     handoff_policy: HandoffPolicy = HANDOFF_POLICY
     policy: RelayPolicy = POLICY
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    """What the Relay waits with (a burst's window): a test's clock may move it on."""
     handoffs: HandoffService = field(init=False)
     relay: Relay = field(init=False)
     bridge: TelegramBridge = field(init=False)
@@ -113,7 +115,13 @@ class Telegram:
         )
         agents = {"scripted": self.agent, "other": ScriptedAgent("other"), **self.agents}
         self.relay = Relay(
-            self.db, agents, self.policy, handoffs=self.handoffs, media=self.media, now=self.clock
+            self.db,
+            agents,
+            self.policy,
+            handoffs=self.handoffs,
+            media=self.media,
+            now=self.clock,
+            sleep=self.sleep,
         )
         self.bridge = bridge(self.fake, self.base_url, self.relay, now=self.clock, **self.config)
 
@@ -182,6 +190,7 @@ async def running(
     media: Media | None = None,
     handoff_policy: HandoffPolicy = HANDOFF_POLICY,
     policy: RelayPolicy = POLICY,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     **config: Any,
 ) -> AsyncIterator[Telegram]:
     fake = fake or FakeTelegram()
@@ -197,6 +206,7 @@ async def running(
             media=media,
             handoff_policy=handoff_policy,
             policy=policy,
+            sleep=sleep,
         )
         await telegram.start()
         try:
