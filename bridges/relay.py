@@ -188,8 +188,9 @@ class Relay:
         )
 
     def reconfigure(self, policy: RelayPolicy) -> None:
-        """Take a reloaded policy (ops/reload.py) for the next message: bindings, limits and timeouts. What
-        only a restart changes (the agents, this process's name, the desks) stays as it started."""
+        """Take a reloaded policy (ops/reload.py) for the next message: bindings, limits, timeouts,
+        triggers, quotas, bursts and the intake menu. What only a restart changes (the agents, this
+        process's name, the desks) stays as it started."""
         for agent in {policy.default_agent, *policy.bindings.values()}:
             if agent not in self.agents:
                 raise ValueError(f"agent {agent!r} is not running (agents are added by a restart)")
@@ -203,6 +204,9 @@ class Relay:
         self.bindings.default_agent, self.bindings.configured = policy.default_agent, policy.bindings
         self.requests.per_hour = policy.handoffs_per_hour
         self.gate.retune(per_minute=policy.user_messages_per_minute, burst=policy.user_burst)
+        self.quotas.settings = policy.quotas
+        self.bursts.window = timedelta(seconds=policy.burst_window)
+        self.intake.settings, self.intake.idle_timeout = policy.intake, policy.idle_timeout
 
     @property
     def outage_grace(self) -> float:

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -194,9 +195,19 @@ async def test_a_reload_naming_an_agent_that_is_not_running_changes_nothing(
     live = LiveConfig(settings, path, environ={})
     live.on_change(lambda new: relay.reconfigure(RelayPolicy.from_settings(new)))
 
-    settings_with(tmp_path, "[limits]\nuser_burst = 7\nuser_messages_per_minute = 30\n")
+    settings_with(
+        tmp_path,
+        "[limits]\nuser_burst = 7\nuser_messages_per_minute = 30\nburst_window_seconds = 1.5\n\n"
+        "[quotas.user]\nmessages = 3\n\n"
+        '[[triggers]]\nscope = "global"\nkeywords = ["refund"]\n\n'
+        '[[handoff.intake.reasons]]\nlabel = "Billing"\n',
+    )
     assert live.reload()
     assert (relay.gate.burst, relay.gate.per_minute) == (7, 30)
+    assert relay.bursts.window == timedelta(seconds=1.5)
+    assert relay.quotas.enabled and relay.quotas.settings.user.messages == 3
+    assert relay.policy.triggers.reads_unaddressed(["global"])
+    assert [reason.label for reason in relay.intake.settings.reasons] == ["Billing"]
 
     path.write_text(
         '[agents.demo]\nkind = "demo"\n\n[agents.third]\nkind = "demo"\n\n'
