@@ -34,6 +34,7 @@ from agents.base import (
     TurnEnd,
 )
 from bridges.budget import RateBudget, acquire_all, try_acquire_all
+from bridges.controls import ControlNotices
 from bridges.split import Measure, natural_end, split_text
 from bridges.surface import Surface, SurfaceError
 
@@ -74,6 +75,21 @@ class RenderResult:
     """Clock reading when the first message of the reply was posted."""
     cut: bool = False
     """The agent's text passed the renderer's `max_chars`: the reply ends early, on the text shown."""
+    stopped: bool = False
+    """The user stopped the reply: its stream was closed and its text ends in the stop mark."""
+
+
+@dataclass(frozen=True)
+class ReplyControls:
+    """What the user can do to a reply: stop it while it streams, regenerate it once it is over."""
+
+    stop: asyncio.Event | None = None
+    """Set to stop the reply: the stream is closed, the text so far kept and marked stopped."""
+    stop_button: Button | None = None
+    """Rides on the message still streaming (its first send and edits carry it anyway, so it costs no
+    request); the message's final edit drops it."""
+    regenerate_button: Button | None = None
+    """On the reply's last message, with its final text, when the reply ended without an error."""
 
 
 @dataclass
@@ -141,10 +157,16 @@ class ReplyRenderer:
         retry_delay: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         on_posted: Callable[[str], Awaitable[None]] | None = None,
+        controls: ReplyControls = ReplyControls(),
     ) -> None:
         """`max_chars` caps the agent's text in a reply; `on_posted` hears every new platform message id,
         so a crash mid-reply can be found later."""
         self.surface = surface
+        self.controls = controls
+        self._streaming_buttons = (controls.stop_button,) if controls.stop_button else ()
+        """What a message still streaming carries: none once the reply is stopped or over."""
+        self._closing_buttons: tuple[Button, ...] = ()
+        """What the reply's last message gets with its final text."""
         self.max_chars = max_chars
         self._on_posted = on_posted
         self.final_attempts = final_attempts
@@ -172,43 +194,78 @@ class ReplyRenderer:
         self._queued_event = asyncio.Event()
 
     async def render(self, events: AsyncIterable[AgentEvent]) -> RenderResult:
-        """Consume the stream up to `max_chars`; agent failures end the reply with a notice instead of
-        raising. A stream left early (too long, or the platform refused the text) is closed, so the
-        provider's connection is released at once."""
+        """Consume the stream up to `max_chars`, or until the user stops it; agent failures end the reply
+        with a notice instead of raising. A stream left early (too long, stopped, or the platform refused
+        the text) is closed, so the provider's connection is released at once."""
         result = RenderResult()
         pump = asyncio.create_task(self._pump(), name="reply-pump")
         typing = asyncio.create_task(self._keep_typing(), name="reply-typing")
         stream = aiter(events)
+        consume = asyncio.create_task(self._consume(stream, result, pump), name="reply-stream")
+        stop = self.controls.stop
+        stopped = asyncio.create_task(stop.wait(), name="reply-stop") if stop is not None else None
         try:
-            try:
-                async for event in stream:
-                    self._apply(event, result)
-                    self._changed.set()
-                    if self._cut or not isinstance(event, TextDelta):
-                        self._urgent.set()
-                    if self._cut or pump.done():  # pump done: the platform refused the text
-                        break
-            except AgentError as exc:
-                result.error = exc
-                result.provider_state = exc.provider_state or result.provider_state
-                self._add_notice(exc.user_message)
-            except Exception as exc:
-                log.exception("agent stream crashed")
-                result.error = AgentProtocolError(f"agent stream crashed: {type(exc).__name__}")
-                self._add_notice(result.error.user_message)
-            await _close(stream)
+            waited = [task for task in (consume, stopped) if task is not None]
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+            if not consume.done():  # stopped: the stream's pending read is cancelled, its request with it
+                consume.cancel()
+                self._mark_stopped(result)
+            self._closing_buttons = self._final_buttons(result)
+            self._streaming_buttons = ()
             self._finished = True
             self._changed.set()
             self._urgent.set()
+            await asyncio.wait([consume])  # never raises: a cancellation of render itself still comes here
+            if not consume.cancelled():
+                consume.result()
+            await _close(stream)
             await pump
         finally:
-            typing.cancel()
-            pump.cancel()
+            for task in (typing, pump, consume, stopped):
+                if task is not None:
+                    task.cancel()
         result.text = "\n\n".join(block.text.strip() for block in self._blocks if block.media is None).strip()
         result.message_ids = [shown.message_id for shown in self._shown]
         result.first_text_at = self._first_text_at
         result.cut = self._cut
         return result
+
+    async def _consume(
+        self, stream: AsyncIterator[AgentEvent], result: RenderResult, pump: asyncio.Task[None]
+    ) -> None:
+        try:
+            async for event in stream:
+                self._apply(event, result)
+                self._changed.set()
+                if self._cut or not isinstance(event, TextDelta):
+                    self._urgent.set()
+                if self._cut or pump.done():  # pump done: the platform refused the text
+                    break
+        except AgentError as exc:
+            result.error = exc
+            result.provider_state = exc.provider_state or result.provider_state
+            self._add_notice(exc.user_message)
+        except Exception as exc:
+            log.exception("agent stream crashed")
+            result.error = AgentProtocolError(f"agent stream crashed: {type(exc).__name__}")
+            self._add_notice(result.error.user_message)
+
+    def _mark_stopped(self, result: RenderResult) -> None:
+        """End the text shown so far with the stop mark (a message of its own if there is no text)."""
+        result.stopped = True
+        block = self._blocks[-1] if self._blocks else None
+        if block is None or block.media is not None:
+            block = _Block()
+            self._blocks.append(block)
+        self._settle(block)
+        block.tail = block.tail.rstrip()
+        block.append(("" if block.blank else " ") + ControlNotices.stopped_mark)
+        block.closed = True
+
+    def _final_buttons(self, result: RenderResult) -> tuple[Button, ...]:
+        button = self.controls.regenerate_button
+        ended_well = result.error is None and result.handoff is None and result.session_ended is None
+        return (button,) if button is not None and ended_well else ()
 
     def _apply(self, event: AgentEvent, result: RenderResult) -> None:
         match event:
@@ -337,9 +394,10 @@ class ReplyRenderer:
         if chunks:
             text = chunks[-1][1]
             if final:
-                targets.append(_Target(text, block.buttons, True))
+                closing = self._closing_buttons if last and self._finished else ()
+                targets.append(_Target(text, block.buttons + closing, True))
             else:
-                targets.append(_Target(self._in_progress(text), (), False))
+                targets.append(_Target(self._in_progress(text), self._streaming_buttons, False))
         if not last:
             return targets
         self._fixed += targets[:-1]
@@ -443,7 +501,7 @@ class ReplyRenderer:
     async def _edit_intermediate(self, shown: _Shown, target: _Target) -> None:
         shown.last_request_at = self._clock()
         try:
-            await self.surface.edit(shown.message_id, target.text)
+            await self.surface.edit(shown.message_id, target.text, target.buttons)
         except SurfaceError as exc:
             log.warning("intermediate edit failed, the next one carries newer text: %s", exc)
             return
