@@ -19,7 +19,7 @@ from bridges.discord.config import DiscordConfig
 from bridges.discord.desk import DiscordDesk
 from bridges.discord.desk_commands import DeskCommands
 from bridges.discord.surface import NO_PINGS, Surfaces
-from bridges.discord.views import HANDOFF_EVENT, ButtonViews, ChoiceButton, HandoffButton
+from bridges.discord.views import HANDOFF_EVENT, ButtonViews, ChoiceButton, ControlButton, HandoffButton
 from bridges.relay import Relay
 from bridges.surface import Surface
 from models import Conversation
@@ -124,7 +124,7 @@ class DiscordBridge:
         # discord.py reads both endpoints from class attributes: one Discord bot per process.
         discord.http.Route.BASE = self.config.api_base
         await self.bot.add_cog(self.cog)
-        self.bot.add_dynamic_items(ChoiceButton)
+        self.bot.add_dynamic_items(ChoiceButton, ControlButton)
         self.bot.add_listener(self._member_left, "on_raw_member_remove")
         if self.desk is not None:
             await self.bot.add_cog(DeskCommands(self.desk, self.cog.may_moderate, self.cog.in_flight))
