@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Attachment, HistoryEntry
@@ -188,17 +188,7 @@ class Conversations:
             conversation: Conversation | None = await session.scalar(_open_conversation(inbound))
             if conversation is None or conversation.status != ConversationStatus.BOT:
                 return None
-            rows = list(
-                await session.scalars(
-                    select(TranscriptEntry)
-                    .where(
-                        TranscriptEntry.conversation_id == conversation.id,
-                        TranscriptEntry.role != Role.SYSTEM,
-                    )
-                    .order_by(TranscriptEntry.id.desc())
-                    .limit(length + 2)
-                )
-            )
+            rows = list(await session.scalars(_newest(conversation.id, length + 2)))
         if len(rows) < 2 or rows[0].role != Role.AGENT or message_id not in rows[0].platform_message_ids:
             return None
         if rows[1].role != Role.USER:
@@ -290,14 +280,19 @@ async def _history(
 ) -> tuple[HistoryEntry, ...]:
     """The last `length` entries before the message being answered, oldest first; `skip_newest` when
     that message is already among them."""
-    entries = await session.scalars(
+    entries = list(await session.scalars(_newest(conversation_id, length + (1 if skip_newest else 0))))
+    rows = entries[1:] if skip_newest else entries
+    return tuple(_history_entry(row) for row in reversed(rows))
+
+
+def _newest(conversation_id: int, limit: int) -> Select[TranscriptEntry]:
+    """The conversation's newest `limit` entries that agents read (system lines are not), newest first."""
+    return (
         select(TranscriptEntry)
         .where(TranscriptEntry.conversation_id == conversation_id, TranscriptEntry.role != Role.SYSTEM)
         .order_by(TranscriptEntry.id.desc())
-        .limit(length + (1 if skip_newest else 0))
+        .limit(limit)
     )
-    rows = list(entries)[1:] if skip_newest else list(entries)
-    return tuple(_history_entry(row) for row in reversed(rows))
 
 
 def _history_entry(row: TranscriptEntry) -> HistoryEntry:

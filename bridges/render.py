@@ -6,6 +6,9 @@ budgets allow, with the text there is when the slot comes (so a reply that waite
 stream goes out whole, in one request); intermediate edits are paced by `edit_interval` and skipped
 while budgets are tight. While a request waits for a slot, the chat shows typing; a message whose text
 is still streaming ends in the `IN_PROGRESS` marker, which its final edit removes.
+
+`ReplyControls` let the user stop a reply (its stream is closed, the text kept and marked stopped) and
+offer to regenerate it: their buttons ride on requests the reply makes anyway, never on one of their own.
 """
 
 from __future__ import annotations
