@@ -462,7 +462,12 @@ class Relay:
         return self.writer.live.stop(key_of(inbound), on_message)
 
     async def regenerate(self, inbound: Inbound, surface: Surface, acknowledge: Acknowledge) -> None:
-        """A Regenerate press by the reply's user on `inbound.message_id` (bridges/regenerate.py)."""
+        """A Regenerate press by the reply's user on `inbound.message_id` (bridges/regenerate.py). It asks
+        the provider again, so it is admitted like a message: a blocked user or one over the rate is not."""
+        refusal = await self.admission(inbound)
+        if refusal is not None:
+            await acknowledge(refusal.notice)
+            return
         await self.regenerations.regenerate(inbound, surface, acknowledge)
 
     def _agent_for(self, conversation: Conversation) -> Agent:

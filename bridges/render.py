@@ -218,7 +218,7 @@ class ReplyRenderer:
             self._finished = True
             self._changed.set()
             self._urgent.set()
-            await asyncio.wait([consume])  # never raises: a cancellation of render itself still comes here
+            await asyncio.wait([consume])  # a stopped consumer ends cancelled: that is no error here
             if not consume.cancelled():
                 consume.result()
             await _close(stream)

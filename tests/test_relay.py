@@ -687,3 +687,24 @@ async def test_reply_control_buttons_follow_the_policy(
     assert surface.requests[0].buttons == ((stop,) if offered else ())
     assert surface.visible_texts() == ["Hello"]
     assert surface.visible_buttons() == [(again,) if offered else ()]
+
+
+async def test_regenerate_is_admitted_like_a_message(db: async_sessionmaker[AsyncSession]) -> None:
+    """Regenerating asks the provider again: a blocked user's press does nothing."""
+    agent = AskedAgain()
+    relay = Relay(db, {"scripted": agent}, replace(POLICY, bindings={}))
+    surface = RecordingSurface()
+    await relay.handle(inbound("hi"), surface)
+    (message_id,) = surface.posted
+    answers: list[str | None] = []
+
+    async def acknowledge(notice: str | None) -> None:
+        answers.append(notice)
+
+    await relay.blocks.block("console", "u1", by="test")
+    await relay.regenerate(inbound("", message_id=message_id), surface, acknowledge)
+    assert answers == [None] and len(agent.turns) == 1
+    await relay.blocks.unblock("console", "u1")
+    await relay.regenerate(inbound("", message_id=message_id), surface, acknowledge)
+    assert answers == [None, None] and [turn.text for turn in agent.turns] == ["hi", "hi"]
+    assert surface.visible_texts() == ["scripted: hi (#2)"] and len(surface.posted) == 1
