@@ -261,6 +261,19 @@ class QuotaSettings(Section):
         return any(limit is not None for limit in limits)
 
 
+class ReplyControlSettings(Section):
+    """`[controls]`: what a user can do to a reply. `/stop` always works; these are the buttons."""
+
+    stop_button: bool = Field(
+        True, description="a Stop button on a reply while it streams (not on Telegram drafts: /stop there)"
+    )
+    regenerate_button: bool = Field(
+        True,
+        description="a Regenerate button on the latest reply of an agent that can be asked again "
+        "(OpenAI-compatible)",
+    )
+
+
 class TranscriptionSettings(Section):
     """An OpenAI-compatible `/audio/transcriptions` endpoint (OpenAI, faster-whisper-server, whisper.cpp's
     server, LocalAI) that turns voice notes into the turn's text. Without this section voice notes are
@@ -361,6 +374,7 @@ class Settings(Section):
         return self
 
     quotas: QuotaSettings = QuotaSettings()
+    controls: ReplyControlSettings = ReplyControlSettings()
 
     @model_validator(mode="after")
     def _agents_exist(self) -> Settings:

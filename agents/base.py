@@ -285,6 +285,17 @@ class Resumable(Protocol):
         ...
 
 
+@runtime_checkable
+class Regenerable(Protocol):
+    """An agent that can be asked the same turn again for a different reply: its provider keeps no state
+    of its own (OpenAI-compatible: the history is ours), so the turn replays with the history that came
+    before it, the reply being replaced left out."""
+
+    def regenerate(self, turn: Turn) -> AsyncIterator[AgentEvent]:
+        """Like `stream`, for a turn asked again; `turn.history` ends before the reply it replaces."""
+        ...
+
+
 class BaseAgent:
     """Lifecycle defaults for agents that hold no connection of their own."""
 

@@ -5,7 +5,9 @@ as `TextDelta`s until `data: [DONE]` (or the end of the stream): one delta per n
 every chunk it held.
 
 The API is stateless, so continuity comes from our own transcript: the Relay passes the recent history
-in `Turn.history` and it is replayed every turn; `provider_state` stays empty. History roles map as:
+in `Turn.history` and it is replayed every turn; `provider_state` stays empty. For the same reason a
+reply can be regenerated (`Regenerable`): the turn is asked again with the history that preceded it.
+History roles map as:
 - `user` -> `user`;
 - `agent` -> `assistant`;
 - `moderator` -> `assistant`: a human moderator spoke for the service, so the model should treat those
@@ -116,6 +118,10 @@ class OpenAICompatAgent(BaseAgent):
                 for event in batch:
                     usage = _usage(event) or usage
         yield TurnEnd({}, usage=usage)
+
+    def regenerate(self, turn: Turn) -> AsyncIterator[AgentEvent]:
+        """Stateless: asking again is asking the same way (`Regenerable`)."""
+        return self.stream(turn)
 
     def _body(self, turn: Turn) -> dict[str, Any]:
         messages: list[dict[str, Any]] = (

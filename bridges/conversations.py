@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Attachment, HistoryEntry, Usage
 from bridges.bindings import Bindings
 from bridges.bursts import Follower
+from bridges.controls import ControlNotices
 from bridges.handoff import open_handoff_of
 from bridges.inbox import Inbox, Receipt
 from bridges.outage import survives_db_outage
@@ -203,6 +204,35 @@ class Conversations:
                 close(conversation, now)
 
     @survives_db_outage
+    async def last_reply(self, inbound: Inbound, message_id: str, length: int) -> LastReply | None:
+        """The reply that posted `message_id`, if it is the latest word in the user's live conversation
+        with the bot and answered a message of theirs: what regenerating it needs. None otherwise."""
+        async with self.db() as session:
+            conversation: Conversation | None = await session.scalar(_open_conversation(inbound))
+            if conversation is None or conversation.status != ConversationStatus.BOT:
+                return None
+            rows = list(await session.scalars(_newest(conversation.id, length + 2)))
+        if len(rows) < 2 or rows[0].role != Role.AGENT or message_id not in rows[0].platform_message_ids:
+            return None
+        if rows[1].role != Role.USER:
+            return None
+        history = tuple(_history_entry(row) for row in reversed(rows[2:]))
+        return LastReply(
+            conversation, rows[0].id, rows[0].text, rows[0].platform_message_ids, rows[1].text, history
+        )
+
+    @survives_db_outage
+    async def replace_reply(self, entry_id: int, text: str, message_ids: Sequence[str]) -> None:
+        """Give a regenerated reply's entry its new text and messages; the text it had is kept beside it,
+        as a system line (agents never read those)."""
+        async with self.db.begin() as session:
+            entry = await session.get_one(TranscriptEntry, entry_id)
+            session.add(
+                _entry(entry.conversation_id, Role.SYSTEM, ControlNotices.regenerated.format(text=entry.text))
+            )
+            entry.text, entry.platform_message_ids = text, [mid for mid in message_ids if mid]
+
+    @survives_db_outage
     async def stranded(self) -> list[Conversation]:
         """Conversations with a reply marked as being written (by any process, this run included)."""
         async with self.db() as session:
@@ -230,6 +260,18 @@ class Begun:
     conversation: Conversation
     history: tuple[HistoryEntry, ...]
     """What the agent reads besides this message (empty unless the conversation is with the bot)."""
+
+
+@dataclass(frozen=True)
+class LastReply:
+    conversation: Conversation
+    entry_id: int
+    text: str
+    message_ids: list[str]
+    asked: str
+    """The user's message it answered."""
+    history: tuple[HistoryEntry, ...]
+    """What came before that message."""
 
 
 @dataclass(frozen=True)
@@ -266,14 +308,23 @@ async def _history(
 ) -> tuple[HistoryEntry, ...]:
     """The last `length` entries before the message being answered, oldest first; `skip_newest` when
     that message is already among them."""
-    entries = await session.scalars(
+    entries = list(await session.scalars(_newest(conversation_id, length + (1 if skip_newest else 0))))
+    rows = entries[1:] if skip_newest else entries
+    return tuple(_history_entry(row) for row in reversed(rows))
+
+
+def _newest(conversation_id: int, limit: int) -> Select[TranscriptEntry]:
+    """The conversation's newest `limit` entries that agents read (system lines are not), newest first."""
+    return (
         select(TranscriptEntry)
         .where(TranscriptEntry.conversation_id == conversation_id, TranscriptEntry.role != Role.SYSTEM)
         .order_by(TranscriptEntry.id.desc())
-        .limit(length + (1 if skip_newest else 0))
+        .limit(limit)
     )
-    rows = list(entries)[1:] if skip_newest else list(entries)
-    return tuple(HistoryEntry(role=row.role.value, text=row.text) for row in reversed(rows))  # type: ignore[arg-type]
+
+
+def _history_entry(row: TranscriptEntry) -> HistoryEntry:
+    return HistoryEntry(role=row.role.value, text=row.text)  # type: ignore[arg-type]
 
 
 def request_expired(handoff: Handoff, now: datetime) -> bool:

@@ -1,5 +1,6 @@
 """The replies the agent is streaming right now in this process, by conversation, so that a moderator
-taking the conversation over can stop the one in progress.
+taking the conversation over can stop the one in progress (bridges/replies.py registers each reply
+with the same stop its user's Stop button sets).
 
 Turns run one at a time per conversation, so a conversation has at most one live reply. Stopping it
 ends the agent's stream (its connection is released) and keeps the text shown so far; `stop` returns
@@ -30,22 +31,22 @@ STOP_WAIT = 10.0
 
 @dataclass
 class _Live:
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: asyncio.Event
     over: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class LiveReplies:
+class TakeoverStops:
     def __init__(self, db: async_sessionmaker[AsyncSession]) -> None:
         self._db = db
         self._live: dict[int, _Live] = {}
 
     @contextlib.contextmanager
-    def streaming(self, conversation_id: int) -> Iterator[asyncio.Event]:
-        """Register the turn streaming in `conversation_id` for as long as the block runs; the event is
-        set when someone asks it to stop (give it to `ReplyRenderer.render`)."""
-        live = self._live[conversation_id] = _Live()
+    def streaming(self, conversation_id: int, stop: asyncio.Event) -> Iterator[None]:
+        """Register the reply streaming in `conversation_id` for as long as the block runs; `stop` is set
+        when a moderator takes the conversation over (the renderer's `ReplyControls.stop`)."""
+        live = self._live[conversation_id] = _Live(stop)
         try:
-            yield live.stop
+            yield
         finally:
             live.over.set()
             if self._live.get(conversation_id) is live:

@@ -39,11 +39,13 @@ from bridges.handoff import HandoffPolicy, HandoffService
 from bridges.human_requests import HumanRequests
 from bridges.inbox import Inbox, LeftOver, Receipt
 from bridges.intake import Intake, Press, Say
-from bridges.live_replies import LiveReplies
+from bridges.live_replies import TakeoverStops
 from bridges.notices import Notices
 from bridges.outage import DatabaseUnavailable, survives_db_outage
 from bridges.quotas import Keys, Quotas
-from bridges.render import MAX_REPLY_CHARS, RenderFailed, RenderResult, ReplyRenderer
+from bridges.regenerate import Acknowledge, Regenerations
+from bridges.render import MAX_REPLY_CHARS, RenderResult
+from bridges.replies import ReplyWriter, WriterPolicy, key_of
 from bridges.surface import Inbound, Surface, send_notice
 from bridges.triggers import TriggerPolicy
 from bridges.turns import Place, TurnOrder
@@ -56,7 +58,6 @@ from models import (
     utcnow,
 )
 from models.queries import open_handoff_id_of
-from ops import metrics
 from settings import IntakeSettings, QuotaSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,9 @@ class RelayPolicy:
     quotas: QuotaSettings = field(default_factory=QuotaSettings)
     burst_window: float = 0.0
     """Seconds within which one user's messages in one place join one turn (bridges/bursts.py); 0: off."""
+    stop_button: bool = True
+    regenerate_button: bool = True
+    """Reply controls (bridges/replies.py `WriterPolicy`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RelayPolicy:
@@ -118,6 +122,8 @@ class RelayPolicy:
             triggers=TriggerPolicy(settings.triggers),
             quotas=settings.quotas,
             burst_window=limits.burst_window_seconds,
+            stop_button=settings.controls.stop_button,
+            regenerate_button=settings.controls.regenerate_button,
         )
 
 
@@ -163,10 +169,24 @@ class Relay:
             outage_grace=policy.db_outage_grace,
         )
         self.edits = Edits(self.inbox, self.conversations, self.handoffs)
-        self._turns = TurnOrder()
-        self.live = LiveReplies(db)
+        self.takeovers = TakeoverStops(db)
         """Replies streaming now in this process, which a moderator taking over stops."""
-        self.handoffs.also_on_tick.append(self.live.stop_taken_over)
+        self.handoffs.also_on_tick.append(self.takeovers.stop_taken_over)
+        self.writer = ReplyWriter(
+            self.conversations,
+            WriterPolicy(policy.max_reply_chars, policy.stop_button, policy.regenerate_button),
+            self.takeovers,
+        )
+        self.regenerations = Regenerations(
+            self.conversations,
+            self.writer,
+            line_up=self.line_up,
+            agent_for=self._agent_for,
+            history_length=HISTORY_LENGTH,
+            max_input_chars=policy.max_input_chars,
+            pending=self._pending,
+        )
+        self._turns = TurnOrder()
         self.bursts = Bursts(self._turns, self.inbox, policy.burst_window, now=now, sleep=sleep)
         self.requests = HumanRequests(
             db,
@@ -205,6 +225,8 @@ class Relay:
         self.requests.per_hour = policy.handoffs_per_hour
         self.gate.retune(per_minute=policy.user_messages_per_minute, burst=policy.user_burst)
         self.quotas.settings = policy.quotas
+        self.writer.policy = WriterPolicy(policy.max_reply_chars, policy.stop_button, policy.regenerate_button)
+        self.regenerations.max_input_chars = policy.max_input_chars
         self.bursts.window = timedelta(seconds=policy.burst_window)
         self.intake.settings, self.intake.idle_timeout = policy.intake, policy.idle_timeout
 
@@ -216,7 +238,7 @@ class Relay:
         """Take the message's place in its conversation's line, now, before any await. A bridge that
         must ask `admission` before anything visible happens (a public "thinking…", a new thread) takes
         its place first with this, and passes it on; everyone else lets `handle` do both."""
-        return self._turns.line_up(_conversation_key(inbound))
+        return self._turns.line_up(key_of(inbound))
 
     def line_up_left_over(self, left: LeftOver) -> Place:
         """`line_up` for a message a crash left unanswered: a message keeps its arrival time, so the
@@ -504,29 +526,10 @@ class Relay:
             attachments=offer.attachments,
         )
         if history is None:
-            pending = {"instance": self.policy.instance, "run": self.inbox.run_id, "asked": text[:80]}
-            await self.conversations.set_pending(conversation.id, pending)
+            await self.conversations.set_pending(conversation.id, self._pending(text))
 
-        async def posted(message_id: str) -> None:
-            await self.conversations.set_pending(conversation.id, message_id=message_id)
-
-        delivered = True
-        try:
-            events = agent.resume(turn) if resume and isinstance(agent, Resumable) else agent.stream(turn)
-            renderer = ReplyRenderer(surface, max_chars=self.policy.max_reply_chars, on_posted=posted)
-            with self.live.streaming(conversation.id) as stop:  # a moderator taking over stops it
-                result = await renderer.render(events, stop=stop)
-        except RenderFailed as exc:
-            log.error("conversation %s: reply could not be delivered: %s", conversation.id, exc)
-            result = RenderResult(text="", error=None)
-            delivered = False
-            await send_notice(surface, Notices.delivery_failed)
-        _observe(inbound.platform, agent.name, started, result, delivered)
-        if result.error is not None:
-            log.warning("conversation %s: agent %s failed: %s", conversation.id, agent.name, result.error)
-            await self.conversations.record(
-                conversation.id, Role.SYSTEM, f"agent error: {type(result.error).__name__}"
-            )
+        events = agent.resume(turn) if resume and isinstance(agent, Resumable) else agent.stream(turn)
+        result = await self.writer.write(conversation.id, agent, inbound, surface, events, started=started)
         if result.text:
             await self.conversations.record(conversation.id, Role.AGENT, result.text, result.message_ids)
         if result.cut:
@@ -543,6 +546,24 @@ class Relay:
             await send_notice(surface, Notices.session_ended)
         return result
 
+    def _pending(self, asked: str) -> dict[str, str]:
+        """The mark of a reply this process is writing (bridges/recovery.py reports it after a crash)."""
+        return {"instance": self.policy.instance, "run": self.inbox.run_id, "asked": asked[:80]}
+
+    def stop(self, inbound: Inbound, *, on_message: str | None = None) -> bool:
+        """Stop the reply being written for `inbound`'s user in its place (their /stop, or a Stop press
+        on `on_message`, by them or a moderator: the bridge checked which); False if there is none."""
+        return self.writer.live.stop(key_of(inbound), on_message)
+
+    async def regenerate(self, inbound: Inbound, surface: Surface, acknowledge: Acknowledge) -> None:
+        """A Regenerate press by the reply's user on `inbound.message_id` (bridges/regenerate.py). It asks
+        the provider again, so it is admitted like a message: a blocked user or one over the rate is not."""
+        refusal = await self.admission(inbound)
+        if refusal is not None:
+            await acknowledge(refusal.notice)
+            return
+        await self.regenerations.regenerate(inbound, surface, acknowledge)
+
     def _agent_for(self, conversation: Conversation) -> Agent:
         agent = self.agents.get(conversation.agent_name)
         if agent is None:
@@ -556,26 +577,7 @@ class Relay:
         return agent
 
 
-def _conversation_key(inbound: Inbound) -> tuple[str, str, str, str]:
-    return (inbound.platform, inbound.chat_id, inbound.thread_id, inbound.user_id)
-
-
 def _invisible(text: str) -> bool:
     """Nothing a person could see: whitespace and format characters (zero-width space and joiners,
     bidi marks, the BOM) only. Such a message would cost a provider turn for nothing."""
     return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
-
-
-def _observe(platform: str, agent: str, started: float, result: RenderResult, delivered: bool) -> None:
-    if result.first_text_at is not None:
-        metrics.FIRST_TEXT_SECONDS.labels(platform).observe(result.first_text_at - started)
-    if result.error is not None:
-        metrics.PROVIDER_ERRORS.labels(agent, type(result.error).__name__).inc()
-        outcome = "agent_error"
-    else:
-        outcome = "ok" if delivered else "undelivered"
-    metrics.REPLIES.labels(platform, agent, outcome).inc()
-    if result.usage is not None:
-        metrics.AGENT_TOKENS.labels(agent, "prompt").inc(result.usage.prompt_tokens)
-        metrics.AGENT_TOKENS.labels(agent, "completion").inc(result.usage.completion_tokens)
-    metrics.REPLY_SECONDS.labels(platform).observe(time.monotonic() - started)

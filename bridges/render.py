@@ -6,6 +6,9 @@ budgets allow, with the text there is when the slot comes (so a reply that waite
 stream goes out whole, in one request); intermediate edits are paced by `edit_interval` and skipped
 while budgets are tight. While a request waits for a slot, the chat shows typing; a message whose text
 is still streaming ends in the `IN_PROGRESS` marker, which its final edit removes.
+
+`ReplyControls` let the user stop a reply (its stream is closed, the text kept and marked stopped) and
+offer to regenerate it: their buttons ride on requests the reply makes anyway, never on one of their own.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +38,7 @@ from agents.base import (
     Usage,
 )
 from bridges.budget import RateBudget, acquire_all, try_acquire_all
+from bridges.controls import ControlNotices
 from bridges.split import Measure, natural_end, split_text
 from bridges.surface import Surface, SurfaceError
 
@@ -76,9 +80,23 @@ class RenderResult:
     cut: bool = False
     """The agent's text passed the renderer's `max_chars`: the reply ends early, on the text shown."""
     stopped: bool = False
-    """Someone stopped the reply while it streamed (a moderator took over): it ends on the text so far."""
+    """Someone stopped the reply (its user, or a moderator taking over): its stream was closed and its
+    text ends in the stop mark."""
     usage: Usage | None = None
     """The tokens the provider said the turn cost, if it said."""
+
+
+@dataclass(frozen=True)
+class ReplyControls:
+    """What the user can do to a reply: stop it while it streams, regenerate it once it is over."""
+
+    stop: asyncio.Event | None = None
+    """Set to stop the reply: the stream is closed, the text so far kept and marked stopped."""
+    stop_button: Button | None = None
+    """Rides on the message still streaming (its first send and edits carry it anyway, so it costs no
+    request); the message's final edit drops it."""
+    regenerate_button: Button | None = None
+    """On the reply's last message, with its final text, when the reply ended without an error."""
 
 
 @dataclass
@@ -146,10 +164,16 @@ class ReplyRenderer:
         retry_delay: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         on_posted: Callable[[str], Awaitable[None]] | None = None,
+        controls: ReplyControls = ReplyControls(),
     ) -> None:
         """`max_chars` caps the agent's text in a reply; `on_posted` hears every new platform message id,
         so a crash mid-reply can be found later."""
         self.surface = surface
+        self.controls = controls
+        self._streaming_buttons = (controls.stop_button,) if controls.stop_button else ()
+        """What a message still streaming carries: none once the reply is stopped or over."""
+        self._closing_buttons: tuple[Button, ...] = ()
+        """What the reply's last message gets with its final text."""
         self.max_chars = max_chars
         self._on_posted = on_posted
         self.final_attempts = final_attempts
@@ -176,27 +200,37 @@ class ReplyRenderer:
         """A request of this reply is waiting for a slot in the shared budgets."""
         self._queued_event = asyncio.Event()
 
-    async def render(
-        self, events: AsyncIterable[AgentEvent], *, stop: asyncio.Event | None = None
-    ) -> RenderResult:
-        """Consume the stream up to `max_chars`, or until `stop` is set; agent failures end the reply
+    async def render(self, events: AsyncIterable[AgentEvent]) -> RenderResult:
+        """Consume the stream up to `max_chars`, or until the user stops it; agent failures end the reply
         with a notice instead of raising. A stream left early (too long, stopped, or the platform refused
-        the text) is closed, so the provider's connection is released at once; what was shown stays."""
+        the text) is closed, so the provider's connection is released at once."""
         result = RenderResult()
         pump = asyncio.create_task(self._pump(), name="reply-pump")
         typing = asyncio.create_task(self._keep_typing(), name="reply-typing")
         stream = aiter(events)
+        consume = asyncio.create_task(self._consume(stream, result, pump), name="reply-stream")
+        stop = self.controls.stop
+        stopped = asyncio.create_task(stop.wait(), name="reply-stop") if stop is not None else None
         try:
-            result.stopped = await _until_stopped(self._consume(stream, result, pump), stop)
-            if result.stopped:
-                await _close(stream)
+            waited = [task for task in (consume, stopped) if task is not None]
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+            if not consume.done():  # stopped: the stream's pending read is cancelled, its request with it
+                consume.cancel()
+                self._mark_stopped(result)
+            self._closing_buttons = self._final_buttons(result)
+            self._streaming_buttons = ()
             self._finished = True
             self._changed.set()
             self._urgent.set()
+            await asyncio.wait([consume])  # a stopped consumer ends cancelled: that is no error here
+            if not consume.cancelled():
+                consume.result()
+            await _close(stream)
             await pump
         finally:
-            typing.cancel()
-            pump.cancel()
+            for task in (typing, pump, consume, stopped):
+                if task is not None:
+                    task.cancel()
         result.text = "\n\n".join(block.text.strip() for block in self._blocks if block.media is None).strip()
         result.message_ids = [shown.message_id for shown in self._shown]
         result.first_text_at = self._first_text_at
@@ -222,7 +256,23 @@ class ReplyRenderer:
             log.exception("agent stream crashed")
             result.error = AgentProtocolError(f"agent stream crashed: {type(exc).__name__}")
             self._add_notice(result.error.user_message)
-        await _close(stream)
+
+    def _mark_stopped(self, result: RenderResult) -> None:
+        """End the text shown so far with the stop mark (a message of its own if there is no text)."""
+        result.stopped = True
+        block = self._blocks[-1] if self._blocks else None
+        if block is None or block.media is not None:
+            block = _Block()
+            self._blocks.append(block)
+        self._settle(block)
+        block.tail = block.tail.rstrip()
+        block.append(("" if block.blank else " ") + ControlNotices.stopped_mark)
+        block.closed = True
+
+    def _final_buttons(self, result: RenderResult) -> tuple[Button, ...]:
+        button = self.controls.regenerate_button
+        ended_well = result.error is None and result.handoff is None and result.session_ended is None
+        return (button,) if button is not None and ended_well else ()
 
     def _apply(self, event: AgentEvent, result: RenderResult) -> None:
         match event:
@@ -352,9 +402,10 @@ class ReplyRenderer:
         if chunks:
             text = chunks[-1][1]
             if final:
-                targets.append(_Target(text, block.buttons, True))
+                closing = self._closing_buttons if last and self._finished else ()
+                targets.append(_Target(text, block.buttons + closing, True))
             else:
-                targets.append(_Target(self._in_progress(text), (), False))
+                targets.append(_Target(self._in_progress(text), self._streaming_buttons, False))
         if not last:
             return targets
         self._fixed += targets[:-1]
@@ -458,7 +509,7 @@ class ReplyRenderer:
     async def _edit_intermediate(self, shown: _Shown, target: _Target) -> None:
         shown.last_request_at = self._clock()
         try:
-            await self.surface.edit(shown.message_id, target.text)
+            await self.surface.edit(shown.message_id, target.text, target.buttons)
         except SurfaceError as exc:
             log.warning("intermediate edit failed, the next one carries newer text: %s", exc)
             return
@@ -508,28 +559,6 @@ class ReplyRenderer:
                     log.debug("typing indicator failed: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queued_event.wait(), timeout=TYPING_REFRESH_SECONDS)
-
-
-async def _until_stopped(reading: Coroutine[Any, Any, None], stop: asyncio.Event | None) -> bool:
-    """Run `reading` to its end, or until `stop` is set; then cancel it (the agent's stream ends there,
-    as a cancelled async generator does, releasing its connection). Returns whether it was stopped."""
-    if stop is None:
-        await reading
-        return False
-    task = asyncio.create_task(reading, name="reply-stream")
-    stopped = asyncio.create_task(stop.wait(), name="reply-stop")
-    try:
-        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopped.cancel()
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-    if task.cancelled():
-        return True
-    task.result()  # re-raise what the stream raised past its own handling
-    return False
 
 
 def _shows(shown: _Shown, target: _Target) -> bool:

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from agents.base import Attachment, Button, Media
 from bridges.budget import RateBudget, acquire_all
+from bridges.controls import Control
 from bridges.split import Measure
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,12 @@ class Surface(Protocol):
     def typing_budgets(self) -> Sequence[RateBudget]:
         """What the typing indicator spends from: a route of its own where the platform has one, so
         showing that a reply is coming never takes a slot its text needs."""
+        ...
+
+    @property
+    def control_buttons(self) -> frozenset[Control]:
+        """The reply controls whose buttons this surface shows and whose presses reach the Relay: Stop
+        needs a message that can carry buttons while it streams (a Telegram draft cannot)."""
         ...
 
     async def send(self, text: str, buttons: Sequence[Button] = ()) -> str:

@@ -99,7 +99,7 @@ class Takeovers:
         if not opened.new:
             return await self._join(opened.handoff_id, moderator, target)
         await self.handoffs.opened(opened.handoff_id)
-        await self.relay.live.stop(conversation_id)
+        await self.relay.takeovers.stop(conversation_id)
         await self.handoffs.tell_user(opened.handoff_id, UserNotices.claimed.format(name=moderator.name))
         await self._audit(f"🎧 {moderator} took over the conversation of {target}", opened, moderator)
         return TakeoverWords.taken.format(user=who, id=opened.handoff_id)
@@ -140,7 +140,7 @@ class Takeovers:
         who = target.name or str(target)
         outcome = await self.handoffs.claim(handoff_id, moderator.id, moderator.name)
         if outcome.won:
-            await self.relay.live.stop(await self._conversation_of_case(handoff_id))
+            await self.relay.takeovers.stop(await self._conversation_of_case(handoff_id))
             await self.handoffs.audit(
                 f"🎧 {moderator} took over {target} by claiming case #{handoff_id} in {moderator.where}."
             )

@@ -8,7 +8,7 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 REPLIES = Counter(
     "switchboard_replies_total",
-    "Agent replies by platform, agent and outcome (ok, agent_error, undelivered).",
+    "Agent replies by platform, agent and outcome (ok, stopped, agent_error, undelivered).",
     ["platform", "agent", "outcome"],
 )
 FIRST_TEXT_SECONDS = Histogram(

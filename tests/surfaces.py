@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from agents.base import Attachment, Button, Media
 from bridges.budget import RateBudget
+from bridges.controls import Control
 from bridges.split import Measure
 from bridges.surface import SurfaceError
 
@@ -33,6 +34,8 @@ class _Posted:
 
 class RecordingSurface:
     """Keeps every message's current and past text; can add latency and fail chosen requests."""
+
+    control_buttons = frozenset(Control)
 
     def __init__(
         self,

@@ -211,7 +211,7 @@ async def test_slash_commands(
     await start_bridge()
     fake, channel = world.fake, world.channel
     registered = {c["name"]: c for c in fake.commands["global"]}
-    assert set(registered) == {"ask", "reset", "human", "agent", "block", "unblock", "usage"}
+    assert set(registered) == {"ask", "reset", "human", "stop", "agent", "block", "unblock", "usage"}
     assert int(registered["agent"]["default_member_permissions"]) == MANAGE_GUILD
 
     ask = await fake.slash(channel, world.alice, "ask", question="what is up?")

@@ -23,6 +23,7 @@ from agents.base import (
     Turn,
 )
 from agents.demo import DemoAgent, DemoSettings
+from bridges.controls import Control, control_button
 from bridges.recovery import recover
 from bridges.relay import Notices, Relay, RelayPolicy
 from bridges.surface import Inbound
@@ -658,3 +659,52 @@ async def test_a_turn_writes_once_before_the_agent_is_called(db: async_sessionma
             assert seen_at_call[-1] == 2, text
     finally:
         event.remove(engine, "commit", listener)
+
+
+class AskedAgain(ScriptedAgent):
+    """A scripted agent that can be asked a turn again (as an OpenAI-compatible one can)."""
+
+    def regenerate(self, turn: Turn) -> AsyncIterator[AgentEvent]:
+        return self.stream(turn)
+
+
+@pytest.mark.parametrize("offered", [True, False])
+async def test_reply_control_buttons_follow_the_policy(
+    db: async_sessionmaker[AsyncSession], offered: bool
+) -> None:
+    agent = AskedAgain()
+    policy = replace(POLICY, bindings={}, stop_button=offered, regenerate_button=offered)
+    relay = Relay(db, {"scripted": agent}, policy)
+    surface = RecordingSurface()
+    feed = agent.feed("hi")
+    reply = asyncio.create_task(relay.handle(inbound("hi"), surface))
+    await feed.put(TextDelta("Hel"))
+    await surface.wait_for(lambda: surface.count("send") == 1)
+    await feed.put(TextDelta("lo"))
+    await feed.put(None)
+    await reply
+    stop, again = control_button(Control.STOP, "u1"), control_button(Control.REGENERATE, "u1")
+    assert surface.requests[0].buttons == ((stop,) if offered else ())
+    assert surface.visible_texts() == ["Hello"]
+    assert surface.visible_buttons() == [(again,) if offered else ()]
+
+
+async def test_regenerate_is_admitted_like_a_message(db: async_sessionmaker[AsyncSession]) -> None:
+    """Regenerating asks the provider again: a blocked user's press does nothing."""
+    agent = AskedAgain()
+    relay = Relay(db, {"scripted": agent}, replace(POLICY, bindings={}))
+    surface = RecordingSurface()
+    await relay.handle(inbound("hi"), surface)
+    (message_id,) = surface.posted
+    answers: list[str | None] = []
+
+    async def acknowledge(notice: str | None) -> None:
+        answers.append(notice)
+
+    await relay.blocks.block("console", "u1", by="test")
+    await relay.regenerate(inbound("", message_id=message_id), surface, acknowledge)
+    assert answers == [None] and len(agent.turns) == 1
+    await relay.blocks.unblock("console", "u1")
+    await relay.regenerate(inbound("", message_id=message_id), surface, acknowledge)
+    assert answers == [None, None] and [turn.text for turn in agent.turns] == ["hi", "hi"]
+    assert surface.visible_texts() == ["scripted: hi (#2)"] and len(surface.posted) == 1

@@ -521,27 +521,86 @@ async def test_the_stream_is_closed_when_the_platform_refuses_the_reply() -> Non
     assert agent.closed
 
 
-async def test_a_stopped_reply_ends_on_the_text_so_far_and_its_stream_is_closed() -> None:
-    """A moderator taking over stops the reply while the agent waits on its provider: the stream is
-    closed there (its connection released) and the reply ends on exactly what had arrived."""
-    waiting, closed = asyncio.Event(), asyncio.Event()
+# --- stop and regenerate ----------------------------------------------------------------------------
 
-    async def agent() -> AsyncIterator[AgentEvent]:
+STOP = Button("Stop", {"control": "stop"})
+AGAIN = Button("Regenerate", {"control": "regen"})
+
+
+class Gated:
+    """Streams "Hello there", then waits for `more` (forever, unless set) before " and more"."""
+
+    def __init__(self) -> None:
+        self.more = asyncio.Event()
+        self.closed = False
+
+    async def events(self) -> AsyncIterator[AgentEvent]:
         try:
-            yield TextDelta("Once upon a time")
-            waiting.set()
-            await asyncio.Event().wait()  # the provider takes its time
-            yield TextDelta(" there was")
+            yield TextDelta("Hello there")
+            await self.more.wait()
+            yield TextDelta(" and more")
+            yield TurnEnd({})
         finally:
-            closed.set()
+            self.closed = True
 
-    surface = RecordingSurface(edit_interval=0.01)
-    stop = asyncio.Event()
-    rendering = asyncio.create_task(ReplyRenderer(surface).render(agent(), stop=stop))
-    await waiting.wait()
+
+async def test_a_stopped_reply_keeps_its_text_marked_and_its_stream_is_closed() -> None:
+    surface = RecordingSurface()
+    agent, stop = Gated(), asyncio.Event()
+    controls = render.ReplyControls(stop=stop, stop_button=STOP, regenerate_button=AGAIN)
+    task = asyncio.create_task(ReplyRenderer(surface, controls=controls).render(agent.events()))
+    await surface.wait_for(lambda: surface.visible_texts() == [f"Hello there {IN_PROGRESS}"])
+    assert surface.visible_buttons() == [(STOP,)]  # the Stop button rode on the first send
     stop.set()
-    result = await asyncio.wait_for(rendering, 5)
-    assert result.stopped and closed.is_set()
-    assert result.text == "Once upon a time" and surface.visible_texts() == ["Once upon a time"]
-    assert result.provider_state is None and result.error is None
+    result = await asyncio.wait_for(task, 5)
+    assert agent.closed and result.stopped and result.provider_state is None
+    assert result.text == "Hello there (stopped)" == surface.visible_texts()[0]
+    assert surface.visible_buttons() == [(AGAIN,)]  # Stop gone with the final edit; Regenerate offered
+    assert [r.kind for r in surface.requests] == ["send", "edit"]
     assert_clean_history(surface)
+
+
+async def test_a_reply_stopped_before_any_text_says_so() -> None:
+    surface, stop = RecordingSurface(), asyncio.Event()
+
+    async def thinking() -> AsyncIterator[AgentEvent]:
+        stop.set()  # the user stops it while the agent has said nothing yet
+        await asyncio.Event().wait()
+        yield TurnEnd({})
+
+    result = await ReplyRenderer(surface, controls=render.ReplyControls(stop=stop)).render(thinking())
+    assert result.stopped and surface.visible_texts() == ["(stopped)"]
+
+
+async def test_the_stop_button_costs_no_request() -> None:
+    async def requests(controls: render.ReplyControls) -> list[str]:
+        surface = RecordingSurface(edit_interval=0.0)
+        agent = Gated()
+        task = asyncio.create_task(ReplyRenderer(surface, controls=controls).render(agent.events()))
+        await surface.wait_for(lambda: surface.count("send") == 1)
+        agent.more.set()
+        await asyncio.wait_for(task, 5)
+        assert surface.visible_buttons() == [(AGAIN,) if controls.regenerate_button else ()]
+        return [request.kind for request in surface.requests if request.kind != "typing"]
+
+    plain = await requests(render.ReplyControls())
+    controlled = await requests(render.ReplyControls(stop=asyncio.Event(), stop_button=STOP))
+    with_regenerate = await requests(render.ReplyControls(stop_button=STOP, regenerate_button=AGAIN))
+    assert plain == controlled == with_regenerate == ["send", "edit"]
+
+
+async def test_regenerate_is_offered_only_on_a_reply_that_ended_well() -> None:
+    controls = render.ReplyControls(regenerate_button=AGAIN)
+    surface = RecordingSurface()
+    await ReplyRenderer(surface, controls=controls).render(stream([TextDelta("One."), TextDelta(" Two.")]))
+    assert surface.visible_buttons() == [(AGAIN,)]
+    failed = RecordingSurface()
+    events = stream([TextDelta("Half"), TurnEnd({})])
+
+    async def failing() -> AsyncIterator[AgentEvent]:
+        async for event in events:
+            yield event
+            raise AgentUnavailable("down")
+
+    await ReplyRenderer(failed, controls=controls).render(failing())
+    assert failed.visible_buttons() == [()]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bridges.discord.config import DiscordConfig
+from bridges.relay import RelayPolicy
 from settings import ConfigError, Settings, load_settings
 
 SECRET = "s3cr3t-token-value"
@@ -33,6 +34,11 @@ def test_defaults_run_the_demo_agent_on_sqlite(tmp_path: Path) -> None:
     assert settings.agents["demo"].kind == "demo"
     assert settings.database.url.get_secret_value() == "sqlite+aiosqlite:///./switchboard.db"
     assert list(settings.platforms()) == ["console"]
+
+
+def test_reply_control_buttons_can_be_turned_off(tmp_path: Path) -> None:
+    policy = RelayPolicy.from_settings(load(tmp_path, "[controls]\nstop_button = false"))
+    assert (policy.stop_button, policy.regenerate_button) == (False, True)
 
 
 def test_missing_default_file_is_fine_but_a_named_one_is_an_error(
@@ -69,6 +75,11 @@ def test_missing_default_file_is_fine_but_a_named_one_is_an_error(
         ("[database]\nurl = 'mysql://u@h/db'", "database.url: unsupported database driver"),
         ("[console]\nedit_interval = 99", "console.edit_interval: Input should be less than or equal to 10"),
         ("[streaming]\nslack_edit_interval = 1", "streaming.slack_edit_interval: unknown key"),
+        ("[controls]\nstop = false", "controls.stop: unknown key"),
+        (
+            "[controls]\nregenerate_button = 'maybe'",
+            "controls.regenerate_button: Input should be a valid boolean",
+        ),
         ("x = [", "not valid TOML"),
     ],
 )

@@ -13,11 +13,12 @@ import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TextIO
+from typing import ClassVar, TextIO
 
 from agents.base import Attachment, Button, Media
 from bridges.budget import RateBudget
 from bridges.console.config import ConsoleConfig
+from bridges.controls import Control
 from bridges.recovery import recover
 from bridges.relay import Relay
 from bridges.render import IN_PROGRESS
@@ -94,6 +95,8 @@ class ConsoleSurface:
     edit_budgets: Sequence[RateBudget] = ()
     typing_budgets: Sequence[RateBudget] = ()
     offered: tuple[Button, ...] = ()
+    control_buttons: ClassVar[frozenset[Control]] = frozenset()
+    """A numbered button is typed back as a message: there is no press of a control to receive."""
     _printed: dict[str, _Printed] = field(default_factory=dict)
     _last_id: str = ""
 

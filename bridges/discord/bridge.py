@@ -21,7 +21,7 @@ from bridges.discord.desk_commands import DeskCommands
 from bridges.discord.surface import NO_PINGS, Surfaces
 from bridges.discord.takeover_commands import TakeoverCommands
 from bridges.discord.usage import UsageCommand
-from bridges.discord.views import HANDOFF_EVENT, ButtonViews, ChoiceButton, HandoffButton
+from bridges.discord.views import HANDOFF_EVENT, ButtonViews, ChoiceButton, ControlButton, HandoffButton
 from bridges.relay import Relay
 from bridges.surface import Surface
 from bridges.takeover import Takeovers
@@ -128,7 +128,7 @@ class DiscordBridge:
         discord.http.Route.BASE = self.config.api_base
         await self.bot.add_cog(self.cog)
         await self.bot.add_cog(UsageCommand(self.relay))
-        self.bot.add_dynamic_items(ChoiceButton)
+        self.bot.add_dynamic_items(ChoiceButton, ControlButton)
         self.bot.add_listener(self._member_left, "on_raw_member_remove")
         if self.desk is not None:
             await self.bot.add_cog(DeskCommands(self.desk, self.cog.may_moderate, self.cog.in_flight))

@@ -28,12 +28,13 @@ from discord.utils import escape_markdown
 
 from bridges.admission import Refusal
 from bridges.attachments import with_sticker_words
+from bridges.controls import Control, ControlNotices
 from bridges.copies import Origin
 from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.discord.files import attachments_of
 from bridges.discord.ratings import DiscordRatings
 from bridges.discord.surface import NO_PINGS, DiscordSurface, Surfaces
-from bridges.discord.views import PRESS_EVENT, ChoiceButton, HandoffButton
+from bridges.discord.views import CONTROL_EVENT, PRESS_EVENT, ChoiceButton, ControlButton, HandoffButton
 from bridges.durations import parse_duration
 from bridges.moderation import USER_ID, Moderation, Moderator, Target
 from bridges.moderation import Replies as ModerationReplies
@@ -231,6 +232,15 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         if begun is not None:
             surface = self.surfaces.interaction(interaction)
             await self._guarded(self.relay.request_human(begun[0], surface, place=begun[1]), surface)
+
+    @app_commands.command(name="stop", description="Stop the reply being written for you")
+    async def stop(self, interaction: discord.Interaction[Any]) -> None:
+        if not self._interaction_allowed(interaction):
+            await interaction.response.send_message(Replies.not_here, ephemeral=True)
+            return
+        stopped = self.relay.stop(_inbound_of(interaction, "/stop"))
+        reply = ControlNotices.stopped if stopped else ControlNotices.nothing_to_stop
+        await interaction.response.send_message(reply, ephemeral=True)
 
     @app_commands.command(name="agent", description="Choose the agent for this server or channel")
     @app_commands.describe(
@@ -433,7 +443,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             return
         data: dict[str, Any] = dict(interaction.data or {})
         custom_id = str(data.get("custom_id", ""))
-        ours = [ChoiceButton] + ([HandoffButton] if self.config.handoff is not None else [])
+        ours = [ChoiceButton, ControlButton] + ([HandoffButton] if self.config.handoff is not None else [])
         if any(item.__discord_ui_compiled_template__.fullmatch(custom_id) for item in ours):
             return
         log.info("discord: a press of unknown button %r", custom_id[:100])
@@ -456,6 +466,42 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         inbound = replace(_inbound_of(interaction, button.label), button=button)
         surface = self.surfaces.channel(int(inbound.thread_id or inbound.chat_id))
         await self._guarded(self.relay.handle(inbound, surface), surface)
+
+    @commands.Cog.listener(f"on_{CONTROL_EVENT}")
+    async def on_control(self, interaction: discord.Interaction[Any], control: Control, owner: str) -> None:
+        """Stop (the reply's user, or a moderator) or Regenerate (its user only) pressed on a reply."""
+        if not self._interaction_allowed(interaction):
+            await interaction.response.send_message(Replies.not_here, ephemeral=True)
+            return
+        message_id = str(interaction.message.id) if interaction.message else ""
+        own = str(interaction.user.id) == owner
+        if control is Control.STOP:
+            if not own and not self._may_stop_others(interaction):
+                await interaction.response.send_message(ControlNotices.stop_not_yours, ephemeral=True)
+            elif self.relay.stop(replace(_inbound_of(interaction, ""), user_id=owner), on_message=message_id):
+                if not own:
+                    log.info("discord: %s stopped a reply to %s", interaction.user.id, owner)
+                await interaction.response.defer()  # the reply's final edit takes the button away
+            else:
+                await interaction.response.send_message(ControlNotices.already_finished, ephemeral=True)
+            return
+        if not own:
+            await interaction.response.send_message(ControlNotices.regenerate_not_yours, ephemeral=True)
+            return
+        track_current(self.in_flight)
+        await interaction.response.defer()
+
+        async def acknowledge(notice: str | None) -> None:
+            if notice is not None:
+                await interaction.followup.send(notice, ephemeral=True)
+
+        inbound = _inbound_of(interaction, "")
+        surface = self.surfaces.channel(int(inbound.thread_id or inbound.chat_id))
+        await self._guarded(self.relay.regenerate(inbound, surface, acknowledge), surface)
+
+    def _may_stop_others(self, interaction: discord.Interaction[Any]) -> bool:
+        """Who may stop a reply to someone else: whoever may manage messages here, or a desk moderator."""
+        return interaction.permissions.manage_messages or is_moderator(interaction.user, self.config.handoff)
 
     async def _guarded(self, call: Awaitable[object], surface: DiscordSurface) -> None:
         """The Relay handles agent and platform failures itself; anything else still gets the user an

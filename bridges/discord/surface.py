@@ -18,6 +18,7 @@ import discord
 
 from agents.base import Attachment, Button, Media
 from bridges.budget import RateBudget, WindowBudget
+from bridges.controls import Control
 from bridges.discord.config import DiscordConfig
 from bridges.discord.files import upload
 from bridges.discord.views import ButtonViews
@@ -95,6 +96,7 @@ class DiscordSurface(ABC):
     """What channel and interaction surfaces share: limits, budgets, buttons, embeds, error mapping."""
 
     max_length = MAX_LENGTH
+    control_buttons = frozenset(Control)
 
     def __init__(
         self, *, edit_interval: float, routes: ChannelRoutes, views: ButtonViews, max_upload: int

@@ -18,6 +18,7 @@ import discord
 
 from agents.base import Button
 from bridges.buttons import TOKEN_LENGTH, ButtonStore
+from bridges.controls import CONTROL_DATA, control_data, parse_control
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,35 @@ class ChoiceButton(
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         interaction.client.dispatch(PRESS_EVENT, interaction, self.token)
+
+
+CONTROL_EVENT = "switchboard_control"
+"""Dispatched on the bot as (interaction, control, owner id); the cog listens with
+`on_switchboard_control`."""
+
+
+class ControlButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=CONTROL_DATA.pattern.strip("^$"),
+):
+    """Stop or Regenerate on a reply (bridges/controls.py): its custom_id names the action and the user."""
+
+    def __init__(self, custom_id: str, label: str) -> None:
+        super().__init__(
+            discord.ui.Button(label=label, custom_id=custom_id, style=discord.ButtonStyle.secondary)
+        )
+        self.custom_id = custom_id
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> ControlButton:
+        return cls(match.string, getattr(item, "label", None) or "")
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        parsed = parse_control(self.custom_id)
+        assert parsed is not None  # the template is the parser's pattern
+        interaction.client.dispatch(CONTROL_EVENT, interaction, *parsed)
 
 
 HandoffAction = Literal["claim", "resolve", "return"]
@@ -101,8 +131,11 @@ class ButtonViews:
         view = discord.ui.View(timeout=None)  # fills rows of five, in order
         for button in buttons[:MAX_BUTTONS]:
             label = _label(button.label)
+            control = control_data(button)
             if button.url and button.url.startswith(("https://", "http://")):
                 view.add_item(discord.ui.Button(label=label, url=button.url))
+            elif control is not None:
+                view.add_item(ControlButton(control, label))
             else:
                 view.add_item(ChoiceButton(await self.store.put(button), label))
         return view

@@ -19,8 +19,9 @@ import logging
 import re
 from dataclasses import replace
 
-from telegram import Message, MessageEntity, Update
+from telegram import CallbackQuery, Message, MessageEntity, Update
 from telegram.constants import ChatMemberStatus, ChatType
+from telegram.error import TelegramError
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
@@ -33,6 +34,7 @@ from telegram.ext import (
 
 from bridges.attachments import with_sticker_words
 from bridges.buttons import ButtonStore
+from bridges.controls import Control, ControlNotices, parse_control
 from bridges.durations import duration_and_reason
 from bridges.moderation import USER_ID, Moderation, Moderator, Target
 from bridges.moderation import Replies as ModerationReplies
@@ -59,6 +61,7 @@ PUBLIC_COMMANDS = (
     ("start", "What this bot does"),
     ("reset", "Start a new conversation"),
     ("human", "Ask for a human moderator"),
+    ("stop", "Stop the reply being written"),
     ("usage", "How much of the assistant you have used"),
 )
 ADMIN_COMMANDS = (
@@ -114,8 +117,14 @@ class Handlers:
             DeskCommands(self.desk).install(app)
             TakeoverCommands(self.desk, Takeovers(self.relay), self.surfaces, CHAT_SCOPE).install(app)
             users = users & ~filters.Chat(self.desk.chat_id)
-        commands = {"start": self.start, "reset": self.reset, "human": self.human, "agent": self.agent}
-        commands["usage"] = UsageCommand(self.relay, self.surfaces, self.config.admins, _inbound).usage
+        commands = {
+            "start": self.start,
+            "reset": self.reset,
+            "human": self.human,
+            "agent": self.agent,
+            "stop": self.stop,
+            "usage": UsageCommand(self.relay, self.surfaces, self.config.admins, _inbound).usage,
+        }
         for name, callback in commands.items():
             app.add_handler(CommandHandler(name, callback, filters=users))
         for name, callback in {"block": self.block, "unblock": self.unblock}.items():  # the desk's too
@@ -156,6 +165,10 @@ class Handlers:
         query = update.callback_query
         if query is None:
             return
+        control = parse_control(query.data)
+        if control is not None:
+            await self._control(query, *control)
+            return
         token = token_of(query.data)
         pressed = await self.buttons.get(token) if token else None
         press = rating_press(pressed) if pressed is not None else None
@@ -173,6 +186,59 @@ class Handlers:
             button=pressed,
         )
         await self._serve(inbound, message)
+
+    async def _control(self, query: CallbackQuery, control: Control, owner: str) -> None:
+        """Stop (the reply's user, or an admin of the chat) or Regenerate (its user only) pressed."""
+        message = query.message
+        if not isinstance(message, Message) or not self.accepting:
+            await query.answer(ControlNotices.already_finished)
+            return
+        own = str(query.from_user.id) == owner
+        inbound = replace(_inbound(message, ""), user_id=owner, display_name=query.from_user.full_name)
+        if control is Control.STOP:
+            if not own and not await self._may_stop_others(query):
+                await query.answer(ControlNotices.stop_not_yours)
+            elif self.relay.stop(inbound, on_message=str(message.message_id)):
+                if not own:
+                    log.info("telegram: %s stopped a reply to %s", query.from_user.id, owner)
+                await query.answer()  # the reply's final edit takes the button away
+            else:
+                await query.answer(ControlNotices.already_finished)
+            return
+        if not own:
+            await query.answer(ControlNotices.regenerate_not_yours)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self.in_flight.add(task)
+        try:
+            await self.relay.regenerate(inbound, self.surfaces.plain(message), query.answer)
+        finally:
+            self.in_flight.discard(task)
+
+    async def _may_stop_others(self, query: CallbackQuery) -> bool:
+        """The bot's admins, and the chat's administrators (a group's moderators)."""
+        user_id = query.from_user.id
+        if user_id in self.config.admins:
+            return True
+        message = query.message
+        if message is None or message.chat.type == ChatType.PRIVATE:
+            return False
+        try:
+            member = await query.get_bot().get_chat_member(message.chat.id, user_id)
+        except TelegramError as exc:
+            log.warning("telegram: could not look up %s in chat %s: %s", user_id, message.chat.id, exc)
+            return False
+        return member.status in (ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER)
+
+    async def stop(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Stop the reply being written for the sender here; its final edit shows it stopped, so only
+        "nothing to stop" needs an answer."""
+        message = update.message
+        if message is None or message.from_user is None:
+            return
+        if not self.relay.stop(_inbound(message, "/stop")):
+            await send_notice(self.surfaces.plain(message), ControlNotices.nothing_to_stop)
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if (message := update.message) is None or message.from_user is None:

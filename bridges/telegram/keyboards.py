@@ -16,6 +16,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from agents.base import Button
 from bridges.buttons import ButtonStore
+from bridges.controls import control_data
 from models import HandoffStatus
 
 PREFIX = "sb:"
@@ -29,8 +30,11 @@ async def keyboard(buttons: Sequence[Button], store: ButtonStore) -> InlineKeybo
     rows = []
     for button in buttons:
         label = button.label.strip()[:MAX_LABEL] or "…"
+        control = control_data(button)
         if button.url:
             rows.append([InlineKeyboardButton(label, url=button.url)])
+        elif control is not None:  # Stop or Regenerate: no payload to store
+            rows.append([InlineKeyboardButton(label, callback_data=control)])
         else:
             rows.append([InlineKeyboardButton(label, callback_data=PREFIX + await store.put(button))])
     return InlineKeyboardMarkup(rows)

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from telegram import Bot, ForceReply, Message, ReplyParameters
 from telegram.constants import ChatAction, ChatType
@@ -27,6 +27,7 @@ from telegram.warnings import PTBDeprecationWarning
 from agents.base import Attachment, Button, Media
 from bridges.budget import RateBudget, WindowBudget, acquire_all
 from bridges.buttons import ButtonStore
+from bridges.controls import Control
 from bridges.split import utf16_length
 from bridges.surface import SurfaceError
 from bridges.telegram.config import TelegramConfig
@@ -153,6 +154,7 @@ class TelegramSurface:
     """Bot-wide only: a chat action is no message, so chat and group flood control leave it be."""
     _shown: dict[str, tuple[Formatted, tuple[Button, ...]]] = field(init=False, default_factory=dict)
     _plain: bool = field(init=False, default=False)
+    control_buttons: ClassVar[frozenset[Control]] = frozenset(Control)
 
     def __post_init__(self) -> None:
         *general, last = self.shared
@@ -357,6 +359,9 @@ class DraftingSurface(TelegramSurface):
     """
 
     _drafts: dict[str, _Draft] = field(init=False, default_factory=dict)
+    control_buttons: ClassVar[frozenset[Control]] = frozenset({Control.REGENERATE})
+    """No Stop button: a draft cannot carry one, and posting the draft to hold it would end the drafting
+    (/stop still works)."""
 
     async def _send(self, text: str, buttons: Sequence[Button] = ()) -> str:
         await self.finish()

@@ -25,6 +25,7 @@ from agents.base import (
     Buttons,
     HandoffRequested,
     Message,
+    Regenerable,
     TextDelta,
     TurnEnd,
 )
@@ -70,6 +71,17 @@ async def test_the_second_turn_continues_the_session(provider: Adapter) -> None:
     assert "echo #1: one" in shown(first) and state_of(second) == state_of(first)
     if provider.stateful:
         assert shown(second).endswith("echo #2: two") and state_of(first)
+
+
+async def test_only_a_provider_without_a_session_of_its_own_can_regenerate(provider: Adapter) -> None:
+    """Regenerate asks the same turn again with the history before it: only a provider that keeps no
+    state of its own (the history is ours) can answer that honestly."""
+    agent = provider.agent()
+    assert isinstance(agent, Regenerable) is not provider.stateful
+    if isinstance(agent, Regenerable):
+        provider.script_text("Once ", "more")
+        events = [event async for event in agent.regenerate(turn("hi"))]
+        assert shown(events) == "Once more" and isinstance(events[-1], TurnEnd)
 
 
 async def test_a_restarted_bot_continues_the_session(provider: Adapter) -> None:
