@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from agents.base import TextDelta
 from bridges.cases import DeskWords
+from bridges.controls import ControlNotices
 from bridges.discord.desk import DeskReplies
 from bridges.discord.takeover_commands import TakeoverReplies
 from bridges.handoff import UserNotices
@@ -24,6 +25,9 @@ from models import Handoff, HandoffStatus, Role, TranscriptEntry
 from tests.test_discord_desk import EPHEMERAL, NO_PINGS, App, World, fields, texts
 from tests.test_discord_desk import app as app  # the fixtures
 from tests.test_discord_desk import world as world
+
+STOPPED = f"Once upon a time {ControlNotices.stopped_mark}"
+"""What the user keeps of a reply a takeover stopped: the text so far, marked stopped."""
 
 pytestmark = pytest.mark.e2e
 
@@ -78,11 +82,11 @@ async def test_takeover_mid_stream_stops_the_reply_keeps_its_text_and_opens_a_cl
     case = (await handoffs(app))[0]
     assert answer == TakeoverWords.taken.format(user="alice", id=case.id)
     # the reply ends on the text so far, then the user learns who joined
-    await fake.wait_for_texts(dm, ["Once upon a time", UserNotices.claimed.format(name="maya")])
+    await fake.wait_for_texts(dm, [STOPPED, UserNotices.claimed.format(name="maya")])
     assert not never.is_set()
     assert case.status is HandoffStatus.CLAIMED and case.requested_by == "takeover"
     assert case.claimed_by == f"discord:{maya.id}" and case.claimed_by_name == "maya"
-    assert await entries(app, Role.AGENT) == ["Once upon a time"]
+    assert await entries(app, Role.AGENT) == [STOPPED]
 
     notification = await app.notification()
     assert notification.content == DeskReplies.taken_over.format(

@@ -8,6 +8,7 @@ import asyncio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import TextDelta
+from bridges.controls import ControlNotices
 from bridges.handoff import UserNotices
 from bridges.moderation import Moderator, Target
 from bridges.relay import Relay
@@ -15,6 +16,9 @@ from bridges.takeover import Takeovers, TakeoverWords
 from fakes.telegram.harness import ScriptedAgent
 from tests.surfaces import RecordingSurface
 from tests.test_relay import POLICY, Clock, inbound
+
+STOPPED = f"Once upon a time {ControlNotices.stopped_mark}"
+"""What the user keeps of a reply a takeover stopped: the text so far, marked stopped."""
 
 
 async def test_a_reply_streaming_in_another_process_stops_at_its_next_tick(
@@ -37,5 +41,5 @@ async def test_a_reply_streaming_in_another_process_stops_at_its_next_tick(
 
     await here.handoffs.tick()
     result = await asyncio.wait_for(turn, 5)
-    assert result is not None and result.stopped and result.text == "Once upon a time"
-    assert user.visible_texts() == ["Once upon a time", UserNotices.claimed.format(name="Maya")]
+    assert result is not None and result.stopped and result.text == STOPPED
+    assert user.visible_texts() == [STOPPED, UserNotices.claimed.format(name="Maya")]

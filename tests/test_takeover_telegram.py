@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import TextDelta
 from bridges.cases import DeskWords
+from bridges.controls import ControlNotices
 from bridges.handoff import UserNotices
 from bridges.render import IN_PROGRESS
 from bridges.takeover import TakeoverNotices, TakeoverWords
@@ -22,6 +23,9 @@ from bridges.telegram.takeover_commands import TakeoverReplies
 from fakes.telegram import FakeChat, FakeMessage, FakeUser
 from models import Handoff, HandoffStatus, Role, TranscriptEntry
 from tests.test_telegram_desk import Desk, desk_running
+
+STOPPED = f"Once upon a time {ControlNotices.stopped_mark}"
+"""What the user keeps of a reply a takeover stopped: the text so far, marked stopped."""
 
 pytestmark = pytest.mark.e2e
 
@@ -77,12 +81,10 @@ async def test_takeover_mid_stream_by_id_stops_the_reply_and_opens_a_claimed_cas
     answer = await command(desk, maya, f"/takeover {uma.id}")
     (case,) = await cases(desk)
     assert answer == TakeoverWords.taken.format(user="Uma", id=case.id)
-    await fake.wait_for(
-        lambda: texts(desk, chat) == ["Once upon a time", UserNotices.claimed.format(name="Maya")]
-    )
+    await fake.wait_for(lambda: texts(desk, chat) == [STOPPED, UserNotices.claimed.format(name="Maya")])
     assert case.status is HandoffStatus.CLAIMED and case.requested_by == "takeover"
     assert case.claimed_by == f"telegram:{maya.id}"
-    assert await said_by(desk, Role.AGENT) == ["Once upon a time"]
+    assert await said_by(desk, Role.AGENT) == [STOPPED]
     note = await desk.notification(case.id)
     assert "Reason: taken over by Maya" in note.text and "claimed by Maya" in note.text
     assert "@maya_mod" not in note.text  # nobody is pinged for a case already taken
