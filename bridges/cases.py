@@ -20,6 +20,7 @@ from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agents.base import Attachment
+from bridges.catalogue import Strings
 from bridges.copies import Origin
 from bridges.durations import parse_duration
 from models import (
@@ -47,7 +48,7 @@ FOUND_SHOWN = 10
 """Cases a search lists."""
 
 
-class DeskWords:
+class DeskWords(Strings, key="cases.desk"):
     """What the desk tools answer a moderator, the same on every desk."""
 
     not_moderator = "Only moderators can do that here."
@@ -86,7 +87,7 @@ class DeskWords:
     search_usage = "Usage: search [PLATFORM ID] WORDS: find closed and open cases by user and by words."
 
 
-class CaseNotices:
+class CaseNotices(Strings, key="cases"):
     """What the tools tell the user, and the desk, about their case."""
 
     transferred_to = "{name} (a moderator) is now helping you."

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.base import Attachment
 from bridges.budget import acquire_all
 from bridges.cases import HISTORY_SHOWN, Cases, PastCase
+from bridges.catalogue import Strings
 from bridges.copies import Origin, desk_side, remember
 from bridges.handoff_files import FileNotices, listed, pass_on
 from bridges.split import split_text
@@ -59,7 +60,7 @@ EXCERPT = 80
 """Characters of an undelivered message quoted back to the moderators."""
 
 
-class UserNotices:
+class UserNotices(Strings, key="handoff.user"):
     """What the handoff says to the user."""
 
     claimed = "{name} (a moderator) has joined the conversation."
@@ -70,7 +71,7 @@ class UserNotices:
     from_staff = "{name}: {text}"
 
 
-class ModeratorNotices:
+class ModeratorNotices(Strings, key="handoff.desk"):
     """What the handoff tells moderators in its thread or topic when the user could not be reached."""
 
     undelivered = "⚠️ {user} did not get {what}. {why} It is kept in the transcript."

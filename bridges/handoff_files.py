@@ -18,12 +18,13 @@ from agents.base import (
     AttachmentTooLarge,
     AttachmentUnavailable,
 )
+from bridges.catalogue import Strings
 from bridges.surface import SurfaceError
 
 log = logging.getLogger(__name__)
 
 
-class FileNotices:
+class FileNotices(Strings, key="files"):
     """Said in place of a file that could not be passed on (to moderators, or to the user)."""
 
     too_large = (

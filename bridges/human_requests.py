@@ -47,34 +47,34 @@ class HumanRequests:
         self._now = now
         self.outage_grace = outage_grace
 
-    async def open(self, conversation: Conversation, reason: str, *, requested_by: str) -> str:
+    async def open(self, conversation: Conversation, reason: str, *, requested_by: str, say: Notices) -> str:
         """Open a handoff unless the user already has one open or opened too many this hour; one at a
         time per user in this process (their row is locked too, for the other processes). Returns what
-        to tell the user."""
+        to tell the user, from `say` (in their language)."""
         if not self.moderators:
             log.info(
                 "conversation %s: %s asked for a human, but no desk is set up", conversation.id, requested_by
             )
-            return Notices.no_moderators
+            return say.no_moderators
         with self._turns.line_up(("handoff", conversation.user_id)) as place:
             await place.turn()
-            return await self._open_now(conversation.id, reason, requested_by=requested_by)
+            return await self._open_now(conversation.id, reason, requested_by=requested_by, say=say)
 
     @survives_db_outage
-    async def _open_now(self, conversation_id: int, reason: str, *, requested_by: str) -> str:
+    async def _open_now(self, conversation_id: int, reason: str, *, requested_by: str, say: Notices) -> str:
         async with self.db.begin() as session:
             conversation = await session.get_one(Conversation, conversation_id)
             # one request at a time per user: their row is locked until this one is in (PostgreSQL; SQLite
             # has one writer at a time anyway, and a stale read fails to write and is retried)
             await session.execute(select(User.id).where(User.id == conversation.user_id).with_for_update())
             if await open_handoff_of(session, conversation_id) is not None:
-                return Notices.handoff_already_open
+                return say.handoff_already_open
             if await session.scalar(_open_handoff_of_user(conversation.user_id)) is not None:
-                return Notices.handoff_open_elsewhere
+                return say.handoff_open_elsewhere
             since = self._now() - timedelta(hours=1)
             if await session.scalar(_handoffs_of_user_since(conversation.user_id, since)) >= self.per_hour:
                 log.info("conversation %s: handoff refused, too many this hour", conversation_id)
-                return Notices.handoff_too_often
+                return say.handoff_too_often
             handoff = Handoff(
                 conversation_id=conversation_id,
                 status=HandoffStatus.REQUESTED,
@@ -87,7 +87,7 @@ class HumanRequests:
             conversation.closed_at = None
         log.info("conversation %s: handoff %s requested by %s", conversation_id, handoff.id, requested_by)
         await self.handoffs.opened(handoff.id)
-        return Notices.handoff_requested
+        return say.handoff_requested
 
 
 def _handoffs_of_user_since(user_row_id: int, since: datetime) -> Any:

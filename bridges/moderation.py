@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bridges.blocks import Block
+from bridges.catalogue import Strings
 from bridges.relay import Relay
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ USER_ID = re.compile(r"-?[0-9]{1,20}")
 """A user id as moderators give it (Telegram's sender chats are negative)."""
 
 
-class Replies:
+class Replies(Strings, key="moderation"):
     blocked = "Blocked {who} {how_long}: everything they send is ignored."
     blocked_already = (
         "{who} is already blocked, {how_long} (set by {by} on {since}).{reason} To change it, give a "

@@ -23,6 +23,7 @@ from bridges.admission import Admission, Refusal
 from bridges.attachments import Media, lost_files_notice
 from bridges.bindings import Bindings
 from bridges.blocks import BlockService
+from bridges.catalogue import Catalogue, Words
 from bridges.conversations import Begun, Conversations, ExpiredRequest, TurnPolicy, request_expired
 from bridges.copies import Origin, origin_of
 from bridges.edits import Edits
@@ -106,6 +107,7 @@ class Relay:
         *,
         handoffs: HandoffService | None = None,
         media: Media | None = None,
+        catalogue: Catalogue | None = None,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         if policy.default_agent not in agents:
@@ -114,6 +116,7 @@ class Relay:
         self.agents = agents
         self.policy = policy
         self.media = media or Media()
+        self.catalogue = catalogue or Catalogue()
         self._now = now
         self.handoffs = handoffs or HandoffService(
             db, HandoffPolicy(expire_after=policy.handoff_expiry, escalate_after=None), now=now
@@ -147,7 +150,12 @@ class Relay:
             per_minute=policy.user_messages_per_minute,
             burst=policy.user_burst,
             outage_grace=policy.db_outage_grace,
+            catalogue=self.catalogue,
         )
+
+    def words(self, inbound: Inbound) -> Words:
+        """What to say to this message's user, in their language."""
+        return self.catalogue.words(inbound.locale)
 
     @property
     def outage_grace(self) -> float:
@@ -200,7 +208,7 @@ class Relay:
                     raise
         except DatabaseUnavailable as exc:
             log.error("dropping a turn for %s:%s: %s", inbound.platform, inbound.user_id, exc)
-            await send_notice(surface, Notices.db_unavailable)
+            await send_notice(surface, self.words(inbound)(Notices).db_unavailable)
             return None
 
     async def edited(self, inbound: Inbound) -> None:
@@ -226,17 +234,18 @@ class Relay:
         return refusal is None
 
     async def _route(self, inbound: Inbound, surface: Surface, receipt: Receipt) -> RenderResult | None:
-        inbound, heard = await self.media.hear(inbound)  # first: what was heard is the turn's text
+        words = self.words(inbound)
+        inbound, heard = await self.media.hear(inbound, words)  # first: what was heard is the turn's text
         if heard:
             await send_notice(surface, heard)
-        begun = await self._begin_turn(inbound, receipt, surface)
+        begun = await self._begin_turn(inbound, receipt, surface, words)
         if begun is None:  # blocked while it waited
             log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
             return None
         conversation = begun.conversation
         if conversation.status in (ConversationStatus.HANDOFF_REQUESTED, ConversationStatus.HUMAN):
             if conversation.status == ConversationStatus.HANDOFF_REQUESTED:
-                await send_notice(surface, Notices.handoff_pending)
+                await send_notice(surface, words(Notices).handoff_pending)
             await self.handoffs.user_says(
                 conversation.id,
                 inbound.display_name,
@@ -245,9 +254,11 @@ class Relay:
                 origin=origin_of(inbound),
             )
             return None
-        return await self._agent_turn(conversation, inbound, surface, history=begun.history)
+        return await self._agent_turn(conversation, inbound, surface, words, history=begun.history)
 
-    async def _begin_turn(self, inbound: Inbound, receipt: Receipt, surface: Surface) -> Begun | None:
+    async def _begin_turn(
+        self, inbound: Inbound, receipt: Receipt, surface: Surface, words: Words
+    ) -> Begun | None:
         """One transaction before the agent is called (see `Conversations.begin_turn`); a request for a
         human found past its expiry is closed first (its timer had not run yet) and the user told."""
         policy = TurnPolicy(
@@ -259,15 +270,15 @@ class Relay:
         while isinstance(
             begun := await self.conversations.begin_turn(inbound, receipt, policy), ExpiredRequest
         ):
-            await self._expire(begun.handoff_id, surface)
+            await self._expire(begun.handoff_id, surface, words)
         return begun
 
-    async def _expire(self, handoff_id: int, surface: Surface) -> None:
+    async def _expire(self, handoff_id: int, surface: Surface, words: Words) -> None:
         """Close a request for a human past its expiry (its timer had not run yet); tell the user."""
         if await self.handoffs.close(
             handoff_id, HandoffStatus.EXPIRED, "timer", "timeout", notify_user=False
         ):
-            await send_notice(surface, Notices.handoff_expired)
+            await send_notice(surface, words(Notices).handoff_expired)
 
     async def reset(self, inbound: Inbound, surface: Surface, *, place: Place | None = None) -> None:
         """Close the current conversation (and any open handoff); the next message starts afresh."""
@@ -296,6 +307,7 @@ class Relay:
     ) -> None:
         """A command waits its turn like a message, recorded first (a crash while it waits loses it
         not), and is marked handled when its turn comes: a crash while it runs does not repeat it."""
+        words = self.words(inbound)
         with place or self.line_up(inbound) as taken:
             if place is None and not await self._admitted(inbound, surface):
                 return
@@ -306,15 +318,15 @@ class Relay:
                 await taken.turn()
                 await self.inbox.mark_handled(receipt)
                 if command == "reset":
-                    answer = await self._reset(inbound)
+                    answer = await self._reset(inbound, words)
                 else:
-                    answer = await self._human(inbound, surface, reason)
+                    answer = await self._human(inbound, surface, reason, words)
             except DatabaseUnavailable as exc:
                 log.error("dropping /%s of %s:%s: %s", command, inbound.platform, inbound.user_id, exc)
-                answer = Notices.db_unavailable
+                answer = words(Notices).db_unavailable
         await send_notice(surface, answer)
 
-    async def _reset(self, inbound: Inbound) -> str:
+    async def _reset(self, inbound: Inbound, words: Words) -> str:
         conversation, handoff = await self.conversations.current(inbound)
         if handoff is not None:
             await self.handoffs.close(
@@ -326,22 +338,23 @@ class Relay:
             )
         if conversation is not None:
             await self.conversations.close(conversation.id)
-        return Notices.reset
+        return words(Notices).reset
 
-    async def _human(self, inbound: Inbound, surface: Surface, reason: str) -> str:
+    async def _human(self, inbound: Inbound, surface: Surface, reason: str, words: Words) -> str:
         _, handoff = await self.conversations.current(inbound)
         if handoff is not None and request_expired(handoff, self.policy.handoff_expiry, self._now()):
-            await self._expire(handoff.id, surface)
+            await self._expire(handoff.id, surface, words)
         conversation = await self.conversations.open_for(inbound, self.policy.idle_timeout)
-        return await self.requests.open(conversation, reason, requested_by="user")
+        return await self.requests.open(conversation, reason, requested_by="user", say=words(Notices))
 
     async def answer_left_over(self, left: LeftOver, surface: Surface, place: Place) -> None:
         """Answer a message a crash left unanswered (see bridges/recovery.py), in its place in line. A
         pressed button is reported instead: its message may be long gone."""
         inbound, receipt = left.inbound, left.receipt
+        words = self.words(inbound)
         log.warning("answering %s:%s, left unanswered by a restart", inbound.platform, inbound.message_id)
         if left.lost_files:
-            await send_notice(surface, lost_files_notice(left.lost_files))
+            await send_notice(surface, lost_files_notice(left.lost_files, words))
         if left.command is None and inbound.button is None and not inbound.text.strip():
             with place:  # only files, all lost: nothing is left to answer
                 await place.turn()
@@ -354,7 +367,8 @@ class Relay:
             with place:
                 await place.turn()
                 await self.inbox.give_up(receipt)
-                await send_notice(surface, Notices.press_not_answered.format(label=inbound.text[:80]))
+                label = inbound.text[:80]
+                await send_notice(surface, words(Notices).press_not_answered.format(label=label))
 
     @survives_db_outage
     async def open_handoff_of_user(self, platform: str, user_id: str) -> int | None:
@@ -379,13 +393,14 @@ class Relay:
         )
         with self.line_up(inbound) as place:
             await place.turn()
-            await self._agent_turn(conversation, inbound, surface, resume=True)
+            await self._agent_turn(conversation, inbound, surface, self.words(inbound), resume=True)
 
     async def _agent_turn(
         self,
         conversation: Conversation,
         inbound: Inbound,
         surface: Surface,
+        words: Words,
         *,
         resume: bool = False,
         history: tuple[HistoryEntry, ...] | None = None,
@@ -394,7 +409,8 @@ class Relay:
         also set the pending mark); without it (the bot resuming after a handoff) both are done here."""
         agent = self._agent_for(conversation)
         started = time.monotonic()
-        offer = await self.media.offer(inbound, agent)
+        say = words(Notices)
+        offer = await self.media.offer(inbound, agent, words)
         if offer.notice:
             await send_notice(surface, offer.notice)
         if offer.empty and not resume:  # a file alone that it cannot take: the user was told
@@ -402,7 +418,7 @@ class Relay:
         text = inbound.text
         if len(text) > self.policy.max_input_chars:
             text = text[: self.policy.max_input_chars]
-            await send_notice(surface, Notices.input_shortened.format(limit=self.policy.max_input_chars))
+            await send_notice(surface, say.input_shortened.format(limit=self.policy.max_input_chars))
         turn = Turn(
             text=text,
             user_id=inbound.user_id,
@@ -431,7 +447,7 @@ class Relay:
             log.error("conversation %s: reply could not be delivered: %s", conversation.id, exc)
             result = RenderResult(text="", error=None)
             delivered = False
-            await send_notice(surface, Notices.delivery_failed)
+            await send_notice(surface, say.delivery_failed)
         _observe(inbound.platform, agent.name, started, result, delivered)
         if result.error is not None:
             log.warning("conversation %s: agent %s failed: %s", conversation.id, agent.name, result.error)
@@ -441,14 +457,16 @@ class Relay:
         if result.text:
             await self.conversations.record(conversation.id, Role.AGENT, result.text, result.message_ids)
         if result.cut:
-            await send_notice(surface, Notices.reply_cut)
+            await send_notice(surface, say.reply_cut)
         ended = result.session_ended is not None and result.handoff is None
         await self.conversations.finish_turn(conversation.id, result.provider_state, ended=ended)
         if result.handoff is not None:
-            answer = await self.requests.open(conversation, result.handoff.reason, requested_by="agent")
+            answer = await self.requests.open(
+                conversation, result.handoff.reason, requested_by="agent", say=say
+            )
             await send_notice(surface, answer)
         elif result.session_ended is not None:
-            await send_notice(surface, Notices.session_ended)
+            await send_notice(surface, say.session_ended)
         return result
 
     def _agent_for(self, conversation: Conversation) -> Agent:

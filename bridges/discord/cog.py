@@ -27,6 +27,7 @@ from discord.utils import escape_markdown
 
 from bridges.admission import Refusal
 from bridges.attachments import with_sticker_words
+from bridges.catalogue import Strings
 from bridges.copies import Origin
 from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.discord.files import attachments_of
@@ -52,7 +53,7 @@ ADMISSION_TIMEOUT = 2.0
 """Seconds a slash command waits for the block and rate check, within Discord's 3 s to answer."""
 
 
-class Replies:
+class Replies(Strings, key="discord"):
     """What the cog itself says."""
 
     not_here = "I'm not available here."

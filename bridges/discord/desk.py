@@ -22,6 +22,7 @@ from discord.utils import escape_markdown
 
 from agents.base import Attachment
 from bridges.cases import PastCase, past_lines
+from bridges.catalogue import Strings
 from bridges.copies import Origin, desk_side
 from bridges.discord.cog import PLATFORM, is_moderator, track_current
 from bridges.discord.config import DiscordDeskConfig
@@ -42,7 +43,7 @@ MAX_FIELD = 1024
 MAX_RECENT_ENTRY = 300
 
 
-class DeskReplies:
+class DeskReplies(Strings, key="discord.desk"):
     """What the desk says to moderators."""
 
     requested = "{ping}Handoff #{id}: **{user}** ({platform}) asked for a moderator."
@@ -50,10 +51,8 @@ class DeskReplies:
     not_moderator = "Only moderators can do that."
     claimed = "You claimed handoff #{id}. What you write in its thread now goes to {user}."
     claimed_already = "{name} has already claimed this handoff."
-    closed = {
-        HandoffStatus.RESOLVED: "Handoff #{id} is resolved; {user} is back with the assistant.",
-        HandoffStatus.RETURNED: "Handoff #{id} is handed back to the assistant.",
-    }
+    closed_resolved = "Handoff #{id} is resolved; {user} is back with the assistant."
+    closed_returned = "Handoff #{id} is handed back to the assistant."
     closed_already = "This handoff is already closed."
     earlier_cases = "Earlier cases: {count}"
     failed = "Sorry, that did not work. Please try again in a moment."
@@ -226,12 +225,12 @@ class DiscordDesk:
                 else:
                     reply = DeskReplies.closed_already
             else:
-                status = HandoffStatus.RESOLVED if action == "resolve" else HandoffStatus.RETURNED
+                resolve = action == "resolve"
+                status = HandoffStatus.RESOLVED if resolve else HandoffStatus.RETURNED
                 if await self.handoffs.close(handoff_id, status, moderator_id, moderator_name):
                     view = await self.handoffs.view(handoff_id)
-                    reply = DeskReplies.closed[status].format(
-                        id=handoff_id, user=escape_markdown(view.user_name)
-                    )
+                    closed = DeskReplies.closed_resolved if resolve else DeskReplies.closed_returned
+                    reply = closed.format(id=handoff_id, user=escape_markdown(view.user_name))
                 else:
                     reply = DeskReplies.closed_already
         except Exception:

@@ -20,6 +20,7 @@ from discord.ext import commands
 from discord.utils import escape_markdown
 
 from bridges.cases import DeskWords, past_lines
+from bridges.catalogue import Strings
 from bridges.discord.cog import PLATFORM, PLATFORM_CHOICES, is_moderator, track_current
 from bridges.discord.desk import DiscordDesk, _clip
 from bridges.discord.surface import MAX_LENGTH, NO_PINGS
@@ -36,7 +37,7 @@ Work = Callable[[int, str, str], Awaitable[str]]
 Check = Callable[[discord.Interaction[Any]], Awaitable[bool]]
 
 
-class CommandReplies:
+class CommandReplies(Strings, key="discord.commands"):
     """What only the Discord desk says: the echo of a reply, which a Telegram topic shows by itself."""
 
     replied = "↪ **{name}** to the user: {text}"

@@ -36,6 +36,7 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 from agents.base import Attachment
 from bridges.budget import acquire_all
 from bridges.cases import PastCase, past_lines
+from bridges.catalogue import Strings
 from bridges.copies import Origin, desk_side
 from bridges.handoff import HandoffService, HandoffView
 from bridges.mirror import Mirror
@@ -69,7 +70,7 @@ _ENTRY_UNITS = 300
 _RECENT_UNITS = 2200
 
 
-class DeskReplies:
+class DeskReplies(Strings, key="telegram.desk"):
     """What the desk says to moderators (callback answers are at most 200 characters)."""
 
     not_moderator = "Only moderators can take handoffs."

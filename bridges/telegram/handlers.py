@@ -31,6 +31,7 @@ from telegram.ext import (
 
 from bridges.attachments import with_sticker_words
 from bridges.buttons import ButtonStore
+from bridges.catalogue import Strings
 from bridges.durations import duration_and_reason
 from bridges.moderation import USER_ID, Moderation, Moderator, Target
 from bridges.moderation import Replies as ModerationReplies
@@ -62,7 +63,7 @@ CHAT_SCOPE = "telegram_chat"
 """Where `/agent` binds an agent (bridges/registry.py declares it): this chat, or this group."""
 
 
-class Replies:
+class Replies(Strings, key="telegram"):
     not_admin = "Only the bot's admins can choose the agent."
     agent_usage = "Usage: /agent NAME. Configured agents: {agents}."
     agent_bound = "This chat now talks to {agent}. New conversations here use it; /reset to start one now."
