@@ -25,7 +25,7 @@ from agents.base import (
     AttachmentUnavailable,
     MediaSupport,
 )
-from bridges.catalogue import Strings, Words
+from bridges.catalogue import Phrasebook, Strings
 from bridges.notices import Notices
 from bridges.surface import Inbound
 from bridges.transcribe import Transcriber, TranscriptionFailed
@@ -93,7 +93,7 @@ class Media:
     def __init__(self, transcriber: Transcriber | None = None) -> None:
         self.transcriber = transcriber
 
-    async def hear(self, inbound: Inbound, words: Words) -> tuple[Inbound, str | None]:
+    async def hear(self, inbound: Inbound, words: Phrasebook) -> tuple[Inbound, str | None]:
         """The message with its voice notes' words as its text (the caption, if any, after them), and
         what to show the user (in `words`' language): the words heard, quoted, or why there are none."""
         say = words(MediaNotices)
@@ -135,7 +135,7 @@ class Media:
             log.warning("transcription failed: %s", exc)
             return "", say.voice_failed
 
-    async def offer(self, inbound: Inbound, agent: Agent, words: Words) -> Offer:
+    async def offer(self, inbound: Inbound, agent: Agent, words: Phrasebook) -> Offer:
         """Download what `agent` takes, within its limits; name the rest, once, in `words`' language.
         Voice notes went in as text (`hear`), and a sticker as its emoji (the bridge makes that its
         text)."""
@@ -206,7 +206,7 @@ def with_sticker_words(text: str, attachments: Sequence[Attachment]) -> str:
     return f"{text} {emoji}".strip() if emoji else text
 
 
-def lost_files_notice(metadata: Sequence[Mapping[str, Any]], words: Words) -> str:
+def lost_files_notice(metadata: Sequence[Mapping[str, Any]], words: Phrasebook) -> str:
     """What a user is told of files a restart lost (see `bridges.inbox.LeftOver`), named as they sent them."""
     say = words(MediaNotices)
     names = [_named(say, _kind(say, m.get("kind", "")), m.get("name") or "") for m in metadata]

@@ -49,10 +49,9 @@ class Strings:
     def __init_subclass__(cls, *, key: str, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         known = _CLASSES.get(key)
-        if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
-            raise TypeError(
-                f"strings key {key!r} is used by both {known.__qualname__} and {cls.__qualname__}"
-            )
+        where = (cls.__module__, cls.__qualname__)
+        if known is not None and (known.__module__, known.__qualname__) != where:
+            raise TypeError(f"strings key {key!r} is taken by {known.__qualname__} ({known.__module__})")
         _CLASSES[key] = cls
         _KEY_OF[cls] = key
 
@@ -177,7 +176,7 @@ class Catalogue:
                 "[strings]", "default_locale", f"no strings for {default_locale!r} (have {have})"
             )
         self._tables = tables
-        self._words: dict[str, Words] = {}
+        self._books: dict[str, Phrasebook] = {}
 
     @property
     def locales(self) -> frozenset[str]:
@@ -188,16 +187,16 @@ class Catalogue:
         the default."""
         return (best_match(tag, self._tables) if tag else None) or self.default_locale
 
-    def words(self, tag: str | None = None) -> Words:
+    def words(self, tag: str | None = None) -> Phrasebook:
         """The strings for a platform's locale tag (None: the default locale)."""
         locale = self.resolve(tag)
-        words = self._words.get(locale)
-        if words is None:
-            words = self._words[locale] = Words(locale, self._tables[locale], self._tables[SOURCE_LOCALE])
-        return words
+        book = self._books.get(locale)
+        if book is None:
+            book = self._books[locale] = Phrasebook(locale, self._tables[locale], self._tables[SOURCE_LOCALE])
+        return book
 
 
-class Words:
+class Phrasebook:
     """One locale's view of the catalogue: `words(Notices).reset`. Built once per class and locale."""
 
     def __init__(self, locale: str, table: Mapping[str, str], english_overrides: Mapping[str, str]) -> None:

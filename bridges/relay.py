@@ -23,7 +23,7 @@ from bridges.admission import Admission, Refusal
 from bridges.attachments import Media, lost_files_notice
 from bridges.bindings import Bindings
 from bridges.blocks import BlockService
-from bridges.catalogue import Catalogue, Words
+from bridges.catalogue import Catalogue, Phrasebook
 from bridges.conversations import Begun, Conversations, ExpiredRequest, TurnPolicy, request_expired
 from bridges.copies import Origin, origin_of
 from bridges.edits import Edits
@@ -153,7 +153,7 @@ class Relay:
             catalogue=self.catalogue,
         )
 
-    def words(self, inbound: Inbound) -> Words:
+    def words(self, inbound: Inbound) -> Phrasebook:
         """What to say to this message's user, in their language."""
         return self.catalogue.words(inbound.locale)
 
@@ -257,7 +257,7 @@ class Relay:
         return await self._agent_turn(conversation, inbound, surface, words, history=begun.history)
 
     async def _begin_turn(
-        self, inbound: Inbound, receipt: Receipt, surface: Surface, words: Words
+        self, inbound: Inbound, receipt: Receipt, surface: Surface, words: Phrasebook
     ) -> Begun | None:
         """One transaction before the agent is called (see `Conversations.begin_turn`); a request for a
         human found past its expiry is closed first (its timer had not run yet) and the user told."""
@@ -273,7 +273,7 @@ class Relay:
             await self._expire(begun.handoff_id, surface, words)
         return begun
 
-    async def _expire(self, handoff_id: int, surface: Surface, words: Words) -> None:
+    async def _expire(self, handoff_id: int, surface: Surface, words: Phrasebook) -> None:
         """Close a request for a human past its expiry (its timer had not run yet); tell the user."""
         if await self.handoffs.close(
             handoff_id, HandoffStatus.EXPIRED, "timer", "timeout", notify_user=False
@@ -326,7 +326,7 @@ class Relay:
                 answer = words(Notices).db_unavailable
         await send_notice(surface, answer)
 
-    async def _reset(self, inbound: Inbound, words: Words) -> str:
+    async def _reset(self, inbound: Inbound, words: Phrasebook) -> str:
         conversation, handoff = await self.conversations.current(inbound)
         if handoff is not None:
             await self.handoffs.close(
@@ -340,7 +340,7 @@ class Relay:
             await self.conversations.close(conversation.id)
         return words(Notices).reset
 
-    async def _human(self, inbound: Inbound, surface: Surface, reason: str, words: Words) -> str:
+    async def _human(self, inbound: Inbound, surface: Surface, reason: str, words: Phrasebook) -> str:
         _, handoff = await self.conversations.current(inbound)
         if handoff is not None and request_expired(handoff, self.policy.handoff_expiry, self._now()):
             await self._expire(handoff.id, surface, words)
@@ -400,7 +400,7 @@ class Relay:
         conversation: Conversation,
         inbound: Inbound,
         surface: Surface,
-        words: Words,
+        words: Phrasebook,
         *,
         resume: bool = False,
         history: tuple[HistoryEntry, ...] | None = None,

@@ -27,7 +27,7 @@ from discord.utils import escape_markdown
 
 from bridges.admission import Refusal
 from bridges.attachments import with_sticker_words
-from bridges.catalogue import Strings
+from bridges.catalogue import Phrasebook, Strings
 from bridges.copies import Origin
 from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.discord.files import attachments_of
@@ -49,6 +49,8 @@ CHANNEL_SCOPE, SERVER_SCOPE = "discord_channel", "discord_guild"
 """Where `/agent` binds an agent (declared in bridges/registry.py): a channel (its threads too), a server."""
 PLATFORM_CHOICES = [app_commands.Choice(name=name, value=name) for name in blockable()]
 """Whose users `/block` can name by id: every platform in the registry that has blockable users."""
+LOCALES_KEPT = 10_000
+"""Users whose last interaction locale is remembered for their DMs; the longest ago is forgotten first."""
 ADMISSION_TIMEOUT = 2.0
 """Seconds a slash command waits for the block and rate check, within Discord's 3 s to answer."""
 
@@ -81,6 +83,8 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         self.accepting = True
         self.moderation = Moderation(relay)
         self._desk_guild_id: int | None = None
+        self._locales: dict[int, str] = {}
+        """user id -> the locale of their last interaction: what their DMs are answered in."""
 
     # -- messages ----------------------------------------------------------------------------------
 
@@ -92,7 +96,8 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         channel: discord.abc.Messageable = message.channel
         reply_to: int | None = message.id if message.guild is not None else None
         text = self._without_own_mention(message.content)
-        inbound = _inbound_of_message(message, channel, text)
+        locale = self._locale_of(message)
+        inbound = _inbound_of_message(message, channel, text, locale)
         with self.relay.line_up(inbound) as place:  # before any await: turns keep their order
             refusal = await self.relay.admission(inbound)
             if refusal is not None:  # before a thread is opened for them
@@ -104,7 +109,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
                 thread = await self._open_thread(message)
                 if thread is not None:  # a conversation of its own: its line, which follow-ups join
                     channel, reply_to = thread, None
-                    inbound = _inbound_of_message(message, channel, text)
+                    inbound = _inbound_of_message(message, channel, text, locale)
                     place.leave()
                     place = self.relay.line_up(inbound)
             surface = self.surfaces.channel(int(inbound.thread_id or inbound.chat_id), reply_to=reply_to)
@@ -116,8 +121,8 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         message = payload.message
         if not self.accepting or "content" not in payload.data or not self._addressed(message):
             return
-        inbound = _inbound_of_message(message, message.channel, self._without_own_mention(message.content))
-        await self.relay.edited(inbound)
+        text = self._without_own_mention(message.content)
+        await self.relay.edited(_inbound_of_message(message, message.channel, text, self._locale_of(message)))
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
@@ -219,7 +224,9 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
     ) -> None:
         # default_permissions only hides the command; a server can change that, so check here too
         if interaction.guild_id is None or not interaction.permissions.manage_guild:
-            await interaction.response.send_message(Replies.admins_only, ephemeral=True)
+            await interaction.response.send_message(
+                self._words(interaction)(Replies).admins_only, ephemeral=True
+            )
             return
         chat_id, _ = _interaction_place(interaction)
         where = (SERVER_SCOPE, str(interaction.guild_id)) if scope == "server" else (CHANNEL_SCOPE, chat_id)
@@ -228,7 +235,8 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         except ValueError as exc:
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
-        await interaction.response.send_message(Replies.bound.format(scope=scope, agent=name), ephemeral=True)
+        bound = self._words(interaction)(Replies).bound.format(scope=scope, agent=name)
+        await interaction.response.send_message(bound, ephemeral=True)
 
     @app_commands.command(name="block", description="Ignore everything a user sends (moderators)")
     @app_commands.describe(
@@ -280,8 +288,9 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         """Block (for the duration and with the reason given) or unblock (`block=None`), answering only
         the moderator. No default_permissions: that would hide the commands from moderator roles without
         Manage Server, so the check is here alone."""
+        say = self._words(interaction)(Replies)
         if not await self.may_moderate(interaction):
-            await interaction.response.send_message(Replies.moderators_only, ephemeral=True)
+            await interaction.response.send_message(say.moderators_only, ephemeral=True)
             return
         track_current(self.in_flight)
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -293,14 +302,14 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         try:
             target = await self._target(interaction, user, platform, user_id)
             if target is None:
-                reply = Replies.block_usage
+                reply = say.block_usage
             elif block is None:
                 reply = await self.moderation.unblock(target, _who(target), moderator)
             else:
                 reply = await self._block(target, moderator, *block)
         except Exception:
             log.exception("discord: /%s failed", "unblock" if block is None else "block")
-            reply = Replies.failed
+            reply = say.failed
         await interaction.edit_original_response(content=reply, allowed_mentions=NO_PINGS)
 
     async def _block(self, target: Target, moderator: Moderator, duration: str | None, reason: str) -> str:
@@ -369,8 +378,9 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         """Refuse (privately) where the bot may not answer, or whom it may not answer now (blocked, or
         over the message rate); else show "thinking", and return the Inbound with its place in line,
         which the Relay call it is handed to leaves."""
+        words = self._words(interaction)
         if not self._interaction_allowed(interaction):
-            await interaction.response.send_message(Replies.not_here, ephemeral=True)
+            await interaction.response.send_message(words(Replies).not_here, ephemeral=True)
             return None
         track_current(self.in_flight)
         inbound = _inbound_of(interaction, text)
@@ -379,10 +389,11 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             try:  # Discord waits 3 s for an answer; a slow database must not cost the user theirs
                 refusal = await asyncio.wait_for(self.relay.admission(inbound), ADMISSION_TIMEOUT)
             except TimeoutError:
-                refusal = Refusal(DBNotices.db_unavailable)
+                refusal = Refusal(words(DBNotices).db_unavailable)
             if refusal is not None:
                 place.leave()
-                await interaction.response.send_message(refusal.notice or Replies.not_here, ephemeral=True)
+                notice = refusal.notice or words(Replies).not_here
+                await interaction.response.send_message(notice, ephemeral=True)
                 return None
             await interaction.response.defer(thinking=True)
         except BaseException:
@@ -411,13 +422,16 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         if any(item.__discord_ui_compiled_template__.fullmatch(custom_id) for item in ours):
             return
         log.info("discord: a press of unknown button %r", custom_id[:100])
-        await interaction.response.send_message(Replies.button_expired, ephemeral=True)
+        await interaction.response.send_message(
+            self._words(interaction)(Replies).button_expired, ephemeral=True
+        )
 
     @commands.Cog.listener(f"on_{PRESS_EVENT}")
     async def on_press(self, interaction: discord.Interaction[Any], token: str) -> None:
         button = await self.surfaces.views.resolve(token)
         if button is None or not self._interaction_allowed(interaction):
-            reply = Replies.button_expired if button is None else Replies.not_here
+            say = self._words(interaction)(Replies)
+            reply = say.button_expired if button is None else say.not_here
             await interaction.response.send_message(reply, ephemeral=True)
             return
         track_current(self.in_flight)
@@ -425,6 +439,23 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         inbound = replace(_inbound_of(interaction, button.label), button=button)
         surface = self.surfaces.channel(int(inbound.thread_id or inbound.chat_id))
         await self._guarded(self.relay.handle(inbound, surface), surface)
+
+    def _words(self, interaction: discord.Interaction[Any]) -> Phrasebook:
+        """What to say to whoever interacted: in their client's language, which is also remembered for
+        their DMs (a message carries no language of its own)."""
+        locale = interaction.locale.value
+        self._locales.pop(interaction.user.id, None)
+        self._locales[interaction.user.id] = locale
+        if len(self._locales) > LOCALES_KEPT:  # forget who interacted longest ago
+            del self._locales[next(iter(self._locales))]
+        return self.relay.catalogue.words(locale)
+
+    def _locale_of(self, message: discord.Message) -> str:
+        """A server's messages are answered in its preferred locale; a DM in the language of the user's
+        last interaction with the bot, if any."""
+        if message.guild is not None:
+            return message.guild.preferred_locale.value
+        return self._locales.get(message.author.id, "")
 
     async def _guarded(self, call: Awaitable[object], surface: DiscordSurface) -> None:
         """The Relay handles agent and platform failures itself; anything else still gets the user an
@@ -470,18 +501,21 @@ def _who(target: Target) -> str:
     return f"**{escape_markdown(target.name)}** ({who})" if target.name else who
 
 
-def _inbound_of_message(message: discord.Message, channel: Any, text: str) -> Inbound:
+def _inbound_of_message(message: discord.Message, channel: Any, text: str, locale: str) -> Inbound:
     guild_id = message.guild.id if message.guild else None
     files = attachments_of(message)
     inbound = _inbound(
         _place(channel), guild_id, message.author, with_sticker_words(text, files), str(message.id)
     )
-    return replace(inbound, attachments=files)
+    return replace(inbound, attachments=files, locale=locale)
 
 
 def _inbound_of(interaction: discord.Interaction[Any], text: str) -> Inbound:
     message_id = str(interaction.message.id) if interaction.message else ""
-    return _inbound(_interaction_place(interaction), interaction.guild_id, interaction.user, text, message_id)
+    inbound = _inbound(
+        _interaction_place(interaction), interaction.guild_id, interaction.user, text, message_id
+    )
+    return replace(inbound, locale=interaction.locale.value)
 
 
 def _inbound(

@@ -17,7 +17,7 @@ import logging
 import re
 from dataclasses import replace
 
-from telegram import Message, MessageEntity, Update
+from telegram import Message, MessageEntity, Update, User
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.ext import (
     Application,
@@ -31,7 +31,7 @@ from telegram.ext import (
 
 from bridges.attachments import with_sticker_words
 from bridges.buttons import ButtonStore
-from bridges.catalogue import Strings
+from bridges.catalogue import Phrasebook, Strings
 from bridges.durations import duration_and_reason
 from bridges.moderation import USER_ID, Moderation, Moderator, Target
 from bridges.moderation import Replies as ModerationReplies
@@ -143,7 +143,7 @@ class Handlers:
             return
         token = token_of(query.data)
         pressed = await self.buttons.get(token) if token else None
-        await query.answer(None if pressed else Replies.expired_button)
+        await query.answer(None if pressed else self._words(query.from_user)(Replies).expired_button)
         message = query.message
         if pressed is None or not isinstance(message, Message) or not self.accepting:
             return
@@ -151,6 +151,7 @@ class Handlers:
             _inbound(message, pressed.label),
             user_id=str(query.from_user.id),
             display_name=query.from_user.full_name,
+            locale=query.from_user.language_code or "",
             button=pressed,
         )
         await self._serve(inbound, message)
@@ -184,14 +185,13 @@ class Handlers:
         if message is None or message.from_user is None:
             return
         surface = self.surfaces.plain(message)
+        say = self._words(message.from_user)(Replies)
         user_id = message.from_user.id
         if user_id not in self.config.admins:
-            await send_notice(surface, Replies.not_admin)
+            await send_notice(surface, say.not_admin)
             return
         if len(context.args or []) != 1:
-            await send_notice(
-                surface, Replies.agent_usage.format(agents=", ".join(sorted(self.relay.agents)))
-            )
+            await send_notice(surface, say.agent_usage.format(agents=", ".join(sorted(self.relay.agents))))
             return
         name = (context.args or [""])[0]
         try:
@@ -199,7 +199,7 @@ class Handlers:
         except ValueError as exc:
             await send_notice(surface, str(exc))
             return
-        await send_notice(surface, Replies.agent_bound.format(agent=name))
+        await send_notice(surface, say.agent_bound.format(agent=name))
 
     async def block(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._moderate(update, context, block=True)
@@ -214,8 +214,9 @@ class Handlers:
         if message is None or message.from_user is None:
             return
         surface = self.surfaces.plain(message)
+        say = self._words(message.from_user)(Replies)
         if not await self._may_moderate(message):
-            await send_notice(surface, Replies.moderators_only)
+            await send_notice(surface, say.moderators_only)
             return
         sender = _sender(message)
         moderator = Moderator(f"{PLATFORM}:{sender[0]}", sender[1], f"telegram chat {message.chat.id}")
@@ -226,14 +227,14 @@ class Handlers:
         try:
             target, words = await self._target(message, context.args or [])
             if target is None:
-                reply = Replies.block_usage
+                reply = say.block_usage
             elif not block:
                 reply = await self.moderation.unblock(target, str(target), moderator)
             else:
                 reply = await self._block(target, moderator, words, private)
         except Exception:
             log.exception("telegram: /%s failed", "block" if block else "unblock")
-            reply = Replies.failed
+            reply = say.failed
         await send_notice(surface, reply)
 
     async def _block(self, target: Target, moderator: Moderator, words: list[str], private: bool) -> str:
@@ -292,7 +293,12 @@ class Handlers:
         log.error("telegram handler failed", exc_info=context.error)
         message = update.effective_message if isinstance(update, Update) else None
         if message is not None:
-            await send_notice(self.surfaces.plain(message), Replies.failed)
+            failed = self._words(message.from_user)(Replies).failed
+            await send_notice(self.surfaces.plain(message), failed)
+
+    def _words(self, user: User | None) -> Phrasebook:
+        """What to say to this Telegram user: in the language their app is set to."""
+        return self.relay.catalogue.words(user.language_code if user is not None else None)
 
     async def _serve(self, inbound: Inbound, message: Message) -> None:
         """Hand one turn to the Relay; in private chats, post the draft it streamed once it is over."""
@@ -360,4 +366,11 @@ def _inbound(message: Message, text: str) -> Inbound:
         thread_id=str(message.message_thread_id) if message.is_topic_message else "",
         is_dm=message.chat.type == ChatType.PRIVATE,
         binding_scopes=((CHAT_SCOPE, str(message.chat.id)),),
+        locale=_language(message),
     )
+
+
+def _language(message: Message) -> str:
+    """The sender's app language (`de`, `pt-br`); none for posts as a channel or an anonymous admin."""
+    user = message.from_user
+    return (user.language_code or "") if user is not None and message.sender_chat is None else ""

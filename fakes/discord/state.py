@@ -35,6 +35,8 @@ class FakeUser:
     id: int
     username: str
     bot: bool = False
+    locale: str = "en-US"
+    """The user's client language: sent with each of their interactions (`Interaction.locale`)."""
 
     def payload(self) -> JSON:
         return {
@@ -57,6 +59,8 @@ class FakeGuild:
     """role id -> (name, permission bits); the @everyone role has the guild's id."""
     members: dict[int, tuple[int, ...]] = field(default_factory=dict)
     """user id -> role ids."""
+    preferred_locale: str = "en-US"
+    """The community's language (`Guild.preferred_locale`), also each interaction's `guild_locale`."""
 
     def permissions_of(self, user_id: int) -> int:
         if user_id == self.owner_id:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Agent, AgentEvent, BaseAgent, TextDelta, Turn, TurnEnd
 from bridges.attachments import Media
+from bridges.catalogue import Catalogue
 from bridges.handoff import HandoffPolicy, HandoffService
 from bridges.relay import Relay, RelayPolicy
 from bridges.surface import Surface
@@ -98,6 +99,8 @@ class Telegram:
     agents: dict[str, Agent] = field(default_factory=dict)
     """Agents beside the scripted ones (a name here replaces one of those)."""
     media: Media | None = None
+    policy: RelayPolicy = POLICY
+    catalogue: Catalogue | None = None
     handoffs: HandoffService = field(init=False)
     relay: Relay = field(init=False)
     bridge: TelegramBridge = field(init=False)
@@ -110,7 +113,15 @@ class Telegram:
             self.db, HANDOFF_POLICY, surfaces=self.surface_for, jump_link=jump_link, now=self.clock
         )
         agents = {"scripted": self.agent, "other": ScriptedAgent("other"), **self.agents}
-        self.relay = Relay(self.db, agents, POLICY, handoffs=self.handoffs, media=self.media, now=self.clock)
+        self.relay = Relay(
+            self.db,
+            agents,
+            self.policy,
+            handoffs=self.handoffs,
+            media=self.media,
+            catalogue=self.catalogue,
+            now=self.clock,
+        )
         self.bridge = bridge(self.fake, self.base_url, self.relay, **self.config)
 
     async def start(self) -> None:
@@ -169,12 +180,23 @@ async def running(
     clock: Callable[[], datetime] = utcnow,
     agents: dict[str, Agent] | None = None,
     media: Media | None = None,
+    policy: RelayPolicy = POLICY,
+    catalogue: Catalogue | None = None,
     **config: Any,
 ) -> AsyncIterator[Telegram]:
     fake = fake or FakeTelegram()
     async with fake.running() as base_url:
         telegram = Telegram(
-            fake, base_url, db, ScriptedAgent(), config, clock, agents=agents or {}, media=media
+            fake,
+            base_url,
+            db,
+            ScriptedAgent(),
+            config,
+            clock,
+            agents=agents or {},
+            media=media,
+            policy=policy,
+            catalogue=catalogue,
         )
         await telegram.start()
         try:
