@@ -20,6 +20,7 @@ import migrations
 from agents import create_agent
 from bridges import registry
 from bridges.base import Bridge, BridgeStartError
+from bridges.catalogue import Catalogue
 from bridges.handoff import HandoffPolicy, HandoffService
 from bridges.recovery import Recovery
 from bridges.registry import build_bridge
@@ -61,6 +62,8 @@ async def run(settings: Settings) -> None:
         }
         db = session_factory(engine)
         bridges: list[Bridge] = []
+        strings = settings.strings
+        catalogue = Catalogue(strings.default_locale, strings.overrides, desk_locale=strings.desk_locale)
         handoffs = HandoffService(
             db,
             HandoffPolicy.from_settings(settings.handoff),
@@ -68,11 +71,12 @@ async def run(settings: Settings) -> None:
             jump_link=lambda conversation: next(
                 filter(None, (b.jump_link(conversation) for b in bridges)), None
             ),
+            catalogue=catalogue,
         )
         policy = RelayPolicy.from_settings(settings)
         if not policy.moderators:
             log.warning("no moderator desk is configured: requests for a human will be declined")
-        relay = Relay(db, agents, policy, handoffs=handoffs)
+        relay = Relay(db, agents, policy, handoffs=handoffs, catalogue=catalogue)
         bridges.extend(build_bridge(name, config, relay) for name, config in settings.platforms().items())
         if settings.ops.listen:
             ops = OpsServer(engine, *settings.ops.address, checks={b.platform: b.healthy for b in bridges})

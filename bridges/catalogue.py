@@ -163,6 +163,8 @@ class Catalogue:
         self,
         default_locale: str = SOURCE_LOCALE,
         overrides: Mapping[str, Mapping[str, str]] | None = None,
+        *,
+        desk_locale: str | None = None,
     ) -> None:
         tables: dict[str, dict[str, str]] = {locale: dict(t) for locale, t in shipped().items()}
         tables.setdefault(SOURCE_LOCALE, {})
@@ -176,6 +178,8 @@ class Catalogue:
                 "[strings]", "default_locale", f"no strings for {default_locale!r} (have {have})"
             )
         self._tables = tables
+        self.desk_locale = (best_match(desk_locale, tables) if desk_locale else None) or self.default_locale
+        """What the moderators' desks speak: one language for everyone there."""
         self._books: dict[str, Phrasebook] = {}
 
     @property
@@ -186,6 +190,11 @@ class Catalogue:
         """The locale to speak for a platform's tag: itself, else its language (`pt-br` -> `pt`), else
         the default."""
         return (best_match(tag, self._tables) if tag else None) or self.default_locale
+
+    @property
+    def desk(self) -> Phrasebook:
+        """The strings for the moderators' desks."""
+        return self.words(self.desk_locale)
 
     def words(self, tag: str | None = None) -> Phrasebook:
         """The strings for a platform's locale tag (None: the default locale)."""

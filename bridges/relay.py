@@ -116,11 +116,15 @@ class Relay:
         self.agents = agents
         self.policy = policy
         self.media = media or Media()
-        self.catalogue = catalogue or Catalogue()
         self._now = now
         self.handoffs = handoffs or HandoffService(
-            db, HandoffPolicy(expire_after=policy.handoff_expiry, escalate_after=None), now=now
+            db,
+            HandoffPolicy(expire_after=policy.handoff_expiry, escalate_after=None),
+            catalogue=catalogue,
+            now=now,
         )
+        self.catalogue = catalogue or self.handoffs.catalogue
+        """What users are told, in their language; the handoff service's too."""
         self.handoffs.on_return = self.resume_after_handoff
         self.blocks = BlockService(db, now=now)
         self.bindings = Bindings(db, agents, policy.default_agent, policy.bindings)
@@ -390,6 +394,7 @@ class Relay:
             user.display_name,
             "",
             thread_id=conversation.thread_id,
+            locale=conversation.locale or "",
         )
         with self.line_up(inbound) as place:
             await place.turn()

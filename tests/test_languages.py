@@ -27,6 +27,7 @@ from fakes.telegram.harness import POLICY, running
 from settings import ConfigError, load_settings
 from tests.discord_support import discord_config
 from tests.test_discord import ScriptedAgent
+from tests.test_telegram_desk import QUICK, desk_running
 
 TRANSLATED = ("de", "es", "ru")
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -201,6 +202,30 @@ async def test_a_telegram_override_in_config_wins(db: async_sessionmaker[AsyncSe
         await telegram.final(chat, "Frisch angefangen!")
         fake.say(chat, hans, "/agent x")  # the handler's own replies speak German too
         await telegram.final(chat, _german("telegram.not_admin"))
+
+
+@pytest.mark.e2e
+@sqlite_only
+async def test_a_case_speaks_the_users_language_to_them_and_the_desks_to_moderators(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    """The user's language is kept with their conversation, so a moderator joining and the case closing
+    reach them in it; the desk speaks its configured language."""
+    words = Catalogue(desk_locale="es")
+    async with desk_running(db, budgets={**QUICK, "catalogue": words}) as desk:
+        fake, spanish = desk.fake, catalogue.shipped()["es"]
+        hans = fake.user("Hans", language_code="de")
+        chat = fake.private_chat(hans)
+        fake.say(chat, hans, "/human")
+        await desk.in_chat(chat, _german("notices.handoff_requested"))
+        note = await desk.notification(1)
+
+        answer = await desk.answer(fake.press(note, "hd:claim:1", desk.maya))
+        assert answer["text"] == spanish["telegram.desk.claimed"].format(id=1)
+        await desk.in_chat(chat, _german("handoff.user.claimed").format(name="Maya"))
+        answer = await desk.answer(fake.press(note, "hd:resolve:1", desk.maya))
+        assert answer["text"] == spanish["telegram.desk.resolved"].format(id=1)
+        await desk.in_chat(chat, _german("handoff.user.resolved"))
 
 
 # -- Discord ---------------------------------------------------------------------------------------

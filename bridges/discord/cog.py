@@ -35,7 +35,6 @@ from bridges.discord.surface import NO_PINGS, DiscordSurface, Surfaces
 from bridges.discord.views import PRESS_EVENT, ChoiceButton, HandoffButton
 from bridges.durations import parse_duration
 from bridges.moderation import USER_ID, Moderation, Moderator, Target
-from bridges.moderation import Replies as ModerationReplies
 from bridges.notices import Notices as DBNotices
 from bridges.registry import blockable
 from bridges.relay import Relay
@@ -319,7 +318,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         except ValueError:
             length = None
         if duration is not None and length is None:
-            return ModerationReplies.bad_duration.format(word=escape_markdown(duration[:40]))
+            return self.moderation.words.bad_duration.format(word=escape_markdown(duration[:40]))
         return await self.moderation.block(target, _who(target), moderator, length, reason.strip())
 
     async def may_moderate(self, interaction: discord.Interaction[Any]) -> bool:

@@ -110,6 +110,11 @@ class DiscordDesk:
         )
         self._mirror = Mirror(handoffs)
         self._threads: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    @property
+    def words(self) -> DeskReplies:
+        """What the desk says, in the desks' language."""
+        return self.handoffs.catalogue.desk(DeskReplies)
         """One lock per thread while its messages are being relayed: discord.py handles every message
         in a task of its own, and a moderator's messages must reach the user in the order written."""
 
@@ -118,7 +123,10 @@ class DiscordDesk:
     async def open(self, view: HandoffView) -> dict[str, Any]:
         channel_id = self.config.channel
         message = await self._send(
-            channel_id, self._notice(DeskReplies.requested, view), ping=True, **self._card(view)
+            channel_id,
+            self._notice(self.words.requested, view),
+            ping=True,
+            **self._card(view),
         )
         refs: dict[str, Any] = {"channel": str(channel_id), "message": str(message.id)}
         await self._pace(channel_id)
@@ -150,13 +158,16 @@ class DiscordDesk:
             if view.escalated:
                 reference = notification.to_reference(fail_if_not_exists=False)
                 await self._send(
-                    channel_id, self._notice(DeskReplies.escalated, view), ping=True, reference=reference
+                    channel_id,
+                    self._notice(self.words.escalated, view),
+                    ping=True,
+                    reference=reference,
                 )
             return
         if view.status == HandoffStatus.CLAIMED:
-            note = DeskReplies.thread_claimed.format(name=escape_markdown(view.claimed_by_name or ""))
+            note = self.words.thread_claimed.format(name=escape_markdown(view.claimed_by_name or ""))
         else:
-            note = DeskReplies.thread_closed.format(status=_status(view)[0])
+            note = self.words.thread_closed.format(status=_status(view)[0])
         await self._send(_thread_of(refs), content=note)
 
     async def post(self, refs: Mapping[str, Any], author: str, text: str) -> str | None:
@@ -209,7 +220,7 @@ class DiscordDesk:
     ) -> None:
         """Claim, resolve or return; the presser alone is told the outcome (who won, if they lost)."""
         if interaction.channel_id != self.config.channel or not self.is_moderator(interaction.user):
-            await interaction.response.send_message(DeskReplies.not_moderator, ephemeral=True)
+            await interaction.response.send_message(self.words.not_moderator, ephemeral=True)
             return
         track_current(self._in_flight)
         await interaction.response.defer(ephemeral=True, thinking=True)  # the claim notifies everyone first
@@ -219,23 +230,23 @@ class DiscordDesk:
                 outcome = await self.handoffs.claim(handoff_id, moderator_id, moderator_name)
                 if outcome.won:
                     view = await self.handoffs.view(handoff_id)
-                    reply = DeskReplies.claimed.format(id=handoff_id, user=escape_markdown(view.user_name))
+                    reply = self.words.claimed.format(id=handoff_id, user=escape_markdown(view.user_name))
                 elif outcome.claimer_name is not None:
-                    reply = DeskReplies.claimed_already.format(name=escape_markdown(outcome.claimer_name))
+                    reply = self.words.claimed_already.format(name=escape_markdown(outcome.claimer_name))
                 else:
-                    reply = DeskReplies.closed_already
+                    reply = self.words.closed_already
             else:
                 resolve = action == "resolve"
                 status = HandoffStatus.RESOLVED if resolve else HandoffStatus.RETURNED
                 if await self.handoffs.close(handoff_id, status, moderator_id, moderator_name):
                     view = await self.handoffs.view(handoff_id)
-                    closed = DeskReplies.closed_resolved if resolve else DeskReplies.closed_returned
+                    closed = self.words.closed_resolved if resolve else self.words.closed_returned
                     reply = closed.format(id=handoff_id, user=escape_markdown(view.user_name))
                 else:
-                    reply = DeskReplies.closed_already
+                    reply = self.words.closed_already
         except Exception:
             log.exception("handoff %s: %s by %s failed", handoff_id, action, moderator_id)
-            reply = DeskReplies.failed
+            reply = self.words.failed
         await interaction.edit_original_response(content=reply, allowed_mentions=NO_PINGS)
 
     async def on_message(self, message: discord.Message) -> None:
@@ -255,7 +266,7 @@ class DiscordDesk:
             if handoff_id is None:
                 return  # a closed handoff's thread: moderators may go on talking among themselves
             if not self.is_moderator(message.author):
-                await self._answer(message, DeskReplies.not_passed_on)
+                await self._answer(message, self.words.not_passed_on)
                 return
             author = message.author
             answer = await self.handoffs.cases.plain_message(
@@ -310,7 +321,7 @@ class DiscordDesk:
         if view.earlier_cases:
             lines = past_lines(view.history, self.past_link)
             card["embed"].add_field(
-                name=DeskReplies.earlier_cases.format(count=view.earlier_cases),
+                name=self.words.earlier_cases.format(count=view.earlier_cases),
                 value=_clip(escape_markdown("\n".join(lines)), MAX_FIELD),
                 inline=False,
             )

@@ -34,7 +34,6 @@ from bridges.buttons import ButtonStore
 from bridges.catalogue import Phrasebook, Strings
 from bridges.durations import duration_and_reason
 from bridges.moderation import USER_ID, Moderation, Moderator, Target
-from bridges.moderation import Replies as ModerationReplies
 from bridges.registry import blockable
 from bridges.relay import Relay
 from bridges.surface import Inbound, SurfaceError, send_notice
@@ -241,7 +240,7 @@ class Handlers:
         try:
             duration, reason = duration_and_reason(words)
         except ValueError:
-            return ModerationReplies.bad_duration.format(word=words[0][:40])
+            return self.moderation.words.bad_duration.format(word=words[0][:40])
         return await self.moderation.block(
             target, str(target), moderator, duration, reason, show_reason=private
         )

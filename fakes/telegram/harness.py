@@ -110,7 +110,12 @@ class Telegram:
 
     def _build(self) -> None:
         self.handoffs = HandoffService(
-            self.db, HANDOFF_POLICY, surfaces=self.surface_for, jump_link=jump_link, now=self.clock
+            self.db,
+            HANDOFF_POLICY,
+            surfaces=self.surface_for,
+            jump_link=jump_link,
+            catalogue=self.catalogue,
+            now=self.clock,
         )
         agents = {"scripted": self.agent, "other": ScriptedAgent("other"), **self.agents}
         self.relay = Relay(
