@@ -79,12 +79,21 @@ def source() -> dict[str, str]:
     }
 
 
-@cache
-def discover() -> None:
+def string_modules() -> Iterator[str]:
+    """The name of every module of `STRING_PACKAGES`: from the first folder of each (`bridges` is a
+    namespace package, which a development setup may spread over two checkouts)."""
     for package_name in STRING_PACKAGES:
         package = importlib.import_module(package_name)
-        for module in pkgutil.walk_packages(package.__path__, f"{package_name}."):
-            importlib.import_module(module.name)
+        folder = next(path for path in package.__path__ if Path(path).is_dir())
+        for module in pkgutil.walk_packages([folder], f"{package_name}."):
+            yield module.name
+
+
+@cache
+def discover() -> None:
+    """Import every module that may hold strings once, so each class of strings has registered."""
+    for name in string_modules():
+        importlib.import_module(name)
 
 
 def placeholders(text: str) -> frozenset[str]:
@@ -171,20 +180,17 @@ class Catalogue:
         for locale, table in (overrides or {}).items():
             tag = normalize(locale)
             tables.setdefault(tag, {}).update(checked(table, f"[strings.overrides.{locale}]"))
-        self.default_locale = normalize(default_locale)
-        if self.default_locale not in tables:
+        default = best_match(default_locale, tables)
+        if default is None:
             have = ", ".join(sorted(tables))
             raise CatalogueError(
                 "[strings]", "default_locale", f"no strings for {default_locale!r} (have {have})"
             )
+        self.default_locale = default
         self._tables = tables
         self.desk_locale = (best_match(desk_locale, tables) if desk_locale else None) or self.default_locale
         """What the moderators' desks speak: one language for everyone there."""
         self._books: dict[str, Phrasebook] = {}
-
-    @property
-    def locales(self) -> frozenset[str]:
-        return frozenset(self._tables)
 
     def resolve(self, tag: str | None) -> str:
         """The locale to speak for a platform's tag: itself, else its language (`pt-br` -> `pt`), else
@@ -216,6 +222,7 @@ class Phrasebook:
         self._made: dict[type[Strings], Strings] = {}
 
     def __call__(self, cls: type[S]) -> S:
+        """`cls` with this locale's texts: the same attribute names, each a plain `str`."""
         made = self._made.get(cls)
         if made is None:
             made = self._made[cls] = self._make(cls)

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import pkgutil
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,7 @@ from bridges.catalogue import Catalogue, CatalogueError, Strings
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.cog import Replies as DiscordReplies
 from bridges.notices import Notices
-from bridges.relay import Relay, RelayPolicy
+from bridges.relay import Relay
 from bridges.telegram.handlers import Replies as TelegramReplies
 from fakes.discord import FakeDiscord
 from fakes.telegram.harness import POLICY, running
@@ -49,13 +47,11 @@ def test_every_key_is_translated_with_the_same_placeholders(locale: str) -> None
 
 def _classes_of_strings() -> Iterator[type]:
     """Every class in bridges/ and agents/ named like a class of strings (…Notices, …Replies, …Words)."""
-    for package_name in catalogue.STRING_PACKAGES:
-        package = importlib.import_module(package_name)
-        for info in pkgutil.walk_packages(package.__path__, f"{package_name}."):
-            module = importlib.import_module(info.name)
-            for _, cls in inspect.getmembers(module, inspect.isclass):
-                if cls.__module__ == info.name and re.search(r"(Notices|Replies|Words)$", cls.__name__):
-                    yield cls
+    for name in catalogue.string_modules():
+        module = importlib.import_module(name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ == name and re.search(r"(Notices|Replies|Words)$", cls.__name__):
+                yield cls
 
 
 def test_every_class_of_strings_is_registered_in_the_catalogue() -> None:
@@ -231,26 +227,32 @@ async def test_a_case_speaks_the_users_language_to_them_and_the_desks_to_moderat
 # -- Discord ---------------------------------------------------------------------------------------
 
 
+Start = Callable[[], Awaitable[None]]
+
+
 @pytest.fixture
-async def discord_world(db: async_sessionmaker[AsyncSession]) -> AsyncIterator[tuple[FakeDiscord, Relay]]:
-    policy = RelayPolicy(
-        default_agent="scripted",
-        idle_timeout=timedelta(minutes=30),
-        handoff_expiry=timedelta(minutes=10),
-        bindings={},
-        user_messages_per_minute=1.0,
-        user_burst=1,
-    )
+async def discord_world(db: async_sessionmaker[AsyncSession]) -> AsyncIterator[tuple[FakeDiscord, Start]]:
+    """The fake Discord, and a way to start the bridge once a test has set up its people and places. A
+    user may send one message at once, then one a minute: the next is refused with a notice."""
+    policy = replace(POLICY, user_messages_per_minute=1.0, user_burst=1)
     relay = Relay(db, {"scripted": ScriptedAgent()}, policy)
+    started: list[DiscordBridge] = []
     async with FakeDiscord(message_window=0.25) as fake:
-        yield fake, relay
+
+        async def start() -> None:
+            started.append(DiscordBridge(discord_config(fake), relay))
+            await started[-1].start()
+
+        yield fake, start
+        for bridge in started:
+            await bridge.close(grace=1.0)
 
 
 @sqlite_only
 async def test_discord_speaks_the_slash_commands_locale_and_the_servers_for_messages(
-    discord_world: tuple[FakeDiscord, Relay],
+    discord_world: tuple[FakeDiscord, Start],
 ) -> None:
-    fake, relay = discord_world
+    fake, start = discord_world
     owner = fake.add_user("owner")
     guild = fake.add_guild("Servidor", owner)
     guild.preferred_locale = "de"
@@ -259,49 +261,41 @@ async def test_discord_speaks_the_slash_commands_locale_and_the_servers_for_mess
     fake.add_member(guild, ana)
     fake.add_member(guild, bo)
     channel = fake.add_text_channel(guild, "general")
-    bridge = DiscordBridge(discord_config(fake), relay)
-    await bridge.start()
-    try:
-        spanish = catalogue.shipped()["es"]
-        reset = await fake.slash(channel, ana, "reset")
-        shown = await fake.wait_for_texts(channel, [spanish["notices.reset"]])
-        assert shown[0].interaction_id == reset.id
-        refused = await fake.slash(channel, ana, "agent", name="scripted")  # not an admin
-        callback = await fake.wait_for_callback(refused)
-        assert callback["data"]["content"] == spanish["discord.admins_only"] != DiscordReplies.admins_only
+    await start()
+    spanish = catalogue.shipped()["es"]
+    reset = await fake.slash(channel, ana, "reset")
+    shown = await fake.wait_for_texts(channel, [spanish["notices.reset"]])
+    assert shown[0].interaction_id == reset.id
+    refused = await fake.slash(channel, ana, "agent", name="scripted")  # not an admin
+    callback = await fake.wait_for_callback(refused)
+    assert callback["data"]["content"] == spanish["discord.admins_only"] != DiscordReplies.admins_only
 
-        await fake.user_says(channel, bo, f"<@{fake.bot.id}> hi")
-        await fake.user_says(channel, bo, f"<@{fake.bot.id}> hi again")  # over the rate: told in German
-        slow = _german("notices.slow_down").format(seconds=60)
-        await fake.wait_for_texts(channel, [spanish["notices.reset"], "scripted: hi", slow])
-    finally:
-        await bridge.close(grace=1.0)
+    await fake.user_says(channel, bo, f"<@{fake.bot.id}> hi")
+    await fake.wait_for_texts(channel, [spanish["notices.reset"], "scripted: hi"])
+    await fake.user_says(channel, bo, f"<@{fake.bot.id}> hi again")  # over the rate: told in German
+    slow = _german("notices.slow_down").format(seconds=60)
+    await fake.wait_for_texts(channel, [spanish["notices.reset"], "scripted: hi", slow])
 
 
 @sqlite_only
 async def test_a_discord_dm_speaks_the_users_last_interaction_locale(
-    discord_world: tuple[FakeDiscord, Relay],
+    discord_world: tuple[FakeDiscord, Start],
 ) -> None:
-    fake, relay = discord_world
+    fake, start = discord_world
     owner = fake.add_user("owner")
     fake.add_guild("Server", owner)
     ivan, zoe = fake.add_user("ivan"), fake.add_user("zoe")
     ivan.locale = "ru"
-    bridge = DiscordBridge(discord_config(fake), relay)
-    await bridge.start()
-    try:
-        russian = catalogue.shipped()["ru"]
-        dm = fake.dm_channel(ivan)
-        await fake.slash(dm, ivan, "reset")
-        await fake.wait_for_texts(dm, [russian["notices.reset"]])
-        await fake.user_says(dm, ivan, "привет")  # the rate's one message went to /reset
-        await fake.wait_for_texts(
-            dm, [russian["notices.reset"], russian["notices.slow_down"].format(seconds=60)]
-        )
+    await start()
+    russian = catalogue.shipped()["ru"]
+    dm = fake.dm_channel(ivan)
+    await fake.slash(dm, ivan, "reset")
+    await fake.wait_for_texts(dm, [russian["notices.reset"]])
+    await fake.user_says(dm, ivan, "привет")  # the rate's one message went to /reset
+    await fake.wait_for_texts(dm, [russian["notices.reset"], russian["notices.slow_down"].format(seconds=60)])
 
-        other = fake.dm_channel(zoe)  # never interacted: the default
-        await fake.user_says(other, zoe, "hi")
-        await fake.user_says(other, zoe, "hi again")
-        await fake.wait_for_texts(other, ["scripted: hi", Notices.slow_down.format(seconds=60)])
-    finally:
-        await bridge.close(grace=1.0)
+    other = fake.dm_channel(zoe)  # never interacted: the default
+    await fake.user_says(other, zoe, "hi")
+    await fake.wait_for_texts(other, ["scripted: hi"])
+    await fake.user_says(other, zoe, "hi again")
+    await fake.wait_for_texts(other, ["scripted: hi", Notices.slow_down.format(seconds=60)])
