@@ -21,6 +21,7 @@ import migrations
 from agents import create_agent
 from bridges import registry
 from bridges.base import Bridge, BridgeStartError
+from bridges.catalogue import Catalogue
 from bridges.handoff import HandoffPolicy, HandoffService
 from bridges.recovery import Recovery
 from bridges.registry import build_bridge
@@ -64,6 +65,8 @@ async def run(settings: Settings, config_path: str | None = None) -> None:
         }
         db = session_factory(engine)
         bridges: list[Bridge] = []
+        strings = settings.strings
+        catalogue = Catalogue(strings.default_locale, strings.overrides, desk_locale=strings.desk_locale)
         handoffs = HandoffService(
             db,
             HandoffPolicy.from_settings(settings.handoff),
@@ -71,11 +74,12 @@ async def run(settings: Settings, config_path: str | None = None) -> None:
             jump_link=lambda conversation: next(
                 filter(None, (b.jump_link(conversation) for b in bridges)), None
             ),
+            catalogue=catalogue,
         )
         policy = RelayPolicy.from_settings(settings)
         if not policy.moderators:
             log.warning("no moderator desk is configured: requests for a human will be declined")
-        relay = Relay(db, agents, policy, handoffs=handoffs)
+        relay = Relay(db, agents, policy, handoffs=handoffs, catalogue=catalogue)
         live = LiveConfig(settings, config_path)
         live.on_change(lambda new: relay.reconfigure(RelayPolicy.from_settings(new)))
         live.on_change(lambda new: setattr(handoffs, "policy", HandoffPolicy.from_settings(new.handoff)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from functools import cache
@@ -33,7 +34,7 @@ from pydantic import (
 from agents.base import AgentSettings
 from agents.demo import DemoSettings
 from agents.registry import KINDS
-from bridges import registry
+from bridges import catalogue, registry
 from bridges.base import PlatformConfig
 from bridges.hours_config import HoursSettings
 from bridges.triggers import TriggerRule, check_unique
@@ -320,6 +321,59 @@ class OpsSettings(Section):
         return host, int(port)
 
 
+LOCALE_TAG = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$"
+"""A language tag as platforms give them: `en`, `de`, `pt-BR`, `es-419`."""
+
+
+class StringsSettings(Section):
+    """What the bot says, per locale (bridges/catalogue.py). English, German, Spanish and Russian come
+    with Switchboard; each user is answered in their platform's language when there are strings for it."""
+
+    default_locale: str = Field(
+        "en",
+        pattern=LOCALE_TAG,
+        description="for users whose platform gives no language there are strings for",
+    )
+    desk_locale: str | None = Field(
+        None, pattern=LOCALE_TAG, description="what the moderators' desks say; the default locale if unset"
+    )
+    overrides: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description='per locale, catalogue key -> text: [strings.overrides.en] "notices.reset" = "..."',
+    )
+
+    @field_validator("overrides", mode="before")
+    @classmethod
+    def _dotted_keys(cls, value: Any) -> Any:
+        """`notices.reset = "..."` unquoted is a table in TOML: read it as the key `notices.reset`."""
+        if not isinstance(value, Mapping):
+            return value
+        return {
+            locale: dict(catalogue.flatten(table)) if isinstance(table, Mapping) else table
+            for locale, table in value.items()
+        }
+
+    @model_validator(mode="after")
+    def _known(self) -> StringsSettings:
+        for locale, table in self.overrides.items():
+            if not re.match(LOCALE_TAG, locale):
+                raise _KeyProblem(
+                    f"strings.overrides.{locale}", "not a language tag (such as en, de or pt-BR)"
+                )
+            try:
+                catalogue.checked(table, f"[strings.overrides.{locale}]")
+            except catalogue.CatalogueError as exc:
+                raise _KeyProblem(f"strings.overrides.{locale}.{exc.key}", exc.problem) from None
+        have = catalogue.shipped_locales() | {catalogue.normalize(locale) for locale in self.overrides}
+        for name in ("default_locale", "desk_locale"):
+            tag = getattr(self, name)
+            if tag is not None and catalogue.best_match(tag, have) is None:
+                raise _KeyProblem(
+                    f"strings.{name}", f"no strings for {tag!r} (have {', '.join(sorted(have))})"
+                )
+        return self
+
+
 def _agent_union() -> Any:
     """One `[agents.NAME]` section: the `kind` key picks which backend's settings model validates it."""
     settings_types = tuple(kind.settings for kind in KINDS.values())
@@ -375,6 +429,7 @@ class Settings(Section):
 
     quotas: QuotaSettings = QuotaSettings()
     controls: ReplyControlSettings = ReplyControlSettings()
+    strings: StringsSettings = StringsSettings()
 
     @model_validator(mode="after")
     def _agents_exist(self) -> Settings:

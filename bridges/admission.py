@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bridges.blocks import BlockService
 from bridges.budget import RateBudget
+from bridges.catalogue import Catalogue
 from bridges.notices import Notices
 from bridges.outage import survives_db_outage
 from bridges.surface import Inbound
@@ -33,8 +34,17 @@ class Refusal:
 
 
 class Admission:
-    def __init__(self, blocks: BlockService, *, per_minute: float, burst: int, outage_grace: float) -> None:
+    def __init__(
+        self,
+        blocks: BlockService,
+        *,
+        per_minute: float,
+        burst: int,
+        outage_grace: float,
+        catalogue: Catalogue,
+    ) -> None:
         self.blocks = blocks
+        self.catalogue = catalogue
         self.per_minute = per_minute
         self.burst = burst
         self.outage_grace = outage_grace
@@ -55,7 +65,8 @@ class Admission:
                 return Refusal(None)
             gate.warned = True
             seconds = max(1, round(60 / self.per_minute))
-            return Refusal(Notices.slow_down.format(seconds=seconds))
+            slow_down = self.catalogue.words(inbound.locale)(Notices).slow_down
+            return Refusal(slow_down.format(seconds=seconds))
         if await self.is_blocked(inbound.platform, inbound.user_id):
             log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
             return Refusal(None)

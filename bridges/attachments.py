@@ -25,6 +25,7 @@ from agents.base import (
     AttachmentUnavailable,
     MediaSupport,
 )
+from bridges.catalogue import Phrasebook, Strings
 from bridges.notices import Notices
 from bridges.surface import Inbound
 from bridges.transcribe import Transcriber, TranscriptionFailed
@@ -33,23 +34,15 @@ log = logging.getLogger(__name__)
 
 TEXT_MIMES = ("text/", "application/json", "application/xml", "application/x-yaml", "application/toml")
 TEXT_SUFFIXES = (".txt", ".md", ".csv", ".json", ".log", ".py", ".js", ".ts", ".yaml", ".yml", ".toml")
-KIND_WORDS = {
-    "image": "image",
-    "document": "file",
-    "audio": "audio file",
-    "voice": "voice message",
-    "video": "video",
-    "sticker": "sticker",
-}
 
 
-class MediaNotices:
+class MediaNotices(Strings, key="media"):
     """What the user is told about their files."""
 
     left_out = "The assistant did not get {items}. {after}"
     after_text = "Your text went through."
     after_nothing = "Please tell me in words what you need."
-    takes_none = "it cannot take {kinds}s"
+    takes_none = "it cannot take {kinds}"
     image_format = "it reads PNG, JPEG, GIF and WebP images only; please send it as one of those"
     too_many = "it takes at most {n} per message"
     too_large = "{size}, over the {limit} it takes"
@@ -67,6 +60,21 @@ class MediaNotices:
         "I could not listen to your voice message just now (the transcription service did not answer). "
         "Please try again in a moment or type it."
     )
+    your = "your {kind}"
+    your_named = "your {kind} {name}"
+    listed = "{items} and {last}"
+    kind_image = "image"
+    kind_document = "file"
+    kind_text = "text file"
+    kind_audio = "audio file"
+    kind_voice = "voice message"
+    kind_video = "video"
+    kind_sticker = "sticker"
+    kinds_image = "images"
+    kinds_document = "files"
+    kinds_text = "text files"
+    kinds_audio = "audio files"
+    kinds_video = "videos"
 
 
 @dataclass(frozen=True)
@@ -85,48 +93,53 @@ class Media:
     def __init__(self, transcriber: Transcriber | None = None) -> None:
         self.transcriber = transcriber
 
-    async def hear(self, inbound: Inbound) -> tuple[Inbound, str | None]:
+    async def hear(self, inbound: Inbound, words: Phrasebook) -> tuple[Inbound, str | None]:
         """The message with its voice notes' words as its text (the caption, if any, after them), and
-        what to show the user: the words heard, quoted, or why there are none."""
+        what to show the user (in `words`' language): the words heard, quoted, or why there are none."""
+        say = words(MediaNotices)
         voices = [a for a in inbound.attachments if a.kind == "voice"]
         if not voices:
             return inbound, None
         if self.transcriber is None:
-            return inbound, MediaNotices.cannot_listen
+            return inbound, say.cannot_listen
         heard: list[str] = []
         for voice in voices:
-            words, problem = await self._transcribe(self.transcriber, voice)
+            spoken, problem = await self._transcribe(self.transcriber, voice, say)
             if problem is not None:
                 return inbound, problem
-            heard.append(words)
-        spoken = "\n".join(words for words in heard if words)
+            heard.append(spoken)
+        spoken = "\n".join(part for part in heard if part)
         if not spoken:
-            return inbound, MediaNotices.heard_nothing
+            return inbound, say.heard_nothing
         text = f"{spoken}\n\n{inbound.text}" if inbound.text.strip() else spoken
-        return replace(inbound, text=text), MediaNotices.heard.format(quote=_quoted(spoken))
+        return replace(inbound, text=text), say.heard.format(quote=_quoted(spoken))
 
-    async def _transcribe(self, transcriber: Transcriber, voice: Attachment) -> tuple[str, str | None]:
+    async def _transcribe(
+        self, transcriber: Transcriber, voice: Attachment, say: MediaNotices
+    ) -> tuple[str, str | None]:
         settings = transcriber.settings
         if voice.duration is not None and voice.duration > settings.max_seconds:
-            return "", MediaNotices.voice_too_long.format(seconds=voice.duration, limit=settings.max_seconds)
+            return "", say.voice_too_long.format(seconds=voice.duration, limit=settings.max_seconds)
         if voice.size is not None and voice.size > settings.max_bytes:
-            return "", MediaNotices.voice_too_large
+            return "", say.voice_too_large
         try:
             data = await voice.fetch(settings.max_bytes)
         except (AttachmentTooLarge, AttachmentBeyondPlatform):
-            return "", MediaNotices.voice_too_large
+            return "", say.voice_too_large
         except AttachmentUnavailable as exc:
             log.warning("a voice note could not be downloaded: %s", exc)
-            return "", MediaNotices.voice_failed
+            return "", say.voice_failed
         try:
             return await transcriber.transcribe(voice, data), None
         except TranscriptionFailed as exc:
             log.warning("transcription failed: %s", exc)
-            return "", MediaNotices.voice_failed
+            return "", say.voice_failed
 
-    async def offer(self, inbound: Inbound, agent: Agent) -> Offer:
-        """Download what `agent` takes, within its limits; name the rest, once. Voice notes went in as
-        text (`hear`), and a sticker as its emoji (the bridge makes that its text)."""
+    async def offer(self, inbound: Inbound, agent: Agent, words: Phrasebook) -> Offer:
+        """Download what `agent` takes, within its limits; name the rest, once, in `words`' language.
+        Voice notes went in as text (`hear`), and a sticker as its emoji (the bridge makes that its
+        text)."""
+        say = words(MediaNotices)
         support = agent.media if isinstance(agent, AcceptsMedia) else MediaSupport()
         taken: list[Attachment] = []
         refused: list[tuple[Attachment, str]] = []
@@ -139,7 +152,7 @@ class Media:
                 and support.max_images
                 and attachment.mime.lower() not in support.image_types
             ):
-                refused.append((attachment, MediaNotices.image_format))
+                refused.append((attachment, say.image_format))
                 continue
             if attachment.kind == "image":
                 allowed, limit, count = support.max_images, support.max_image_bytes, images
@@ -147,14 +160,13 @@ class Media:
                 allowed, limit, count = support.max_text_files, support.max_text_bytes, texts
             else:
                 allowed, limit, count = 0, 0, 0
-            kind = "text file" if _is_text(attachment) else KIND_WORDS[attachment.kind]
             if allowed == 0:
-                refused.append((attachment, MediaNotices.takes_none.format(kinds=kind)))
+                refused.append((attachment, say.takes_none.format(kinds=_kinds(say, attachment))))
                 continue
             if count >= allowed:
-                refused.append((attachment, MediaNotices.too_many.format(n=allowed)))
+                refused.append((attachment, say.too_many.format(n=allowed)))
                 continue
-            loaded, problem = await _fetch(attachment, limit)
+            loaded, problem = await _fetch(attachment, limit, say)
             if loaded is None:
                 refused.append((attachment, problem))
                 continue
@@ -167,13 +179,14 @@ class Media:
         empty = not has_text and not taken
         notice = None
         if refused:
-            after = MediaNotices.after_text if has_text else MediaNotices.after_nothing
-            notice = MediaNotices.left_out.format(items=_listed(refused), after=after)
+            after = say.after_text if has_text else say.after_nothing
+            items = [f"{_label(say, attachment)} ({why})" for attachment, why in refused]
+            notice = say.left_out.format(items=_listed(say, items), after=after)
         return Offer(tuple(taken), notice, empty)
 
 
-async def _fetch(attachment: Attachment, limit: int) -> tuple[Attachment | None, str]:
-    too_large = MediaNotices.too_large.format(size=_size(attachment.size or 0), limit=_size(limit))
+async def _fetch(attachment: Attachment, limit: int, say: MediaNotices) -> tuple[Attachment | None, str]:
+    too_large = say.too_large.format(size=_size(attachment.size or 0), limit=_size(limit))
     if attachment.size is not None and attachment.size > limit:
         return None, too_large
     try:
@@ -181,10 +194,10 @@ async def _fetch(attachment: Attachment, limit: int) -> tuple[Attachment | None,
     except AttachmentTooLarge:
         return None, too_large
     except AttachmentBeyondPlatform as exc:
-        return None, MediaNotices.beyond_platform.format(limit=_size(exc.limit))
+        return None, say.beyond_platform.format(limit=_size(exc.limit))
     except AttachmentUnavailable as exc:
         log.warning("an attachment could not be downloaded: %s", exc)
-        return None, MediaNotices.unavailable
+        return None, say.unavailable
 
 
 def with_sticker_words(text: str, attachments: Sequence[Attachment]) -> str:
@@ -193,13 +206,12 @@ def with_sticker_words(text: str, attachments: Sequence[Attachment]) -> str:
     return f"{text} {emoji}".strip() if emoji else text
 
 
-def lost_files_notice(metadata: Sequence[Mapping[str, Any]]) -> str:
+def lost_files_notice(metadata: Sequence[Mapping[str, Any]], words: Phrasebook) -> str:
     """What a user is told of files a restart lost (see `bridges.inbox.LeftOver`), named as they sent them."""
-    names = [
-        f"your {KIND_WORDS.get(m.get('kind', ''), 'file')} {m.get('name') or ''}".rstrip() for m in metadata
-    ]
-    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-    return Notices.files_lost.format(files=listed, them="it" if len(names) == 1 else "them")
+    say = words(MediaNotices)
+    names = [_named(say, _kind(say, m.get("kind", "")), m.get("name") or "") for m in metadata]
+    notice = words(Notices).file_lost if len(names) == 1 else words(Notices).files_lost
+    return notice.format(files=_listed(say, names))
 
 
 def _is_text(attachment: Attachment) -> bool:
@@ -208,14 +220,36 @@ def _is_text(attachment: Attachment) -> bool:
     return attachment.mime.startswith(TEXT_MIMES) or attachment.name.lower().endswith(TEXT_SUFFIXES)
 
 
-def _listed(refused: Sequence[tuple[Attachment, str]]) -> str:
-    items = [f"{_label(attachment)} ({why})" for attachment, why in refused]
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+def _listed(say: MediaNotices, items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else say.listed.format(items=", ".join(items[:-1]), last=items[-1])
 
 
-def _label(attachment: Attachment) -> str:
-    word = KIND_WORDS[attachment.kind]
-    return f"your {word} {attachment.name}" if attachment.name else f"your {word}"
+def _label(say: MediaNotices, attachment: Attachment) -> str:
+    return _named(say, _kind(say, attachment.kind), attachment.name)
+
+
+def _named(say: MediaNotices, kind: str, name: str) -> str:
+    return say.your_named.format(kind=kind, name=name) if name else say.your.format(kind=kind)
+
+
+def _kind(say: MediaNotices, kind: str) -> str:
+    """A file's kind in words, as the user sent it."""
+    words = {
+        "image": say.kind_image,
+        "audio": say.kind_audio,
+        "voice": say.kind_voice,
+        "video": say.kind_video,
+        "sticker": say.kind_sticker,
+    }
+    return words.get(kind, say.kind_document)
+
+
+def _kinds(say: MediaNotices, attachment: Attachment) -> str:
+    """What an agent takes none of, in the plural."""
+    if _is_text(attachment):
+        return say.kinds_text
+    words = {"image": say.kinds_image, "audio": say.kinds_audio, "video": say.kinds_video}
+    return words.get(attachment.kind, say.kinds_document)
 
 
 def _size(size: int) -> str:

@@ -20,6 +20,7 @@ from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agents.base import Attachment
+from bridges.catalogue import Strings
 from bridges.copies import Origin
 from bridges.durations import parse_duration
 from models import (
@@ -47,7 +48,7 @@ FOUND_SHOWN = 10
 """Cases a search lists."""
 
 
-class DeskWords:
+class DeskWords(Strings, key="cases.desk"):
     """What the desk tools answer a moderator, the same on every desk."""
 
     not_moderator = "Only moderators can do that here."
@@ -86,7 +87,7 @@ class DeskWords:
     search_usage = "Usage: search [PLATFORM ID] WORDS: find closed and open cases by user and by words."
 
 
-class CaseNotices:
+class CaseNotices(Strings, key="cases"):
     """What the tools tell the user, and the desk, about their case."""
 
     transferred_to = "{name} (a moderator) is now helping you."
@@ -159,6 +160,9 @@ class Cases:
 
     def __init__(self, handoffs: HandoffService) -> None:
         self.handoffs = handoffs
+        self.desk = handoffs.catalogue.desk
+        """What the tools say to moderators, in the desks' language."""
+        self.words = self.desk(DeskWords)
 
     # -- notes and replies ---------------------------------------------------------------------------
 
@@ -181,7 +185,7 @@ class Cases:
                 )
             )
         log.info("case #%s: note by %s", handoff_id, moderator_id)
-        shown = DeskWords.note_shown.format(name=moderator_name, text=text)
+        shown = self.words.note_shown.format(name=moderator_name, text=text)
         await self.handoffs.tell_desks(handoff_id, shown, skip=from_desk)
         return True
 
@@ -209,9 +213,9 @@ class Cases:
             view = await self.handoffs.view(handoff_id)
             if view.claimed_by_name is None:
                 await self.note(handoff_id, moderator_id, moderator_name, text, from_desk=from_desk)
-                return DeskWords.claim_first
+                return self.words.claim_first
         if not await self.note(handoff_id, moderator_id, moderator_name, text, from_desk=from_desk):
-            return DeskWords.closed_already
+            return self.words.closed_already
         return None
 
     async def reply(
@@ -225,17 +229,17 @@ class Cases:
     ) -> str | None:
         """`/reply` and `/areply`: None once sent, else why not (in words for the moderator)."""
         if not text.strip():
-            return DeskWords.empty
+            return self.words.empty
         if await self.handoffs.moderator_says(
             handoff_id, moderator_id, moderator_name, text, anonymous=anonymous
         ):
             return None
         view = await self.handoffs.view(handoff_id)
         if view.status not in OPEN_HANDOFF_STATUSES:
-            return DeskWords.closed_already
+            return self.words.closed_already
         if view.claimed_by_name is None:
-            return DeskWords.claim_first
-        return DeskWords.held_by_other.format(name=view.claimed_by_name)
+            return self.words.claim_first
+        return self.words.held_by_other.format(name=view.claimed_by_name)
 
     # -- snippets ------------------------------------------------------------------------------------
 
@@ -243,7 +247,7 @@ class Cases:
         """`add` (new=True) or `edit`; the answer for the moderator."""
         name = name.lower()
         if not SNIPPET_NAME.fullmatch(name) or not text.strip():
-            return DeskWords.snippet_usage
+            return self.words.snippet_usage
         try:
             async with self.handoffs.db.begin() as session:
                 if new:
@@ -256,20 +260,20 @@ class Cases:
                         .execution_options(synchronize_session=False)
                     )
                     if result.rowcount != 1:  # type: ignore[attr-defined]
-                        return DeskWords.snippet_missing.format(name=name)
+                        return self.words.snippet_missing.format(name=name)
         except IntegrityError:
-            return DeskWords.snippet_exists.format(name=name)
+            return self.words.snippet_exists.format(name=name)
         await self.handoffs.audit(f"snippet {name} {'added' if new else 'edited'} by {by}")
-        return DeskWords.snippet_saved.format(name=name)
+        return self.words.snippet_saved.format(name=name)
 
     async def remove_snippet(self, name: str, by: str) -> str:
         name = name.lower()
         async with self.handoffs.db.begin() as session:
             result = await session.execute(delete(Snippet).where(Snippet.name == name))
         if result.rowcount != 1:  # type: ignore[attr-defined]
-            return DeskWords.snippet_missing.format(name=name)
+            return self.words.snippet_missing.format(name=name)
         await self.handoffs.audit(f"snippet {name} removed by {by}")
-        return DeskWords.snippet_removed.format(name=name)
+        return self.words.snippet_removed.format(name=name)
 
     async def snippet(self, name: str) -> str | None:
         async with self.handoffs.db() as session:
@@ -298,13 +302,13 @@ class Cases:
             return None, await self.snippet_list()
         if len(words) == 1 and head not in ("add", "edit", "remove"):
             text = await self.snippet(head)
-            return text, "" if text is not None else DeskWords.snippet_missing.format(name=head)
-        return None, DeskWords.snippet_usage
+            return text, "" if text is not None else self.words.snippet_missing.format(name=head)
+        return None, self.words.snippet_usage
 
     async def snippet_list(self) -> str:
         found = await self.snippets(limit=100)
         if not found:
-            return DeskWords.snippet_none
+            return self.words.snippet_none
         return "\n".join(f"• {name}: {_excerpt(text, 60)}" for name, text in found)
 
     # -- transfer ------------------------------------------------------------------------------------
@@ -335,10 +339,10 @@ class Cases:
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
-                return DeskWords.not_holder
+                return self.words.not_holder
             await self._system_entry(session, handoff_id, f"unclaimed by {moderator_name}", moderator_id)
         await self.handoffs.changed(handoff_id, f"case #{handoff_id} unclaimed by {moderator_name}")
-        return DeskWords.unclaimed.format(id=handoff_id)
+        return self.words.unclaimed.format(id=handoff_id)
 
     async def transfer(self, handoff_id: int, by_id: str, by_name: str, to_id: str, to_name: str) -> str:
         """Hand an open case to another moderator. Conditional on the holder the caller saw, so a claim or
@@ -346,7 +350,7 @@ class Cases:
         async with self.handoffs.db() as session:
             seen = await session.get_one(Handoff, handoff_id)
         if seen.status not in OPEN_HANDOFF_STATUSES:
-            return DeskWords.closed_already
+            return self.words.closed_already
         holder = (
             Handoff.claimed_by.is_(None) if seen.claimed_by is None else Handoff.claimed_by == seen.claimed_by
         )
@@ -369,7 +373,7 @@ class Cases:
                 now_held = await session.scalar(
                     select(Handoff.claimed_by_name).where(Handoff.id == handoff_id)
                 )
-                return DeskWords.transfer_lost.format(name=now_held or "someone")
+                return self.words.transfer_lost.format(name=now_held or "someone")
             await self._system_entry(session, handoff_id, f"transferred to {to_name} by {by_name}", by_id)
             if seen.status == HandoffStatus.REQUESTED:
                 conversation = await session.get_one(Conversation, seen.conversation_id)
@@ -378,8 +382,9 @@ class Cases:
         summary = f"case #{handoff_id} transferred from {before} to {to_name} by {by_name}"
         await self.handoffs.changed(handoff_id, summary)
         if not self.handoffs.policy.anonymous_replies:
-            await self.handoffs.tell_user(handoff_id, CaseNotices.transferred_to.format(name=to_name))
-        return DeskWords.transferred.format(id=handoff_id, name=to_name)
+            say = (await self.handoffs.user_words(handoff_id))(CaseNotices)
+            await self.handoffs.tell_user(handoff_id, say.transferred_to.format(name=to_name))
+        return self.words.transferred.format(id=handoff_id, name=to_name)
 
     # -- closing -------------------------------------------------------------------------------------
 
@@ -392,14 +397,14 @@ class Cases:
             terms = close_terms(text, delay)
         except ValueError as exc:
             word = str(exc)
-            return DeskWords.bad_duration.format(word=word[:40]) if word else DeskWords.close_usage
+            return self.words.bad_duration.format(word=word[:40]) if word else self.words.close_usage
         if self.handoffs.policy.require_close_reason and not terms.reason.strip():
-            return DeskWords.reason_needed
+            return self.words.reason_needed
         reason = terms.reason.strip() or None
         if terms.delay is None:
             if await self.handoffs.close(handoff_id, HandoffStatus.RESOLVED, by_id, by_name, reason=reason):
-                return DeskWords.closed.format(id=handoff_id)
-            return DeskWords.closed_already
+                return self.words.closed.format(id=handoff_id)
+            return self.words.closed_already
         async with self.handoffs.db.begin() as session:
             result = await session.execute(
                 update(Handoff)
@@ -413,8 +418,8 @@ class Cases:
                 .execution_options(synchronize_session=False)
             )
         if result.rowcount != 1:  # type: ignore[attr-defined]
-            return DeskWords.closed_already
-        answer = DeskWords.close_scheduled.format(id=handoff_id, delay=say_delay(terms.delay))
+            return self.words.closed_already
+        answer = self.words.close_scheduled.format(id=handoff_id, delay=say_delay(terms.delay))
         await self.handoffs.tell_desks(handoff_id, answer)
         log.info("case #%s: close in %s scheduled by %s", handoff_id, terms.delay, by_id)
         return answer
@@ -437,7 +442,9 @@ class Cases:
                 .execution_options(synchronize_session=False)
             )
         if result.rowcount == 1:  # type: ignore[attr-defined]
-            await self.handoffs.tell_desks(handoff_id, CaseNotices.close_cancelled.format(id=handoff_id))
+            await self.handoffs.tell_desks(
+                handoff_id, self.desk(CaseNotices).close_cancelled.format(id=handoff_id)
+            )
             log.info("case #%s: scheduled close cancelled, the user wrote", handoff_id)
 
     async def user_gone(
@@ -460,7 +467,7 @@ class Cases:
             HandoffStatus.RESOLVED,
             "system",
             "the system",
-            reason=CaseNotices.left_reason.format(why=why),
+            reason=self.desk(CaseNotices).left_reason.format(why=why),
             notify_user=False,
         )
 
@@ -496,7 +503,7 @@ class Cases:
                 and last <= now - policy.auto_close
                 and warned_at <= now - policy.auto_close_warning
             ):
-                reason = CaseNotices.silence_reason.format(minutes=minutes)
+                reason = self.desk(CaseNotices).silence_reason.format(minutes=minutes)
                 still_silent = (
                     func.coalesce(Handoff.last_word_at, Handoff.claimed_at) <= now - policy.auto_close
                 )
@@ -534,9 +541,10 @@ class Cases:
             return  # another process warned
         minutes = round(before.total_seconds() / 60)
         log.info("case #%s: silent, warned before an auto-close", handoff_id)
-        await self.handoffs.tell_user(handoff_id, CaseNotices.silence_warning_user.format(minutes=minutes))
+        say = (await self.handoffs.user_words(handoff_id))(CaseNotices)
+        await self.handoffs.tell_user(handoff_id, say.silence_warning_user.format(minutes=minutes))
         await self.handoffs.tell_desks(
-            handoff_id, CaseNotices.silence_warning_desk.format(id=handoff_id, minutes=minutes)
+            handoff_id, self.desk(CaseNotices).silence_warning_desk.format(id=handoff_id, minutes=minutes)
         )
 
     # -- history and search --------------------------------------------------------------------------

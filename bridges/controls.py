@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from agents.base import Button
+from bridges.catalogue import Strings
 
 PREFIX = "sc:"
 CONTROL_KEY = "switchboard_control"
 """The payload key that marks a button as ours, not an agent's."""
 
 
-class ControlNotices:
+class ControlNotices(Strings, key="controls"):
     """What the controls say; the stop mark ends a stopped reply's text, on screen and in the transcript."""
 
     stop_label = "Stop"
@@ -48,9 +49,9 @@ class Control(StrEnum):
 CONTROL_DATA = re.compile(rf"^{re.escape(PREFIX)}({'|'.join(Control)}):(-?[0-9A-Za-z_]{{1,40}})$")
 
 
-def control_button(action: Control, owner: str) -> Button:
-    """The button for `action` on a reply written for the user `owner`."""
-    label = ControlNotices.stop_label if action is Control.STOP else ControlNotices.regenerate_label
+def control_button(action: Control, owner: str, say: ControlNotices) -> Button:
+    """The button for `action` on a reply written for the user `owner`, labelled in their language."""
+    label = say.stop_label if action is Control.STOP else say.regenerate_label
     return Button(label, {CONTROL_KEY: action.value, "owner": owner})
 
 

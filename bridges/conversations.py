@@ -135,6 +135,8 @@ class Conversations:
             )
             session.add(conversation)
         conversation.last_activity_at = now
+        if inbound.locale and conversation.locale != inbound.locale:
+            conversation.locale = inbound.locale[:35]
         return conversation
 
     @survives_db_outage

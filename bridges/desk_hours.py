@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from bridges.catalogue import Strings
 from bridges.hours import ALWAYS, AnyOf, BusinessHours, Schedule
 from bridges.hours_config import HoursSettings
 
 
-class HoursNotices:
+class HoursNotices(Strings, key="hours"):
     """What a request for a human outside business hours says; {when} comes from `when`."""
 
     waiting = (
@@ -27,11 +28,12 @@ class HoursNotices:
     when = "{weekday} {day} {month}, {time} ({zone} time)"
     no_return = "a date not yet set"
     """{when} for desks closed with no opening ahead (holidays covering the next two years)."""
-    weekdays = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-    months = (
-        "January", "February", "March", "April", "May", "June",
-        "July", "August", "September", "October", "November", "December",
-    )  # fmt: skip
+    weekdays = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday"
+    """Monday first, separated by spaces (a catalogue entry is one string)."""
+    months = "January February March April May June July August September October November December"
+
+
+ENGLISH_HOURS = HoursNotices()
 
 
 @dataclass(frozen=True)
@@ -65,20 +67,22 @@ class DeskHours:
         found = self._hours(desks)
         return found[0] if len(found) == 1 else AnyOf(found)
 
-    def closed(self, desks: Iterable[str], at: datetime) -> Closed | None:
+    def closed(
+        self, desks: Iterable[str], at: datetime, words: HoursNotices = ENGLISH_HOURS
+    ) -> Closed | None:
         """None while one of `desks` is open at `at`; else what the user asking for a human is told (when
-        the first of them opens) and whether their request waits."""
+        the first of them opens, in the language of `words`) and whether their request waits."""
         upcoming = [
             (opens, hours) for hours in self._hours(desks) if (opens := hours.next_open(at)) is not None
         ]
         if any(opens == at for opens, _ in upcoming):
             return None
         waits = self.outside == "wait"
-        template = self.message or (HoursNotices.waiting if waits else HoursNotices.with_agent)
+        template = self.message or (words.waiting if waits else words.with_agent)
         if not upcoming:
-            return Closed(template.format(when=HoursNotices.no_return), waits)
+            return Closed(template.format(when=words.no_return), waits)
         opens, hours = min(upcoming, key=lambda found: found[0])
-        return Closed(template.format(when=when(opens, hours)), waits)
+        return Closed(template.format(when=when(opens, hours, words)), waits)
 
 
 @dataclass(frozen=True)
@@ -91,14 +95,14 @@ class Closed:
     """Whether the request is opened to wait for them (else the user stays with the agent)."""
 
 
-def when(at: datetime, hours: BusinessHours) -> str:
+def when(at: datetime, hours: BusinessHours, words: HoursNotices = ENGLISH_HOURS) -> str:
     """A moment as a person reads it, in the desk's own zone: "Monday 30 November, 09:00 (Europe/Berlin
     time)"."""
     local = at.astimezone(hours.zone)
-    return HoursNotices.when.format(
-        weekday=HoursNotices.weekdays[local.weekday()],
+    return words.when.format(
+        weekday=words.weekdays.split()[local.weekday()],
         day=local.day,
-        month=HoursNotices.months[local.month - 1],
+        month=words.months.split()[local.month - 1],
         time=f"{local:%H:%M}",
         zone=hours.zone.key,
     )

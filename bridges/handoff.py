@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.base import Attachment
 from bridges.budget import acquire_all
 from bridges.cases import HISTORY_SHOWN, Cases, PastCase
+from bridges.catalogue import Catalogue, Phrasebook, Strings
 from bridges.copies import Origin, desk_side, remember
-from bridges.desk_hours import Closed, DeskHours, schedule_of
+from bridges.desk_hours import ENGLISH_HOURS, Closed, DeskHours, HoursNotices, schedule_of
 from bridges.handoff_files import FileNotices, listed, pass_on
 from bridges.ratings import Ratings
 from bridges.sla import Sla, SlaNotices
@@ -62,7 +63,7 @@ EXCERPT = 80
 """Characters of an undelivered message quoted back to the moderators."""
 
 
-class UserNotices:
+class UserNotices(Strings, key="handoff.user"):
     """What the handoff says to the user."""
 
     claimed = "{name} (a moderator) has joined the conversation."
@@ -73,7 +74,7 @@ class UserNotices:
     from_staff = "{name}: {text}"
 
 
-class ModeratorNotices:
+class ModeratorNotices(Strings, key="handoff.desk"):
     """What the handoff tells moderators in its thread or topic when the user could not be reached."""
 
     undelivered = "⚠️ {user} did not get {what}. {why} It is kept in the transcript."
@@ -237,10 +238,12 @@ class HandoffService:
         desks: Sequence[ModeratorDesk] = (),
         surfaces: SurfaceFactory = lambda platform, chat_id, thread_id: None,
         jump_link: JumpLink = lambda conversation: None,
+        catalogue: Catalogue | None = None,
         now: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
         self.policy = policy
+        self.catalogue = catalogue or Catalogue()
         self.desks = list(desks)
         self.surface_for = surfaces
         self._jump_link = jump_link
@@ -260,6 +263,11 @@ class HandoffService:
 
     def now(self) -> datetime:
         return self._now()
+
+    @property
+    def _to_desk(self) -> ModeratorNotices:
+        """What the desks are told about deliveries, in their language."""
+        return self.catalogue.desk(ModeratorNotices)
 
     # -- transitions ---------------------------------------------------------------------------------
 
@@ -324,7 +332,8 @@ class HandoffService:
             metrics.HANDOFF_TRANSITIONS.labels(HandoffStatus.CLAIMED.value).inc()
             view = await self.view(handoff_id)
             await self._update_desks(view)
-            await self._tell_user(handoff_id, UserNotices.claimed.format(name=moderator_name))
+            say = await self.user_words(handoff_id)
+            await self._tell_user(handoff_id, say(UserNotices).claimed.format(name=moderator_name))
             await self._log(view, f"handoff #{handoff_id} claimed by {moderator_name}")
         return ClaimOutcome(won, holder)
 
@@ -385,10 +394,12 @@ class HandoffService:
         )
         view = await self.view(handoff_id)
         await self._update_desks(view)
+        say = (await self.user_words(handoff_id))(UserNotices)
+        custom = self.policy.closing_message != UserNotices.resolved  # the operator's own, as written
         notice = {
-            HandoffStatus.RESOLVED: self.policy.closing_message,
-            HandoffStatus.RETURNED: UserNotices.returned,
-            HandoffStatus.EXPIRED: UserNotices.expired,
+            HandoffStatus.RESOLVED: self.policy.closing_message if custom else say.resolved,
+            HandoffStatus.RETURNED: say.returned,
+            HandoffStatus.EXPIRED: say.expired,
         }[outcome]
         if notify_user:
             await self._tell_user(handoff_id, notice)
@@ -460,7 +471,9 @@ class HandoffService:
                 await self._reach_user(
                     handoff_id,
                     DeliveryKind.NOTICE,
-                    UserNotices.from_staff.format(name=self.policy.staff_name, text=text),
+                    (await self.user_words(handoff_id))(UserNotices).from_staff.format(
+                        name=self.policy.staff_name, text=text
+                    ),
                     origin=origin,
                 )
             else:
@@ -482,7 +495,7 @@ class HandoffService:
             await self._note_desks(handoff_id, text)
 
         if surface is None:
-            await note(FileNotices.elsewhere.format(count=len(files)))
+            await note(self.catalogue.desk(FileNotices).elsewhere.format(count=len(files)))
             return
         reach = surface
 
@@ -490,7 +503,7 @@ class HandoffService:
             await acquire_all(reach.budgets)
             await reach.send_file(file)
 
-        await pass_on(files, author, surface.max_upload, post, note)
+        await pass_on(files, author, surface.max_upload, post, note, self.catalogue.desk(FileNotices))
 
     async def user_says(
         self,
@@ -524,6 +537,7 @@ class HandoffService:
                     desk.upload_limit,
                     partial(desk.post_file, refs, author),
                     partial(desk.note, refs),
+                    self.catalogue.desk(FileNotices),
                 )
             except Exception:
                 log.exception("handoff %s: could not relay a user message to %s", handoff.id, desk.name)
@@ -567,11 +581,16 @@ class HandoffService:
         """The desks a request goes to: every desk this process serves."""
         return [desk.name for desk in self.desks]
 
-    def closed(self, at: datetime, desks: Iterable[str] | None = None) -> Closed | None:
+    def closed(
+        self, at: datetime, desks: Iterable[str] | None = None, *, words: HoursNotices = ENGLISH_HOURS
+    ) -> Closed | None:
         """Whether every desk of `desks` (by default every desk) is outside business hours at `at`, and
-        what follows; None while one is open, or when no hours are configured."""
+        what follows (said with `words`, the user's language); None while one is open, or when no hours
+        are configured."""
         hours = self.policy.hours
-        return None if hours is None else hours.closed(self.desk_names() if desks is None else desks, at)
+        if hours is None:
+            return None
+        return hours.closed(self.desk_names() if desks is None else desks, at, words)
 
     def deadline(self, start: datetime, duration: timedelta, desks: Iterable[str] | None = None) -> datetime:
         """`duration` after `start`, counting only the business hours of `desks` (by default every desk;
@@ -762,6 +781,15 @@ class HandoffService:
         """Write a line about the case (its rating, say) to every desk's log."""
         await self._log(await self.view(handoff_id), summary)
 
+    async def user_words(self, handoff_id: int) -> Phrasebook:
+        """What to say to the case's user: in the language of their conversation."""
+        async with self.db() as session:
+            handoff = await session.get_one(Handoff, handoff_id)
+            locale = await session.scalar(
+                select(Conversation.locale).where(Conversation.id == handoff.conversation_id)
+            )
+        return self.catalogue.words(locale)
+
     async def tell_user(self, handoff_id: int, text: str) -> None:
         """Say something to the case's user, in order with what was queued for them."""
         await self._tell_user(handoff_id, text)
@@ -795,7 +823,8 @@ class HandoffService:
         self, handoff_id: int, text: str, *, author: str | None = None, origin: Origin | None = None
     ) -> None:
         if author:
-            text = UserNotices.from_moderator.format(name=author, text=text)
+            said = (await self.user_words(handoff_id))(UserNotices).from_moderator
+            text = said.format(name=author, text=text)
         await self._reach_user(handoff_id, DeliveryKind.NOTICE, text, origin=origin)
 
     async def _reach_user(
@@ -820,7 +849,7 @@ class HandoffService:
                     await remember(self.db, handoff_id, origin, [(conversation.platform, sent[0])])
                 return
             if shortfall.error.permanent:
-                why = ModeratorNotices.refused.format(platform=conversation.platform, detail=shortfall.error)
+                why = self._to_desk.refused.format(platform=conversation.platform, detail=shortfall.error)
                 await self._report_undelivered(handoff_id, shortfall.rest, why, started=shortfall.started)
                 return
             log.warning(
@@ -881,7 +910,7 @@ class HandoffService:
                 held.add(conversation.id)
                 continue
             if surface is None or stale:
-                why = ModeratorNotices.unreachable.format(platform=conversation.platform)
+                why = self._to_desk.unreachable.format(platform=conversation.platform)
                 await self._give_up(item, item.text, why, started=False)
                 continue
             shortfall = await self._deliver(conversation.id, surface, item.kind, item.text)
@@ -892,7 +921,7 @@ class HandoffService:
                 continue
             refusals = item.refusals + (1 if shortfall.error.permanent else 0)
             if refusals >= MAX_REFUSALS:
-                why = ModeratorNotices.refused_again.format(
+                why = self._to_desk.refused_again.format(
                     platform=conversation.platform, times=refusals, detail=shortfall.error
                 )
                 await self._give_up(item, shortfall.rest, why, started=shortfall.started)
@@ -937,8 +966,8 @@ class HandoffService:
         """Tell the moderators, in the handoff's thread or topic on every desk, what the user did not get."""
         view = await self.view(handoff_id)
         excerpt = text if len(text) <= EXCERPT else text[:EXCERPT].rstrip() + "…"
-        what = (ModeratorNotices.rest if started else ModeratorNotices.whole).format(excerpt=excerpt)
-        line = ModeratorNotices.undelivered.format(user=view.user_name, what=what, why=why)
+        what = (self._to_desk.rest if started else self._to_desk.whole).format(excerpt=excerpt)
+        line = self._to_desk.undelivered.format(user=view.user_name, what=what, why=why)
         log.warning("handoff %s: a message did not reach the user: %s", handoff_id, why)
         await self.tell_desks(handoff_id, line)
 

@@ -18,12 +18,13 @@ from agents.base import (
     AttachmentTooLarge,
     AttachmentUnavailable,
 )
+from bridges.catalogue import Strings
 from bridges.surface import SurfaceError
 
 log = logging.getLogger(__name__)
 
 
-class FileNotices:
+class FileNotices(Strings, key="files"):
     """Said in place of a file that could not be passed on (to moderators, or to the user)."""
 
     too_large = (
@@ -47,8 +48,10 @@ async def pass_on(
     limit: int,
     post: Callable[[Attachment], Awaitable[object]],
     note: Callable[[str], Awaitable[object]],
+    say: FileNotices,
 ) -> None:
-    """Post each file (downloaded within `limit` bytes) with `post`, in order; say why not with `note`."""
+    """Post each file (downloaded within `limit` bytes) with `post`, in order; say why not with `note`,
+    in the words of `say`."""
     for file in files:
         if file.kind == "sticker":
             continue  # a sticker travels as its emoji, in the text
@@ -57,15 +60,15 @@ async def pass_on(
             await post(file.loaded(await file.fetch(limit)))
             continue
         except AttachmentTooLarge:
-            why = FileNotices.too_large.format(author=author, name=name, limit=_size(limit))
+            why = say.too_large.format(author=author, name=name, limit=_size(limit))
         except AttachmentBeyondPlatform as exc:
-            why = FileNotices.beyond_platform.format(author=author, name=name, limit=_size(exc.limit))
+            why = say.beyond_platform.format(author=author, name=name, limit=_size(exc.limit))
         except AttachmentUnavailable as exc:
             log.warning("a handoff file could not be downloaded: %s", exc)
-            why = FileNotices.unavailable.format(author=author, name=name)
+            why = say.unavailable.format(author=author, name=name)
         except SurfaceError as exc:
             log.warning("a handoff file was refused: %s", exc)
-            why = FileNotices.refused.format(author=author, name=name)
+            why = say.refused.format(author=author, name=name)
         await note(why)
 
 

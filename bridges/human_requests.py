@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bridges.catalogue import Phrasebook
+from bridges.desk_hours import HoursNotices
 from bridges.handoff import HandoffService, open_handoff_of
 from bridges.notices import Notices
 from bridges.outage import survives_db_outage
@@ -58,46 +60,57 @@ class HumanRequests:
         reason: str,
         *,
         requested_by: str,
+        words: Phrasebook,
         choice: IntakeReason | None = None,
     ) -> str:
         """Open a handoff unless the user already has one open or opened too many this hour; one at a
         time per user in this process (their row is locked too, for the other processes). With an intake
-        `choice`, it goes to that reason's desks with its priority. Returns what to tell the user."""
+        `choice`, it goes to that reason's desks with its priority. Returns what to tell the user, in
+        the language of `words`."""
         if not self.moderators:
             log.info(
                 "conversation %s: %s asked for a human, but no desk is set up", conversation.id, requested_by
             )
-            return Notices.no_moderators
+            return words(Notices).no_moderators
         with self._turns.line_up(("handoff", conversation.user_id)) as place:
             await place.turn()
-            return await self._open_now(conversation.id, reason, requested_by=requested_by, choice=choice)
+            return await self._open_now(
+                conversation.id, reason, requested_by=requested_by, words=words, choice=choice
+            )
 
     @survives_db_outage
-    async def refusal(self, conversation_id: int) -> str | None:
+    async def refusal(self, conversation_id: int, words: Phrasebook) -> str | None:
         """Why a request for a human would be refused now (what to tell the user), or None: asked before
         the intake menu is shown, so nobody picks a reason only to hear no."""
         if not self.moderators:
-            return Notices.no_moderators
-        closed = self.handoffs.closed(self._now())
+            return words(Notices).no_moderators
+        closed = self.handoffs.closed(self._now(), words=words(HoursNotices))
         if closed is not None and not closed.waits:  # no desk is open, and requests do not wait
             return closed.notice
         async with self.db() as session:
-            return await self._refused(session, await session.get_one(Conversation, conversation_id))
+            conversation = await session.get_one(Conversation, conversation_id)
+            return await self._refused(session, conversation, words(Notices))
 
-    async def _refused(self, session: AsyncSession, conversation: Conversation) -> str | None:
+    async def _refused(self, session: AsyncSession, conversation: Conversation, say: Notices) -> str | None:
         if await open_handoff_of(session, conversation.id) is not None:
-            return Notices.handoff_already_open
+            return say.handoff_already_open
         if await session.scalar(_open_handoff_of_user(conversation.user_id)) is not None:
-            return Notices.handoff_open_elsewhere
+            return say.handoff_open_elsewhere
         since = self._now() - timedelta(hours=1)
         if await session.scalar(_handoffs_of_user_since(conversation.user_id, since)) >= self.per_hour:
             log.info("conversation %s: handoff refused, too many this hour", conversation.id)
-            return Notices.handoff_too_often
+            return say.handoff_too_often
         return None
 
     @survives_db_outage
     async def _open_now(
-        self, conversation_id: int, reason: str, *, requested_by: str, choice: IntakeReason | None
+        self,
+        conversation_id: int,
+        reason: str,
+        *,
+        requested_by: str,
+        words: Phrasebook,
+        choice: IntakeReason | None,
     ) -> str:
         now = self._now()
         priority = choice.priority if choice is not None else None
@@ -106,10 +119,10 @@ class HumanRequests:
             # one request at a time per user: their row is locked until this one is in (PostgreSQL; SQLite
             # has one writer at a time anyway, and a stale read fails to write and is retried)
             await session.execute(select(User.id).where(User.id == conversation.user_id).with_for_update())
-            if (refused := await self._refused(session, conversation)) is not None:
+            if (refused := await self._refused(session, conversation, words(Notices))) is not None:
                 return refused
             desks = list(choice.desks) if choice is not None and choice.desks else self.handoffs.desk_names()
-            closed = self.handoffs.closed(now, desks)
+            closed = self.handoffs.closed(now, desks, words=words(HoursNotices))
             if closed is not None and not closed.waits:
                 log.info("conversation %s: handoff not opened, outside business hours", conversation_id)
                 return closed.notice
@@ -131,7 +144,7 @@ class HumanRequests:
             conversation.closed_at = None
         log.info("conversation %s: handoff %s requested by %s", conversation_id, handoff.id, requested_by)
         await self.handoffs.opened(handoff.id, choice.desks if choice is not None else ())
-        return closed.notice if closed is not None else Notices.handoff_requested
+        return closed.notice if closed is not None else words(Notices).handoff_requested
 
 
 def _handoffs_of_user_since(user_row_id: int, since: datetime) -> Any:

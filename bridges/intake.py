@@ -22,6 +22,7 @@ from typing import Literal, get_args
 from sqlalchemy import select
 
 from agents.base import Button
+from bridges.catalogue import Phrasebook, Strings
 from bridges.conversations import Conversations
 from bridges.human_requests import HumanRequests
 from bridges.surface import Inbound
@@ -36,7 +37,7 @@ PAYLOAD_KEY = "switchboard_intake"
 Step = Literal["reason", "yes", "no"]
 
 
-class IntakeNotices:
+class IntakeNotices(Strings, key="intake"):
     """What the intake menu says to the user."""
 
     choose = "What do you need a moderator for? Choose one:"
@@ -126,12 +127,14 @@ class Intake:
         self.idle_timeout = idle_timeout
         self._now = now
 
-    async def ask(self, conversation: Conversation, user_id: str, reason: str, *, requested_by: str) -> Say:
+    async def ask(
+        self, conversation: Conversation, user_id: str, reason: str, *, requested_by: str, words: Phrasebook
+    ) -> Say:
         """Open the request now (no reasons configured), or show the reasons: unless it would be refused
-        anyway, then say why at once."""
+        anyway, then say why at once. Said with `words`, in the user's language."""
         if not self.settings.reasons:
-            return Say(await self.requests.open(conversation, reason, requested_by=requested_by))
-        refused = await self.requests.refusal(conversation.id)
+            return Say(await self.requests.open(conversation, reason, requested_by=requested_by, words=words))
+        refused = await self.requests.refusal(conversation.id, words)
         if refused is not None:
             return Say(refused)
         shown = self._now()
@@ -141,30 +144,31 @@ class Intake:
             )
             for choice in self.settings.reasons
         )
-        return Say(IntakeNotices.choose, buttons)
+        return Say(words(IntakeNotices).choose, buttons)
 
-    async def pressed(self, inbound: Inbound, press: Press) -> Say:
+    async def pressed(self, inbound: Inbound, press: Press, words: Phrasebook) -> Say:
         """A press of a reason, or of Yes or No after one."""
+        say = words(IntakeNotices)
         if inbound.user_id != press.user_id:
-            return Say(IntakeNotices.not_yours)
+            return Say(say.not_yours)
         if press.step == "no":
-            return Say(IntakeNotices.cancelled)
+            return Say(say.cancelled)
         choice = self.settings.reason(press.label)
         conversation = await self.conversations.open_for(inbound, self.idle_timeout)
         if choice is None or conversation.id != press.conversation_id:
             log.info("conversation %s: a stale intake press (%r)", conversation.id, press.label[:80])
-            return Say(IntakeNotices.stale)
-        refused = await self.requests.refusal(conversation.id)
+            return Say(say.stale)
+        refused = await self.requests.refusal(conversation.id, words)
         if refused is not None:
             return Say(refused)
         if await self._menu_used(press):
-            return Say(IntakeNotices.stale)
+            return Say(say.stale)
         if press.step == "reason" and self.settings.confirm:
-            answers: tuple[tuple[str, Step], ...] = ((IntakeNotices.yes, "yes"), (IntakeNotices.no, "no"))
+            answers: tuple[tuple[str, Step], ...] = ((say.yes, "yes"), (say.no, "no"))
             buttons = tuple(replace(press, step=step).button(label) for label, step in answers)
-            return Say(IntakeNotices.confirm.format(label=choice.label), buttons)
+            return Say(say.confirm.format(label=choice.label), buttons)
         answer = await self.requests.open(
-            conversation, press.reason, requested_by=press.requested_by, choice=choice
+            conversation, press.reason, requested_by=press.requested_by, words=words, choice=choice
         )
         return Say(answer)
 

@@ -45,10 +45,14 @@ class Mirror:
         """Edit the user's copy of a moderator's plain reply, under the name it was sent with."""
         policy = self.handoffs.policy
         edited = EDITED.format(text=text)
+        found = await self._copies(origin)
+        if not found:
+            return False
+        say = (await self.handoffs.user_words(found[0][1].id))(UserNotices)  # one user: the case's
         if policy.anonymous_replies:
-            line = UserNotices.from_staff.format(name=policy.staff_name, text=edited)
+            line = say.from_staff.format(name=policy.staff_name, text=edited)
         else:
-            line = UserNotices.from_moderator.format(name=author, text=edited)
+            line = say.from_moderator.format(name=author, text=edited)
         return await self._to_user(origin, line, f"{author} edited a reply: {text}")
 
     async def moderator_deleted(self, origin: Origin) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bridges.blocks import Block
+from bridges.catalogue import Strings
 from bridges.relay import Relay
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ USER_ID = re.compile(r"-?[0-9]{1,20}")
 """A user id as moderators give it (Telegram's sender chats are negative)."""
 
 
-class Replies:
+class Replies(Strings, key="moderation"):
     blocked = "Blocked {who} {how_long}: everything they send is ignored."
     blocked_already = (
         "{who} is already blocked, {how_long} (set by {by} on {since}).{reason} To change it, give a "
@@ -69,6 +70,8 @@ class Moderator:
 class Moderation:
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
+        self.words = relay.catalogue.desk(Replies)
+        """What moderators are told, in the desks' language."""
 
     async def block(
         self,
@@ -86,12 +89,12 @@ class Moderation:
         relay = self.relay
         current = await relay.blocks.active(target.platform, target.user_id)
         if current is not None and duration is None and not reason:
-            return Replies.blocked_already.format(
+            return self.words.blocked_already.format(
                 who=who,
                 how_long=_how_long(current),
                 by=current.by,
                 since=_when(current.since),
-                reason=Replies.reason.format(reason=current.reason) + "."
+                reason=self.words.reason.format(reason=current.reason) + "."
                 if current.reason and show_reason
                 else "",
             )
@@ -102,25 +105,25 @@ class Moderation:
         done = "changed the block of" if current is not None else "blocked"
         await relay.handoffs.audit(
             f"🚫 {moderator} {done} {target} {_how_long(block)} in {moderator.where}."
-            + (Replies.reason.format(reason=reason) if reason else " No reason given.")
+            + (self.words.reason.format(reason=reason) if reason else " No reason given.")
         )
-        answer = Replies.block_changed if current is not None else Replies.blocked
+        answer = self.words.block_changed if current is not None else self.words.blocked
         reply = answer.format(who=who, how_long=_how_long(block))
         if reason and show_reason:
-            reply += Replies.reason.format(reason=reason)
+            reply += self.words.reason.format(reason=reason)
         handoff_id = target.handoff_id or await relay.open_handoff_of_user(target.platform, target.user_id)
-        return reply + (Replies.handoff_stays.format(id=handoff_id) if handoff_id is not None else "")
+        return reply + (self.words.handoff_stays.format(id=handoff_id) if handoff_id is not None else "")
 
     async def unblock(self, target: Target, who: str, moderator: Moderator) -> str:
         lifted = await self.relay.blocks.unblock(target.platform, target.user_id)
         if lifted is None:
-            return Replies.unblocked_already.format(who=who)
+            return self.words.unblocked_already.format(who=who)
         await self.relay.handoffs.audit(
             f"✅ {moderator} unblocked {target} in {moderator.where} (blocked by {lifted.by} on "
             f"{_when(lifted.since)}, {_how_long(lifted)}"
             + (f"; reason: {lifted.reason})." if lifted.reason else ").")
         )
-        return Replies.unblocked.format(who=who)
+        return self.words.unblocked.format(who=who)
 
 
 def _how_long(block: Block) -> str:

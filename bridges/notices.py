@@ -1,7 +1,9 @@
 """Everything the Relay says to a user by itself, in one place (short, plain, honest)."""
 
+from bridges.catalogue import Strings
 
-class Notices:
+
+class Notices(Strings, key="notices"):
     """Everything the Relay itself says to a user, in one place."""
 
     handoff_requested = "I've asked a human moderator to join. They'll see this conversation and reply here."
@@ -40,6 +42,9 @@ class Notices:
         "Sorry, I was restarted before I could act on your choice “{label}”. Please choose again or send a "
         "message."
     )
+    file_lost = (
+        "Sorry, I was restarted before I could pass on {files} from your message. Please send it again."
+    )
     files_lost = (
-        "Sorry, I was restarted before I could pass on {files} from your message. Please send {them} again."
+        "Sorry, I was restarted before I could pass on {files} from your message. Please send them again."
     )

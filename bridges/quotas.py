@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Usage
+from bridges.catalogue import Strings
 from bridges.outage import survives_db_outage
 from bridges.surface import Inbound
 from models import UsageCounter
@@ -38,7 +39,7 @@ PRUNE_EVERY = 1000
 """Turns between two prunes."""
 
 
-class QuotaNotices:
+class QuotaNotices(Strings, key="quotas"):
     """What a user is told when a limit is reached, and what `/usage` says."""
 
     user_messages = (

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.base import Button
 from bridges.budget import acquire_all
+from bridges.catalogue import Strings
 from bridges.surface import Surface, SurfaceError
 from models import MAX_SCORE, Conversation, Handoff, HandoffStatus, Rating, User
 from ops import metrics
@@ -44,7 +45,7 @@ REPORT_DAYS = 30
 MAX_REPORT_DAYS = 3660
 
 
-class RatingNotices:
+class RatingNotices(Strings, key="ratings.user"):
     """What ratings tell the user (the question and the thanks are configured in `[handoff.ratings]`)."""
 
     result = "{question}\n{stars} {score}/5. {thanks}"
@@ -60,7 +61,7 @@ class RatingNotices:
     comment_again = "You already left a comment on this conversation. Thank you!"
 
 
-class RatingWords:
+class RatingWords(Strings, key="ratings.desk"):
     """What ratings write in the desks' log and answer moderators."""
 
     rated = "case #{id} rated {stars} ({score}/5) by {user}"

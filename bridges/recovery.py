@@ -74,7 +74,8 @@ class Recovery:
             found += 1
             surface = surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
             if surface is not None:
-                await send_notice(surface, Notices.interrupted.format(asked=pending.get("asked", "")))
+                say = self.relay.catalogue.words(conversation.locale)(Notices)
+                await send_notice(surface, say.interrupted.format(asked=pending.get("asked", "")))
             await self.relay.conversations.record(
                 conversation.id,
                 Role.SYSTEM,

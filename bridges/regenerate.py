@@ -15,9 +15,11 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from agents.base import Agent, Attachment, Button, Media, Regenerable, Turn
 from bridges.budget import RateBudget, acquire_all
+from bridges.catalogue import Phrasebook
 from bridges.controls import Control, ControlNotices
 from bridges.conversations import Conversations
 from bridges.notices import Notices
+from bridges.quotas import Keys
 from bridges.replies import ReplyWriter
 from bridges.split import Measure
 from bridges.surface import Inbound, Surface, SurfaceError, send_notice
@@ -51,15 +53,18 @@ class Regenerations:
         self.max_input_chars = max_input_chars
         self._pending = pending
 
-    async def regenerate(self, inbound: Inbound, surface: Surface, acknowledge: Acknowledge) -> None:
+    async def regenerate(
+        self, inbound: Inbound, surface: Surface, acknowledge: Acknowledge, words: Phrasebook
+    ) -> None:
         """Regenerate the reply whose message `inbound.message_id` was pressed, for `inbound`'s user (the
-        bridge checked the presser is the reply's user), in its turn."""
+        bridge checked the presser is the reply's user), in its turn; said in `words`, their language."""
+        say = words(ControlNotices)
         with self._line_up(inbound) as place:
             await place.turn()
             last = await self.conversations.last_reply(inbound, inbound.message_id, self.history_length)
             agent = self._agent_for(last.conversation) if last is not None else None
             if last is None or not isinstance(agent, Regenerable):
-                await acknowledge(ControlNotices.too_late)
+                await acknowledge(say.too_late)
                 return
             await acknowledge(None)
             conversation = last.conversation
@@ -73,7 +78,7 @@ class Regenerations:
                 provider_state=conversation.provider_state,
                 history=last.history,
             )
-            in_place = InPlace(surface, last.message_ids)
+            in_place = InPlace(surface, last.message_ids, say.replaced_part)
             result = await self.writer.write(
                 conversation.id,
                 agent,
@@ -81,21 +86,27 @@ class Regenerations:
                 in_place,
                 agent.regenerate(turn),
                 started=time.monotonic(),
+                words=words,
             )
             await in_place.retire_the_rest()
             if result.text:
                 await self.conversations.replace_reply(last.entry_id, result.text, result.message_ids)
             if result.cut:
-                await send_notice(surface, Notices.reply_cut)
-            await self.conversations.finish_turn(conversation.id, result.provider_state, ended=False)
+                await send_notice(surface, words(Notices).reply_cut)
+            spent = (Keys.of(inbound), result.usage) if result.usage is not None else None
+            await self.conversations.finish_turn(
+                conversation.id, result.provider_state, ended=False, spent=spent
+            )
 
 
 class InPlace:
     """A surface whose new messages are edits of an earlier reply's, in order, while there are any."""
 
-    def __init__(self, surface: Surface, message_ids: Sequence[str]) -> None:
+    def __init__(self, surface: Surface, message_ids: Sequence[str], replaced: str) -> None:
         self.inner = surface
         self._old = list(message_ids)
+        self._replaced = replaced
+        """What an old message the new reply did not need says, in the user's language."""
 
     @property
     def max_length(self) -> int:
@@ -156,7 +167,7 @@ class InPlace:
         for message_id in self._old:
             await acquire_all(self.inner.edit_budgets)
             try:
-                await self.inner.edit(message_id, ControlNotices.replaced_part, final=True)
+                await self.inner.edit(message_id, self._replaced, final=True)
             except SurfaceError as exc:
                 log.warning("could not mark a replaced message %s: %s", message_id, exc)
         self._old.clear()

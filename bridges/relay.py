@@ -25,6 +25,7 @@ from bridges.attachments import Media, lost_files_notice
 from bridges.bindings import Bindings
 from bridges.blocks import BlockService
 from bridges.bursts import Bursts, Follower
+from bridges.catalogue import Catalogue, Phrasebook
 from bridges.conversations import (
     Begun,
     Conversations,
@@ -136,6 +137,7 @@ class Relay:
         *,
         handoffs: HandoffService | None = None,
         media: Media | None = None,
+        catalogue: Catalogue | None = None,
         now: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -147,8 +149,13 @@ class Relay:
         self.media = media or Media()
         self._now = now
         self.handoffs = handoffs or HandoffService(
-            db, HandoffPolicy(expire_after=policy.handoff_expiry, escalate_after=None), now=now
+            db,
+            HandoffPolicy(expire_after=policy.handoff_expiry, escalate_after=None),
+            catalogue=catalogue,
+            now=now,
         )
+        self.catalogue = catalogue or self.handoffs.catalogue
+        """What users are told, in their language; the handoff service's too."""
         self.handoffs.on_return = self.resume_after_handoff
         self.blocks = BlockService(db, now=now)
         self.bindings = Bindings(db, agents, policy.default_agent, policy.bindings)
@@ -205,6 +212,7 @@ class Relay:
             per_minute=policy.user_messages_per_minute,
             burst=policy.user_burst,
             outage_grace=policy.db_outage_grace,
+            catalogue=self.catalogue,
         )
 
     def reconfigure(self, policy: RelayPolicy) -> None:
@@ -225,10 +233,16 @@ class Relay:
         self.requests.per_hour = policy.handoffs_per_hour
         self.gate.retune(per_minute=policy.user_messages_per_minute, burst=policy.user_burst)
         self.quotas.settings = policy.quotas
-        self.writer.policy = WriterPolicy(policy.max_reply_chars, policy.stop_button, policy.regenerate_button)
+        self.writer.policy = WriterPolicy(
+            policy.max_reply_chars, policy.stop_button, policy.regenerate_button
+        )
         self.regenerations.max_input_chars = policy.max_input_chars
         self.bursts.window = timedelta(seconds=policy.burst_window)
         self.intake.settings, self.intake.idle_timeout = policy.intake, policy.idle_timeout
+
+    def words(self, inbound: Inbound) -> Phrasebook:
+        """What to say to this message's user, in their language."""
+        return self.catalogue.words(inbound.locale)
 
     @property
     def outage_grace(self) -> float:
@@ -297,7 +311,7 @@ class Relay:
                     raise
         except DatabaseUnavailable as exc:
             log.error("dropping a turn for %s:%s: %s", inbound.platform, inbound.user_id, exc)
-            await send_notice(surface, Notices.db_unavailable)
+            await send_notice(surface, self.words(inbound)(Notices).db_unavailable)
             return None
         finally:
             self.bursts.forget(place)
@@ -327,15 +341,16 @@ class Relay:
     async def _route(
         self, inbound: Inbound, surface: Surface, receipt: Receipt, joined: Sequence[Follower] = ()
     ) -> RenderResult | None:
+        words = self.words(inbound)
         if (press := Press.of(inbound.button)) is not None:  # the intake menu's, not the agent's
             await self.inbox.mark_handled(receipt)  # like a command: a crash while it runs repeats it not
-            said = await self.intake.pressed(inbound, press)
+            said = await self.intake.pressed(inbound, press, words)
             await send_notice(surface, said.text, said.buttons)
             return None
-        inbound, heard = await self.media.hear(inbound)  # first: what was heard is the turn's text
+        inbound, heard = await self.media.hear(inbound, words)  # first: what was heard is the turn's text
         if heard:
             await send_notice(surface, heard)
-        begun = await self._begin_turn(inbound, receipt, surface, joined)
+        begun = await self._begin_turn(inbound, receipt, surface, joined, words)
         if begun is None:  # blocked while it waited
             log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
             return None
@@ -345,7 +360,7 @@ class Relay:
         conversation = begun.conversation
         if conversation.status in (ConversationStatus.HANDOFF_REQUESTED, ConversationStatus.HUMAN):
             if conversation.status == ConversationStatus.HANDOFF_REQUESTED:
-                await send_notice(surface, Notices.handoff_pending)
+                await send_notice(surface, words(Notices).handoff_pending)
             await self.handoffs.user_says(
                 conversation.id,
                 inbound.display_name,
@@ -354,10 +369,15 @@ class Relay:
                 origin=origin_of(inbound),
             )
             return None
-        return await self._agent_turn(conversation, inbound, surface, history=begun.history)
+        return await self._agent_turn(conversation, inbound, surface, words, history=begun.history)
 
     async def _begin_turn(
-        self, inbound: Inbound, receipt: Receipt, surface: Surface, joined: Sequence[Follower]
+        self,
+        inbound: Inbound,
+        receipt: Receipt,
+        surface: Surface,
+        joined: Sequence[Follower],
+        words: Phrasebook,
     ) -> Begun | OverQuota | None:
         """One transaction before the agent is called (see `Conversations.begin_turn`); a request for a
         human found past its expiry is closed first (its timer had not run yet) and the user told."""
@@ -369,15 +389,15 @@ class Relay:
         while isinstance(
             begun := await self.conversations.begin_turn(inbound, receipt, policy, joined), ExpiredRequest
         ):
-            await self._expire(begun.handoff_id, surface)
+            await self._expire(begun.handoff_id, surface, words)
         return begun
 
-    async def _expire(self, handoff_id: int, surface: Surface) -> None:
+    async def _expire(self, handoff_id: int, surface: Surface, words: Phrasebook) -> None:
         """Close a request for a human past its expiry (its timer had not run yet); tell the user."""
         if await self.handoffs.close(
             handoff_id, HandoffStatus.EXPIRED, "timer", "timeout", notify_user=False
         ):
-            await send_notice(surface, Notices.handoff_expired)
+            await send_notice(surface, words(Notices).handoff_expired)
 
     async def reset(self, inbound: Inbound, surface: Surface, *, place: Place | None = None) -> None:
         """Close the current conversation (and any open handoff); the next message starts afresh."""
@@ -406,6 +426,7 @@ class Relay:
     ) -> None:
         """A command waits its turn like a message, recorded first (a crash while it waits loses it
         not), and is marked handled when its turn comes: a crash while it runs does not repeat it."""
+        words = self.words(inbound)
         with place or self.line_up(inbound) as taken:
             if place is None and not await self._admitted(inbound, surface):
                 return
@@ -416,15 +437,15 @@ class Relay:
                 await taken.turn()
                 await self.inbox.mark_handled(receipt)
                 if command == "reset":
-                    answer = Say(await self._reset(inbound))
+                    answer = Say(await self._reset(inbound, words))
                 else:
-                    answer = await self._human(inbound, surface, reason)
+                    answer = await self._human(inbound, surface, reason, words)
             except DatabaseUnavailable as exc:
                 log.error("dropping /%s of %s:%s: %s", command, inbound.platform, inbound.user_id, exc)
-                answer = Say(Notices.db_unavailable)
+                answer = Say(words(Notices).db_unavailable)
         await send_notice(surface, answer.text, answer.buttons)
 
-    async def _reset(self, inbound: Inbound) -> str:
+    async def _reset(self, inbound: Inbound, words: Phrasebook) -> str:
         conversation, handoff = await self.conversations.current(inbound)
         if handoff is not None:
             await self.handoffs.close(
@@ -436,22 +457,23 @@ class Relay:
             )
         if conversation is not None:
             await self.conversations.close(conversation.id)
-        return Notices.reset
+        return words(Notices).reset
 
-    async def _human(self, inbound: Inbound, surface: Surface, reason: str) -> Say:
+    async def _human(self, inbound: Inbound, surface: Surface, reason: str, words: Phrasebook) -> Say:
         _, handoff = await self.conversations.current(inbound)
         if handoff is not None and request_expired(handoff, self._now()):
-            await self._expire(handoff.id, surface)
+            await self._expire(handoff.id, surface, words)
         conversation = await self.conversations.open_for(inbound, self.policy.idle_timeout)
-        return await self.intake.ask(conversation, inbound.user_id, reason, requested_by="user")
+        return await self.intake.ask(conversation, inbound.user_id, reason, requested_by="user", words=words)
 
     async def answer_left_over(self, left: LeftOver, surface: Surface, place: Place) -> None:
         """Answer a message a crash left unanswered (see bridges/recovery.py), in its place in line. A
         pressed button is reported instead: its message may be long gone."""
         inbound, receipt = left.inbound, left.receipt
+        words = self.words(inbound)
         log.warning("answering %s:%s, left unanswered by a restart", inbound.platform, inbound.message_id)
         if left.lost_files:
-            await send_notice(surface, lost_files_notice(left.lost_files))
+            await send_notice(surface, lost_files_notice(left.lost_files, words))
         if left.command is None and inbound.button is None and not inbound.text.strip():
             with place:  # only files, all lost: nothing is left to answer
                 await place.turn()
@@ -464,7 +486,8 @@ class Relay:
             with place:
                 await place.turn()
                 await self.inbox.give_up(receipt)
-                await send_notice(surface, Notices.press_not_answered.format(label=inbound.text[:80]))
+                label = inbound.text[:80]
+                await send_notice(surface, words(Notices).press_not_answered.format(label=label))
 
     @survives_db_outage
     async def open_handoff_of_user(self, platform: str, user_id: str) -> int | None:
@@ -486,16 +509,18 @@ class Relay:
             user.display_name,
             "",
             thread_id=conversation.thread_id,
+            locale=conversation.locale or "",
         )
         with self.line_up(inbound) as place:
             await place.turn()
-            await self._agent_turn(conversation, inbound, surface, resume=True)
+            await self._agent_turn(conversation, inbound, surface, self.words(inbound), resume=True)
 
     async def _agent_turn(
         self,
         conversation: Conversation,
         inbound: Inbound,
         surface: Surface,
+        words: Phrasebook,
         *,
         resume: bool = False,
         history: tuple[HistoryEntry, ...] | None = None,
@@ -504,7 +529,8 @@ class Relay:
         also set the pending mark); without it (the bot resuming after a handoff) both are done here."""
         agent = self._agent_for(conversation)
         started = time.monotonic()
-        offer = await self.media.offer(inbound, agent)
+        say = words(Notices)
+        offer = await self.media.offer(inbound, agent, words)
         if offer.notice:
             await send_notice(surface, offer.notice)
         if offer.empty and not resume:  # a file alone that it cannot take: the user was told
@@ -512,7 +538,7 @@ class Relay:
         text = inbound.text
         if len(text) > self.policy.max_input_chars:
             text = text[: self.policy.max_input_chars]
-            await send_notice(surface, Notices.input_shortened.format(limit=self.policy.max_input_chars))
+            await send_notice(surface, say.input_shortened.format(limit=self.policy.max_input_chars))
         turn = Turn(
             text=text,
             user_id=inbound.user_id,
@@ -529,21 +555,23 @@ class Relay:
             await self.conversations.set_pending(conversation.id, self._pending(text))
 
         events = agent.resume(turn) if resume and isinstance(agent, Resumable) else agent.stream(turn)
-        result = await self.writer.write(conversation.id, agent, inbound, surface, events, started=started)
+        result = await self.writer.write(
+            conversation.id, agent, inbound, surface, events, started=started, words=words
+        )
         if result.text:
             await self.conversations.record(conversation.id, Role.AGENT, result.text, result.message_ids)
         if result.cut:
-            await send_notice(surface, Notices.reply_cut)
+            await send_notice(surface, say.reply_cut)
         ended = result.session_ended is not None and result.handoff is None
         spent = (Keys.of(inbound), result.usage) if result.usage is not None else None
         await self.conversations.finish_turn(conversation.id, result.provider_state, ended=ended, spent=spent)
         if result.handoff is not None and not result.stopped:
             said = await self.intake.ask(
-                conversation, inbound.user_id, result.handoff.reason, requested_by="agent"
+                conversation, inbound.user_id, result.handoff.reason, requested_by="agent", words=words
             )
             await send_notice(surface, said.text, said.buttons)
         elif result.session_ended is not None:
-            await send_notice(surface, Notices.session_ended)
+            await send_notice(surface, say.session_ended)
         return result
 
     def _pending(self, asked: str) -> dict[str, str]:
@@ -555,14 +583,16 @@ class Relay:
         on `on_message`, by them or a moderator: the bridge checked which); False if there is none."""
         return self.writer.live.stop(key_of(inbound), on_message)
 
-    async def regenerate(self, inbound: Inbound, surface: Surface, acknowledge: Acknowledge) -> None:
+    async def regenerate(
+        self, inbound: Inbound, surface: Surface, acknowledge: Acknowledge, words: Phrasebook
+    ) -> None:
         """A Regenerate press by the reply's user on `inbound.message_id` (bridges/regenerate.py). It asks
         the provider again, so it is admitted like a message: a blocked user or one over the rate is not."""
         refusal = await self.admission(inbound)
         if refusal is not None:
             await acknowledge(refusal.notice)
             return
-        await self.regenerations.regenerate(inbound, surface, acknowledge)
+        await self.regenerations.regenerate(inbound, surface, acknowledge, words)
 
     def _agent_for(self, conversation: Conversation) -> Agent:
         agent = self.agents.get(conversation.agent_name)

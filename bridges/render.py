@@ -97,6 +97,8 @@ class ReplyControls:
     request); the message's final edit drops it."""
     regenerate_button: Button | None = None
     """On the reply's last message, with its final text, when the reply ended without an error."""
+    stopped_mark: str = ControlNotices.stopped_mark
+    """What ends a stopped reply's text, in the user's language."""
 
 
 @dataclass
@@ -266,7 +268,7 @@ class ReplyRenderer:
             self._blocks.append(block)
         self._settle(block)
         block.tail = block.tail.rstrip()
-        block.append(("" if block.blank else " ") + ControlNotices.stopped_mark)
+        block.append(("" if block.blank else " ") + self.controls.stopped_mark)
         block.closed = True
 
     def _final_buttons(self, result: RenderResult) -> tuple[Button, ...]:

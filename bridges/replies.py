@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from agents.base import Agent, AgentEvent, Regenerable
-from bridges.controls import Control, Key, LiveReplies, control_button
+from bridges.catalogue import Phrasebook
+from bridges.controls import Control, ControlNotices, Key, LiveReplies, control_button
 from bridges.conversations import Conversations
 from bridges.live_replies import TakeoverStops
 from bridges.notices import Notices
@@ -53,9 +54,11 @@ class ReplyWriter:
         events: AsyncIterator[AgentEvent],
         *,
         started: float,
+        words: Phrasebook,
     ) -> RenderResult:
-        """Render `events` for `inbound`'s user, stoppable while it streams. An agent failure is recorded
-        in the transcript; a platform that would not take the reply gets the user a notice."""
+        """Render `events` for `inbound`'s user, stoppable while it streams; what the reply itself says
+        (its buttons, a stop mark, a notice) is in `words`, the user's language. An agent failure is
+        recorded in the transcript; a platform that would not take the reply gets the user a notice."""
         with self.live.writing(key_of(inbound)) as live, self.takeovers.streaming(conversation_id, live.stop):
 
             async def posted(message_id: str) -> None:
@@ -66,7 +69,7 @@ class ReplyWriter:
                 surface,
                 max_chars=self.policy.max_reply_chars,
                 on_posted=posted,
-                controls=self._controls(agent, inbound, surface, live.stop),
+                controls=self._controls(agent, inbound, surface, live.stop, words(ControlNotices)),
             )
             delivered = True
             try:
@@ -75,7 +78,7 @@ class ReplyWriter:
                 log.error("conversation %s: reply could not be delivered: %s", conversation_id, exc)
                 result = RenderResult(text="", error=None)
                 delivered = False
-                await send_notice(surface, Notices.delivery_failed)
+                await send_notice(surface, words(Notices).delivery_failed)
         _observe(inbound.platform, agent.name, started, result, delivered)
         if result.error is not None:
             log.warning("conversation %s: agent %s failed: %s", conversation_id, agent.name, result.error)
@@ -85,7 +88,7 @@ class ReplyWriter:
         return result
 
     def _controls(
-        self, agent: Agent, inbound: Inbound, surface: Surface, stop: asyncio.Event
+        self, agent: Agent, inbound: Inbound, surface: Surface, stop: asyncio.Event, say: ControlNotices
     ) -> ReplyControls:
         offered = surface.control_buttons
         stop_button = self.policy.stop_button and Control.STOP in offered
@@ -94,8 +97,11 @@ class ReplyWriter:
         )
         return ReplyControls(
             stop=stop,
-            stop_button=control_button(Control.STOP, inbound.user_id) if stop_button else None,
-            regenerate_button=control_button(Control.REGENERATE, inbound.user_id) if regenerate else None,
+            stop_button=control_button(Control.STOP, inbound.user_id, say) if stop_button else None,
+            regenerate_button=control_button(Control.REGENERATE, inbound.user_id, say)
+            if regenerate
+            else None,
+            stopped_mark=say.stopped_mark,
         )
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
+from bridges.catalogue import Strings
 from models import OPEN_HANDOFF_STATUSES, Handoff
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ UNLISTED_PRIORITY = "normal"
 """The priority of a request that did not come through the intake menu."""
 
 
-class SlaNotices:
+class SlaNotices(Strings, key="sla"):
     """What the desks are told of a case past its first-response target."""
 
     mark = "⏰ past first-response target"

@@ -34,6 +34,9 @@ class Inbound:
     platform's places (a channel, then its server); the global scope comes last by itself."""
     attachments: tuple[Attachment, ...] = ()
     """Files sent with the message (the caption is `text`), in the order the platform lists them."""
+    locale: str = ""
+    """The user's language as the platform tells it (`de`, `pt-BR`); empty: the configured default.
+    Everything said to the user about this message is in it (`bridges.catalogue`)."""
 
 
 class SurfaceError(Exception):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy import and_, or_, select
 
+from bridges.catalogue import Strings
 from bridges.handoff import UserNotices
 from bridges.moderation import Moderator, Target
 from bridges.outage import survives_db_outage
@@ -45,7 +46,7 @@ Greet = Callable[[str], Awaitable[str | None]]
 moderator (the platform's own reason: direct messages closed, the bot never started or blocked)."""
 
 
-class TakeoverWords:
+class TakeoverWords(Strings, key="takeover.desk"):
     """What /takeover and /contact answer the moderator, and the reasons the cases show."""
 
     taken = "You took over the conversation with {user}: case #{id}. What you write in it now goes to them."
@@ -60,7 +61,7 @@ class TakeoverWords:
     contact_reason = "{name} opened a conversation with the user"
 
 
-class TakeoverNotices:
+class TakeoverNotices(Strings, key="takeover.user"):
     """What the user is told when a moderator writes first."""
 
     intro = "Hello! {name} (a moderator) would like to talk with you. Reply here and they will read it."

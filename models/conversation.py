@@ -77,6 +77,9 @@ class Conversation(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    locale: Mapped[str | None] = mapped_column(
+        String(35), default=None, doc="the user's language as their platform last gave it; None: the default"
+    )
 
     user: Mapped[User] = relationship(back_populates="conversations")
     transcript: Mapped[list[TranscriptEntry]] = relationship(

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.base import Attachment, MediaSupport
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.attachments import Media, MediaNotices
+from bridges.catalogue import Catalogue
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.config import DiscordConfig
 from bridges.handoff_files import FileNotices
@@ -344,7 +345,7 @@ async def test_an_image_in_a_format_the_model_cannot_read_is_named_and_the_text_
 
     photo = Attachment(kind="image", mime="image/heic", size=1000, name="IMG_0001.HEIC", fetch=fetch)
     inbound = Inbound("telegram", "1", "2", "Uma", "what is this?", attachments=(photo,))
-    offer = await Media().offer(inbound, Vision())  # type: ignore[arg-type]
+    offer = await Media().offer(inbound, Vision(), Catalogue().words())  # type: ignore[arg-type]
     assert offer.attachments == () and not offer.empty and fetched == []
     assert offer.notice is not None and MediaNotices.image_format in offer.notice
     assert offer.notice.endswith(MediaNotices.after_text)

@@ -568,8 +568,8 @@ async def test_files_of_messages_a_crash_left_unanswered_are_named_for_the_user_
     restarted = Relay(db, {"scripted": agent}, POLICY, now=clock)
     await recover(restarted, lambda *_: surface)
     texts = surface.visible_texts()
-    assert Notices.files_lost.format(files="your image screen.png", them="it") in texts
-    both = Notices.files_lost.format(files="your file bill.pdf and your voice message", them="them")
+    assert Notices.file_lost.format(files="your image screen.png") in texts
+    both = Notices.files_lost.format(files="your file bill.pdf and your voice message")
     assert both in texts
     assert "scripted: see this (#1)" in texts
     assert [turn.text for turn in agent.turns] == ["slow", "see this"]  # nothing answered empty

@@ -28,6 +28,7 @@ from discord.utils import escape_markdown
 
 from bridges.admission import Refusal
 from bridges.attachments import with_sticker_words
+from bridges.catalogue import Phrasebook, Strings
 from bridges.controls import Control, ControlNotices
 from bridges.copies import Origin
 from bridges.discord.config import DiscordConfig, DiscordDeskConfig
@@ -37,7 +38,6 @@ from bridges.discord.surface import NO_PINGS, DiscordSurface, Surfaces
 from bridges.discord.views import CONTROL_EVENT, PRESS_EVENT, ChoiceButton, ControlButton, HandoffButton
 from bridges.durations import parse_duration
 from bridges.moderation import USER_ID, Moderation, Moderator, Target
-from bridges.moderation import Replies as ModerationReplies
 from bridges.notices import Notices as DBNotices
 from bridges.ratings import rating_press
 from bridges.registry import blockable
@@ -59,11 +59,13 @@ WHOM = {
     "user_id": "With platform: their id, as shown on a handoff notification",
 }
 """How the commands that name a user (`/block`, `/unblock`, `/takeover`) describe their options."""
+LOCALES_KEPT = 10_000
+"""Users whose last interaction locale is remembered for their DMs; the longest ago is forgotten first."""
 ADMISSION_TIMEOUT = 2.0
 """Seconds a slash command waits for the block and rate check, within Discord's 3 s to answer."""
 
 
-class Replies:
+class Replies(Strings, key="discord"):
     """What the cog itself says."""
 
     not_here = "I'm not available here."
@@ -92,6 +94,8 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         self.moderation = Moderation(relay)
         self.ratings = DiscordRatings(relay.handoffs.ratings, surfaces)
         self._desk_guild_id: int | None = None
+        self._locales: dict[int, str] = {}
+        """user id -> the locale of their last interaction: what their DMs are answered in."""
 
     # -- messages ----------------------------------------------------------------------------------
 
@@ -104,7 +108,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         channel: discord.abc.Messageable = message.channel
         reply_to: int | None = message.id if message.guild is not None else None
         text = answer.text
-        inbound = _inbound_of_message(message, channel, text)
+        inbound = _inbound_of_message(message, channel, text, self._locale_of(message))
         with self.relay.line_up(inbound) as place:  # before any await: turns keep their order
             refusal = await self.relay.admission(inbound)
             if refusal is not None:  # before a thread is opened for them
@@ -116,7 +120,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
                 thread = await self._open_thread(message)
                 if thread is not None:  # a conversation of its own: its line, which follow-ups join
                     channel, reply_to = thread, None
-                    inbound = _inbound_of_message(message, channel, text)
+                    inbound = _inbound_of_message(message, channel, text, self._locale_of(message))
                     place.leave()
                     place = self.relay.line_up(inbound)
             surface = self.surfaces.channel(int(inbound.thread_id or inbound.chat_id), reply_to=reply_to)
@@ -130,7 +134,8 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             return
         answer = self._trigger(message, roll=False)
         if answer is not None:
-            await self.relay.edited(_inbound_of_message(message, message.channel, answer.text))
+            locale = self._locale_of(message)
+            await self.relay.edited(_inbound_of_message(message, message.channel, answer.text, locale))
 
     @commands.Cog.listener()
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
@@ -239,7 +244,8 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             await interaction.response.send_message(Replies.not_here, ephemeral=True)
             return
         stopped = self.relay.stop(_inbound_of(interaction, "/stop"))
-        reply = ControlNotices.stopped if stopped else ControlNotices.nothing_to_stop
+        say = self._words(interaction)(ControlNotices)
+        reply = say.stopped if stopped else say.nothing_to_stop
         await interaction.response.send_message(reply, ephemeral=True)
 
     @app_commands.command(name="agent", description="Choose the agent for this server or channel")
@@ -256,7 +262,9 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
     ) -> None:
         # default_permissions only hides the command; a server can change that, so check here too
         if interaction.guild_id is None or not interaction.permissions.manage_guild:
-            await interaction.response.send_message(Replies.admins_only, ephemeral=True)
+            await interaction.response.send_message(
+                self._words(interaction)(Replies).admins_only, ephemeral=True
+            )
             return
         chat_id, _ = _interaction_place(interaction)
         where = (SERVER_SCOPE, str(interaction.guild_id)) if scope == "server" else (CHANNEL_SCOPE, chat_id)
@@ -265,7 +273,8 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         except ValueError as exc:
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
-        await interaction.response.send_message(Replies.bound.format(scope=scope, agent=name), ephemeral=True)
+        bound = self._words(interaction)(Replies).bound.format(scope=scope, agent=name)
+        await interaction.response.send_message(bound, ephemeral=True)
 
     @app_commands.command(name="block", description="Ignore everything a user sends (moderators)")
     @app_commands.describe(
@@ -311,8 +320,9 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         """Block (for the duration and with the reason given) or unblock (`block=None`), answering only
         the moderator. No default_permissions: that would hide the commands from moderator roles without
         Manage Server, so the check is here alone."""
+        say = self._words(interaction)(Replies)
         if not await self.may_moderate(interaction):
-            await interaction.response.send_message(Replies.moderators_only, ephemeral=True)
+            await interaction.response.send_message(say.moderators_only, ephemeral=True)
             return
         track_current(self.in_flight)
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -324,14 +334,14 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         try:
             target = await self.target_of(interaction, user, platform, user_id)
             if target is None:
-                reply = Replies.block_usage
+                reply = say.block_usage
             elif block is None:
                 reply = await self.moderation.unblock(target, _who(target), moderator)
             else:
                 reply = await self._block(target, moderator, *block)
         except Exception:
             log.exception("discord: /%s failed", "unblock" if block is None else "block")
-            reply = Replies.failed
+            reply = say.failed
         await interaction.edit_original_response(content=reply, allowed_mentions=NO_PINGS)
 
     async def _block(self, target: Target, moderator: Moderator, duration: str | None, reason: str) -> str:
@@ -341,7 +351,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         except ValueError:
             length = None
         if duration is not None and length is None:
-            return ModerationReplies.bad_duration.format(word=escape_markdown(duration[:40]))
+            return self.moderation.words.bad_duration.format(word=escape_markdown(duration[:40]))
         return await self.moderation.block(target, _who(target), moderator, length, reason.strip())
 
     async def may_moderate(self, interaction: discord.Interaction[Any]) -> bool:
@@ -400,8 +410,9 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         """Refuse (privately) where the bot may not answer, or whom it may not answer now (blocked, or
         over the message rate); else show "thinking", and return the Inbound with its place in line,
         which the Relay call it is handed to leaves."""
+        words = self._words(interaction)
         if not self._interaction_allowed(interaction):
-            await interaction.response.send_message(Replies.not_here, ephemeral=True)
+            await interaction.response.send_message(words(Replies).not_here, ephemeral=True)
             return None
         track_current(self.in_flight)
         inbound = _inbound_of(interaction, text)
@@ -410,10 +421,11 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             try:  # Discord waits 3 s for an answer; a slow database must not cost the user theirs
                 refusal = await asyncio.wait_for(self.relay.admission(inbound), ADMISSION_TIMEOUT)
             except TimeoutError:
-                refusal = Refusal(DBNotices.db_unavailable)
+                refusal = Refusal(words(DBNotices).db_unavailable)
             if refusal is not None:
                 place.leave()
-                await interaction.response.send_message(refusal.notice or Replies.not_here, ephemeral=True)
+                notice = refusal.notice or words(Replies).not_here
+                await interaction.response.send_message(notice, ephemeral=True)
                 return None
             await interaction.response.defer(thinking=True)
         except BaseException:
@@ -447,7 +459,9 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         if any(item.__discord_ui_compiled_template__.fullmatch(custom_id) for item in ours):
             return
         log.info("discord: a press of unknown button %r", custom_id[:100])
-        await interaction.response.send_message(Replies.button_expired, ephemeral=True)
+        await interaction.response.send_message(
+            self._words(interaction)(Replies).button_expired, ephemeral=True
+        )
 
     @commands.Cog.listener(f"on_{PRESS_EVENT}")
     async def on_press(self, interaction: discord.Interaction[Any], token: str) -> None:
@@ -458,7 +472,8 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             await self.ratings.pressed(interaction, press)
             return
         if button is None or not self._interaction_allowed(interaction):
-            reply = Replies.button_expired if button is None else Replies.not_here
+            say = self._words(interaction)(Replies)
+            reply = say.button_expired if button is None else say.not_here
             await interaction.response.send_message(reply, ephemeral=True)
             return
         track_current(self.in_flight)
@@ -475,18 +490,19 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             return
         message_id = str(interaction.message.id) if interaction.message else ""
         own = str(interaction.user.id) == owner
+        say = self._words(interaction)(ControlNotices)
         if control is Control.STOP:
             if not own and not self._may_stop_others(interaction):
-                await interaction.response.send_message(ControlNotices.stop_not_yours, ephemeral=True)
+                await interaction.response.send_message(say.stop_not_yours, ephemeral=True)
             elif self.relay.stop(replace(_inbound_of(interaction, ""), user_id=owner), on_message=message_id):
                 if not own:
                     log.info("discord: %s stopped a reply to %s", interaction.user.id, owner)
                 await interaction.response.defer()  # the reply's final edit takes the button away
             else:
-                await interaction.response.send_message(ControlNotices.already_finished, ephemeral=True)
+                await interaction.response.send_message(say.already_finished, ephemeral=True)
             return
         if not own:
-            await interaction.response.send_message(ControlNotices.regenerate_not_yours, ephemeral=True)
+            await interaction.response.send_message(say.regenerate_not_yours, ephemeral=True)
             return
         track_current(self.in_flight)
         await interaction.response.defer()
@@ -497,11 +513,30 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
 
         inbound = _inbound_of(interaction, "")
         surface = self.surfaces.channel(int(inbound.thread_id or inbound.chat_id))
-        await self._guarded(self.relay.regenerate(inbound, surface, acknowledge), surface)
+        await self._guarded(
+            self.relay.regenerate(inbound, surface, acknowledge, self._words(interaction)), surface
+        )
 
     def _may_stop_others(self, interaction: discord.Interaction[Any]) -> bool:
         """Who may stop a reply to someone else: whoever may manage messages here, or a desk moderator."""
         return interaction.permissions.manage_messages or is_moderator(interaction.user, self.config.handoff)
+
+    def _words(self, interaction: discord.Interaction[Any]) -> Phrasebook:
+        """What to say to whoever interacted: in their client's language, which is also remembered for
+        their DMs (a message carries no language of its own)."""
+        locale = interaction.locale.value
+        self._locales.pop(interaction.user.id, None)
+        self._locales[interaction.user.id] = locale
+        if len(self._locales) > LOCALES_KEPT:  # forget who interacted longest ago
+            del self._locales[next(iter(self._locales))]
+        return self.relay.catalogue.words(locale)
+
+    def _locale_of(self, message: discord.Message) -> str:
+        """A server's messages are answered in its preferred locale; a DM in the language of the user's
+        last interaction with the bot, if any."""
+        if message.guild is not None:
+            return message.guild.preferred_locale.value
+        return self._locales.get(message.author.id, "")
 
     async def _guarded(self, call: Awaitable[object], surface: DiscordSurface) -> None:
         """The Relay handles agent and platform failures itself; anything else still gets the user an
@@ -547,18 +582,21 @@ def _who(target: Target) -> str:
     return f"**{escape_markdown(target.name)}** ({who})" if target.name else who
 
 
-def _inbound_of_message(message: discord.Message, channel: Any, text: str) -> Inbound:
+def _inbound_of_message(message: discord.Message, channel: Any, text: str, locale: str) -> Inbound:
     guild_id = message.guild.id if message.guild else None
     files = attachments_of(message)
     inbound = _inbound(
         _place(channel), guild_id, message.author, with_sticker_words(text, files), str(message.id)
     )
-    return replace(inbound, attachments=files)
+    return replace(inbound, attachments=files, locale=locale)
 
 
 def _inbound_of(interaction: discord.Interaction[Any], text: str) -> Inbound:
     message_id = str(interaction.message.id) if interaction.message else ""
-    return _inbound(_interaction_place(interaction), interaction.guild_id, interaction.user, text, message_id)
+    inbound = _inbound(
+        _interaction_place(interaction), interaction.guild_id, interaction.user, text, message_id
+    )
+    return replace(inbound, locale=interaction.locale.value)
 
 
 def _inbound(

@@ -22,6 +22,7 @@ from discord.utils import escape_markdown
 
 from agents.base import Attachment
 from bridges.cases import PastCase, past_lines
+from bridges.catalogue import Strings
 from bridges.copies import Origin, desk_side
 from bridges.discord.cog import PLATFORM, is_moderator, track_current
 from bridges.discord.config import PING, DiscordDeskConfig
@@ -44,7 +45,7 @@ MAX_FIELD = 1024
 MAX_RECENT_ENTRY = 300
 
 
-class DeskReplies:
+class DeskReplies(Strings, key="discord.desk"):
     """What the desk says to moderators."""
 
     requested = "{ping}Handoff #{id}: **{user}** ({platform}) asked for a moderator."
@@ -55,10 +56,8 @@ class DeskReplies:
     not_moderator = "Only moderators can do that."
     claimed = "You claimed handoff #{id}. What you write in its thread now goes to {user}."
     claimed_already = "{name} has already claimed this handoff."
-    closed = {
-        HandoffStatus.RESOLVED: "Handoff #{id} is resolved; {user} is back with the assistant.",
-        HandoffStatus.RETURNED: "Handoff #{id} is handed back to the assistant.",
-    }
+    closed_resolved = "Handoff #{id} is resolved; {user} is back with the assistant."
+    closed_returned = "Handoff #{id} is handed back to the assistant."
     closed_already = "This handoff is already closed."
     earlier_cases = "Earlier cases: {count}"
     failed = "Sorry, that did not work. Please try again in a moment."
@@ -79,7 +78,6 @@ _ACTIONS: dict[HandoffStatus, tuple[HandoffAction, ...]] = {
     HandoffStatus.CLAIMED: ("resolve", "return"),
 }
 _SPEAKERS = {"agent": "Assistant", "moderator": "Moderator"}
-_HEADLINES = {TAKEOVER: DeskReplies.taken_over, CONTACT: DeskReplies.contacted}
 
 
 class DiscordDesk:
@@ -114,11 +112,19 @@ class DiscordDesk:
         """One lock per thread while its messages are being relayed: discord.py handles every message
         in a task of its own, and a moderator's messages must reach the user in the order written."""
 
+    @property
+    def words(self) -> DeskReplies:
+        """What the desk says, in the desks' language."""
+        return self.handoffs.catalogue.desk(DeskReplies)
+
     # -- ModeratorDesk -------------------------------------------------------------------------------
 
     async def open(self, view: HandoffView) -> dict[str, Any]:
         channel_id = self.config.channel
-        headline = _HEADLINES.get(view.requested_by, DeskReplies.requested)
+        words = self.words
+        headline = {TAKEOVER: words.taken_over, CONTACT: words.contacted}.get(
+            view.requested_by, words.requested
+        )
         waiting = view.status == HandoffStatus.REQUESTED  # a case a moderator opened needs nobody pinged
         message = await self._send(
             channel_id, *self._notice(headline, view, ping=waiting), **self._card(view)
@@ -152,12 +158,12 @@ class DiscordDesk:
         if view.status == HandoffStatus.REQUESTED:
             if view.escalated:
                 reference = notification.to_reference(fail_if_not_exists=False)
-                await self._send(channel_id, *self._notice(DeskReplies.escalated, view), reference=reference)
+                await self._send(channel_id, *self._notice(self.words.escalated, view), reference=reference)
             return
         if view.status == HandoffStatus.CLAIMED:
-            note = DeskReplies.thread_claimed.format(name=escape_markdown(view.claimed_by_name or ""))
+            note = self.words.thread_claimed.format(name=escape_markdown(view.claimed_by_name or ""))
         else:
-            note = DeskReplies.thread_closed.format(status=_status(view)[0])
+            note = self.words.thread_closed.format(status=_status(view)[0])
         await self._send(_thread_of(refs), content=note)
 
     async def post(self, refs: Mapping[str, Any], author: str, text: str) -> str | None:
@@ -189,7 +195,7 @@ class DiscordDesk:
         await self._pace(channel_id)
         await notification.edit(allowed_mentions=NO_PINGS, **self._card(view))
         reference = notification.to_reference(fail_if_not_exists=False)
-        await self._send(channel_id, *self._notice(DeskReplies.overdue, view), reference=reference)
+        await self._send(channel_id, *self._notice(self.words.overdue, view), reference=reference)
 
     async def log(self, view: HandoffView, summary: str, transcript: str | None) -> None:
         if self.config.log_channel is None:
@@ -221,7 +227,7 @@ class DiscordDesk:
     ) -> None:
         """Claim, resolve or return; the presser alone is told the outcome (who won, if they lost)."""
         if interaction.channel_id != self.config.channel or not self.is_moderator(interaction.user):
-            await interaction.response.send_message(DeskReplies.not_moderator, ephemeral=True)
+            await interaction.response.send_message(self.words.not_moderator, ephemeral=True)
             return
         track_current(self._in_flight)
         await interaction.response.defer(ephemeral=True, thinking=True)  # the claim notifies everyone first
@@ -231,23 +237,23 @@ class DiscordDesk:
                 outcome = await self.handoffs.claim(handoff_id, moderator_id, moderator_name)
                 if outcome.won:
                     view = await self.handoffs.view(handoff_id)
-                    reply = DeskReplies.claimed.format(id=handoff_id, user=escape_markdown(view.user_name))
+                    reply = self.words.claimed.format(id=handoff_id, user=escape_markdown(view.user_name))
                 elif outcome.claimer_name is not None:
-                    reply = DeskReplies.claimed_already.format(name=escape_markdown(outcome.claimer_name))
+                    reply = self.words.claimed_already.format(name=escape_markdown(outcome.claimer_name))
                 else:
-                    reply = DeskReplies.closed_already
+                    reply = self.words.closed_already
             else:
-                status = HandoffStatus.RESOLVED if action == "resolve" else HandoffStatus.RETURNED
+                resolve = action == "resolve"
+                status = HandoffStatus.RESOLVED if resolve else HandoffStatus.RETURNED
                 if await self.handoffs.close(handoff_id, status, moderator_id, moderator_name):
                     view = await self.handoffs.view(handoff_id)
-                    reply = DeskReplies.closed[status].format(
-                        id=handoff_id, user=escape_markdown(view.user_name)
-                    )
+                    closed = self.words.closed_resolved if resolve else self.words.closed_returned
+                    reply = closed.format(id=handoff_id, user=escape_markdown(view.user_name))
                 else:
-                    reply = DeskReplies.closed_already
+                    reply = self.words.closed_already
         except Exception:
             log.exception("handoff %s: %s by %s failed", handoff_id, action, moderator_id)
-            reply = DeskReplies.failed
+            reply = self.words.failed
         await interaction.edit_original_response(content=reply, allowed_mentions=NO_PINGS)
 
     async def on_message(self, message: discord.Message) -> None:
@@ -267,7 +273,7 @@ class DiscordDesk:
             if handoff_id is None:
                 return  # a closed handoff's thread: moderators may go on talking among themselves
             if not self.is_moderator(message.author):
-                await self._answer(message, DeskReplies.not_passed_on)
+                await self._answer(message, self.words.not_passed_on)
                 return
             author = message.author
             answer = await self.handoffs.cases.plain_message(
@@ -322,7 +328,7 @@ class DiscordDesk:
         if view.earlier_cases:
             lines = past_lines(view.history, self.past_link)
             card["embed"].add_field(
-                name=DeskReplies.earlier_cases.format(count=view.earlier_cases),
+                name=self.words.earlier_cases.format(count=view.earlier_cases),
                 value=_clip(escape_markdown("\n".join(lines)), MAX_FIELD),
                 inline=False,
             )

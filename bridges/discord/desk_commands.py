@@ -19,7 +19,8 @@ from discord import app_commands
 from discord.ext import commands
 from discord.utils import escape_markdown
 
-from bridges.cases import DeskWords, past_lines
+from bridges.cases import past_lines
+from bridges.catalogue import Strings
 from bridges.discord.cog import PLATFORM, PLATFORM_CHOICES, is_moderator, track_current
 from bridges.discord.desk import DiscordDesk, _clip
 from bridges.discord.surface import MAX_LENGTH, NO_PINGS
@@ -37,7 +38,7 @@ Work = Callable[[int, str, str], Awaitable[str]]
 Check = Callable[[discord.Interaction[Any]], Awaitable[bool]]
 
 
-class CommandReplies:
+class CommandReplies(Strings, key="discord.commands"):
     """What only the Discord desk says: the echo of a reply, which a Telegram topic shows by itself."""
 
     replied = "↪ **{name}** to the user: {text}"
@@ -69,8 +70,8 @@ class DeskCommands(commands.Cog, name="Desk"):
     ) -> None:
         async def work(case: int, mod_id: str, name: str) -> str:
             if not await self.cases.note(case, mod_id, name, text, from_desk=self.desk.name):
-                return DeskWords.closed_already
-            return DeskWords.note_shown.format(name=escape_markdown(name), text=text)
+                return self.cases.words.closed_already
+            return self.cases.words.note_shown.format(name=escape_markdown(name), text=text)
 
         await self._in_case(interaction, work, public=True)
 
@@ -115,7 +116,7 @@ class DeskCommands(commands.Cog, name="Desk"):
     async def transfer(self, interaction: discord.Interaction[Any], member: discord.Member) -> None:
         async def work(case: int, mod_id: str, name: str) -> str:
             if member.bot or not is_moderator(member, self.desk.config):
-                return DeskWords.not_a_moderator.format(name=escape_markdown(member.display_name))
+                return self.cases.words.not_a_moderator.format(name=escape_markdown(member.display_name))
             to_id = f"{PLATFORM}:{member.id}"
             return await self.cases.transfer(case, mod_id, name, to_id, member.display_name)
 
@@ -144,8 +145,8 @@ class DeskCommands(commands.Cog, name="Desk"):
             count, cases = await self.cases.history(case)
             user = escape_markdown(view.user_name)
             if not count:
-                return DeskWords.history_none.format(user=user)
-            head = DeskWords.history_head.format(user=user, count=count)
+                return self.cases.words.history_none.format(user=user)
+            head = self.cases.words.history_head.format(user=user, count=count)
             return "\n".join([head, *map(escape_markdown, past_lines(cases, self.desk.past_link))])
 
         await self._in_case(interaction, work)
@@ -191,13 +192,13 @@ class DeskCommands(commands.Cog, name="Desk"):
     ) -> None:
         async def work(by: str) -> str:
             if not (words or "").strip() and not (platform and user_id):
-                return DeskWords.search_usage
+                return self.cases.words.search_usage
             who = (platform, user_id.strip()) if platform and user_id else (None, None)
             found = await self.cases.search(words or "", *who)
             if not found:
-                return DeskWords.found_none
+                return self.cases.words.found_none
             lines = map(escape_markdown, past_lines(found, self.desk.past_link))
-            return "\n".join([DeskWords.found_head, *lines])
+            return "\n".join([self.cases.words.found_head, *lines])
 
         await self._in_server(interaction, work)
 
@@ -244,8 +245,8 @@ class DeskCommands(commands.Cog, name="Desk"):
             shown = escape_markdown(name)
             if as_staff:
                 staff = escape_markdown(self.desk.handoffs.policy.staff_name)
-                return CommandReplies.replied_as.format(name=shown, staff=staff, text=text)
-            return CommandReplies.replied.format(name=shown, text=text)
+                return self.cases.desk(CommandReplies).replied_as.format(name=shown, staff=staff, text=text)
+            return self.cases.desk(CommandReplies).replied.format(name=shown, text=text)
 
         return work
 
@@ -253,7 +254,7 @@ class DeskCommands(commands.Cog, name="Desk"):
         async def work(case: int, mod_id: str, name: str) -> str:
             text = await self.cases.snippet(snippet)
             if text is None:
-                return DeskWords.snippet_missing.format(name=escape_markdown(snippet[:40]))
+                return self.cases.words.snippet_missing.format(name=escape_markdown(snippet[:40]))
             return await self._sender(text, anonymous=anonymous)(case, mod_id, name)
 
         return work
@@ -264,13 +265,13 @@ class DeskCommands(commands.Cog, name="Desk"):
         """Run `work` on the open case whose thread this is, in order with the thread's messages; refuse
         privately anyone else and anywhere else."""
         if not await self.may_moderate(interaction):
-            await interaction.response.send_message(DeskWords.not_moderator, ephemeral=True)
+            await interaction.response.send_message(self.cases.words.not_moderator, ephemeral=True)
             return
         track_current(self.in_flight)
         thread_id = interaction.channel_id or 0
         case = await self.desk.handoffs.open_handoff_at(self.desk.name, "thread", str(thread_id))
         if case is None:
-            await interaction.response.send_message(DeskWords.not_in_case, ephemeral=True)
+            await interaction.response.send_message(self.cases.words.not_in_case, ephemeral=True)
             return
         # answered before waiting for the thread's turn: Discord gives an interaction 3 s
         await interaction.response.defer(ephemeral=not public, thinking=True)
@@ -280,7 +281,7 @@ class DeskCommands(commands.Cog, name="Desk"):
                 answer = await work(case, f"{PLATFORM}:{user.id}", user.display_name)
             except Exception:
                 log.exception("discord desk: /%s failed", _name(interaction))
-                answer = DeskWords.failed
+                answer = self.cases.words.failed
         await self._answer(interaction, answer)
 
     async def _in_server(
@@ -288,7 +289,7 @@ class DeskCommands(commands.Cog, name="Desk"):
     ) -> None:
         """Run `work` (given who does it) for a moderator anywhere in the desk's server; answer only them."""
         if not await self.may_moderate(interaction):
-            await interaction.response.send_message(DeskWords.not_moderator, ephemeral=True)
+            await interaction.response.send_message(self.cases.words.not_moderator, ephemeral=True)
             return
         track_current(self.in_flight)
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -296,7 +297,7 @@ class DeskCommands(commands.Cog, name="Desk"):
             answer = await work(f"{PLATFORM}:{interaction.user.id}")
         except Exception:
             log.exception("discord desk: /%s failed", _name(interaction))
-            answer = DeskWords.failed
+            answer = self.cases.words.failed
         await self._answer(interaction, answer)
 
     @staticmethod

@@ -21,6 +21,7 @@ from discord.utils import escape_markdown
 
 from bridges.budget import acquire_all
 from bridges.cases import DeskWords
+from bridges.catalogue import Strings
 from bridges.discord.cog import (
     CHANNEL_SCOPE,
     PLATFORM,
@@ -41,7 +42,7 @@ CANNOT_MESSAGE_USER = 50007
 """Discord's "Cannot send messages to this user": they accept no direct messages from the bot."""
 
 
-class TakeoverReplies:
+class TakeoverReplies(Strings, key="discord.takeover"):
     """What only the Discord side of /takeover and /contact says."""
 
     takeover_usage = (

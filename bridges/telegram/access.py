@@ -21,13 +21,14 @@ from telegram import Chat, Update
 from telegram.constants import ChatType
 from telegram.ext import Application, ApplicationHandlerStop, ContextTypes, TypeHandler
 
+from bridges.catalogue import Strings
 from bridges.surface import send_notice
 from bridges.telegram.config import TelegramConfig
 from bridges.telegram.surface import Surfaces
 from models import utcnow
 
 
-class AccessReplies:
+class AccessReplies(Strings, key="telegram.access"):
     """What the allow-lists say (only ever in a private chat, or on a pressed button)."""
 
     not_available = "This assistant is not available here."

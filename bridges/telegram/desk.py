@@ -36,6 +36,7 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes, Messag
 from agents.base import Attachment
 from bridges.budget import acquire_all
 from bridges.cases import PastCase, past_lines
+from bridges.catalogue import Strings
 from bridges.copies import Origin, desk_side
 from bridges.handoff import HandoffService, HandoffView
 from bridges.mirror import Mirror
@@ -70,7 +71,7 @@ _ENTRY_UNITS = 300
 _RECENT_UNITS = 2200
 
 
-class DeskReplies:
+class DeskReplies(Strings, key="telegram.desk"):
     """What the desk says to moderators (callback answers are at most 200 characters)."""
 
     not_moderator = "Only moderators can take handoffs."
@@ -141,6 +142,11 @@ class TelegramDesk:
         )
 
     @property
+    def words(self) -> DeskReplies:
+        """What the desk says, in the desks' language."""
+        return self.handoffs.catalogue.desk(DeskReplies)
+
+    @property
     def chat_id(self) -> int:
         """The moderator chat: every text there belongs to the desk, none to the agents."""
         return self.config.chat_id
@@ -201,7 +207,7 @@ class TelegramDesk:
             ),
         )
         if view.status is HandoffStatus.REQUESTED and view.escalated:
-            ping = html.escape(DeskReplies.escalation.format(id=view.handoff_id))
+            ping = html.escape(self.words.escalation.format(id=view.handoff_id))
             await self._post(place, f"{ping} {self._mention(view)}".strip())
         elif view.status not in OPEN_HANDOFF_STATUSES and place.thread_id:
             thread_id = place.thread_id
@@ -333,28 +339,32 @@ class TelegramDesk:
         action, handoff_id = press
         user = query.from_user
         if not await self.is_moderator(user.id):
-            await self._answer(query, DeskReplies.not_moderator, alert=True)
+            await self._answer(query, self.words.not_moderator, alert=True)
             return
         moderator = (f"{NAME}:{user.id}", user.full_name)
         if action is DeskAction.CLAIM:
             outcome = await self.handoffs.claim(handoff_id, *moderator)
             if outcome.won:
-                await self._answer(query, DeskReplies.claimed.format(id=handoff_id))
+                await self._answer(query, self.words.claimed.format(id=handoff_id))
             elif outcome.claimer_name is not None:
                 name = plain(outcome.claimer_name, 100).text
-                await self._answer(query, DeskReplies.already_claimed.format(name=name), alert=True)
+                await self._answer(
+                    query,
+                    self.words.already_claimed.format(name=name),
+                    alert=True,
+                )
             else:
-                await self._answer(query, DeskReplies.closed, alert=True)
+                await self._answer(query, self.words.closed, alert=True)
             return
         status, done = (
-            (HandoffStatus.RESOLVED, DeskReplies.resolved)
+            (HandoffStatus.RESOLVED, self.words.resolved)
             if action is DeskAction.RESOLVE
-            else (HandoffStatus.RETURNED, DeskReplies.returned)
+            else (HandoffStatus.RETURNED, self.words.returned)
         )
         if await self.handoffs.close(handoff_id, status, *moderator):
             await self._answer(query, done.format(id=handoff_id))
         else:
-            await self._answer(query, DeskReplies.closed, alert=True)
+            await self._answer(query, self.words.closed, alert=True)
 
     async def on_message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A moderator wrote in the moderator chat: pass it to the user if they hold the claim.
@@ -375,7 +385,7 @@ class TelegramDesk:
                 return
             user = message.from_user
             if not await self.is_moderator(user.id):
-                await self.reply_to(message, DeskReplies.not_moderator)
+                await self.reply_to(message, self.words.not_moderator)
                 return
             answer = await self.handoffs.cases.plain_message(
                 handoff_id,

@@ -18,7 +18,7 @@ from telegram import Message, Update, User
 from telegram.error import BadRequest
 from telegram.ext import Application, CommandHandler, ContextTypes, filters
 
-from bridges.cases import DeskWords, past_lines
+from bridges.cases import past_lines
 from bridges.ratings import MAX_REPORT_DAYS, REPORT_DAYS, RatingWords
 from bridges.registry import blockable
 from bridges.telegram.desk import NAME, TelegramDesk, past_link
@@ -82,28 +82,28 @@ class DeskCommands:
 
     async def _run(self, handler: Handler, message: Message, user: User) -> None:
         if not await self.desk.is_moderator(user.id):
-            await self.desk.reply_to(message, DeskWords.not_moderator)
+            await self.desk.reply_to(message, self.cases.words.not_moderator)
             return
         try:
             handoff_id = await self.desk.handoff_of(message)
             args = _args(message)
-            answer: str | None = DeskWords.not_in_case
+            answer: str | None = self.cases.words.not_in_case
             if handoff_id is None and handler == self._snippet:  # managing snippets needs no case
                 saved, answer = await self.cases.snippet_command(args.split(), f"{NAME}:{user.id}")
-                answer = DeskWords.not_in_case if saved is not None else answer
+                answer = self.cases.words.not_in_case if saved is not None else answer
             elif handoff_id is not None:
                 answer = await handler(message, handoff_id, f"{NAME}:{user.id}", user.full_name, args)
         except Exception:
             log.exception("telegram desk: a command failed")
-            answer = DeskWords.failed
+            answer = self.cases.words.failed
         if answer:
             await self.desk.reply_to(message, answer)
 
     async def _note(self, message: Message, case: int, mod_id: str, name: str, text: str) -> str | None:
         if not text.strip():
-            return DeskWords.empty
+            return self.cases.words.empty
         ok = await self.cases.note(case, mod_id, name, text, from_desk=NAME)
-        return DeskWords.noted if ok else DeskWords.closed_already
+        return self.cases.words.noted if ok else self.cases.words.closed_already
 
     async def _reply(self, message: Message, case: int, mod_id: str, name: str, text: str) -> str | None:
         return await self.cases.reply(case, mod_id, name, text, anonymous=False)
@@ -141,9 +141,9 @@ class DeskCommands:
             except BadRequest:
                 to_name = f"moderator {to_id}"
         else:
-            return DeskWords.transfer_usage
+            return self.cases.words.transfer_usage
         if not await self.desk.is_moderator(to_id):
-            return DeskWords.not_a_moderator.format(name=to_name)
+            return self.cases.words.not_a_moderator.format(name=to_name)
         return await self.cases.transfer(case, mod_id, name, f"{NAME}:{to_id}", to_name)
 
     async def _close(self, message: Message, case: int, mod_id: str, name: str, text: str) -> str | None:
@@ -153,8 +153,8 @@ class DeskCommands:
         view = await self.desk.handoffs.view(case)
         count, cases = await self.cases.history(case)
         if not count:
-            return DeskWords.history_none.format(user=view.user_name)
-        head = DeskWords.history_head.format(user=view.user_name, count=count)
+            return self.cases.words.history_none.format(user=view.user_name)
+        head = self.cases.words.history_head.format(user=view.user_name, count=count)
         return "\n".join([head, *past_lines(cases, past_link)])
 
     def _anywhere(
@@ -167,7 +167,7 @@ class DeskCommands:
             if message is None or message.from_user is None:
                 return
             if not await self.desk.is_moderator(message.from_user.id):
-                await self.desk.reply_to(message, DeskWords.not_moderator)
+                await self.desk.reply_to(message, self.cases.words.not_moderator)
                 return
             await self.desk.reply_to(message, await handler(message))
 
@@ -179,17 +179,18 @@ class DeskCommands:
         if len(words) >= 2 and words[0].lower() in blockable() and words[1].lstrip("-").isdigit():
             who, words = (words[0].lower(), words[1]), words[2:]
         if not words and who == (None, None):
-            return DeskWords.search_usage
+            return self.cases.words.search_usage
         found = await self.cases.search(" ".join(words), *who)
-        answer = "\n".join([DeskWords.found_head, *past_lines(found, past_link)]) if found else None
-        return answer or DeskWords.found_none
+        answer = "\n".join([self.cases.words.found_head, *past_lines(found, past_link)]) if found else None
+        return answer or self.cases.words.found_none
 
     async def _ratings(self, message: Message) -> str:
         """`/ratings [DAYS]`: this desk's average over the period."""
         words = _args(message).split() or [str(REPORT_DAYS)]
         days = int(words[0]) if len(words) == 1 and words[0].isdigit() else 0
         if not 1 <= days <= MAX_REPORT_DAYS:
-            return RatingWords.usage.format(most=MAX_REPORT_DAYS, default=REPORT_DAYS)
+            usage = self.desk.handoffs.catalogue.desk(RatingWords).usage
+            return usage.format(most=MAX_REPORT_DAYS, default=REPORT_DAYS)
         return await self.desk.handoffs.ratings.report(NAME, days)
 
 

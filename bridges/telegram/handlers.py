@@ -19,7 +19,7 @@ import logging
 import re
 from dataclasses import replace
 
-from telegram import CallbackQuery, Message, MessageEntity, Update
+from telegram import CallbackQuery, Message, MessageEntity, Update, User
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 from telegram.ext import (
@@ -34,10 +34,10 @@ from telegram.ext import (
 
 from bridges.attachments import with_sticker_words
 from bridges.buttons import ButtonStore
+from bridges.catalogue import Phrasebook, Strings
 from bridges.controls import Control, ControlNotices, parse_control
 from bridges.durations import duration_and_reason
 from bridges.moderation import USER_ID, Moderation, Moderator, Target
-from bridges.moderation import Replies as ModerationReplies
 from bridges.ratings import rating_press
 from bridges.registry import blockable
 from bridges.relay import Relay
@@ -74,7 +74,7 @@ CHAT_SCOPE = "telegram_chat"
 """Where `/agent` binds an agent (bridges/registry.py declares it): this chat, or this group."""
 
 
-class Replies:
+class Replies(Strings, key="telegram"):
     not_admin = "Only the bot's admins can choose the agent."
     agent_usage = "Usage: /agent NAME. Configured agents: {agents}."
     agent_bound = "This chat now talks to {agent}. New conversations here use it; /reset to start one now."
@@ -175,7 +175,7 @@ class Handlers:
         if press is not None and self.accepting:
             await self.ratings.pressed(query, press)
             return
-        await query.answer(None if pressed else Replies.expired_button)
+        await query.answer(None if pressed else self._words(query.from_user)(Replies).expired_button)
         message = query.message
         if pressed is None or not isinstance(message, Message) or not self.accepting:
             return
@@ -183,6 +183,7 @@ class Handlers:
             _inbound(message, pressed.label),
             user_id=str(query.from_user.id),
             display_name=query.from_user.full_name,
+            locale=query.from_user.language_code or "",
             button=pressed,
         )
         await self._serve(inbound, message)
@@ -190,29 +191,31 @@ class Handlers:
     async def _control(self, query: CallbackQuery, control: Control, owner: str) -> None:
         """Stop (the reply's user, or an admin of the chat) or Regenerate (its user only) pressed."""
         message = query.message
+        words = self._words(query.from_user)
+        say = words(ControlNotices)
         if not isinstance(message, Message) or not self.accepting:
-            await query.answer(ControlNotices.already_finished)
+            await query.answer(say.already_finished)
             return
         own = str(query.from_user.id) == owner
         inbound = replace(_inbound(message, ""), user_id=owner, display_name=query.from_user.full_name)
         if control is Control.STOP:
             if not own and not await self._may_stop_others(query):
-                await query.answer(ControlNotices.stop_not_yours)
+                await query.answer(say.stop_not_yours)
             elif self.relay.stop(inbound, on_message=str(message.message_id)):
                 if not own:
                     log.info("telegram: %s stopped a reply to %s", query.from_user.id, owner)
                 await query.answer()  # the reply's final edit takes the button away
             else:
-                await query.answer(ControlNotices.already_finished)
+                await query.answer(say.already_finished)
             return
         if not own:
-            await query.answer(ControlNotices.regenerate_not_yours)
+            await query.answer(say.regenerate_not_yours)
             return
         task = asyncio.current_task()
         assert task is not None
         self.in_flight.add(task)
         try:
-            await self.relay.regenerate(inbound, self.surfaces.plain(message), query.answer)
+            await self.relay.regenerate(inbound, self.surfaces.plain(message), query.answer, words)
         finally:
             self.in_flight.discard(task)
 
@@ -238,7 +241,8 @@ class Handlers:
         if message is None or message.from_user is None:
             return
         if not self.relay.stop(_inbound(message, "/stop")):
-            await send_notice(self.surfaces.plain(message), ControlNotices.nothing_to_stop)
+            nothing = self._words(message.from_user)(ControlNotices).nothing_to_stop
+            await send_notice(self.surfaces.plain(message), nothing)
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if (message := update.message) is None or message.from_user is None:
@@ -269,14 +273,13 @@ class Handlers:
         if message is None or message.from_user is None:
             return
         surface = self.surfaces.plain(message)
+        say = self._words(message.from_user)(Replies)
         user_id = message.from_user.id
         if user_id not in self.config.admins:
-            await send_notice(surface, Replies.not_admin)
+            await send_notice(surface, say.not_admin)
             return
         if len(context.args or []) != 1:
-            await send_notice(
-                surface, Replies.agent_usage.format(agents=", ".join(sorted(self.relay.agents)))
-            )
+            await send_notice(surface, say.agent_usage.format(agents=", ".join(sorted(self.relay.agents))))
             return
         name = (context.args or [""])[0]
         try:
@@ -284,7 +287,7 @@ class Handlers:
         except ValueError as exc:
             await send_notice(surface, str(exc))
             return
-        await send_notice(surface, Replies.agent_bound.format(agent=name))
+        await send_notice(surface, say.agent_bound.format(agent=name))
 
     async def block(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         await self._moderate(update, context, block=True)
@@ -299,8 +302,9 @@ class Handlers:
         if message is None or message.from_user is None:
             return
         surface = self.surfaces.plain(message)
+        say = self._words(message.from_user)(Replies)
         if not await self._may_moderate(message):
-            await send_notice(surface, Replies.moderators_only)
+            await send_notice(surface, say.moderators_only)
             return
         sender = _sender(message)
         moderator = Moderator(f"{PLATFORM}:{sender[0]}", sender[1], f"telegram chat {message.chat.id}")
@@ -311,21 +315,21 @@ class Handlers:
         try:
             target, words = await self._target(message, context.args or [])
             if target is None:
-                reply = Replies.block_usage
+                reply = say.block_usage
             elif not block:
                 reply = await self.moderation.unblock(target, str(target), moderator)
             else:
                 reply = await self._block(target, moderator, words, private)
         except Exception:
             log.exception("telegram: /%s failed", "block" if block else "unblock")
-            reply = Replies.failed
+            reply = say.failed
         await send_notice(surface, reply)
 
     async def _block(self, target: Target, moderator: Moderator, words: list[str], private: bool) -> str:
         try:
             duration, reason = duration_and_reason(words)
         except ValueError:
-            return ModerationReplies.bad_duration.format(word=words[0][:40])
+            return self.moderation.words.bad_duration.format(word=words[0][:40])
         return await self.moderation.block(
             target, str(target), moderator, duration, reason, show_reason=private
         )
@@ -377,7 +381,12 @@ class Handlers:
         log.error("telegram handler failed", exc_info=context.error)
         message = update.effective_message if isinstance(update, Update) else None
         if message is not None:
-            await send_notice(self.surfaces.plain(message), Replies.failed)
+            failed = self._words(message.from_user)(Replies).failed
+            await send_notice(self.surfaces.plain(message), failed)
+
+    def _words(self, user: User | None) -> Phrasebook:
+        """What to say to this Telegram user: in the language their app is set to."""
+        return self.relay.catalogue.words(user.language_code if user is not None else None)
 
     async def _serve(self, inbound: Inbound, message: Message) -> None:
         """Hand one turn to the Relay; in private chats, post the draft it streamed once it is over."""
@@ -456,9 +465,16 @@ def _inbound(message: Message, text: str) -> Inbound:
         thread_id=str(message.message_thread_id) if message.is_topic_message else "",
         is_dm=message.chat.type == ChatType.PRIVATE,
         binding_scopes=_binding_scopes(message),
+        locale=_language(message),
     )
 
 
 def _binding_scopes(message: Message) -> tuple[tuple[str, str], ...]:
     """A message's places for bindings and trigger rules: its chat (a topic belongs to its group)."""
     return ((CHAT_SCOPE, str(message.chat.id)),)
+
+
+def _language(message: Message) -> str:
+    """The sender's app language (`de`, `pt-br`); none for posts as a channel or an anonymous admin."""
+    user = message.from_user
+    return (user.language_code or "") if user is not None and message.sender_chat is None else ""

@@ -24,6 +24,7 @@ from telegram.ext import Application, CommandHandler, ContextTypes, filters
 
 from bridges.budget import acquire_all
 from bridges.cases import DeskWords
+from bridges.catalogue import Strings
 from bridges.moderation import USER_ID, Moderator, Target
 from bridges.registry import blockable
 from bridges.surface import Inbound, SurfaceError, send_notice
@@ -34,7 +35,7 @@ from bridges.telegram.surface import Surfaces
 log = logging.getLogger(__name__)
 
 
-class TakeoverReplies:
+class TakeoverReplies(Strings, key="telegram.takeover"):
     """What only the Telegram side of /takeover and /contact says."""
 
     takeover_usage = (

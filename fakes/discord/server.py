@@ -577,7 +577,7 @@ class FakeDiscord:
             "mfa_level": 0,
             "nsfw_level": 0,
             "premium_tier": 0,
-            "preferred_locale": "en-US",
+            "preferred_locale": guild.preferred_locale,
             "system_channel_flags": 0,
             "voice_states": [],
             "presences": [],
@@ -604,7 +604,7 @@ class FakeDiscord:
             "channel_id": str(channel.id),
             "channel": channel.payload(),
             "data": data,
-            "locale": "en-US",
+            "locale": user.locale,
             "entitlements": [],
             "attachment_size_limit": 10 * 1024 * 1024,
             "app_permissions": str(guild.permissions_of(self.bot.id) if guild else MEMBER_PERMISSIONS),
@@ -612,7 +612,7 @@ class FakeDiscord:
             "context": 0 if guild else 1,
         }
         if guild is not None:
-            payload.update(guild_id=str(guild.id), guild_locale="en-US")
+            payload.update(guild_id=str(guild.id), guild_locale=guild.preferred_locale)
             payload["member"] = guild.member_payload(user, with_permissions=True)
         else:
             payload["user"] = user.payload()

@@ -40,6 +40,8 @@ class FakeUser:
     dms_open: bool = True
     """False: the user does not allow direct messages from server members, so Discord refuses the bot's
     messages in their DM with 50007 "Cannot send messages to this user"."""
+    locale: str = "en-US"
+    """The user's client language: sent with each of their interactions (`Interaction.locale`)."""
 
     def payload(self) -> JSON:
         return {
@@ -62,6 +64,8 @@ class FakeGuild:
     """role id -> (name, permission bits); the @everyone role has the guild's id."""
     members: dict[int, tuple[int, ...]] = field(default_factory=dict)
     """user id -> role ids."""
+    preferred_locale: str = "en-US"
+    """The community's language (`Guild.preferred_locale`), also each interaction's `guild_locale`."""
 
     def permissions_of(self, user_id: int) -> int:
         if user_id == self.owner_id:

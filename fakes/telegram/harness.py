@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Agent, AgentEvent, BaseAgent, TextDelta, Turn, TurnEnd
 from bridges.attachments import Media
+from bridges.catalogue import Catalogue
 from bridges.handoff import HandoffPolicy, HandoffService
 from bridges.relay import Relay, RelayPolicy
 from bridges.surface import Surface
@@ -102,6 +103,7 @@ class Telegram:
     policy: RelayPolicy = POLICY
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     """What the Relay waits with (a burst's window): a test's clock may move it on."""
+    catalogue: Catalogue | None = None
     handoffs: HandoffService = field(init=False)
     relay: Relay = field(init=False)
     bridge: TelegramBridge = field(init=False)
@@ -111,7 +113,12 @@ class Telegram:
 
     def _build(self) -> None:
         self.handoffs = HandoffService(
-            self.db, self.handoff_policy, surfaces=self.surface_for, jump_link=jump_link, now=self.clock
+            self.db,
+            self.handoff_policy,
+            surfaces=self.surface_for,
+            jump_link=jump_link,
+            catalogue=self.catalogue,
+            now=self.clock,
         )
         agents = {"scripted": self.agent, "other": ScriptedAgent("other"), **self.agents}
         self.relay = Relay(
@@ -122,6 +129,7 @@ class Telegram:
             media=self.media,
             now=self.clock,
             sleep=self.sleep,
+            catalogue=self.catalogue,
         )
         self.bridge = bridge(self.fake, self.base_url, self.relay, now=self.clock, **self.config)
 
@@ -191,6 +199,7 @@ async def running(
     handoff_policy: HandoffPolicy = HANDOFF_POLICY,
     policy: RelayPolicy = POLICY,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    catalogue: Catalogue | None = None,
     **config: Any,
 ) -> AsyncIterator[Telegram]:
     fake = fake or FakeTelegram()
@@ -207,6 +216,7 @@ async def running(
             handoff_policy=handoff_policy,
             policy=policy,
             sleep=sleep,
+            catalogue=catalogue,
         )
         await telegram.start()
         try:

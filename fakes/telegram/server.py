@@ -186,8 +186,10 @@ class FakeTelegram:
 
     # ---- driving it, as users would ----
 
-    def user(self, first_name: str, username: str | None = None) -> FakeUser:
-        user = FakeUser(next(self._ids), first_name, username)
+    def user(
+        self, first_name: str, username: str | None = None, *, language_code: str | None = None
+    ) -> FakeUser:
+        user = FakeUser(next(self._ids), first_name, username, language_code=language_code)
         self.users[user.id] = user
         return user
 

@@ -12,11 +12,15 @@ class FakeUser:
     first_name: str
     username: str | None = None
     is_bot: bool = False
+    language_code: str | None = None
+    """The IETF tag of the user's app language, sent with users only (Bot API `User`)."""
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "is_bot": self.is_bot, "first_name": self.first_name}
         if self.username:
             data["username"] = self.username
+        if self.language_code and not self.is_bot:
+            data["language_code"] = self.language_code
         return data
 
 
