@@ -31,7 +31,7 @@ from models.sqlite_lock import NoProcess, SQLiteInUse, running_process, sqlite_s
 from ops.health import OpsServer
 from ops.logs import configure_logging, finish_logging
 from ops.reload import LiveConfig
-from settings import ConfigError, Settings, load_settings
+from settings import ConfigError, Settings, StringsSettings, load_settings
 
 log = logging.getLogger("switchboard")
 
@@ -65,8 +65,7 @@ async def run(settings: Settings, config_path: str | None = None) -> None:
         }
         db = session_factory(engine)
         bridges: list[Bridge] = []
-        strings = settings.strings
-        catalogue = Catalogue(strings.default_locale, strings.overrides, desk_locale=strings.desk_locale)
+        catalogue = catalogue_of(settings.strings)
         handoffs = HandoffService(
             db,
             HandoffPolicy.from_settings(settings.handoff),
@@ -83,6 +82,7 @@ async def run(settings: Settings, config_path: str | None = None) -> None:
         live = LiveConfig(settings, config_path)
         live.on_change(lambda new: relay.reconfigure(RelayPolicy.from_settings(new)))
         live.on_change(lambda new: setattr(handoffs, "policy", HandoffPolicy.from_settings(new.handoff)))
+        live.on_change(lambda new: catalogue.adopt(catalogue_of(new.strings)))
         bridges.extend(build_bridge(name, config, relay) for name, config in settings.platforms().items())
         if settings.ops.listen:
             ops = OpsServer(engine, *settings.ops.address, checks={b.platform: b.healthy for b in bridges})
@@ -105,6 +105,10 @@ async def run(settings: Settings, config_path: str | None = None) -> None:
         log.info("serving %s; stop with SIGTERM or Ctrl-C", " and ".join(b.platform for b in bridges))
         if await serve_until_stopped(bridges, reload=live.reload):
             log.warning("shutting down: finishing replies in progress (up to %gs)", grace)
+
+
+def catalogue_of(strings: StringsSettings) -> Catalogue:
+    return Catalogue(strings.default_locale, strings.overrides, desk_locale=strings.desk_locale)
 
 
 async def serve_until_stopped(bridges: Sequence[Bridge], reload: Callable[[], object] = bool) -> bool:

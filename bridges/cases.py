@@ -20,7 +20,7 @@ from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agents.base import Attachment
-from bridges.catalogue import Strings
+from bridges.catalogue import Phrasebook, Strings
 from bridges.copies import Origin
 from bridges.durations import parse_duration
 from models import (
@@ -160,9 +160,16 @@ class Cases:
 
     def __init__(self, handoffs: HandoffService) -> None:
         self.handoffs = handoffs
-        self.desk = handoffs.catalogue.desk
-        """What the tools say to moderators, in the desks' language."""
-        self.words = self.desk(DeskWords)
+
+    @property
+    def desk(self) -> Phrasebook:
+        """What the tools say to moderators, in the desks' language (read each time: a reload may
+        change it)."""
+        return self.handoffs.catalogue.desk
+
+    @property
+    def words(self) -> DeskWords:
+        return self.desk(DeskWords)
 
     # -- notes and replies ---------------------------------------------------------------------------
 

@@ -192,6 +192,11 @@ class Catalogue:
         """What the moderators' desks speak: one language for everyone there."""
         self._books: dict[str, Phrasebook] = {}
 
+    def adopt(self, other: Catalogue) -> None:
+        """Speak `other`'s strings from now on (a reloaded `[strings]`): in place, so every part holding
+        this catalogue has them at its next lookup."""
+        self.__dict__.update(vars(other))
+
     def resolve(self, tag: str | None) -> str:
         """The locale to speak for a platform's tag: itself, else its language (`pt-br` -> `pt`), else
         the default."""

@@ -77,7 +77,7 @@ class Conversations:
                 if handoff is not None and request_expired(handoff, now):
                     return ExpiredRequest(handoff.id)
             if current is None or current.status == ConversationStatus.BOT:
-                refusal = await self.quotas.take(session, Keys.of(inbound), now)
+                refusal = await self.quotas.take(session, Keys.of(inbound), now, locale=inbound.locale)
                 if refusal is not None:
                     await self._handled(session, receipts)
                     return OverQuota(refusal)

@@ -70,8 +70,11 @@ class Moderator:
 class Moderation:
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
-        self.words = relay.catalogue.desk(Replies)
-        """What moderators are told, in the desks' language."""
+
+    @property
+    def words(self) -> Replies:
+        """What moderators are told, in the desks' language (read each time: a reload may change it)."""
+        return self.relay.catalogue.desk(Replies)
 
     async def block(
         self,

@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Usage
-from bridges.catalogue import Strings
+from bridges.catalogue import Catalogue, Strings
 from bridges.outage import survives_db_outage
 from bridges.surface import Inbound
 from models import UsageCounter
@@ -112,9 +112,12 @@ class Quotas:
         *,
         now: Callable[[], datetime],
         outage_grace: float,
+        catalogue: Catalogue,
     ) -> None:
         self.db = db
         self.settings = settings
+        self.catalogue = catalogue
+        """Where a refusal's words come from, in the user's language."""
         self._now = now
         self.outage_grace = outage_grace
         self._taken = 0
@@ -124,9 +127,9 @@ class Quotas:
         """Without any limit nothing is counted, and a turn costs no extra statement."""
         return self.settings.enabled
 
-    async def take(self, session: AsyncSession, keys: Keys, now: datetime) -> str | None:
+    async def take(self, session: AsyncSession, keys: Keys, now: datetime, *, locale: str) -> str | None:
         """In the turn's transaction: count one message against the user and the place and return None,
-        or, if a limit is reached, count nothing and return what to tell the user."""
+        or, if a limit is reached, count nothing and return what to tell the user (in `locale`)."""
         if not self.enabled:
             return None
         start, _ = self.period(now)
@@ -151,7 +154,7 @@ class Quotas:
             for undo_scope, undo_id in taken:  # the other scope's count must not stand either
                 await _add(session, undo_scope, undo_id, start, messages=-1)
             used = await self._used(session, scope, scope_id, start)
-            return self._refusal(scope, limits, used, now)
+            return self._refusal(scope, limits, used, now, self.catalogue.words(locale)(QuotaNotices))
         return None
 
     async def spend(self, session: AsyncSession, keys: Keys, usage: Usage, now: datetime) -> None:
@@ -171,11 +174,12 @@ class Quotas:
             )
 
     @survives_db_outage
-    async def report(self, keys: Keys, *, user_label: str | None = QuotaNotices.report_you) -> str:
-        """What `/usage` says: the counters of the user (called `user_label`; None leaves the user out)
-        and of the place, with their limits, and when they start again."""
+    async def report(self, keys: Keys, say: QuotaNotices, *, user_label: str | None) -> str:
+        """What `/usage` says, in the asker's language (`say`): the counters of the user (called
+        `user_label`; None leaves the user out) and of the place, with their limits, and when they start
+        again."""
         if not self.enabled:
-            return QuotaNotices.off
+            return say.off
         now = self._now()
         start, _ = self.period(now)
         lines = []
@@ -185,14 +189,14 @@ class Quotas:
                     continue
                 used = await self._used(session, scope, scope_id, start)
                 lines.append(
-                    QuotaNotices.report.format(
-                        who=QuotaNotices.report_place if scope == "place" else user_label,
-                        period=self._period_words(),
-                        messages=_counted(used.messages, limits.messages, QuotaNotices.messages_unit),
-                        tokens=_counted(used.tokens, limits.tokens, QuotaNotices.tokens_unit),
+                    say.report.format(
+                        who=say.report_place if scope == "place" else user_label,
+                        period=self._period_words(say),
+                        messages=_counted(used.messages, limits.messages, say.messages_unit, say),
+                        tokens=_counted(used.tokens, limits.tokens, say.tokens_unit, say),
                     )
                 )
-        lines.append(QuotaNotices.resets.format(reset=self._reset_words(now)))
+        lines.append(say.resets.format(reset=self._reset_words(now, say)))
         return "\n".join(lines)
 
     def period(self, now: datetime) -> tuple[datetime, datetime]:
@@ -220,38 +224,42 @@ class Quotas:
         ).first()
         return Used(row[0], row[1]) if row is not None else Used()
 
-    def _refusal(self, scope: Scope, limits: QuotaLimits, used: Used, now: datetime) -> str:
+    def _refusal(
+        self, scope: Scope, limits: QuotaLimits, used: Used, now: datetime, say: QuotaNotices
+    ) -> str:
         kind: Kind = (
             "messages" if limits.messages is not None and used.messages >= limits.messages else "tokens"
         )
-        notice = getattr(QuotaNotices, f"{scope}_{kind}")
+        notice = getattr(say, f"{scope}_{kind}")
         limit = limits.messages if kind == "messages" else limits.tokens
-        return str(notice).format(limit=limit, period=self._period_words(), reset=self._reset_words(now))
+        return str(notice).format(
+            limit=limit, period=self._period_words(say), reset=self._reset_words(now, say)
+        )
 
-    def _period_words(self) -> str:
-        return QuotaNotices.today if self.settings.period == "day" else QuotaNotices.this_month
+    def _period_words(self, say: QuotaNotices) -> str:
+        return say.today if self.settings.period == "day" else say.this_month
 
-    def _reset_words(self, now: datetime) -> str:
+    def _reset_words(self, now: datetime, say: QuotaNotices) -> str:
         _, end = self.period(now)
-        wait = _wait_words(end - now)
+        wait = _wait_words(end - now, say)
         if self.settings.period == "day":
-            return QuotaNotices.reset_day.format(wait=wait)
-        return QuotaNotices.reset_month.format(date=f"{end.day} {end:%B}", wait=wait)
+            return say.reset_day.format(wait=wait)
+        return say.reset_month.format(date=end.date().isoformat(), wait=wait)
 
 
-def _counted(used: int, limit: int | None, unit: str) -> str:
+def _counted(used: int, limit: int | None, unit: str, say: QuotaNotices) -> str:
     if limit is None:
-        return QuotaNotices.counted_unlimited.format(used=used, unit=unit)
-    return QuotaNotices.counted.format(used=used, limit=limit, unit=unit)
+        return say.counted_unlimited.format(used=used, unit=unit)
+    return say.counted.format(used=used, limit=limit, unit=unit)
 
 
-def _wait_words(wait: timedelta) -> str:
+def _wait_words(wait: timedelta, say: QuotaNotices) -> str:
     minutes = max(1, -(-int(wait.total_seconds()) // 60))  # rounded up: never "in 0 min"
     if minutes < 60:
-        return QuotaNotices.wait_minutes.format(minutes=minutes)
+        return say.wait_minutes.format(minutes=minutes)
     if minutes < 48 * 60:
-        return QuotaNotices.wait_hours.format(hours=minutes // 60, minutes=minutes % 60)
-    return QuotaNotices.wait_days.format(days=round(minutes / (24 * 60)))
+        return say.wait_hours.format(hours=minutes // 60, minutes=minutes % 60)
+    return say.wait_days.format(days=round(minutes / (24 * 60)))
 
 
 def _row(scope: Scope, scope_id: str, start: datetime) -> tuple[ColumnElement[bool], ...]:

@@ -167,16 +167,21 @@ class Ratings:
             )
         return None
 
-    async def rate(self, press: RatingPress, platform: str, user_id: str) -> Rated:
+    @property
+    def words(self) -> RatingWords:
+        """What the desks' log and `/ratings` say, in the desks' language."""
+        return self.handoffs.catalogue.desk(RatingWords)
+
+    async def rate(self, press: RatingPress, platform: str, user_id: str, say: RatingNotices) -> Rated:
         """A press: the case's own user's first one is kept; anyone else, or a second press, is told why
-        nothing changed."""
+        nothing changed (in `say`, the presser's language)."""
         async with self.handoffs.db.begin() as session:
             found = await _case(session, press.handoff_id)
             if found is None:
-                return Rated(Verdict.GONE, RatingNotices.gone)
+                return Rated(Verdict.GONE, say.gone)
             rating, user = found
             if (user.platform, user.external_id) != (platform, user_id):
-                return Rated(Verdict.NOT_YOURS, RatingNotices.not_yours)
+                return Rated(Verdict.NOT_YOURS, say.not_yours)
             result = await session.execute(
                 update(Rating)
                 .where(Rating.handoff_id == press.handoff_id, Rating.score.is_(None))
@@ -186,28 +191,31 @@ class Ratings:
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 kept = select(Rating.score).where(Rating.handoff_id == press.handoff_id)
                 score = await session.scalar(kept)
-                return Rated(Verdict.AGAIN, RatingNotices.again.format(score=score))
+                return Rated(Verdict.AGAIN, say.again.format(score=score))
         metrics.RATINGS.labels(str(press.score), rating.desk, platform).inc()
         stars = STAR * press.score
-        summary = RatingWords.rated.format(
+        summary = self.words.rated.format(
             id=press.handoff_id, stars=stars, score=press.score, user=user.display_name
         )
         await self.handoffs.log_case(press.handoff_id, summary)
-        answer = RatingNotices.result.format(
+        answer = say.result.format(
             question=self.settings.question, stars=stars, score=press.score, thanks=self.settings.thanks
         )
         return Rated(Verdict.RATED, answer)
 
-    async def comment(self, handoff_id: int, platform: str, user_id: str, text: str) -> str:
-        """The user's comment on a case they rated: the first is kept and logged. Returns their answer."""
+    async def comment(
+        self, handoff_id: int, platform: str, user_id: str, text: str, say: RatingNotices
+    ) -> str:
+        """The user's comment on a case they rated: the first is kept and logged. Returns their answer,
+        in `say`, their language."""
         text = " ".join(text.split())[:COMMENT_LIMIT]
         async with self.handoffs.db.begin() as session:
             found = await _case(session, handoff_id)
             if found is None:
-                return RatingNotices.gone
+                return say.gone
             _rating, user = found
             if (user.platform, user.external_id) != (platform, user_id):
-                return RatingNotices.not_yours
+                return say.not_yours
             result = await session.execute(
                 update(Rating)
                 .where(Rating.handoff_id == handoff_id, Rating.score.is_not(None), Rating.comment.is_(None))
@@ -215,10 +223,10 @@ class Ratings:
                 .execution_options(synchronize_session=False)
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
-                return RatingNotices.comment_again
-        summary = RatingWords.commented.format(id=handoff_id, user=user.display_name, comment=text)
+                return say.comment_again
+        summary = self.words.commented.format(id=handoff_id, user=user.display_name, comment=text)
         await self.handoffs.log_case(handoff_id, summary)
-        return RatingNotices.comment_thanks
+        return say.comment_thanks
 
     async def comment_asked(self, handoff_id: int, prompt: str) -> None:
         """Remember the message (`chat:message`) whose reply is the case's comment (Telegram)."""
@@ -256,17 +264,17 @@ class Ratings:
             ).one()
         count = sum(spread.values())
         if not count:
-            return RatingWords.report_none.format(days=days, asked=asked or 0)
+            return self.words.report_none.format(days=days, asked=asked or 0)
         mean = sum(score * n for score, n in spread.items()) / count
         lines = [
-            RatingWords.report.format(days=days, average=mean, count=count, asked=asked or 0),
+            self.words.report.format(days=days, average=mean, count=count, asked=asked or 0),
             " · ".join(
-                RatingWords.spread.format(stars=STAR * score, count=spread.get(score, 0))
+                self.words.spread.format(stars=STAR * score, count=spread.get(score, 0))
                 for score in range(MAX_SCORE, 0, -1)
             ),
         ]
         if total != count:
-            lines.append(RatingWords.everywhere.format(average=float(average), count=total))
+            lines.append(self.words.everywhere.format(average=float(average), count=total))
         return "\n".join(lines)
 
 

@@ -166,7 +166,9 @@ class Relay:
             now=now,
             outage_grace=policy.db_outage_grace,
         )
-        self.quotas = Quotas(db, policy.quotas, now=now, outage_grace=policy.db_outage_grace)
+        self.quotas = Quotas(
+            db, policy.quotas, now=now, outage_grace=policy.db_outage_grace, catalogue=self.catalogue
+        )
         self.conversations = Conversations(
             db,
             inbox=self.inbox,

@@ -83,6 +83,11 @@ class Takeovers:
     def outage_grace(self) -> float:
         return self.relay.outage_grace
 
+    @property
+    def words(self) -> TakeoverWords:
+        """What moderators are answered, in the desks' language."""
+        return self.handoffs.catalogue.desk(TakeoverWords)
+
     async def take_over(
         self, moderator: Moderator, target: Target, places: Sequence[tuple[str, str]] = ()
     ) -> str:
@@ -94,16 +99,19 @@ class Takeovers:
             return instead
         conversation_id = await self._conversation_of(target, places)
         if conversation_id is None:
-            return TakeoverWords.no_conversation.format(user=who)
-        reason = TakeoverWords.taken_reason.format(name=moderator.name)
+            return self.words.no_conversation.format(user=who)
+        reason = self.words.taken_reason.format(name=moderator.name)
         opened = await self._open(conversation_id, moderator, TAKEOVER, reason)
         if not opened.new:
             return await self._join(opened.handoff_id, moderator, target)
         await self.handoffs.opened(opened.handoff_id)
         await self.relay.takeovers.stop(conversation_id)
-        await self.handoffs.tell_user(opened.handoff_id, UserNotices.claimed.format(name=moderator.name))
+        user_words = await self.handoffs.user_words(opened.handoff_id)
+        await self.handoffs.tell_user(
+            opened.handoff_id, user_words(UserNotices).claimed.format(name=moderator.name)
+        )
         await self._audit(f"🎧 {moderator} took over the conversation of {target}", opened, moderator)
-        return TakeoverWords.taken.format(user=who, id=opened.handoff_id)
+        return self.words.taken.format(user=who, id=opened.handoff_id)
 
     async def contact(self, moderator: Moderator, target: Target, private: Inbound, greet: Greet) -> str:
         """Write first to a user in their private chat (`private` names it, as a message there would),
@@ -114,24 +122,24 @@ class Takeovers:
             return instead
         with self.relay.line_up(private) as place:
             await place.turn()
-            intro = TakeoverNotices.intro.format(name=moderator.name)
+            intro = self.relay.words(private)(TakeoverNotices).intro.format(name=moderator.name)
             refused = await greet(intro)
             if refused is not None:
                 log.info("%s could not contact %s: %s", moderator, target, refused)
                 return refused
             conversation = await self.relay.conversations.open_for(private, self.relay.policy.idle_timeout)
-            reason = TakeoverWords.contact_reason.format(name=moderator.name)
+            reason = self.words.contact_reason.format(name=moderator.name)
             opened = await self._open(conversation.id, moderator, CONTACT, reason, said=intro)
         if not opened.new:
             return await self._join(opened.handoff_id, moderator, target)
         await self.handoffs.opened(opened.handoff_id)
         await self._audit(f"📨 {moderator} contacted {target}", opened, moderator)
-        return TakeoverWords.contacted.format(user=target.name or str(target), id=opened.handoff_id)
+        return self.words.contacted.format(user=target.name or str(target), id=opened.handoff_id)
 
     async def _instead(self, moderator: Moderator, target: Target) -> str | None:
         """The answer when no case is to be opened: the user is blocked, or has an open case already."""
         if await self.relay.is_blocked(target.platform, target.user_id):
-            return TakeoverWords.blocked.format(user=target.name or str(target))
+            return self.words.blocked.format(user=target.name or str(target))
         case = await self._open_case_of(target)
         return await self._join(case, moderator, target) if case is not None else None
 
@@ -145,14 +153,14 @@ class Takeovers:
             await self.handoffs.audit(
                 f"🎧 {moderator} took over {target} by claiming case #{handoff_id} in {moderator.where}."
             )
-            return TakeoverWords.taken.format(user=who, id=handoff_id)
+            return self.words.taken.format(user=who, id=handoff_id)
         if outcome.claimer_name is None:  # closed meanwhile: let them try again on a fresh state
-            return TakeoverWords.no_conversation.format(user=who)
+            return self.words.no_conversation.format(user=who)
         async with self.relay.db() as session:
             holder = await session.scalar(select(Handoff.claimed_by).where(Handoff.id == handoff_id))
         if holder == moderator.id:
-            return TakeoverWords.yours_already.format(user=who, id=handoff_id)
-        return TakeoverWords.held_by.format(name=outcome.claimer_name, user=who, id=handoff_id)
+            return self.words.yours_already.format(user=who, id=handoff_id)
+        return self.words.held_by.format(name=outcome.claimer_name, user=who, id=handoff_id)
 
     async def _audit(self, done: str, opened: Opened, moderator: Moderator) -> None:
         await self.handoffs.audit(f"{done} (case #{opened.handoff_id}) in {moderator.where}.")

@@ -32,13 +32,18 @@ class DiscordRatings:
         self.ratings = ratings
         self.surfaces = surfaces
 
+    def _words(self, interaction: discord.Interaction[Any]) -> RatingNotices:
+        """What the user who pressed or submitted is told, in their client's language."""
+        return self.ratings.handoffs.catalogue.words(interaction.locale.value)(RatingNotices)
+
     async def pressed(self, interaction: discord.Interaction[Any], press: RatingPress) -> None:
-        rated = await self.ratings.rate(press, PLATFORM, str(interaction.user.id))
+        say = self._words(interaction)
+        rated = await self.ratings.rate(press, PLATFORM, str(interaction.user.id), say)
         if rated.verdict is not Verdict.RATED:
             await interaction.response.send_message(rated.answer, ephemeral=True)
             return
         if self.ratings.settings.comments:
-            await interaction.response.send_modal(comment_modal(press.handoff_id))
+            await interaction.response.send_modal(comment_modal(press.handoff_id, say))
         else:
             await interaction.response.defer()  # the press is taken; the message shows the result
         if interaction.message is not None and interaction.channel_id is not None:
@@ -57,15 +62,16 @@ class DiscordRatings:
         text = next(
             (str(c.get("value") or "") for c in _inputs(data) if c.get("custom_id") == COMMENT_FIELD), ""
         )
-        answer = await self.ratings.comment(int(match[1]), PLATFORM, str(interaction.user.id), text)
+        user_id = str(interaction.user.id)
+        answer = await self.ratings.comment(int(match[1]), PLATFORM, user_id, text, self._words(interaction))
         await interaction.response.send_message(answer, ephemeral=True)
 
 
-def comment_modal(handoff_id: int) -> discord.ui.Modal:
-    modal = discord.ui.Modal(title=RatingNotices.comment_title, custom_id=f"sbr:{handoff_id}", timeout=None)
+def comment_modal(handoff_id: int, say: RatingNotices) -> discord.ui.Modal:
+    modal = discord.ui.Modal(title=say.comment_title[:45], custom_id=f"sbr:{handoff_id}", timeout=None)
     modal.add_item(
         discord.ui.TextInput(
-            label=RatingNotices.comment_label,
+            label=say.comment_label[:45],
             custom_id=COMMENT_FIELD,
             style=discord.TextStyle.paragraph,
             max_length=COMMENT_LIMIT,

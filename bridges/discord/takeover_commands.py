@@ -70,6 +70,11 @@ class TakeoverCommands(commands.Cog, name="Takeover"):
         self.menu = app_commands.ContextMenu(name="Take over conversation", callback=self.take_over_message)
         self.menu.guild_only = True
 
+    @property
+    def words(self) -> TakeoverReplies:
+        """What moderators are answered, in the desks' language."""
+        return self.takeovers.handoffs.catalogue.desk(TakeoverReplies)
+
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.menu)
 
@@ -90,7 +95,7 @@ class TakeoverCommands(commands.Cog, name="Takeover"):
         async def work(moderator: Moderator) -> str:
             target = await self.cog.target_of(interaction, user, platform, user_id)
             if target is None:
-                return TakeoverReplies.takeover_usage
+                return self.words.takeover_usage
             return await self.takeovers.take_over(moderator, target)
 
         await self._privately(interaction, work)
@@ -103,7 +108,7 @@ class TakeoverCommands(commands.Cog, name="Takeover"):
 
         async def work(moderator: Moderator) -> str:
             if message.author.bot or message.webhook_id is not None:
-                return TakeoverReplies.not_a_user
+                return self.words.not_a_user
             target = Target(PLATFORM, str(message.author.id), message.author.display_name)
             chat, thread = _place(message.channel)
             places = [(chat, thread)] if thread else [(chat, ""), (chat, str(message.id))]
@@ -117,12 +122,12 @@ class TakeoverCommands(commands.Cog, name="Takeover"):
     async def contact(self, interaction: discord.Interaction[Any], user: discord.User) -> None:
         async def work(moderator: Moderator) -> str:
             if user.bot:
-                return TakeoverReplies.not_a_user
+                return self.words.not_a_user
             target = Target(PLATFORM, str(user.id), user.display_name)
             try:
                 dm = await user.create_dm()
             except discord.HTTPException as exc:
-                return _refused(user, exc)
+                return _refused(user, exc, self.words)
             private = Inbound(
                 PLATFORM,
                 str(dm.id),
@@ -146,8 +151,8 @@ class TakeoverCommands(commands.Cog, name="Takeover"):
             except SurfaceError as exc:
                 cause = exc.__cause__
                 if isinstance(cause, discord.HTTPException):
-                    return _refused(user, cause)
-                return TakeoverReplies.unreachable.format(user=escape_markdown(user.display_name), detail=exc)
+                    return _refused(user, cause, self.words)
+                return self.words.unreachable.format(user=escape_markdown(user.display_name), detail=exc)
             return None
 
         return greet
@@ -157,7 +162,8 @@ class TakeoverCommands(commands.Cog, name="Takeover"):
     ) -> None:
         """Run `work` for a desk moderator in the desk's server and answer only them; refuse anyone else."""
         if not await self.cog.may_moderate(interaction):
-            await interaction.response.send_message(DeskWords.not_moderator, ephemeral=True)
+            desk = self.takeovers.handoffs.catalogue.desk(DeskWords)
+            await interaction.response.send_message(desk.not_moderator, ephemeral=True)
             return
         track_current(self.cog.in_flight)
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -170,12 +176,12 @@ class TakeoverCommands(commands.Cog, name="Takeover"):
             answer = await work(moderator)
         except Exception:
             log.exception("discord: a takeover or contact by %s failed", moderator.id)
-            answer = DeskWords.failed
+            answer = self.takeovers.handoffs.catalogue.desk(DeskWords).failed
         await interaction.edit_original_response(content=answer, allowed_mentions=NO_PINGS)
 
 
-def _refused(user: discord.abc.User, exc: discord.HTTPException) -> str:
+def _refused(user: discord.abc.User, exc: discord.HTTPException, say: TakeoverReplies) -> str:
     name = escape_markdown(user.display_name)
     if exc.code == CANNOT_MESSAGE_USER:
-        return TakeoverReplies.dms_closed.format(user=name)
-    return TakeoverReplies.unreachable.format(user=name, detail=f"{exc.status}, code {exc.code}")
+        return say.dms_closed.format(user=name)
+    return say.unreachable.format(user=name, detail=f"{exc.status}, code {exc.code}")

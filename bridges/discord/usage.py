@@ -31,11 +31,20 @@ class UsageCommand(commands.Cog, name="Usage"):
     async def usage(self, interaction: discord.Interaction[Any], member: discord.User | None = None) -> None:
         user = interaction.user
         own = member is None or member.id == user.id
+        words = self.relay.catalogue.words(interaction.locale.value)
+        say = words(QuotaNotices)
         if not own and (interaction.guild_id is None or not interaction.permissions.manage_guild):
-            await interaction.response.send_message(QuotaNotices.not_admin, ephemeral=True)
+            await interaction.response.send_message(say.not_admin, ephemeral=True)
             return
         await interaction.response.defer(ephemeral=True, thinking=True)  # the database may be slow
-        asking = Inbound(PLATFORM, str(interaction.channel_id), str(user.id), user.display_name, "/usage")
+        asking = Inbound(
+            PLATFORM,
+            str(interaction.channel_id),
+            str(user.id),
+            user.display_name,
+            "/usage",
+            locale=interaction.locale.value,
+        )
         refusal = await self.relay.admission(asking)
         whose = member or user
         place = (
@@ -44,14 +53,14 @@ class UsageCommand(commands.Cog, name="Usage"):
             else (CHANNEL_SCOPE, str(interaction.channel_id))
         )
         keys = Keys.at(PLATFORM, str(whose.id), [place])
-        label = QuotaNotices.report_you if own else whose.display_name
+        label = say.report_you if own else whose.display_name
         if refusal is not None:
-            reply = refusal.notice or QuotaNotices.not_here
+            reply = refusal.notice or say.not_here
         else:
             try:
-                reply = await self.relay.quotas.report(keys, user_label=label)
+                reply = await self.relay.quotas.report(keys, say, user_label=label)
             except DatabaseUnavailable:
-                reply = Notices.db_unavailable
+                reply = words(Notices).db_unavailable
         await interaction.edit_original_response(
             content=reply, allowed_mentions=discord.AllowedMentions.none()
         )

@@ -21,7 +21,7 @@ from telegram import Chat, Update
 from telegram.constants import ChatType
 from telegram.ext import Application, ApplicationHandlerStop, ContextTypes, TypeHandler
 
-from bridges.catalogue import Strings
+from bridges.catalogue import Catalogue, Strings
 from bridges.surface import send_notice
 from bridges.telegram.config import TelegramConfig
 from bridges.telegram.surface import Surfaces
@@ -39,6 +39,7 @@ class AllowList:
         self,
         config: TelegramConfig,
         surfaces: Surfaces,
+        catalogue: Catalogue,
         *,
         desk_chat: int | None = None,
         now: Callable[[], datetime] = utcnow,
@@ -48,6 +49,7 @@ class AllowList:
             frozenset((*config.allowed_users, *config.admins)) if config.allowed_users else frozenset()
         )
         self.surfaces = surfaces
+        self.catalogue = catalogue
         self.desk_chat = desk_chat
         self._now = now
         self._day: date | None = None
@@ -77,10 +79,12 @@ class AllowList:
             return  # the bot's own membership changes are not anyone talking to it
         if self.allows(chat, sender.id):
             return
+        user = update.effective_user
+        refusal = self.catalogue.words(user.language_code if user else None)(AccessReplies).not_available
         if update.callback_query is not None:
-            await update.callback_query.answer(AccessReplies.not_available)
+            await update.callback_query.answer(refusal)
         elif update.message is not None and chat.type == ChatType.PRIVATE and self._first_today(sender.id):
-            await send_notice(self.surfaces.plain(update.message), AccessReplies.not_available)
+            await send_notice(self.surfaces.plain(update.message), refusal)
         raise ApplicationHandlerStop
 
     def _first_today(self, user: int) -> bool:

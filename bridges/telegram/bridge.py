@@ -68,7 +68,11 @@ class TelegramBridge:
         """The moderator desk (`[telegram.handoff]`), sharing the replies' budgets; whoever builds the
         bridge adds it to `relay.handoffs.desks` once the bridge has started."""
         allow_list = AllowList(
-            config, self.surfaces, desk_chat=config.handoff.chat_id if config.handoff else None, now=now
+            config,
+            self.surfaces,
+            relay.catalogue,
+            desk_chat=config.handoff.chat_id if config.handoff else None,
+            now=now,
         )
         if allow_list.active:
             allow_list.install(self.app)

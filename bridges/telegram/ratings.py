@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from telegram import CallbackQuery, Message
+from telegram import CallbackQuery, Message, User
 from telegram.constants import ChatType
 
 from bridges.ratings import RatingNotices, RatingPress, Ratings, Verdict
@@ -28,8 +28,13 @@ class TelegramRatings:
         self.ratings = ratings
         self.surfaces = surfaces
 
+    def _words(self, user: User) -> RatingNotices:
+        """What the user is told, in the language their app is set to."""
+        return self.ratings.handoffs.catalogue.words(user.language_code)(RatingNotices)
+
     async def pressed(self, query: CallbackQuery, press: RatingPress) -> None:
-        rated = await self.ratings.rate(press, PLATFORM, str(query.from_user.id))
+        say = self._words(query.from_user)
+        rated = await self.ratings.rate(press, PLATFORM, str(query.from_user.id), say)
         if rated.verdict is not Verdict.RATED:
             await query.answer(rated.answer, show_alert=True)
             return
@@ -41,7 +46,7 @@ class TelegramRatings:
         try:
             await surface.edit(str(message.message_id), rated.answer)  # without buttons: the result
             if self.ratings.settings.comments and message.chat.type == ChatType.PRIVATE:
-                prompt = await surface.ask(RatingNotices.comment_prompt, RatingNotices.comment_label)
+                prompt = await surface.ask(say.comment_prompt, say.comment_label)
                 await self.ratings.comment_asked(press.handoff_id, f"{message.chat.id}:{prompt}")
         except SurfaceError as exc:
             log.warning("telegram: could not show a rating's result or ask for a comment: %s", exc)
@@ -55,6 +60,7 @@ class TelegramRatings:
         case = await self.ratings.prompted(f"{message.chat.id}:{replied.message_id}")
         if case is None or message.from_user is None:
             return False
-        answer = await self.ratings.comment(case, PLATFORM, str(message.from_user.id), text)
+        user = message.from_user
+        answer = await self.ratings.comment(case, PLATFORM, str(user.id), text, self._words(user))
         await send_notice(self.surfaces.plain(message), answer)
         return True

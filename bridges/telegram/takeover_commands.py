@@ -75,6 +75,11 @@ class TakeoverCommands:
         self.chat_scope = chat_scope
         """Where a private chat's agent is bound (the bridge's `telegram_chat` scope)."""
 
+    @property
+    def words(self) -> TakeoverReplies:
+        """What moderators are answered, in the desks' language."""
+        return self.takeovers.handoffs.catalogue.desk(TakeoverReplies)
+
     def install(self, app: Application) -> None:  # type: ignore[type-arg]
         """In the moderators' chat, and (to refuse) in private chats; before the bridge's own handlers."""
         where = (filters.Chat(self.desk.chat_id) | filters.ChatType.PRIVATE) & filters.UpdateType.MESSAGE
@@ -89,12 +94,14 @@ class TakeoverCommands:
             if message is None or message.from_user is None:
                 return
             if message.chat.id != self.desk.chat_id:
-                await send_notice(self.surfaces.plain(message), TakeoverReplies.desk_only)
+                await send_notice(self.surfaces.plain(message), self.words.desk_only)
                 return
             async with self.desk.in_order(message):  # after what was written before it in the topic
                 user = message.from_user
                 if message.sender_chat is not None or not await self.desk.is_moderator(user.id):
-                    await self.desk.reply_to(message, DeskWords.not_moderator)
+                    await self.desk.reply_to(
+                        message, self.takeovers.handoffs.catalogue.desk(DeskWords).not_moderator
+                    )
                     return
                 topic = f", topic {message.message_thread_id}" if message.is_topic_message else ""
                 moderator = Moderator(
@@ -104,7 +111,7 @@ class TakeoverCommands:
                     answer = await command(message, moderator, list(context.args or []))
                 except Exception:
                     log.exception("telegram: a takeover or contact by %s failed", moderator.id)
-                    answer = DeskWords.failed
+                    answer = self.takeovers.handoffs.catalogue.desk(DeskWords).failed
                 await self.desk.reply_to(message, answer)
 
         return handle
@@ -112,13 +119,13 @@ class TakeoverCommands:
     async def _take_over(self, message: Message, moderator: Moderator, args: list[str]) -> str:
         target = await self._whom(message, args, cross_platform=True)
         if isinstance(target, str):
-            return target or TakeoverReplies.takeover_usage
+            return target or self.words.takeover_usage
         return await self.takeovers.take_over(moderator, target)
 
     async def _contact(self, message: Message, moderator: Moderator, args: list[str]) -> str:
         target = await self._whom(message, args, cross_platform=False)
         if isinstance(target, str):
-            return target or TakeoverReplies.contact_usage
+            return target or self.words.contact_usage
         target = await self.takeovers.named(target)
         private = Inbound(
             NAME,
@@ -141,7 +148,7 @@ class TakeoverCommands:
             try:
                 await surface.send(text)
             except SurfaceError as exc:
-                return _refusal(exc, who)
+                return _refusal(exc, who, self.words)
             return None
 
         return greet
@@ -156,7 +163,7 @@ class TakeoverCommands:
         ):
             return Target(args[0].lower(), args[1])
         if len(args) == 1 and args[0].startswith("@"):
-            return TakeoverReplies.no_usernames
+            return self.words.no_usernames
         if len(args) == 1 and USER_ID.fullmatch(args[0]):
             return Target(NAME, args[0])
         if args:
@@ -166,7 +173,7 @@ class TakeoverCommands:
         if isinstance(origin, MessageOriginUser):
             return Target(NAME, str(origin.sender_user.id), origin.sender_user.full_name)
         if isinstance(origin, MessageOriginHiddenUser):
-            return TakeoverReplies.hidden.format(name=origin.sender_user_name)
+            return self.words.hidden.format(name=origin.sender_user_name)
         handoff_id = await self.desk.handoff_of(message) if cross_platform else None
         if handoff_id is None:
             return ""
@@ -174,14 +181,14 @@ class TakeoverCommands:
         return Target(view.platform, view.user_id, view.user_name)
 
 
-def _refusal(exc: SurfaceError, who: str) -> str:
+def _refusal(exc: SurfaceError, who: str, say: TakeoverReplies) -> str:
     """Telegram's refusal to write to a user, in words for the moderator."""
     cause = exc.__cause__
     detail = cause.message if isinstance(cause, Forbidden | BadRequest) else str(exc)
     if isinstance(cause, Forbidden) and "initiate" in detail:
-        return TakeoverReplies.not_started.format(user=who)
+        return say.not_started.format(user=who)
     if isinstance(cause, Forbidden) and "blocked" in detail:
-        return TakeoverReplies.blocked.format(user=who)
+        return say.blocked.format(user=who)
     if isinstance(cause, BadRequest) and "chat not found" in detail.lower():
-        return TakeoverReplies.unknown.format(user=who)
-    return TakeoverReplies.refused.format(user=who, detail=detail)
+        return say.unknown.format(user=who)
+    return say.refused.format(user=who, detail=detail)

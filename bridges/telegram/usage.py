@@ -49,9 +49,11 @@ class UsageCommand:
             return
         surface = self.surfaces.plain(message)
         asking = self.inbound_of(message, "/usage")
+        words = self.relay.words(asking)
+        say = words(QuotaNotices)
         whom = self._whom(message, context.args or [])
         if whom is not None and not await self._may_see_others(message, context):
-            await send_notice(surface, QuotaNotices.not_admin)
+            await send_notice(surface, say.not_admin)
             return
         refusal = await self.relay.admission(asking)
         if refusal is not None:
@@ -59,14 +61,14 @@ class UsageCommand:
                 await send_notice(surface, refusal.notice)
             return
         if whom is None:
-            keys, label = Keys.of(asking), QuotaNotices.report_you
+            keys, label = Keys.of(asking), say.report_you
         else:  # in a private chat the place would be the admin's own chat with the bot: left out
             place = asking.binding_scopes if message.chat.type != ChatType.PRIVATE else ()
             keys, label = Keys.at(asking.platform, whom[0], place), whom[1]
         try:
-            reply = await self.relay.quotas.report(keys, user_label=label)
+            reply = await self.relay.quotas.report(keys, say, user_label=label)
         except DatabaseUnavailable:
-            reply = Notices.db_unavailable
+            reply = words(Notices).db_unavailable
         await send_notice(surface, reply)
 
     def _whom(self, message: Message, args: list[str]) -> tuple[str, str] | None:
