@@ -79,7 +79,7 @@ class LiveReply:
     message_ids: set[str] = field(default_factory=set)
 
 
-class LiveReplies:
+class RepliesInProgress:
     """The replies this process is writing, one at most per conversation (turns run one at a time)."""
 
     def __init__(self) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from agents.base import Agent, AgentEvent, Regenerable
 from bridges.catalogue import Phrasebook
-from bridges.controls import Control, ControlNotices, Key, LiveReplies, control_button
+from bridges.controls import Control, ControlNotices, Key, RepliesInProgress, control_button
 from bridges.conversations import Conversations
 from bridges.live_replies import TakeoverStops
 from bridges.notices import Notices
@@ -40,7 +40,7 @@ class ReplyWriter:
     def __init__(self, conversations: Conversations, policy: WriterPolicy, takeovers: TakeoverStops) -> None:
         self.conversations = conversations
         self.policy = policy
-        self.live = LiveReplies()
+        self.live = RepliesInProgress()
         """The replies being written now: what /stop and a Stop press stop."""
         self.takeovers = takeovers
         """The same replies by conversation: what a moderator taking one over stops."""

@@ -37,6 +37,14 @@ from tests.surfaces import RecordingSurface
 NOON = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GROUP = ("telegram_chat", "group-1")
 
+ENGLISH = QuotaNotices()
+"""The English words `/usage` answers with."""
+
+
+async def report(relay: Relay) -> str:
+    """What `/usage` tells the user "u" in English."""
+    return await relay.quotas.report(Keys.of(said("")), ENGLISH, user_label=ENGLISH.report_you)
+
 
 def policy(**quotas: QuotaLimits | str) -> RelayPolicy:
     return replace(POLICY, quotas=QuotaSettings(**quotas))  # type: ignore[arg-type]
@@ -91,7 +99,7 @@ async def test_a_user_past_the_message_limit_is_told_which_and_when_until_the_da
     refusal = QuotaNotices.user_messages.format(limit=2, period="today", reset="at 00:00 UTC, in 12 h 0 min")
     assert surface.visible_texts()[-1] == refusal
     assert await user_texts(db) == ["one", "two"] and await unhandled(db) == 0  # refused, not left over
-    assert await relay.quotas.report(Keys.of(said(""))) == "\n".join(
+    assert await report(relay) == "\n".join(
         [
             "You today: 2 of 2 messages, 0 tokens (no limit).",
             "Everyone here today: 2 messages (no limit), 0 tokens (no limit).",
@@ -118,7 +126,7 @@ async def test_a_place_limit_is_shared_and_a_refusal_counts_against_no_one(
     assert surface.visible_texts()[-1] == QuotaNotices.place_messages.format(
         limit=2, period="today", reset=reset
     )
-    carol = await relay.quotas.report(Keys.of(said("", "carol")))
+    carol = await relay.quotas.report(Keys.of(said("", "carol")), ENGLISH, user_label=ENGLISH.report_you)
     assert carol.splitlines()[:2] == [
         "You today: 0 of 5 messages, 0 tokens (no limit).",  # her refused message took nothing
         "Everyone here today: 2 of 2 messages, 0 tokens (no limit).",
@@ -135,7 +143,9 @@ async def test_messages_to_a_moderator_never_count(db: async_sessionmaker[AsyncS
     for text in ("first", "second", "third"):
         await relay.handle(said(text), surface)
     assert agent.turns == [] and await user_texts(db) == ["first", "second", "third"]
-    assert "You today: 0 of 1 messages" in await relay.quotas.report(Keys.of(said("")))
+    assert "You today: 0 of 1 messages" in await relay.quotas.report(
+        Keys.of(said("")), ENGLISH, user_label=ENGLISH.report_you
+    )
 
 
 async def test_the_count_is_part_of_the_turns_one_write_before_the_agent(
@@ -161,7 +171,9 @@ async def test_the_count_is_part_of_the_turns_one_write_before_the_agent(
     finally:
         event.remove(engine, "commit", listener)
     assert seen_at_call == [2]
-    assert "You today: 1 of 5 messages" in await relay.quotas.report(Keys.of(said("")))
+    assert "You today: 1 of 5 messages" in await relay.quotas.report(
+        Keys.of(said("")), ENGLISH, user_label=ENGLISH.report_you
+    )
 
 
 @pytest.fixture
@@ -191,7 +203,7 @@ async def test_a_token_limit_counts_what_the_provider_reports_and_metrics_show_i
     assert len(openai.requests) == 2
     assert all(body["stream_options"] == {"include_usage": True} for body in openai.requests)
     assert surface.visible_texts()[-1] == QuotaNotices.user_tokens.format(
-        limit=10, period="this month", reset="on 1 February at 00:00 UTC, in 12 days"
+        limit=10, period="this month", reset="on 2026-02-01 at 00:00 UTC, in 12 days"
     )
     async with db() as session:
         row = await session.scalar(select(UsageCounter).filter_by(scope="user", scope_id="telegram:u1"))

@@ -336,7 +336,9 @@ async def test_a_desk_report_counts_its_own_cases_and_names_every_desks_average(
         assert await world.handoffs.moderator_says(case, closer, "Maya", "Done!")
         assert await world.handoffs.close(case, HandoffStatus.RESOLVED, closer, "Maya")
         if score is not None:
-            assert (await ratings.rate(RatingPress(case, score), "console", "u1")).verdict == Verdict.RATED
+            assert (
+                await ratings.rate(RatingPress(case, score), "console", "u1", RatingNotices())
+            ).verdict == Verdict.RATED
     assert (await ratings.report("discord", 7)).splitlines() == [
         "Resolved here in the last 7 days: 5.0/5, rated by 1 of 2 users asked.",
         "⭐⭐⭐⭐⭐ 1 · ⭐⭐⭐⭐ 0 · ⭐⭐⭐ 0 · ⭐⭐ 0 · ⭐ 0",
