@@ -162,6 +162,9 @@ class InPlace:
     async def typing(self) -> None:
         await self.inner.typing()
 
+    async def final_id(self, message_id: str) -> str:
+        return await self.inner.final_id(message_id)
+
     async def retire_the_rest(self) -> None:
         """The old reply's messages the new one did not need say so (and lose their buttons)."""
         for message_id in self._old:

@@ -234,7 +234,7 @@ class ReplyRenderer:
                 if task is not None:
                     task.cancel()
         result.text = "\n\n".join(block.text.strip() for block in self._blocks if block.media is None).strip()
-        result.message_ids = [shown.message_id for shown in self._shown]
+        result.message_ids = [await self._final_id(shown.message_id) for shown in self._shown]
         result.first_text_at = self._first_text_at
         result.cut = self._cut
         return result
@@ -413,6 +413,14 @@ class ReplyRenderer:
         self._fixed += targets[:-1]
         block.taken = chunks[-1][0] if chunks else len(block.full)
         return targets[-1:]
+
+    async def _final_id(self, message_id: str) -> str:
+        """The id the transcript keeps for a message of this reply (a draft's real message)."""
+        try:
+            return await self.surface.final_id(message_id)
+        except SurfaceError as exc:  # the draft stays shown; only a later press on it will not match
+            log.warning("could not post a finished draft: %s", exc)
+            return message_id
 
     async def _pump(self) -> None:
         """Bring the platform messages towards the text, one request at a time. While an edit waits for

@@ -111,6 +111,12 @@ class Surface(Protocol):
         """Show that the bot is working; called again every few seconds until text arrives."""
         ...
 
+    async def final_id(self, message_id: str) -> str:
+        """The platform's id of the message `send` returned `message_id` for, once the reply is over: the
+        same id, except where a surface streams a draft first (it posts the draft now). What the
+        transcript keeps, so a later press on the message finds its reply (`final_id`)."""
+        ...
+
 
 SurfaceFactory = Callable[[str, str, str], Surface | None]
 """(platform, chat_id, thread_id) -> a surface to reach that chat, or None if this process has no bridge

@@ -124,6 +124,9 @@ class RecordingSurface:
         await self._changed()
         return message_id
 
+    async def final_id(self, message_id: str) -> str:
+        return message_id
+
     async def typing(self) -> None:
         await self._request("typing", "", "", ())
         await self._changed()

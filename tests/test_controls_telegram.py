@@ -170,6 +170,25 @@ async def test_regenerate_replaces_the_reply_in_place_only_for_its_user_and_only
     assert len(provider.requests) == 3
 
 
+async def test_regenerate_works_on_a_reply_streamed_as_a_draft(
+    scene: Scene, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """A private chat streams a draft (its key is not a message id); the transcript keeps the id of the
+    message the draft became, so the Regenerate press on that message finds its reply."""
+    fake, provider = scene.fake, scene.provider
+    alice = fake.user("Alice")
+    chat = fake.private_chat(alice)
+    fake.say(chat, alice, "hello")
+    reply = await scene.telegram.final(chat, "echo #1: hello")
+    assert fake.drafts_in(chat), "the reply streamed as a draft"
+    await fake.wait_for(lambda: data_of(reply) == [regenerate_of(alice)], what="Regenerate")
+    provider.script(content("Hello, "), content("again."))
+    assert await answered(fake, fake.press(reply, regenerate_of(alice), alice)) is None
+    await scene.telegram.final(chat, "Hello, again.")
+    assert [m.message_id for m in fake.bot_messages(chat)] == [reply.message_id]
+    await eventually(lambda: holds(agent_texts(db), ["Hello, again."]), what="the replacement recorded")
+
+
 async def test_a_stop_button_left_by_a_restart_says_the_reply_is_over(scene: Scene) -> None:
     fake, provider = scene.fake, scene.provider
     group = fake.group("Team")

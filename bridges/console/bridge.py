@@ -136,6 +136,9 @@ class ConsoleSurface:
     async def send_file(self, file: Attachment, caption: str = "") -> str:
         return await self.send(f"[file: {file.name or file.kind}, {file.size} bytes] {caption}".rstrip())
 
+    async def final_id(self, message_id: str) -> str:
+        return message_id
+
     async def typing(self) -> None:
         return None
 

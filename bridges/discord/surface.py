@@ -98,6 +98,9 @@ class DiscordSurface(ABC):
     max_length = MAX_LENGTH
     control_buttons = frozenset(Control)
 
+    async def final_id(self, message_id: str) -> str:
+        return message_id
+
     def __init__(
         self, *, edit_interval: float, routes: ChannelRoutes, views: ButtonViews, max_upload: int
     ) -> None:

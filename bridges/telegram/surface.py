@@ -211,6 +211,9 @@ class TelegramSurface:
         )
         return str(message.message_id)
 
+    async def final_id(self, message_id: str) -> str:
+        return message_id
+
     async def typing(self) -> None:
         """Paid by the caller from `typing_budgets`."""
         await self._call(
@@ -394,6 +397,16 @@ class DraftingSurface(TelegramSurface):
     async def _send_media(self, media: Media) -> str:
         await self.finish()
         return await super()._send_media(media)
+
+    async def final_id(self, message_id: str) -> str:
+        """A draft's real message, posting it now if it is still a draft (the reply is over)."""
+        draft = self._drafts.get(message_id)
+        if draft is None:
+            return message_id
+        if draft.message_id is None:
+            await self._pay()
+            await self._post(draft)
+        return draft.message_id or message_id
 
     async def finish(self) -> None:
         """Post every draft not yet posted: the reply (or its earlier messages) is complete."""
