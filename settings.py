@@ -154,17 +154,19 @@ class RatingSettings(Section):
     it (1 to 5 stars), then optionally to say more."""
 
     enabled: bool = Field(False, description="ask users to rate a resolved case")
-    question: str = Field(
-        "How did we do? Please rate the help you got.",
+    question: str | None = Field(
+        None,
         min_length=1,
         max_length=500,
-        description="the question shown above the 1-5 star buttons",
+        description="the question shown above the 1-5 star buttons (default: the catalogue's "
+        "ratings.user.question, in the user's language)",
     )
-    thanks: str = Field(
-        "Thank you for your rating!",
+    thanks: str | None = Field(
+        None,
         min_length=1,
         max_length=500,
-        description="shown in place of the buttons once the user has rated",
+        description="shown in place of the buttons once the user has rated (default: the catalogue's "
+        "ratings.user.thanks)",
     )
     comments: bool = Field(True, description="after the stars, offer the user to add a comment")
 

@@ -154,9 +154,9 @@ class Intake:
         if press.step == "no":
             return Say(say.cancelled)
         choice = self.settings.reason(press.label)
-        conversation = await self.conversations.open_for(inbound, self.idle_timeout)
-        if choice is None or conversation.id != press.conversation_id:
-            log.info("conversation %s: a stale intake press (%r)", conversation.id, press.label[:80])
+        conversation, _ = await self.conversations.current(inbound)  # a stale press changes nothing
+        if choice is None or conversation is None or conversation.id != press.conversation_id:
+            log.info("a stale intake press in conversation %s (%r)", press.conversation_id, press.label[:80])
             return Say(say.stale)
         refused = await self.requests.refusal(conversation.id, words)
         if refused is not None:

@@ -48,6 +48,9 @@ MAX_REPORT_DAYS = 3660
 class RatingNotices(Strings, key="ratings.user"):
     """What ratings tell the user (the question and the thanks are configured in `[handoff.ratings]`)."""
 
+    question = "How did we do? Please rate the help you got."
+    """Unless `[handoff.ratings] question` says otherwise (then in that one language)."""
+    thanks = "Thank you for your rating!"
     result = "{question}\n{stars} {score}/5. {thanks}"
     again = "You already rated this conversation {score}/5. Thank you!"
     not_yours = "Only the person who was helped can rate this conversation."
@@ -151,9 +154,10 @@ class Ratings:
             )
         if handoff_id is None:
             return None
+        say = (await self.handoffs.user_words(handoff_id))(RatingNotices)
         await acquire_all(surface.budgets)
         try:
-            await surface.send(self.settings.question, rating_buttons(handoff_id))
+            await surface.send(self.settings.question or say.question, rating_buttons(handoff_id))
         except SurfaceError as exc:
             if not exc.permanent:
                 return exc
@@ -199,7 +203,10 @@ class Ratings:
         )
         await self.handoffs.log_case(press.handoff_id, summary)
         answer = say.result.format(
-            question=self.settings.question, stars=stars, score=press.score, thanks=self.settings.thanks
+            question=self.settings.question or say.question,
+            stars=stars,
+            score=press.score,
+            thanks=self.settings.thanks or say.thanks,
         )
         return Rated(Verdict.RATED, answer)
 

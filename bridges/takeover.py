@@ -122,7 +122,8 @@ class Takeovers:
             return instead
         with self.relay.line_up(private) as place:
             await place.turn()
-            intro = self.relay.words(private)(TakeoverNotices).intro.format(name=moderator.name)
+            words = self.relay.catalogue.words(private.locale or await self._language_of(target))
+            intro = words(TakeoverNotices).intro.format(name=moderator.name)
             refused = await greet(intro)
             if refused is not None:
                 log.info("%s could not contact %s: %s", moderator, target, refused)
@@ -177,6 +178,18 @@ class Takeovers:
                 )
             )
         return replace(target, name=name or "")
+
+    @survives_db_outage
+    async def _language_of(self, target: Target) -> str | None:
+        """The language of the user's latest conversation, if they ever had one (else the default)."""
+        async with self.relay.db() as session:
+            return await session.scalar(
+                select(Conversation.locale)
+                .join(User, User.id == Conversation.user_id)
+                .where(User.platform == target.platform, User.external_id == target.user_id)
+                .order_by(Conversation.id.desc())
+                .limit(1)
+            )
 
     @survives_db_outage
     async def _open_case_of(self, target: Target) -> int | None:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.base import Button
 from bridges.cases import DeskWords
 from bridges.handoff import HandoffPolicy, HandoffService, UserNotices
+from bridges.notices import Notices
 from bridges.ratings import (
     MAX_REPORT_DAYS,
     RATING_KEY,
@@ -167,6 +168,32 @@ async def test_telegram_rating_after_a_restart_then_a_comment_logged_counted_and
     )
     fake.say(desk.mods, desk.maya, "/ratings soon")
     await desk.in_chat(desk.mods, RatingWords.usage.format(most=MAX_REPORT_DAYS, default=REPORT_DAYS))
+
+
+async def test_without_a_configured_question_the_user_is_asked_in_their_language(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    async with desk_running(db, policy=replace(HANDOFF_POLICY, ratings=RatingSettings(enabled=True))) as desk:
+        fake, maya = desk.fake, desk.maya
+        jonas = fake.user("Jonas", language_code="de")
+        chat = fake.private_chat(jonas)
+        fake.say(chat, jonas, "/human")
+        german = desk.telegram.relay.catalogue.words("de")
+        await desk.in_chat(chat, german(Notices).handoff_requested)
+        note = await desk.notification(1)
+        await desk.answer(fake.press(note, "hd:claim:1", maya))
+        fake.say(desk.mods, maya, "Erledigt.", thread_id=topic_of(desk, note))
+        await desk.in_chat(chat, german(UserNotices).from_moderator.format(name="Maya", text="Erledigt."))
+        await desk.answer(fake.press(note, "hd:resolve:1", maya))
+        asked = await desk.in_chat(chat, german(RatingNotices).question)
+        assert german(RatingNotices).question != RatingNotices.question
+        answer = await desk.answer(fake.press(asked, asked.buttons[4]["callback_data"], jonas))
+        assert "text" not in answer
+        thanks = german(RatingNotices).thanks
+        await fake.wait_for(lambda: asked.text.endswith(f"5/5. {thanks}"), what="the German thanks")
+
+        fake.say(desk.mods, maya, "/ratings ²")  # a digit to str.isdigit, not a number of days
+        await desk.in_chat(desk.mods, RatingWords.usage.format(most=MAX_REPORT_DAYS, default=REPORT_DAYS))
 
 
 async def test_telegram_asks_only_after_a_moderator_answered_and_resolved(desk: Desk) -> None:

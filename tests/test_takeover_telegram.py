@@ -157,6 +157,21 @@ async def test_contact_from_a_forward_opens_a_claimed_case_the_user_answers(desk
     )
 
 
+async def test_contact_greets_the_user_in_the_language_of_their_last_conversation(desk: Desk) -> None:
+    fake, maya = desk.fake, desk.maya
+    jonas = fake.user("Jonas", language_code="de")
+    chat = fake.private_chat(jonas)
+    fake.say(chat, jonas, "hallo")
+    await desk.in_chat(chat, "scripted: hallo (#1)")
+    fake.say(chat, jonas, "/reset")  # his conversation ends; its language is remembered
+    await fake.wait_for(lambda: len(texts(desk, chat)) == 2, what="the reset")
+
+    await command(desk, maya, f"/contact {jonas.id}")
+    german = desk.telegram.relay.catalogue.words("de")(TakeoverNotices).intro.format(name="Maya")
+    assert german != TakeoverNotices.intro.format(name="Maya")
+    await fake.wait_for(lambda: texts(desk, chat)[-1:] == [german], what="the intro in German")
+
+
 async def test_only_desk_moderators_in_the_desk(desk: Desk) -> None:
     fake, maya = desk.fake, desk.maya
     uma = fake.user("Uma")

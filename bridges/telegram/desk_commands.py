@@ -39,6 +39,8 @@ COMMANDS = (
     ("ratings", "This desk's satisfaction ratings: /ratings [DAYS]"),
 )
 _ARGS = re.compile(r"\S+\s?(.*)", re.DOTALL)
+DAYS = re.compile(r"[0-9]{1,4}")
+"""A number of days as typed: ASCII digits only (`isdigit` also takes "²"), and never a huge one."""
 
 Handler = Callable[[Message, int, str, str, str], Awaitable[str | None]]
 """(message, case id, moderator id, moderator name, the text after the command) -> the answer."""
@@ -187,7 +189,7 @@ class DeskCommands:
     async def _ratings(self, message: Message) -> str:
         """`/ratings [DAYS]`: this desk's average over the period."""
         words = _args(message).split() or [str(REPORT_DAYS)]
-        days = int(words[0]) if len(words) == 1 and words[0].isdigit() else 0
+        days = int(words[0]) if len(words) == 1 and DAYS.fullmatch(words[0]) else 0
         if not 1 <= days <= MAX_REPORT_DAYS:
             usage = self.desk.handoffs.catalogue.desk(RatingWords).usage
             return usage.format(most=MAX_REPORT_DAYS, default=REPORT_DAYS)
