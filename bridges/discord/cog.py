@@ -114,7 +114,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             if refusal is not None:  # before a thread is opened for them
                 if refusal.notice is not None:
                     surface = self.surfaces.channel(message.channel.id, reply_to=reply_to)
-                    await self._guarded(send_notice(surface, refusal.notice), surface)
+                    await self._guarded(send_notice(surface, refusal.notice), surface, inbound.locale)
                 return
             if self.config.threads and isinstance(message.channel, discord.TextChannel):
                 thread = await self._open_thread(message)
@@ -124,7 +124,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
                     place.leave()
                     place = self.relay.line_up(inbound)
             surface = self.surfaces.channel(int(inbound.thread_id or inbound.chat_id), reply_to=reply_to)
-            await self._guarded(self.relay.handle(inbound, surface, place=place), surface)
+            await self._guarded(self.relay.handle(inbound, surface, place=place), surface, inbound.locale)
 
     @commands.Cog.listener()
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
@@ -220,28 +220,33 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             return
         inbound, place = begun
         surface = self.surfaces.interaction(interaction)
-        await self._guarded(self.relay.handle(inbound, surface, place=place), surface)
+        await self._guarded(self.relay.handle(inbound, surface, place=place), surface, inbound.locale)
         if not surface.posted:  # went to a moderator: still show what was asked
-            await self._guarded(surface.send(Replies.asked.format(question=question[:1990])), surface)
+            asked = self._words(interaction)(Replies).asked.format(question=question[:1990])
+            await self._guarded(surface.send(asked), surface, inbound.locale)
 
     @app_commands.command(name="reset", description="Start a new conversation with the assistant")
     async def reset(self, interaction: discord.Interaction[Any]) -> None:
         begun = await self._begin(interaction, "/reset")
         if begun is not None:
             surface = self.surfaces.interaction(interaction)
-            await self._guarded(self.relay.reset(begun[0], surface, place=begun[1]), surface)
+            await self._guarded(self.relay.reset(begun[0], surface, place=begun[1]), surface, begun[0].locale)
 
     @app_commands.command(name="human", description="Ask for a human moderator")
     async def human(self, interaction: discord.Interaction[Any]) -> None:
         begun = await self._begin(interaction, "/human")
         if begun is not None:
             surface = self.surfaces.interaction(interaction)
-            await self._guarded(self.relay.request_human(begun[0], surface, place=begun[1]), surface)
+            await self._guarded(
+                self.relay.request_human(begun[0], surface, place=begun[1]), surface, begun[0].locale
+            )
 
     @app_commands.command(name="stop", description="Stop the reply being written for you")
     async def stop(self, interaction: discord.Interaction[Any]) -> None:
         if not self._interaction_allowed(interaction):
-            await interaction.response.send_message(Replies.not_here, ephemeral=True)
+            await interaction.response.send_message(
+                self._words(interaction)(Replies).not_here, ephemeral=True
+            )
             return
         stopped = self.relay.stop(_inbound_of(interaction, "/stop"))
         say = self._words(interaction)(ControlNotices)
@@ -480,13 +485,15 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
         await interaction.response.defer()  # acknowledges the press; the answer is a new message
         inbound = replace(_inbound_of(interaction, button.label), button=button)
         surface = self.surfaces.channel(int(inbound.thread_id or inbound.chat_id))
-        await self._guarded(self.relay.handle(inbound, surface), surface)
+        await self._guarded(self.relay.handle(inbound, surface), surface, inbound.locale)
 
     @commands.Cog.listener(f"on_{CONTROL_EVENT}")
     async def on_control(self, interaction: discord.Interaction[Any], control: Control, owner: str) -> None:
         """Stop (the reply's user, or a moderator) or Regenerate (its user only) pressed on a reply."""
         if not self._interaction_allowed(interaction):
-            await interaction.response.send_message(Replies.not_here, ephemeral=True)
+            await interaction.response.send_message(
+                self._words(interaction)(Replies).not_here, ephemeral=True
+            )
             return
         message_id = str(interaction.message.id) if interaction.message else ""
         own = str(interaction.user.id) == owner
@@ -538,15 +545,15 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             return message.guild.preferred_locale.value
         return self._locales.get(message.author.id, "")
 
-    async def _guarded(self, call: Awaitable[object], surface: DiscordSurface) -> None:
+    async def _guarded(self, call: Awaitable[object], surface: DiscordSurface, locale: str = "") -> None:
         """The Relay handles agent and platform failures itself; anything else still gets the user an
-        answer (a slash command would otherwise stay "thinking") and a log entry."""
+        answer (a slash command would otherwise stay "thinking"), in their `locale`, and a log entry."""
         try:
             await call
         except Exception:
             log.exception("discord: a turn failed unexpectedly")
             with contextlib.suppress(SurfaceError):
-                await surface.send(Replies.failed)
+                await surface.send(self.relay.catalogue.words(locale)(Replies).failed)
 
 
 def is_moderator(user: discord.abc.User, desk: DiscordDeskConfig | None) -> bool:

@@ -227,7 +227,7 @@ class TelegramDesk:
                 link_preview_options=_NO_PREVIEW,
             ),
         )
-        ping = html.escape(DeskReplies.overdue.format(id=view.handoff_id))
+        ping = html.escape(self.words.overdue.format(id=view.handoff_id))
         await self._post(place, f"{ping} {self._mention(view)}".strip())
 
     def _mention(self, view: HandoffView) -> str:
