@@ -23,7 +23,8 @@ from agents.base import (
     Turn,
 )
 from agents.demo import DemoAgent, DemoSettings
-from bridges.controls import Control, control_button
+from bridges.catalogue import Catalogue
+from bridges.controls import Control, ControlNotices, control_button
 from bridges.recovery import recover
 from bridges.relay import Notices, Relay, RelayPolicy
 from bridges.surface import Inbound
@@ -683,10 +684,17 @@ async def test_reply_control_buttons_follow_the_policy(
     await feed.put(TextDelta("lo"))
     await feed.put(None)
     await reply
-    stop, again = control_button(Control.STOP, "u1"), control_button(Control.REGENERATE, "u1")
+    english = ControlNotices()
+    stop, again = (
+        control_button(Control.STOP, "u1", english),
+        control_button(Control.REGENERATE, "u1", english),
+    )
     assert surface.requests[0].buttons == ((stop,) if offered else ())
     assert surface.visible_texts() == ["Hello"]
     assert surface.visible_buttons() == [(again,) if offered else ()]
+
+
+ENGLISH = Catalogue().words()
 
 
 async def test_regenerate_is_admitted_like_a_message(db: async_sessionmaker[AsyncSession]) -> None:
@@ -702,9 +710,9 @@ async def test_regenerate_is_admitted_like_a_message(db: async_sessionmaker[Asyn
         answers.append(notice)
 
     await relay.blocks.block("console", "u1", by="test")
-    await relay.regenerate(inbound("", message_id=message_id), surface, acknowledge)
+    await relay.regenerate(inbound("", message_id=message_id), surface, acknowledge, ENGLISH)
     assert answers == [None] and len(agent.turns) == 1
     await relay.blocks.unblock("console", "u1")
-    await relay.regenerate(inbound("", message_id=message_id), surface, acknowledge)
+    await relay.regenerate(inbound("", message_id=message_id), surface, acknowledge, ENGLISH)
     assert answers == [None, None] and [turn.text for turn in agent.turns] == ["hi", "hi"]
     assert surface.visible_texts() == ["scripted: hi (#2)"] and len(surface.posted) == 1
