@@ -19,10 +19,11 @@ from bridges.controls import ControlNotices
 from bridges.handoff import UserNotices
 from bridges.render import IN_PROGRESS
 from bridges.takeover import TakeoverNotices, TakeoverWords
+from bridges.telegram.access import AccessReplies
 from bridges.telegram.takeover_commands import TakeoverReplies
-from fakes.telegram import FakeChat, FakeMessage, FakeUser
+from fakes.telegram import FakeChat, FakeMessage, FakeTelegram, FakeUser
 from models import Handoff, HandoffStatus, Role, TranscriptEntry
-from tests.test_telegram_desk import Desk, desk_running
+from tests.test_telegram_desk import QUICK, ROOMY, Desk, desk_running
 
 STOPPED = f"Once upon a time {ControlNotices.stopped_mark}"
 """What the user keeps of a reply a takeover stopped: the text so far, marked stopped."""
@@ -170,6 +171,22 @@ async def test_contact_greets_the_user_in_the_language_of_their_last_conversatio
     german = desk.telegram.relay.catalogue.words("de")(TakeoverNotices).intro.format(name="Maya")
     assert german != TakeoverNotices.intro.format(name="Maya")
     await fake.wait_for(lambda: texts(desk, chat)[-1:] == [german], what="the intro in German")
+
+
+async def test_a_user_outside_the_allow_lists_answers_a_moderator_who_wrote_first(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    fake = FakeTelegram(limits=ROOMY)
+    ina, uma = fake.user("Ina"), fake.user("Uma")
+    chat = fake.private_chat(uma)  # she started the bot once, but she is not on the list
+    async with desk_running(db, fake=fake, budgets={**QUICK, "allowed_users": (ina.id,)}) as desk:
+        fake.say(chat, uma, "hello?")
+        await desk.in_chat(chat, AccessReplies.not_available)
+        await command(desk, desk.maya, f"/contact {uma.id}")
+        (case,) = await cases(desk)
+        note = await desk.notification(case.id)
+        fake.say(chat, uma, "thanks for writing")
+        await desk.in_chat(desk.mods, "💬 Uma: thanks for writing", note.thread_id)
 
 
 async def test_only_desk_moderators_in_the_desk(desk: Desk) -> None:

@@ -14,7 +14,7 @@ on them. The day is remembered in memory only, so a restart may tell someone one
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 
 from telegram import Chat, Update
@@ -40,6 +40,7 @@ class AllowList:
         config: TelegramConfig,
         surfaces: Surfaces,
         catalogue: Catalogue,
+        in_case: Callable[[int], Awaitable[bool]],
         *,
         desk_chat: int | None = None,
         now: Callable[[], datetime] = utcnow,
@@ -50,6 +51,9 @@ class AllowList:
         )
         self.surfaces = surfaces
         self.catalogue = catalogue
+        self.in_case = in_case
+        """Whether a user has an open case: a moderator who wrote to them first (/contact, /takeover)
+        hears their answers even from outside the lists."""
         self.desk_chat = desk_chat
         self._now = now
         self._day: date | None = None
@@ -78,6 +82,8 @@ class AllowList:
         if update.my_chat_member is not None or chat is None or sender is None:
             return  # the bot's own membership changes are not anyone talking to it
         if self.allows(chat, sender.id):
+            return
+        if chat.type == ChatType.PRIVATE and await self.in_case(sender.id):
             return
         user = update.effective_user
         refusal = self.catalogue.words(user.language_code if user else None)(AccessReplies).not_available

@@ -22,6 +22,7 @@ from bridges.telegram.handlers import ADMIN_COMMANDS, CHAT_SCOPE, PUBLIC_COMMAND
 from bridges.telegram.surface import Surfaces
 from bridges.telegram.webhook import WebhookServer
 from models import Conversation, utcnow
+from models.queries import open_handoff_id_of
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class TelegramBridge:
             config,
             self.surfaces,
             relay.catalogue,
+            self._in_case,
             desk_chat=config.handoff.chat_id if config.handoff else None,
             now=now,
         )
@@ -80,6 +82,11 @@ class TelegramBridge:
         self.handlers.install(self.app)
         self.webhook: WebhookServer | None = None
         """Our webhook server while it runs (webhook mode only)."""
+
+    async def _in_case(self, user_id: int) -> bool:
+        """Whether the user has an open case (the allow-lists let its answers through)."""
+        async with self.relay.db() as session:
+            return await session.scalar(open_handoff_id_of(self.platform, str(user_id))) is not None
 
     async def finished(self) -> None:
         await never()  # serves until closed
