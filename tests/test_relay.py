@@ -25,7 +25,8 @@ from agents.base import (
 from agents.demo import DemoAgent, DemoSettings
 from bridges.controls import Control, control_button
 from bridges.recovery import recover
-from bridges.relay import Notices, Relay, RelayPolicy
+from bridges.relay import Notices, Relay
+from bridges.relay_policy import RelayPolicy
 from bridges.surface import Inbound
 from fakes.telegram.harness import ScriptedAgent
 from models import (

@@ -17,7 +17,8 @@ from agents.base import Agent, AgentEvent, BaseAgent, TextDelta, Turn, TurnEnd
 from bridges.attachments import Media
 from bridges.catalogue import Catalogue
 from bridges.handoff import HandoffPolicy, HandoffService
-from bridges.relay import Relay, RelayPolicy
+from bridges.relay import Relay
+from bridges.relay_policy import RelayPolicy
 from bridges.surface import Surface
 from bridges.telegram.bridge import TelegramBridge
 from bridges.telegram.config import TelegramConfig
