@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import migrations
 from agents.base import AgentEvent, Attachment, HandoffRequested, Message, TextDelta, Turn, TurnEnd
-from bridges.handoff import HandoffPolicy, HandoffService, HandoffView, UserNotices
+from bridges.handoff import HandoffPolicy, HandoffService, UserNotices
+from bridges.moderator_desk import HandoffView
 from bridges.relay import Notices, Relay
 from bridges.surface import SurfaceError
 from fakes.telegram.harness import ScriptedAgent
