@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select, true, update
+from sqlalchemy import Select, and_, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Attachment
@@ -25,13 +24,13 @@ from bridges.budget import acquire_all
 from bridges.cases import HISTORY_SHOWN, Cases
 from bridges.catalogue import Catalogue, Phrasebook, Strings
 from bridges.copies import Origin, desk_side, remember
+from bridges.deliveries import Deliveries
 from bridges.desk_hours import ENGLISH_HOURS, Closed, DeskHours, HoursNotices, schedule_of
 from bridges.handoff_files import FileNotices, listed, pass_on
 from bridges.moderator_desk import ClaimOutcome, HandoffView, JumpLink, ModeratorDesk
 from bridges.ratings import Ratings
 from bridges.sla import Sla, SlaNotices
-from bridges.split import split_text
-from bridges.surface import Surface, SurfaceError, SurfaceFactory
+from bridges.surface import Surface, SurfaceFactory
 from models import (
     OPEN_HANDOFF_STATUSES,
     Conversation,
@@ -40,7 +39,6 @@ from models import (
     Handoff,
     HandoffPlace,
     HandoffStatus,
-    PendingDelivery,
     Role,
     TranscriptEntry,
     User,
@@ -52,17 +50,6 @@ from settings import HandoffSettings, RatingSettings
 
 log = logging.getLogger(__name__)
 
-DELIVERY_TAKEOVER = timedelta(minutes=1)
-"""An undelivered item taken this long ago was taken by a process that died; another takes it over."""
-DELIVERY_GIVE_UP = timedelta(days=1)
-"""Items no process could deliver for this long (no process serves the platform, or the platform kept
-failing) are given up, and the moderators told."""
-MAX_REFUSALS = 3
-"""A queued item the platform refused this many times for good (a 403, a 400) is given up and reported;
-a transient failure (network, 5xx, flood control) does not count and is simply retried."""
-EXCERPT = 80
-"""Characters of an undelivered message quoted back to the moderators."""
-
 
 class UserNotices(Strings, key="handoff.user"):
     """What the handoff says to the user."""
@@ -73,27 +60,6 @@ class UserNotices(Strings, key="handoff.user"):
     expired = "No moderator was available in time, so the assistant is back. Please ask again."
     from_moderator = "{name} (moderator): {text}"
     from_staff = "{name}: {text}"
-
-
-class ModeratorNotices(Strings, key="handoff.desk"):
-    """What the handoff tells moderators in its thread or topic when the user could not be reached."""
-
-    undelivered = "⚠️ {user} did not get {what}. {why} It is kept in the transcript."
-    whole = "“{excerpt}”"
-    rest = "the rest of a message, from “{excerpt}”"
-    refused = "{platform} refused it: {detail}."
-    refused_again = "{platform} refused it {times} times: {detail}."
-    unreachable = "{platform} could not be reached for a day."
-
-
-@dataclass(frozen=True)
-class Shortfall:
-    """A message that did not arrive whole: what was not shown, and the platform's refusal."""
-
-    rest: str
-    error: SurfaceError
-    started: bool
-    """Whether its first parts were shown."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +127,8 @@ class HandoffService:
         """Called with (conversation id, the user's surface) when the bot takes over again; the Relay
         sets it, since only it knows the agents."""
         self._now = now
-        self._run_id = uuid.uuid4().hex[:16]
+        self.deliveries = Deliveries(self)
+        """Words for the user, now or queued for the process that serves their platform."""
         self.cases = Cases(self)
         """Notes, snippets, transfer, scheduled closes, history: the desks' everyday tools."""
         self.also_on_tick: list[Callable[[], Awaitable[None]]] = []
@@ -173,11 +140,6 @@ class HandoffService:
 
     def now(self) -> datetime:
         return self._now()
-
-    @property
-    def _to_desk(self) -> ModeratorNotices:
-        """What the desks are told about deliveries, in their language."""
-        return self.catalogue.desk(ModeratorNotices)
 
     # -- transitions ---------------------------------------------------------------------------------
 
@@ -314,7 +276,7 @@ class HandoffService:
         if notify_user:
             await self._tell_user(handoff_id, notice)
             if await self.ratings.ask(handoff_id):
-                await self._reach_user(handoff_id, DeliveryKind.RATING)
+                await self.deliveries.reach(handoff_id, DeliveryKind.RATING)
             await self._resume_agent(handoff_id)
         claimer = view.claimed_by_name or "nobody"
         why = f": {handoff.close_reason}" if handoff.close_reason else ""
@@ -378,7 +340,7 @@ class HandoffService:
         anonymous = self.policy.anonymous_replies if anonymous is None else anonymous
         if text.strip() or not files:
             if anonymous:
-                await self._reach_user(
+                await self.deliveries.reach(
                     handoff_id,
                     DeliveryKind.NOTICE,
                     (await self.user_words(handoff_id))(UserNotices).from_staff.format(
@@ -402,7 +364,7 @@ class HandoffService:
         surface = self.surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
 
         async def note(text: str) -> None:
-            await self._note_desks(handoff_id, text)
+            await self.tell_desks(handoff_id, text)
 
         if surface is None:
             await note(self.catalogue.desk(FileNotices).elsewhere.format(count=len(files)))
@@ -459,7 +421,7 @@ class HandoffService:
     async def tick(self) -> None:
         """Deliver what other processes queued for this one; escalate and expire unclaimed requests whose
         time has come. Safe to run in several processes."""
-        await self.deliver_pending()
+        await self.deliveries.deliver_pending()
         await self._set_timers()
         now = self._now()
         async with self.db() as session:
@@ -727,7 +689,7 @@ class HandoffService:
 
     async def _resume_agent(self, handoff_id: int) -> None:
         """The bot is back: let the agent say so, where its provider supports that (`on_return`)."""
-        await self._reach_user(handoff_id, DeliveryKind.RESUME)
+        await self.deliveries.reach(handoff_id, DeliveryKind.RESUME)
 
     async def _tell_user(
         self, handoff_id: int, text: str, *, author: str | None = None, origin: Origin | None = None
@@ -735,167 +697,7 @@ class HandoffService:
         if author:
             said = (await self.user_words(handoff_id))(UserNotices).from_moderator
             text = said.format(name=author, text=text)
-        await self._reach_user(handoff_id, DeliveryKind.NOTICE, text, origin=origin)
-
-    async def _reach_user(
-        self, handoff_id: int, kind: DeliveryKind, text: str = "", *, origin: Origin | None = None
-    ) -> None:
-        """Deliver now if this process serves the user's platform and nothing for them is queued ahead;
-        otherwise queue it (`pending_deliveries`) for a process that does, so order is kept. What the
-        platform refuses for good is reported to the moderators; what fails for now is queued. A
-        moderator's message (`origin`) shown whole in one message is remembered, so its edits follow."""
-        async with self.db() as session:
-            handoff = await session.get_one(Handoff, handoff_id)
-            conversation = await session.get_one(Conversation, handoff.conversation_id)
-            queued_ahead = await session.scalar(
-                select(PendingDelivery.id).where(PendingDelivery.conversation_id == conversation.id).limit(1)
-            )
-        surface = self.surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
-        if surface is not None and queued_ahead is None:
-            sent: list[str] = []
-            shortfall = await self._deliver(conversation.id, surface, kind, text, sent)
-            if shortfall is None:
-                if origin is not None and len(sent) == 1:
-                    await remember(self.db, handoff_id, origin, [(conversation.platform, sent[0])])
-                return
-            if shortfall.error.permanent:
-                why = self._to_desk.refused.format(platform=conversation.platform, detail=shortfall.error)
-                await self._report_undelivered(handoff_id, shortfall.rest, why, started=shortfall.started)
-                return
-            log.warning(
-                "conversation %s: delivery failed (%s); queued for a retry", conversation.id, shortfall.error
-            )
-            text = shortfall.rest
-        async with self.db.begin() as session:
-            session.add(
-                PendingDelivery(
-                    conversation_id=conversation.id, platform=conversation.platform, kind=kind, text=text
-                )
-            )
-
-    async def _deliver(
-        self,
-        conversation_id: int,
-        surface: Surface,
-        kind: DeliveryKind,
-        text: str,
-        sent: list[str] | None = None,
-    ) -> Shortfall | None:
-        """Show it to the user; None once all of it arrived. The ids of the messages posted go to `sent`."""
-        if kind == DeliveryKind.NOTICE:
-            return await post_in_parts(surface, text, sent)
-        if kind == DeliveryKind.RATING:
-            error = await self.ratings.post(conversation_id, surface)
-            return None if error is None else Shortfall(text, error, started=False)
-        if self.on_return is not None:
-            try:
-                await self.on_return(conversation_id, surface)
-            except Exception:
-                log.exception("conversation %s: telling the agent it is back failed", conversation_id)
-        return None
-
-    async def deliver_pending(self) -> int:
-        """Deliver what was queued for users this process can reach, in order per conversation. Each item
-        is taken with a conditional UPDATE, so two processes never deliver it twice; an item taken by a
-        process that died is taken over after `DELIVERY_TAKEOVER`. An item is deleted only once shown;
-        one that failed keeps what is left of it and holds back its conversation's later items, until
-        it arrives or is given up (`MAX_REFUSALS`, `DELIVERY_GIVE_UP`). Returns how many were delivered."""
-        now = self._now()
-        async with self.db() as session:
-            queued = list(
-                await session.execute(
-                    select(PendingDelivery, Conversation)
-                    .join(Conversation, Conversation.id == PendingDelivery.conversation_id)
-                    .order_by(PendingDelivery.id)
-                )
-            )
-        held: set[int] = set()  # conversations with an earlier item not delivered by us in this pass
-        delivered = 0
-        for item, conversation in queued:
-            if conversation.id in held:
-                continue
-            surface = self.surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
-            stale = item.created_at < now - DELIVERY_GIVE_UP
-            if (surface is None and not stale) or not await self._take(item.id, now):
-                held.add(conversation.id)
-                continue
-            if surface is None or stale:
-                why = self._to_desk.unreachable.format(platform=conversation.platform)
-                await self._give_up(item, item.text, why, started=False)
-                continue
-            shortfall = await self._deliver(conversation.id, surface, item.kind, item.text)
-            if shortfall is None:
-                async with self.db.begin() as session:
-                    await session.execute(delete(PendingDelivery).where(PendingDelivery.id == item.id))
-                delivered += 1
-                continue
-            refusals = item.refusals + (1 if shortfall.error.permanent else 0)
-            if refusals >= MAX_REFUSALS:
-                why = self._to_desk.refused_again.format(
-                    platform=conversation.platform, times=refusals, detail=shortfall.error
-                )
-                await self._give_up(item, shortfall.rest, why, started=shortfall.started)
-                continue
-            log.warning("queued delivery %s failed (%s); will retry", item.id, shortfall.error)
-            held.add(conversation.id)
-            async with self.db.begin() as session:
-                await session.execute(
-                    update(PendingDelivery)
-                    .where(PendingDelivery.id == item.id)
-                    .values(text=shortfall.rest, refusals=refusals, taken_by=None, taken_at=None)
-                    .execution_options(synchronize_session=False)
-                )
-        return delivered
-
-    async def _give_up(self, item: PendingDelivery, rest: str, why: str, *, started: bool) -> None:
-        """Drop a queued item that cannot be delivered, and tell the moderators what of it (`rest`) the
-        user did not get."""
-        async with self.db.begin() as session:
-            await session.execute(delete(PendingDelivery).where(PendingDelivery.id == item.id))
-            handoff_id = await session.scalar(
-                select(Handoff.id)
-                .where(Handoff.conversation_id == item.conversation_id)
-                .order_by(Handoff.id.desc())
-                .limit(1)
-            )
-        log.warning("queued delivery %s given up: %s", item.id, why)
-        if handoff_id is not None and item.kind == DeliveryKind.NOTICE:
-            await self._report_undelivered(handoff_id, rest, why, started=started)
-
-    async def _note_desks(self, handoff_id: int, text: str) -> None:
-        async with self.db() as session:
-            refs = (await session.get_one(Handoff, handoff_id)).notification_refs
-        for desk in self.desks:
-            if desk.name in refs:
-                try:
-                    await desk.note(refs[desk.name], text)
-                except Exception:
-                    log.exception("handoff %s: could not tell desk %s", handoff_id, desk.name)
-
-    async def _report_undelivered(self, handoff_id: int, text: str, why: str, *, started: bool) -> None:
-        """Tell the moderators, in the handoff's thread or topic on every desk, what the user did not get."""
-        view = await self.view(handoff_id)
-        excerpt = text if len(text) <= EXCERPT else text[:EXCERPT].rstrip() + "…"
-        what = (self._to_desk.rest if started else self._to_desk.whole).format(excerpt=excerpt)
-        line = self._to_desk.undelivered.format(user=view.user_name, what=what, why=why)
-        log.warning("handoff %s: a message did not reach the user: %s", handoff_id, why)
-        await self.tell_desks(handoff_id, line)
-
-    async def _take(self, item_id: int, now: datetime) -> bool:
-        async with self.db.begin() as session:
-            result = await session.execute(
-                update(PendingDelivery)
-                .where(
-                    PendingDelivery.id == item_id,
-                    or_(
-                        PendingDelivery.taken_by.is_(None),
-                        PendingDelivery.taken_at < now - DELIVERY_TAKEOVER,
-                    ),
-                )
-                .values(taken_by=self._run_id, taken_at=now)
-                .execution_options(synchronize_session=False)
-            )
-        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+        await self.deliveries.reach(handoff_id, DeliveryKind.NOTICE, text, origin=origin)
 
     async def audit(self, summary: str) -> None:
         """Record a moderator action (a block, an unblock) in the log and on every desk's log."""
@@ -921,21 +723,3 @@ async def open_handoff_of(session: AsyncSession, conversation_id: int) -> Handof
             Handoff.conversation_id == conversation_id, Handoff.status.in_(OPEN_HANDOFF_STATUSES)
         )
     )
-
-
-async def post_in_parts(surface: Surface, text: str, sent: list[str] | None = None) -> Shortfall | None:
-    """Post `text` cut to the surface's limit the way replies are cut, part after part, each paid from
-    the surface's budgets, the ids of the parts going to `sent`. At the first refusal, stop and return
-    what is left: never silently lost."""
-    shown = 0
-    for part in split_text(text, surface.max_length, surface.measure):
-        if part.strip():  # whitespace alone between two cuts: platforms refuse an empty message
-            await acquire_all(surface.budgets)
-            try:
-                message_id = await surface.send(part)
-            except SurfaceError as exc:
-                return Shortfall(text[shown:], exc, started=shown > 0)
-            if sent is not None:
-                sent.append(message_id)
-        shown += len(part)
-    return None

@@ -271,12 +271,14 @@ async def test_a_process_that_cannot_reach_the_user_queues_for_one_that_can(
     for words in ("one", "two", "three"):
         assert await elsewhere.moderator_says(handoff_id, "discord:7", "Maya", words)
     assert world.user.visible_texts() == []
-    assert await elsewhere.deliver_pending() == 0  # still nobody there to deliver
+    assert await elsewhere.deliveries.deliver_pending() == 0  # still nobody there to deliver
 
     twin = HandoffService(  # a second process that can also reach the user: no double delivery
         db, world.handoffs.policy, surfaces=lambda *place: world.user, now=world.clock
     )
-    delivered = await asyncio.gather(world.handoffs.deliver_pending(), twin.deliver_pending())
+    delivered = await asyncio.gather(
+        world.handoffs.deliveries.deliver_pending(), twin.deliveries.deliver_pending()
+    )
     assert sum(delivered) == 4
     assert world.user.visible_texts() == [
         UserNotices.claimed.format(name="Maya"),
@@ -288,7 +290,7 @@ async def test_a_process_that_cannot_reach_the_user_queues_for_one_that_can(
     assert await elsewhere.close(handoff_id, HandoffStatus.RETURNED, "discord:7", "Maya")
     await world.handoffs.tick()  # the timers every process runs deliver it
     assert world.user.visible_texts()[-1] == UserNotices.returned
-    assert await world.handoffs.deliver_pending() == 0
+    assert await world.handoffs.deliveries.deliver_pending() == 0
 
 
 async def test_an_item_taken_by_a_process_that_died_is_taken_over(
@@ -302,10 +304,11 @@ async def test_an_item_taken_by_a_process_that_died_is_taken_over(
     async with db() as session:
         (item_id,) = (await session.scalars(select(PendingDelivery.id))).all()
     dead = HandoffService(db, world.handoffs.policy, now=world.clock)
-    assert await dead._take(item_id, world.clock())  # taken, then the process died before delivering
-    assert await world.handoffs.deliver_pending() == 0
+    # taken, then the process died before delivering:
+    assert await dead.deliveries.take(item_id, world.clock())
+    assert await world.handoffs.deliveries.deliver_pending() == 0
     world.clock.now += timedelta(minutes=2)
-    assert await world.handoffs.deliver_pending() == 1
+    assert await world.handoffs.deliveries.deliver_pending() == 1
     assert world.user.visible_texts() == [UserNotices.claimed.format(name="Maya")]
 
 
@@ -319,7 +322,7 @@ async def test_a_queued_item_whose_send_fails_stays_and_holds_back_later_ones(
     assert (await elsewhere.claim(handoff_id, "discord:7", "Maya")).won
     assert await elsewhere.moderator_says(handoff_id, "discord:7", "Maya", "one")
     world.user.fail_next("send", SurfaceError("network down"))
-    assert await world.handoffs.deliver_pending() == 0
+    assert await world.handoffs.deliveries.deliver_pending() == 0
     async with db() as session:
         kept = [
             (item.text, item.taken_by)
@@ -327,7 +330,7 @@ async def test_a_queued_item_whose_send_fails_stays_and_holds_back_later_ones(
         ]
     assert kept == [(UserNotices.claimed.format(name="Maya"), None), ("Maya (moderator): one", None)]
     assert world.user.visible_texts() == []  # "one" did not jump ahead of the notice that failed
-    assert await world.handoffs.deliver_pending() == 2
+    assert await world.handoffs.deliveries.deliver_pending() == 2
     assert world.user.visible_texts() == [UserNotices.claimed.format(name="Maya"), "Maya (moderator): one"]
 
 
