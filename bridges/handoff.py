@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Select, and_, func, select, true, update
+from sqlalchemy import Select, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Attachment
@@ -25,8 +25,9 @@ from bridges.cases import HISTORY_SHOWN, Cases
 from bridges.catalogue import Catalogue, Phrasebook, Strings
 from bridges.copies import Origin, desk_side, remember
 from bridges.deliveries import Deliveries
-from bridges.desk_hours import ENGLISH_HOURS, Closed, DeskHours, HoursNotices, schedule_of
+from bridges.desk_hours import DeskHours
 from bridges.handoff_files import FileNotices, listed, pass_on
+from bridges.handoff_timers import HandoffTimers
 from bridges.moderator_desk import ClaimOutcome, HandoffView, JumpLink, ModeratorDesk
 from bridges.ratings import Ratings
 from bridges.sla import Sla, SlaNotices
@@ -127,6 +128,8 @@ class HandoffService:
         """Called with (conversation id, the user's surface) when the bot takes over again; the Relay
         sets it, since only it knows the agents."""
         self._now = now
+        self.timers = HandoffTimers(self)
+        """The requests' deadlines (escalation, expiry) in business hours, and acting on them."""
         self.deliveries = Deliveries(self)
         """Words for the user, now or queued for the process that serves their platform."""
         self.cases = Cases(self)
@@ -419,99 +422,16 @@ class HandoffService:
     # -- timers --------------------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Deliver what other processes queued for this one; escalate and expire unclaimed requests whose
-        time has come. Safe to run in several processes."""
+        """Deliver what other processes queued for this one; run every timer whose time has come: the
+        requests' (escalate, expire), the cases', the first-response targets', and `also_on_tick`. Safe
+        to run in several processes."""
         await self.deliveries.deliver_pending()
-        await self._set_timers()
         now = self._now()
-        async with self.db() as session:
-            due = list(await session.execute(self.due_requests(now)))
-            counts = {status: n for status, n in await session.execute(self.open_counts())}
-        for status in OPEN_HANDOFF_STATUSES:
-            metrics.OPEN_HANDOFFS.labels(status.value).set(counts.get(status, 0))
-        for handoff_id, expire_at in due:
-            if expire_at is not None and expire_at <= now:
-                still_due = and_(Handoff.status == HandoffStatus.REQUESTED, Handoff.expire_at <= now)
-                await self.close(handoff_id, HandoffStatus.EXPIRED, "timer", "timeout", only_if=still_due)
-            else:
-                await self._escalate(handoff_id)
+        await self.timers.tick(now)
         await self.cases.tick(now)
         await self.sla.tick(now)
         for timer in self.also_on_tick:
             await timer()
-
-    def due_requests(self, now: datetime) -> Select[int, datetime | None]:
-        """Unclaimed requests whose escalation or expiry has come: one range on (status, due_at), so a
-        tick reads only those, however many handoffs are open or waiting outside business hours."""
-        return (
-            select(Handoff.id, Handoff.expire_at)
-            .where(Handoff.status == HandoffStatus.REQUESTED, Handoff.due_at <= now)
-            .order_by(Handoff.due_at)
-        )
-
-    def desk_names(self) -> list[str]:
-        """The desks a request goes to: every desk this process serves."""
-        return [desk.name for desk in self.desks]
-
-    def closed(
-        self, at: datetime, desks: Iterable[str] | None = None, *, words: HoursNotices = ENGLISH_HOURS
-    ) -> Closed | None:
-        """Whether every desk of `desks` (by default every desk) is outside business hours at `at`, and
-        what follows (said with `words`, the user's language); None while one is open, or when no hours
-        are configured."""
-        hours = self.policy.hours
-        if hours is None:
-            return None
-        return hours.closed(self.desk_names() if desks is None else desks, at, words)
-
-    def deadline(self, start: datetime, duration: timedelta, desks: Iterable[str] | None = None) -> datetime:
-        """`duration` after `start`, counting only the business hours of `desks` (by default every desk;
-        open while any is), or wall-clock time when no hours are configured. For every timer of a case:
-        escalation, expiry, a first-response target."""
-        names = self.desk_names() if desks is None else desks
-        return schedule_of(self.policy.hours, names).add_business_time(start, duration)
-
-    def timers(self, requested_at: datetime, desks: Iterable[str] | None = None) -> tuple[datetime, datetime]:
-        """(due_at, expire_at) of a request made at `requested_at`: due first at its escalation when that
-        comes before its expiry."""
-        desks = self.desk_names() if desks is None else list(desks)
-        expire_at = self.deadline(requested_at, self.policy.expire_after, desks)
-        escalate = self.policy.escalate_after
-        if escalate is None or escalate >= self.policy.expire_after:
-            return expire_at, expire_at
-        return self.deadline(requested_at, escalate, desks), expire_at
-
-    async def _set_timers(self) -> None:
-        """Give each waiting request that has no deadlines its deadlines, counted from its request time
-        for the desks it went to: one from before they were stored, or one let go again (/unclaim)."""
-        async with self.db() as session:
-            unset = list(
-                await session.execute(
-                    select(Handoff.id, Handoff.requested_at, Handoff.escalated_at, Handoff.notification_refs)
-                    .where(Handoff.status == HandoffStatus.REQUESTED, Handoff.due_at.is_(None))
-                    .order_by(Handoff.id)
-                )
-            )
-        if not unset:
-            return
-        async with self.db.begin() as session:
-            for handoff_id, requested_at, escalated_at, refs in unset:
-                due_at, expire_at = self.timers(requested_at, list(refs) or None)
-                await session.execute(
-                    update(Handoff)
-                    .where(Handoff.id == handoff_id, Handoff.due_at.is_(None))
-                    .values(due_at=expire_at if escalated_at else due_at, expire_at=expire_at)
-                    .execution_options(synchronize_session=False)
-                )
-
-    @staticmethod
-    def open_counts() -> Select[HandoffStatus, int]:
-        """Open handoffs per status, for the gauges: counted in the index, no rows loaded."""
-        return (
-            select(Handoff.status, func.count())
-            .where(Handoff.status.in_(OPEN_HANDOFF_STATUSES))
-            .group_by(Handoff.status)
-        )
 
     async def run_timers(self, every: float = 2.0) -> None:
         while True:
@@ -520,24 +440,6 @@ class HandoffService:
             except Exception:
                 log.exception("handoff timers failed; retrying")
             await asyncio.sleep(every)
-
-    async def _escalate(self, handoff_id: int) -> None:
-        async with self.db.begin() as session:
-            result = await session.execute(
-                update(Handoff)
-                .where(
-                    Handoff.id == handoff_id,
-                    Handoff.status == HandoffStatus.REQUESTED,
-                    Handoff.escalated_at.is_(None),
-                )
-                .values(escalated_at=self._now(), due_at=Handoff.expire_at)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return
-        view = await self.view(handoff_id)
-        await self._update_desks(view)
-        await self._log(view, f"handoff #{handoff_id} still unclaimed: escalating")
 
     async def overdue(self, handoff_id: int) -> None:
         """Tell every desk with the case that it passed its first-response target (`Sla` calls this

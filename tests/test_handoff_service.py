@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import migrations
 from agents.base import AgentEvent, Attachment, HandoffRequested, Message, TextDelta, Turn, TurnEnd
 from bridges.handoff import HandoffPolicy, HandoffService, UserNotices
+from bridges.handoff_timers import HandoffTimers
 from bridges.moderator_desk import HandoffView
 from bridges.relay import Notices, Relay
 from bridges.surface import SurfaceError
@@ -437,7 +438,7 @@ async def test_lookups_and_timers_stay_indexed_with_twenty_thousand_open_handoff
     assert await service.open_handoff_at("desk", "thread", "bulk-t12345") == 12345
     assert await service.open_handoff_at("desk", "thread", "no-such-thread") is None
 
-    await assert_bounded(db, service.due_requests(clock()), rows=0)
+    await assert_bounded(db, service.timers.due_requests(clock()), rows=0)
     await service.tick()  # nothing is due: no handoff touched, no desk told
     assert desk.updates == [] and desk.logs == []
     for status in ("requested", "claimed"):
@@ -447,25 +448,25 @@ async def test_lookups_and_timers_stay_indexed_with_twenty_thousand_open_handoff
     async with db.begin() as session:  # three requests waited long enough to escalate, one to expire
         for handoff_id, waited in ((2, 4), (4, 5), (6, 6), (8, 11)):
             requested_at = clock() - timedelta(minutes=waited)
-            due_at, expire_at = service.timers(requested_at)
+            due_at, expire_at = service.timers.for_request(requested_at)
             await session.execute(
                 update(Handoff)
                 .where(Handoff.id == handoff_id)
                 .values(requested_at=requested_at, due_at=due_at, expire_at=expire_at)
             )
-    await assert_bounded(db, service.due_requests(clock()), rows=4)
+    await assert_bounded(db, service.timers.due_requests(clock()), rows=4)
     await service.tick()
     assert sorted(view.handoff_id for view in desk.updates if view.escalated) == [2, 4, 6]
     assert [view.handoff_id for view in desk.updates if view.status is HandoffStatus.EXPIRED] == [8]
     async with db() as session:
-        assert [h for h, _ in await session.execute(service.due_requests(clock()))] == []
+        assert [h for h, _ in await session.execute(service.timers.due_requests(clock()))] == []
 
 
 @pytest.mark.slow
 async def test_gauges_count_in_the_database(db: async_sessionmaker[AsyncSession]) -> None:
     """The open-handoff gauges load two numbers, not 20,000 rows; SQLite counts in the index alone."""
     await seed_open_handoffs(db, OPEN_HANDOFFS, utcnow())
-    found = await plan(db, HandoffService.open_counts())
+    found = await plan(db, HandoffTimers.open_counts())
     if isinstance(found, list):
         assert found and all("COVERING INDEX ix_handoffs_status_" in line for line in found), found
     else:

@@ -118,4 +118,4 @@ async def test_with_desks_on_their_own_hours_time_counts_while_either_is_open(
     await world.ask()
     when = "Tuesday 1 December, 09:00 (Europe/Berlin time)"
     assert world.user.visible_texts()[-1] == HoursNotices.waiting.format(when=when)
-    assert world.handoffs.deadline(berlin(31, 16, 0), timedelta(hours=7)) == berlin(31, 23, 0)
+    assert world.handoffs.timers.deadline(berlin(31, 16, 0), timedelta(hours=7)) == berlin(31, 23, 0)
