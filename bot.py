@@ -22,7 +22,8 @@ from agents import create_agent
 from bridges import registry
 from bridges.base import Bridge, BridgeStartError
 from bridges.catalogue import Catalogue
-from bridges.handoff import HandoffPolicy, HandoffService
+from bridges.handoff import HandoffService
+from bridges.handoff_policy import HandoffPolicy
 from bridges.recovery import Recovery
 from bridges.registry import build_bridge
 from bridges.relay import Relay

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -22,11 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.base import Attachment
 from bridges.budget import acquire_all
 from bridges.cases import HISTORY_SHOWN, Cases
-from bridges.catalogue import Catalogue, Phrasebook, Strings
+from bridges.catalogue import Catalogue, Phrasebook
 from bridges.copies import Origin, desk_side, remember
 from bridges.deliveries import Deliveries
-from bridges.desk_hours import DeskHours
 from bridges.handoff_files import FileNotices, listed, pass_on
+from bridges.handoff_notices import UserNotices
+from bridges.handoff_policy import HandoffPolicy
 from bridges.handoff_timers import HandoffTimers
 from bridges.moderator_desk import ClaimOutcome, HandoffView, JumpLink, ModeratorDesk
 from bridges.ratings import Ratings
@@ -47,63 +47,8 @@ from models import (
     utcnow,
 )
 from ops import metrics
-from settings import HandoffSettings, RatingSettings
 
 log = logging.getLogger(__name__)
-
-
-class UserNotices(Strings, key="handoff.user"):
-    """What the handoff says to the user."""
-
-    claimed = "{name} (a moderator) has joined the conversation."
-    resolved = "The moderator has closed this conversation. The assistant is back; ask it anything."
-    returned = "The moderator handed you back to the assistant. Ask it anything."
-    expired = "No moderator was available in time, so the assistant is back. Please ask again."
-    from_moderator = "{name} (moderator): {text}"
-    from_staff = "{name}: {text}"
-
-
-@dataclass(frozen=True)
-class HandoffPolicy:
-    expire_after: timedelta
-    escalate_after: timedelta | None
-    recent_entries: int = 10
-    plain_messages: str = "reply"
-    """What the holder's plain message in a case's thread or topic is: "reply" or "note"."""
-    anonymous_replies: bool = False
-    staff_name: str = "Staff"
-    require_close_reason: bool = False
-    auto_close: timedelta | None = None
-    auto_close_warning: timedelta = timedelta(minutes=5)
-    closing_message: str = UserNotices.resolved
-    hours: DeskHours | None = None
-    """The desks' business hours; None: always open, timers count wall-clock time."""
-    pings: Mapping[str, Mapping[str, tuple[str | int, ...]]] = field(default_factory=dict)
-    """By intake label, whom each desk pings for it ([handoff.intake] reasons' `ping`)."""
-    first_response_minutes: Mapping[str, float] = field(default_factory=dict)
-    """By priority, the first-response target ([handoff.sla])."""
-    ratings: RatingSettings = field(default_factory=RatingSettings)
-
-    @classmethod
-    def from_settings(cls, settings: HandoffSettings) -> HandoffPolicy:
-        escalate = settings.escalate_after_minutes
-        auto_close = settings.auto_close_minutes
-        return cls(
-            expire_after=timedelta(minutes=settings.expire_after_minutes),
-            escalate_after=timedelta(minutes=escalate) if escalate else None,
-            recent_entries=settings.recent_entries,
-            plain_messages=settings.plain_messages,
-            anonymous_replies=settings.anonymous_replies,
-            staff_name=settings.staff_name,
-            require_close_reason=settings.require_close_reason,
-            auto_close=timedelta(minutes=auto_close) if auto_close else None,
-            auto_close_warning=timedelta(minutes=settings.auto_close_warning_minutes),
-            closing_message=settings.closing_message,
-            hours=DeskHours.from_settings(settings.hours) if settings.hours else None,
-            pings={reason.label: reason.ping for reason in settings.intake.reasons},
-            first_response_minutes={str(p): m for p, m in settings.sla.first_response_minutes.items()},
-            ratings=settings.ratings,
-        )
 
 
 class HandoffService:

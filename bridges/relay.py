@@ -31,7 +31,8 @@ from bridges.commands import HUMAN_ASKED, Command, Commands
 from bridges.conversations import Conversations, OverQuota
 from bridges.copies import Origin, origin_of
 from bridges.edits import Edits
-from bridges.handoff import HandoffPolicy, HandoffService
+from bridges.handoff import HandoffService
+from bridges.handoff_policy import HandoffPolicy
 from bridges.human_requests import HumanRequests
 from bridges.inbox import Inbox, LeftOver, Receipt
 from bridges.intake import Intake, Press

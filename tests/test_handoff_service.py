@@ -16,7 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import migrations
 from agents.base import AgentEvent, Attachment, HandoffRequested, Message, TextDelta, Turn, TurnEnd
-from bridges.handoff import HandoffPolicy, HandoffService, UserNotices
+from bridges.handoff import HandoffService
+from bridges.handoff_notices import UserNotices
+from bridges.handoff_policy import HandoffPolicy
 from bridges.handoff_timers import HandoffTimers
 from bridges.moderator_desk import HandoffView
 from bridges.relay import Notices, Relay

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import HandoffRequested, Message, TurnEnd
 from bridges.desk_hours import DeskHours, HoursNotices
-from bridges.handoff import HandoffPolicy, HandoffService
+from bridges.handoff import HandoffService
+from bridges.handoff_policy import HandoffPolicy
 from bridges.hours import BusinessHours, parse_range
 from bridges.relay import Notices, Relay
 from fakes.telegram.harness import ScriptedAgent

@@ -19,7 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Button
 from bridges.cases import DeskWords
-from bridges.handoff import HandoffPolicy, HandoffService, UserNotices
+from bridges.handoff import HandoffService
+from bridges.handoff_notices import UserNotices
+from bridges.handoff_policy import HandoffPolicy
 from bridges.ratings import (
     MAX_REPORT_DAYS,
     RATING_KEY,

@@ -21,7 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridges.cases import CaseNotices, DeskWords
-from bridges.handoff import HandoffPolicy, UserNotices
+from bridges.handoff_notices import UserNotices
+from bridges.handoff_policy import HandoffPolicy
 from bridges.moderator_desk import HandoffView
 from bridges.relay import Notices
 from bridges.telegram.config import TelegramDeskConfig
