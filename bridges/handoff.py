@@ -3,7 +3,10 @@
 The database is the only source of truth: every transition is one conditional UPDATE, so two moderators
 (or two processes) pressing Claim at once cannot both win, and timers are recomputed from timestamps,
 so a restart at any state loses nothing. Platform views (a Discord channel, a Telegram forum) implement
-`ModeratorDesk`; bridges give a `SurfaceFactory` to reach a user outside of a reply.
+`ModeratorDesk` (bridges/moderator_desk.py); bridges give a `SurfaceFactory` to reach a user outside of a
+reply. The service's helpers are each a module: what reaches the user (bridges/deliveries.py), a
+request's timers (bridges/handoff_timers.py), the desks' tools (cases.py), first-response targets
+(sla.py), ratings (ratings.py).
 """
 
 from __future__ import annotations
