@@ -22,10 +22,12 @@ from agents import create_agent
 from bridges import registry
 from bridges.base import Bridge, BridgeStartError
 from bridges.catalogue import Catalogue
-from bridges.handoff import HandoffPolicy, HandoffService
+from bridges.handoff import HandoffService
+from bridges.handoff_policy import HandoffPolicy
 from bridges.recovery import Recovery
 from bridges.registry import build_bridge
-from bridges.relay import Relay, RelayPolicy
+from bridges.relay import Relay
+from bridges.relay_policy import RelayPolicy
 from models import create_engine, safe_url, session_factory
 from models.sqlite_lock import NoProcess, SQLiteInUse, running_process, sqlite_single_process
 from ops.health import OpsServer

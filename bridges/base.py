@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:  # kept light: every platform's config module imports this one
-    from bridges.handoff import ModeratorDesk
+    from bridges.moderator_desk import ModeratorDesk
     from bridges.surface import Surface
     from models import Conversation
 

@@ -3,34 +3,38 @@
 The database is the only source of truth: every transition is one conditional UPDATE, so two moderators
 (or two processes) pressing Claim at once cannot both win, and timers are recomputed from timestamps,
 so a restart at any state loses nothing. Platform views (a Discord channel, a Telegram forum) implement
-`ModeratorDesk`; bridges give a `SurfaceFactory` to reach a user outside of a reply.
+`ModeratorDesk` (bridges/moderator_desk.py); bridges give a `SurfaceFactory` to reach a user outside of a
+reply. The service's helpers are each a module: what reaches the user (bridges/deliveries.py), a
+request's timers (bridges/handoff_timers.py), the desks' tools (cases.py), first-response targets
+(sla.py), ratings (ratings.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import Select, and_, delete, func, or_, select, true, update
+from sqlalchemy import Select, func, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Attachment
 from bridges.budget import acquire_all
-from bridges.cases import HISTORY_SHOWN, Cases, PastCase
-from bridges.catalogue import Catalogue, Phrasebook, Strings
+from bridges.cases import HISTORY_SHOWN, Cases
+from bridges.catalogue import Catalogue, Phrasebook
 from bridges.copies import Origin, desk_side, remember
-from bridges.desk_hours import ENGLISH_HOURS, Closed, DeskHours, HoursNotices, schedule_of
+from bridges.deliveries import Deliveries
 from bridges.handoff_files import FileNotices, listed, pass_on
+from bridges.handoff_notices import UserNotices
+from bridges.handoff_policy import HandoffPolicy
+from bridges.handoff_timers import HandoffTimers
+from bridges.moderator_desk import ClaimOutcome, HandoffView, JumpLink, ModeratorDesk
 from bridges.ratings import Ratings
 from bridges.sla import Sla, SlaNotices
-from bridges.split import split_text
-from bridges.surface import Surface, SurfaceError, SurfaceFactory
+from bridges.surface import Surface, SurfaceFactory
 from models import (
     OPEN_HANDOFF_STATUSES,
     Conversation,
@@ -39,7 +43,6 @@ from models import (
     Handoff,
     HandoffPlace,
     HandoffStatus,
-    PendingDelivery,
     Role,
     TranscriptEntry,
     User,
@@ -47,186 +50,8 @@ from models import (
     utcnow,
 )
 from ops import metrics
-from settings import HandoffSettings, RatingSettings
 
 log = logging.getLogger(__name__)
-
-DELIVERY_TAKEOVER = timedelta(minutes=1)
-"""An undelivered item taken this long ago was taken by a process that died; another takes it over."""
-DELIVERY_GIVE_UP = timedelta(days=1)
-"""Items no process could deliver for this long (no process serves the platform, or the platform kept
-failing) are given up, and the moderators told."""
-MAX_REFUSALS = 3
-"""A queued item the platform refused this many times for good (a 403, a 400) is given up and reported;
-a transient failure (network, 5xx, flood control) does not count and is simply retried."""
-EXCERPT = 80
-"""Characters of an undelivered message quoted back to the moderators."""
-
-
-class UserNotices(Strings, key="handoff.user"):
-    """What the handoff says to the user."""
-
-    claimed = "{name} (a moderator) has joined the conversation."
-    resolved = "The moderator has closed this conversation. The assistant is back; ask it anything."
-    returned = "The moderator handed you back to the assistant. Ask it anything."
-    expired = "No moderator was available in time, so the assistant is back. Please ask again."
-    from_moderator = "{name} (moderator): {text}"
-    from_staff = "{name}: {text}"
-
-
-class ModeratorNotices(Strings, key="handoff.desk"):
-    """What the handoff tells moderators in its thread or topic when the user could not be reached."""
-
-    undelivered = "⚠️ {user} did not get {what}. {why} It is kept in the transcript."
-    whole = "“{excerpt}”"
-    rest = "the rest of a message, from “{excerpt}”"
-    refused = "{platform} refused it: {detail}."
-    refused_again = "{platform} refused it {times} times: {detail}."
-    unreachable = "{platform} could not be reached for a day."
-
-
-@dataclass(frozen=True)
-class HandoffView:
-    """Everything a moderator notification shows; desks render it their own way."""
-
-    handoff_id: int
-    status: HandoffStatus
-    platform: str
-    user_name: str
-    user_id: str
-    reason: str
-    recent: tuple[tuple[str, str], ...]
-    """The last transcript entries as (role, text), oldest first."""
-    jump_url: str | None
-    claimed_by_name: str | None
-    closed_by: str | None
-    escalated: bool
-    earlier_cases: int = 0
-    """How many cases the user had before this one."""
-    history: tuple[PastCase, ...] = ()
-    """The newest of those, newest first."""
-    requested_by: str = "user"
-    """Who opened it: "user", "agent", or a moderator ("takeover", "contact": bridges/takeover.py)."""
-    intake_label: str | None = None
-    """The reason the user chose from the intake menu, if it was shown."""
-    priority: str | None = None
-    """That reason's priority."""
-    pings: Mapping[str, tuple[str | int, ...]] = field(default_factory=dict)
-    """Whom each desk (by name) pings for this case instead of its own ping: the reason's `ping`."""
-    overdue: bool = False
-    """It passed its first-response target ([handoff.sla]) before a moderator's first reply."""
-
-
-@dataclass(frozen=True)
-class ClaimOutcome:
-    won: bool
-    claimer_name: str | None
-    """Who holds the claim now (the caller if it won); None if the handoff is no longer open."""
-
-
-class ModeratorDesk(Protocol):
-    """One moderator destination: a Discord channel with a thread per handoff, or a Telegram forum topic."""
-
-    name: str
-    place_keys: tuple[str, ...]
-    """The refs entries (a thread id, a topic) that `open_handoff_at` finds a handoff by; each value is
-    unique to one handoff on this desk."""
-    upload_limit: int
-    """The largest file, in bytes, the desk can post."""
-
-    async def open(self, view: HandoffView) -> dict[str, Any]:
-        """Post the notification; return what is needed to find it again (stored in the database)."""
-        ...
-
-    async def update(self, refs: Mapping[str, Any], view: HandoffView) -> None:
-        """Show the new state (claimer, closed) on the notification."""
-        ...
-
-    async def post(self, refs: Mapping[str, Any], author: str, text: str) -> str | None:
-        """Relay a user's message into the handoff's thread or topic; return the id of its copy when it
-        fit in one message (what `edit` can change), else None."""
-        ...
-
-    async def edit(self, refs: Mapping[str, Any], message_id: str, author: str, text: str) -> None:
-        """Change a copy `post` made to show `text` (the user edited or deleted their message)."""
-        ...
-
-    async def post_file(self, refs: Mapping[str, Any], author: str, file: Attachment) -> None:
-        """Post a user's file (`data` loaded) in the handoff's thread or topic; `SurfaceError` if refused."""
-        ...
-
-    async def note(self, refs: Mapping[str, Any], text: str) -> None:
-        """Tell the moderators something in the handoff's thread or topic (plain text, shown as is)."""
-        ...
-
-    async def log(self, view: HandoffView, summary: str, transcript: str | None) -> None:
-        """Post a transition to the log destination, with the transcript as a file when given."""
-        ...
-
-    async def overdue(self, refs: Mapping[str, Any], view: HandoffView) -> None:
-        """The case passed its first-response target: mark the notification, and ping (once; the
-        service calls this once per case)."""
-        ...
-
-    async def audit(self, summary: str) -> None:
-        """Post a moderator action that is not about one handoff (a block) to the log destination."""
-        ...
-
-
-JumpLink = Callable[[Conversation], str | None]
-
-
-@dataclass(frozen=True)
-class Shortfall:
-    """A message that did not arrive whole: what was not shown, and the platform's refusal."""
-
-    rest: str
-    error: SurfaceError
-    started: bool
-    """Whether its first parts were shown."""
-
-
-@dataclass(frozen=True)
-class HandoffPolicy:
-    expire_after: timedelta
-    escalate_after: timedelta | None
-    recent_entries: int = 10
-    plain_messages: str = "reply"
-    """What the holder's plain message in a case's thread or topic is: "reply" or "note"."""
-    anonymous_replies: bool = False
-    staff_name: str = "Staff"
-    require_close_reason: bool = False
-    auto_close: timedelta | None = None
-    auto_close_warning: timedelta = timedelta(minutes=5)
-    closing_message: str = UserNotices.resolved
-    hours: DeskHours | None = None
-    """The desks' business hours; None: always open, timers count wall-clock time."""
-    pings: Mapping[str, Mapping[str, tuple[str | int, ...]]] = field(default_factory=dict)
-    """By intake label, whom each desk pings for it ([handoff.intake] reasons' `ping`)."""
-    first_response_minutes: Mapping[str, float] = field(default_factory=dict)
-    """By priority, the first-response target ([handoff.sla])."""
-    ratings: RatingSettings = field(default_factory=RatingSettings)
-
-    @classmethod
-    def from_settings(cls, settings: HandoffSettings) -> HandoffPolicy:
-        escalate = settings.escalate_after_minutes
-        auto_close = settings.auto_close_minutes
-        return cls(
-            expire_after=timedelta(minutes=settings.expire_after_minutes),
-            escalate_after=timedelta(minutes=escalate) if escalate else None,
-            recent_entries=settings.recent_entries,
-            plain_messages=settings.plain_messages,
-            anonymous_replies=settings.anonymous_replies,
-            staff_name=settings.staff_name,
-            require_close_reason=settings.require_close_reason,
-            auto_close=timedelta(minutes=auto_close) if auto_close else None,
-            auto_close_warning=timedelta(minutes=settings.auto_close_warning_minutes),
-            closing_message=settings.closing_message,
-            hours=DeskHours.from_settings(settings.hours) if settings.hours else None,
-            pings={reason.label: reason.ping for reason in settings.intake.reasons},
-            first_response_minutes={str(p): m for p, m in settings.sla.first_response_minutes.items()},
-            ratings=settings.ratings,
-        )
 
 
 class HandoffService:
@@ -251,7 +76,10 @@ class HandoffService:
         """Called with (conversation id, the user's surface) when the bot takes over again; the Relay
         sets it, since only it knows the agents."""
         self._now = now
-        self._run_id = uuid.uuid4().hex[:16]
+        self.timers = HandoffTimers(self)
+        """The requests' deadlines (escalation, expiry) in business hours, and acting on them."""
+        self.deliveries = Deliveries(self)
+        """Words for the user, now or queued for the process that serves their platform."""
         self.cases = Cases(self)
         """Notes, snippets, transfer, scheduled closes, history: the desks' everyday tools."""
         self.also_on_tick: list[Callable[[], Awaitable[None]]] = []
@@ -263,11 +91,6 @@ class HandoffService:
 
     def now(self) -> datetime:
         return self._now()
-
-    @property
-    def _to_desk(self) -> ModeratorNotices:
-        """What the desks are told about deliveries, in their language."""
-        return self.catalogue.desk(ModeratorNotices)
 
     # -- transitions ---------------------------------------------------------------------------------
 
@@ -404,7 +227,7 @@ class HandoffService:
         if notify_user:
             await self._tell_user(handoff_id, notice)
             if await self.ratings.ask(handoff_id):
-                await self._reach_user(handoff_id, DeliveryKind.RATING)
+                await self.deliveries.reach(handoff_id, DeliveryKind.RATING)
             await self._resume_agent(handoff_id)
         claimer = view.claimed_by_name or "nobody"
         why = f": {handoff.close_reason}" if handoff.close_reason else ""
@@ -468,7 +291,7 @@ class HandoffService:
         anonymous = self.policy.anonymous_replies if anonymous is None else anonymous
         if text.strip() or not files:
             if anonymous:
-                await self._reach_user(
+                await self.deliveries.reach(
                     handoff_id,
                     DeliveryKind.NOTICE,
                     (await self.user_words(handoff_id))(UserNotices).from_staff.format(
@@ -492,7 +315,7 @@ class HandoffService:
         surface = self.surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
 
         async def note(text: str) -> None:
-            await self._note_desks(handoff_id, text)
+            await self.tell_desks(handoff_id, text)
 
         if surface is None:
             await note(self.catalogue.desk(FileNotices).elsewhere.format(count=len(files)))
@@ -547,99 +370,16 @@ class HandoffService:
     # -- timers --------------------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Deliver what other processes queued for this one; escalate and expire unclaimed requests whose
-        time has come. Safe to run in several processes."""
-        await self.deliver_pending()
-        await self._set_timers()
+        """Deliver what other processes queued for this one; run every timer whose time has come: the
+        requests' (escalate, expire), the cases', the first-response targets', and `also_on_tick`. Safe
+        to run in several processes."""
+        await self.deliveries.deliver_pending()
         now = self._now()
-        async with self.db() as session:
-            due = list(await session.execute(self.due_requests(now)))
-            counts = {status: n for status, n in await session.execute(self.open_counts())}
-        for status in OPEN_HANDOFF_STATUSES:
-            metrics.OPEN_HANDOFFS.labels(status.value).set(counts.get(status, 0))
-        for handoff_id, expire_at in due:
-            if expire_at is not None and expire_at <= now:
-                still_due = and_(Handoff.status == HandoffStatus.REQUESTED, Handoff.expire_at <= now)
-                await self.close(handoff_id, HandoffStatus.EXPIRED, "timer", "timeout", only_if=still_due)
-            else:
-                await self._escalate(handoff_id)
+        await self.timers.tick(now)
         await self.cases.tick(now)
         await self.sla.tick(now)
         for timer in self.also_on_tick:
             await timer()
-
-    def due_requests(self, now: datetime) -> Select[int, datetime | None]:
-        """Unclaimed requests whose escalation or expiry has come: one range on (status, due_at), so a
-        tick reads only those, however many handoffs are open or waiting outside business hours."""
-        return (
-            select(Handoff.id, Handoff.expire_at)
-            .where(Handoff.status == HandoffStatus.REQUESTED, Handoff.due_at <= now)
-            .order_by(Handoff.due_at)
-        )
-
-    def desk_names(self) -> list[str]:
-        """The desks a request goes to: every desk this process serves."""
-        return [desk.name for desk in self.desks]
-
-    def closed(
-        self, at: datetime, desks: Iterable[str] | None = None, *, words: HoursNotices = ENGLISH_HOURS
-    ) -> Closed | None:
-        """Whether every desk of `desks` (by default every desk) is outside business hours at `at`, and
-        what follows (said with `words`, the user's language); None while one is open, or when no hours
-        are configured."""
-        hours = self.policy.hours
-        if hours is None:
-            return None
-        return hours.closed(self.desk_names() if desks is None else desks, at, words)
-
-    def deadline(self, start: datetime, duration: timedelta, desks: Iterable[str] | None = None) -> datetime:
-        """`duration` after `start`, counting only the business hours of `desks` (by default every desk;
-        open while any is), or wall-clock time when no hours are configured. For every timer of a case:
-        escalation, expiry, a first-response target."""
-        names = self.desk_names() if desks is None else desks
-        return schedule_of(self.policy.hours, names).add_business_time(start, duration)
-
-    def timers(self, requested_at: datetime, desks: Iterable[str] | None = None) -> tuple[datetime, datetime]:
-        """(due_at, expire_at) of a request made at `requested_at`: due first at its escalation when that
-        comes before its expiry."""
-        desks = self.desk_names() if desks is None else list(desks)
-        expire_at = self.deadline(requested_at, self.policy.expire_after, desks)
-        escalate = self.policy.escalate_after
-        if escalate is None or escalate >= self.policy.expire_after:
-            return expire_at, expire_at
-        return self.deadline(requested_at, escalate, desks), expire_at
-
-    async def _set_timers(self) -> None:
-        """Give each waiting request that has no deadlines its deadlines, counted from its request time
-        for the desks it went to: one from before they were stored, or one let go again (/unclaim)."""
-        async with self.db() as session:
-            unset = list(
-                await session.execute(
-                    select(Handoff.id, Handoff.requested_at, Handoff.escalated_at, Handoff.notification_refs)
-                    .where(Handoff.status == HandoffStatus.REQUESTED, Handoff.due_at.is_(None))
-                    .order_by(Handoff.id)
-                )
-            )
-        if not unset:
-            return
-        async with self.db.begin() as session:
-            for handoff_id, requested_at, escalated_at, refs in unset:
-                due_at, expire_at = self.timers(requested_at, list(refs) or None)
-                await session.execute(
-                    update(Handoff)
-                    .where(Handoff.id == handoff_id, Handoff.due_at.is_(None))
-                    .values(due_at=expire_at if escalated_at else due_at, expire_at=expire_at)
-                    .execution_options(synchronize_session=False)
-                )
-
-    @staticmethod
-    def open_counts() -> Select[HandoffStatus, int]:
-        """Open handoffs per status, for the gauges: counted in the index, no rows loaded."""
-        return (
-            select(Handoff.status, func.count())
-            .where(Handoff.status.in_(OPEN_HANDOFF_STATUSES))
-            .group_by(Handoff.status)
-        )
 
     async def run_timers(self, every: float = 2.0) -> None:
         while True:
@@ -648,24 +388,6 @@ class HandoffService:
             except Exception:
                 log.exception("handoff timers failed; retrying")
             await asyncio.sleep(every)
-
-    async def _escalate(self, handoff_id: int) -> None:
-        async with self.db.begin() as session:
-            result = await session.execute(
-                update(Handoff)
-                .where(
-                    Handoff.id == handoff_id,
-                    Handoff.status == HandoffStatus.REQUESTED,
-                    Handoff.escalated_at.is_(None),
-                )
-                .values(escalated_at=self._now(), due_at=Handoff.expire_at)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                return
-        view = await self.view(handoff_id)
-        await self._update_desks(view)
-        await self._log(view, f"handoff #{handoff_id} still unclaimed: escalating")
 
     async def overdue(self, handoff_id: int) -> None:
         """Tell every desk with the case that it passed its first-response target (`Sla` calls this
@@ -817,7 +539,7 @@ class HandoffService:
 
     async def _resume_agent(self, handoff_id: int) -> None:
         """The bot is back: let the agent say so, where its provider supports that (`on_return`)."""
-        await self._reach_user(handoff_id, DeliveryKind.RESUME)
+        await self.deliveries.reach(handoff_id, DeliveryKind.RESUME)
 
     async def _tell_user(
         self, handoff_id: int, text: str, *, author: str | None = None, origin: Origin | None = None
@@ -825,167 +547,7 @@ class HandoffService:
         if author:
             said = (await self.user_words(handoff_id))(UserNotices).from_moderator
             text = said.format(name=author, text=text)
-        await self._reach_user(handoff_id, DeliveryKind.NOTICE, text, origin=origin)
-
-    async def _reach_user(
-        self, handoff_id: int, kind: DeliveryKind, text: str = "", *, origin: Origin | None = None
-    ) -> None:
-        """Deliver now if this process serves the user's platform and nothing for them is queued ahead;
-        otherwise queue it (`pending_deliveries`) for a process that does, so order is kept. What the
-        platform refuses for good is reported to the moderators; what fails for now is queued. A
-        moderator's message (`origin`) shown whole in one message is remembered, so its edits follow."""
-        async with self.db() as session:
-            handoff = await session.get_one(Handoff, handoff_id)
-            conversation = await session.get_one(Conversation, handoff.conversation_id)
-            queued_ahead = await session.scalar(
-                select(PendingDelivery.id).where(PendingDelivery.conversation_id == conversation.id).limit(1)
-            )
-        surface = self.surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
-        if surface is not None and queued_ahead is None:
-            sent: list[str] = []
-            shortfall = await self._deliver(conversation.id, surface, kind, text, sent)
-            if shortfall is None:
-                if origin is not None and len(sent) == 1:
-                    await remember(self.db, handoff_id, origin, [(conversation.platform, sent[0])])
-                return
-            if shortfall.error.permanent:
-                why = self._to_desk.refused.format(platform=conversation.platform, detail=shortfall.error)
-                await self._report_undelivered(handoff_id, shortfall.rest, why, started=shortfall.started)
-                return
-            log.warning(
-                "conversation %s: delivery failed (%s); queued for a retry", conversation.id, shortfall.error
-            )
-            text = shortfall.rest
-        async with self.db.begin() as session:
-            session.add(
-                PendingDelivery(
-                    conversation_id=conversation.id, platform=conversation.platform, kind=kind, text=text
-                )
-            )
-
-    async def _deliver(
-        self,
-        conversation_id: int,
-        surface: Surface,
-        kind: DeliveryKind,
-        text: str,
-        sent: list[str] | None = None,
-    ) -> Shortfall | None:
-        """Show it to the user; None once all of it arrived. The ids of the messages posted go to `sent`."""
-        if kind == DeliveryKind.NOTICE:
-            return await post_in_parts(surface, text, sent)
-        if kind == DeliveryKind.RATING:
-            error = await self.ratings.post(conversation_id, surface)
-            return None if error is None else Shortfall(text, error, started=False)
-        if self.on_return is not None:
-            try:
-                await self.on_return(conversation_id, surface)
-            except Exception:
-                log.exception("conversation %s: telling the agent it is back failed", conversation_id)
-        return None
-
-    async def deliver_pending(self) -> int:
-        """Deliver what was queued for users this process can reach, in order per conversation. Each item
-        is taken with a conditional UPDATE, so two processes never deliver it twice; an item taken by a
-        process that died is taken over after `DELIVERY_TAKEOVER`. An item is deleted only once shown;
-        one that failed keeps what is left of it and holds back its conversation's later items, until
-        it arrives or is given up (`MAX_REFUSALS`, `DELIVERY_GIVE_UP`). Returns how many were delivered."""
-        now = self._now()
-        async with self.db() as session:
-            queued = list(
-                await session.execute(
-                    select(PendingDelivery, Conversation)
-                    .join(Conversation, Conversation.id == PendingDelivery.conversation_id)
-                    .order_by(PendingDelivery.id)
-                )
-            )
-        held: set[int] = set()  # conversations with an earlier item not delivered by us in this pass
-        delivered = 0
-        for item, conversation in queued:
-            if conversation.id in held:
-                continue
-            surface = self.surface_for(conversation.platform, conversation.chat_id, conversation.thread_id)
-            stale = item.created_at < now - DELIVERY_GIVE_UP
-            if (surface is None and not stale) or not await self._take(item.id, now):
-                held.add(conversation.id)
-                continue
-            if surface is None or stale:
-                why = self._to_desk.unreachable.format(platform=conversation.platform)
-                await self._give_up(item, item.text, why, started=False)
-                continue
-            shortfall = await self._deliver(conversation.id, surface, item.kind, item.text)
-            if shortfall is None:
-                async with self.db.begin() as session:
-                    await session.execute(delete(PendingDelivery).where(PendingDelivery.id == item.id))
-                delivered += 1
-                continue
-            refusals = item.refusals + (1 if shortfall.error.permanent else 0)
-            if refusals >= MAX_REFUSALS:
-                why = self._to_desk.refused_again.format(
-                    platform=conversation.platform, times=refusals, detail=shortfall.error
-                )
-                await self._give_up(item, shortfall.rest, why, started=shortfall.started)
-                continue
-            log.warning("queued delivery %s failed (%s); will retry", item.id, shortfall.error)
-            held.add(conversation.id)
-            async with self.db.begin() as session:
-                await session.execute(
-                    update(PendingDelivery)
-                    .where(PendingDelivery.id == item.id)
-                    .values(text=shortfall.rest, refusals=refusals, taken_by=None, taken_at=None)
-                    .execution_options(synchronize_session=False)
-                )
-        return delivered
-
-    async def _give_up(self, item: PendingDelivery, rest: str, why: str, *, started: bool) -> None:
-        """Drop a queued item that cannot be delivered, and tell the moderators what of it (`rest`) the
-        user did not get."""
-        async with self.db.begin() as session:
-            await session.execute(delete(PendingDelivery).where(PendingDelivery.id == item.id))
-            handoff_id = await session.scalar(
-                select(Handoff.id)
-                .where(Handoff.conversation_id == item.conversation_id)
-                .order_by(Handoff.id.desc())
-                .limit(1)
-            )
-        log.warning("queued delivery %s given up: %s", item.id, why)
-        if handoff_id is not None and item.kind == DeliveryKind.NOTICE:
-            await self._report_undelivered(handoff_id, rest, why, started=started)
-
-    async def _note_desks(self, handoff_id: int, text: str) -> None:
-        async with self.db() as session:
-            refs = (await session.get_one(Handoff, handoff_id)).notification_refs
-        for desk in self.desks:
-            if desk.name in refs:
-                try:
-                    await desk.note(refs[desk.name], text)
-                except Exception:
-                    log.exception("handoff %s: could not tell desk %s", handoff_id, desk.name)
-
-    async def _report_undelivered(self, handoff_id: int, text: str, why: str, *, started: bool) -> None:
-        """Tell the moderators, in the handoff's thread or topic on every desk, what the user did not get."""
-        view = await self.view(handoff_id)
-        excerpt = text if len(text) <= EXCERPT else text[:EXCERPT].rstrip() + "…"
-        what = (self._to_desk.rest if started else self._to_desk.whole).format(excerpt=excerpt)
-        line = self._to_desk.undelivered.format(user=view.user_name, what=what, why=why)
-        log.warning("handoff %s: a message did not reach the user: %s", handoff_id, why)
-        await self.tell_desks(handoff_id, line)
-
-    async def _take(self, item_id: int, now: datetime) -> bool:
-        async with self.db.begin() as session:
-            result = await session.execute(
-                update(PendingDelivery)
-                .where(
-                    PendingDelivery.id == item_id,
-                    or_(
-                        PendingDelivery.taken_by.is_(None),
-                        PendingDelivery.taken_at < now - DELIVERY_TAKEOVER,
-                    ),
-                )
-                .values(taken_by=self._run_id, taken_at=now)
-                .execution_options(synchronize_session=False)
-            )
-        return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+        await self.deliveries.reach(handoff_id, DeliveryKind.NOTICE, text, origin=origin)
 
     async def audit(self, summary: str) -> None:
         """Record a moderator action (a block, an unblock) in the log and on every desk's log."""
@@ -1011,21 +573,3 @@ async def open_handoff_of(session: AsyncSession, conversation_id: int) -> Handof
             Handoff.conversation_id == conversation_id, Handoff.status.in_(OPEN_HANDOFF_STATUSES)
         )
     )
-
-
-async def post_in_parts(surface: Surface, text: str, sent: list[str] | None = None) -> Shortfall | None:
-    """Post `text` cut to the surface's limit the way replies are cut, part after part, each paid from
-    the surface's budgets, the ids of the parts going to `sent`. At the first refusal, stop and return
-    what is left: never silently lost."""
-    shown = 0
-    for part in split_text(text, surface.max_length, surface.measure):
-        if part.strip():  # whitespace alone between two cuts: platforms refuse an empty message
-            await acquire_all(surface.budgets)
-            try:
-                message_id = await surface.send(part)
-            except SurfaceError as exc:
-                return Shortfall(text[shown:], exc, started=shown > 0)
-            if sent is not None:
-                sent.append(message_id)
-        shown += len(part)
-    return None

@@ -84,7 +84,7 @@ class HumanRequests:
         the intake menu is shown, so nobody picks a reason only to hear no."""
         if not self.moderators:
             return words(Notices).no_moderators
-        closed = self.handoffs.closed(self._now(), words=words(HoursNotices))
+        closed = self.handoffs.timers.closed(self._now(), words=words(HoursNotices))
         if closed is not None and not closed.waits:  # no desk is open, and requests do not wait
             return closed.notice
         async with self.db() as session:
@@ -121,12 +121,16 @@ class HumanRequests:
             await session.execute(select(User.id).where(User.id == conversation.user_id).with_for_update())
             if (refused := await self._refused(session, conversation, words(Notices))) is not None:
                 return refused
-            desks = list(choice.desks) if choice is not None and choice.desks else self.handoffs.desk_names()
-            closed = self.handoffs.closed(now, desks, words=words(HoursNotices))
+            desks = (
+                list(choice.desks)
+                if choice is not None and choice.desks
+                else self.handoffs.timers.desk_names()
+            )
+            closed = self.handoffs.timers.closed(now, desks, words=words(HoursNotices))
             if closed is not None and not closed.waits:
                 log.info("conversation %s: handoff not opened, outside business hours", conversation_id)
                 return closed.notice
-            due_at, expire_at = self.handoffs.timers(now, desks)
+            due_at, expire_at = self.handoffs.timers.for_request(now, desks)
             handoff = Handoff(
                 conversation_id=conversation_id,
                 status=HandoffStatus.REQUESTED,

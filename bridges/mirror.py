@@ -15,7 +15,8 @@ from sqlalchemy import select
 
 from bridges.budget import acquire_all
 from bridges.copies import Origin, desk_side
-from bridges.handoff import HandoffService, UserNotices
+from bridges.handoff import HandoffService
+from bridges.handoff_notices import UserNotices
 from bridges.surface import SurfaceError
 from models import OPEN_HANDOFF_STATUSES, Conversation, Handoff, MessageCopy, Role, TranscriptEntry
 

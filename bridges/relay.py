@@ -2,130 +2,54 @@
 the transcript records.
 
 Turns run one at a time per conversation, in arrival order. The user's message is committed before the
-agent is called, so nothing typed is lost whatever the provider or platform does next.
+agent is called, so nothing typed is lost whatever the provider or platform does next. The turn with
+the agent is bridges/agent_turns.py; the commands /reset and /human are bridges/commands.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Literal, cast
+from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.base import Agent, HistoryEntry, Resumable, Turn
+from agents.base import Agent, Resumable
 from bridges.admission import Admission, Refusal
+from bridges.agent_turns import HISTORY_LENGTH, AgentTurns
 from bridges.attachments import Media, lost_files_notice
 from bridges.bindings import Bindings
 from bridges.blocks import BlockService
 from bridges.bursts import Bursts, Follower
 from bridges.catalogue import Catalogue, Phrasebook
-from bridges.conversations import (
-    Begun,
-    Conversations,
-    ExpiredRequest,
-    OverQuota,
-    TurnPolicy,
-    request_expired,
-)
+from bridges.commands import HUMAN_ASKED, Command, Commands
+from bridges.conversations import Conversations, OverQuota
 from bridges.copies import Origin, origin_of
 from bridges.edits import Edits
-from bridges.handoff import HandoffPolicy, HandoffService
+from bridges.handoff import HandoffService
+from bridges.handoff_policy import HandoffPolicy
 from bridges.human_requests import HumanRequests
 from bridges.inbox import Inbox, LeftOver, Receipt
-from bridges.intake import Intake, Press, Say
+from bridges.intake import Intake, Press
 from bridges.live_replies import TakeoverStops
 from bridges.notices import Notices
 from bridges.outage import DatabaseUnavailable, survives_db_outage
-from bridges.quotas import Keys, Quotas
+from bridges.quotas import Quotas
 from bridges.regenerate import Acknowledge, Regenerations
-from bridges.render import MAX_REPLY_CHARS, RenderResult
+from bridges.relay_policy import RelayPolicy
+from bridges.render import RenderResult
 from bridges.replies import ReplyWriter, WriterPolicy, key_of
 from bridges.surface import Inbound, Surface, send_notice
-from bridges.triggers import TriggerPolicy
 from bridges.turns import Place, TurnOrder
-from models import (
-    Conversation,
-    ConversationStatus,
-    HandoffStatus,
-    Role,
-    User,
-    utcnow,
-)
+from models import Conversation, ConversationStatus, User, utcnow
 from models.queries import open_handoff_id_of
-from settings import IntakeSettings, QuotaSettings, Settings
 
 log = logging.getLogger(__name__)
-
-HISTORY_LENGTH = 20
-
-Command = Literal["reset", "human"]
-"""Commands that wait their turn in the conversation like messages do."""
-
-
-@dataclass(frozen=True)
-class RelayPolicy:
-    default_agent: str
-    idle_timeout: timedelta
-    handoff_expiry: timedelta
-    bindings: Mapping[tuple[str, str], str]
-    """Bindings from configuration; bindings stored in the database take precedence."""
-    user_messages_per_minute: float = 12.0
-    user_burst: int = 5
-    """A user may send this many messages at once, then `user_messages_per_minute`."""
-    max_input_chars: int = 4000
-    """Longer messages are kept whole in the transcript but shortened for the agent."""
-    handoffs_per_hour: int = 3
-    """Requests for a human one user may open in an hour, so /reset and /human in a loop cannot flood
-    the moderators with topics and pings."""
-    max_reply_chars: int = MAX_REPLY_CHARS
-    """An agent's reply is cut before this many characters and its stream closed."""
-    instance: str = "main"
-    """This process's name: after a crash it finishes only the replies it had started itself."""
-    db_outage_grace: float = 30.0
-    """Seconds to keep retrying while the database is unreachable or locked, before telling the user."""
-    moderators: bool = True
-    """Whether any moderator desk is set up. Without one a request for a human is declined, honestly,
-    and the conversation stays with the agent."""
-    intake: IntakeSettings = field(default_factory=IntakeSettings)
-    """The reasons a user picks from before a request for a human opens; none opens it at once."""
-    triggers: TriggerPolicy = field(default_factory=TriggerPolicy)
-    """When bridges answer messages not addressed to the bot (`[[triggers]]`)."""
-    quotas: QuotaSettings = field(default_factory=QuotaSettings)
-    burst_window: float = 0.0
-    """Seconds within which one user's messages in one place join one turn (bridges/bursts.py); 0: off."""
-    stop_button: bool = True
-    regenerate_button: bool = True
-    """Reply controls (bridges/replies.py `WriterPolicy`)."""
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> RelayPolicy:
-        limits = settings.limits
-        return cls(
-            default_agent=settings.routing.default_agent,
-            idle_timeout=timedelta(minutes=settings.routing.idle_timeout_minutes),
-            handoff_expiry=timedelta(minutes=settings.handoff.expire_after_minutes),
-            bindings={(b.scope, b.id): b.agent for b in settings.routing.bindings},
-            user_messages_per_minute=limits.user_messages_per_minute,
-            user_burst=limits.user_burst,
-            max_input_chars=limits.max_input_chars,
-            handoffs_per_hour=limits.handoffs_per_hour,
-            max_reply_chars=limits.max_reply_chars,
-            instance=settings.ops.instance,
-            moderators=any(config.has_desk for config in settings.platforms().values()),
-            intake=settings.handoff.intake,
-            triggers=TriggerPolicy(settings.triggers),
-            quotas=settings.quotas,
-            burst_window=limits.burst_window_seconds,
-            stop_button=settings.controls.stop_button,
-            regenerate_button=settings.controls.regenerate_button,
-        )
 
 
 class Relay:
@@ -147,7 +71,6 @@ class Relay:
         self.agents = agents
         self.policy = policy
         self.media = media or Media()
-        self._now = now
         self.handoffs = handoffs or HandoffService(
             db,
             HandoffPolicy(expire_after=policy.handoff_expiry, escalate_after=None),
@@ -186,15 +109,6 @@ class Relay:
             WriterPolicy(policy.max_reply_chars, policy.stop_button, policy.regenerate_button),
             self.takeovers,
         )
-        self.regenerations = Regenerations(
-            self.conversations,
-            self.writer,
-            line_up=self.line_up,
-            agent_for=self._agent_for,
-            history_length=HISTORY_LENGTH,
-            max_input_chars=policy.max_input_chars,
-            pending=self._pending,
-        )
         self._turns = TurnOrder()
         self.bursts = Bursts(self._turns, self.inbox, policy.burst_window, now=now, sleep=sleep)
         self.requests = HumanRequests(
@@ -209,12 +123,43 @@ class Relay:
         self.intake = Intake(
             policy.intake, self.requests, self.conversations, idle_timeout=policy.idle_timeout, now=now
         )
+        self.agent_turns = AgentTurns(
+            agents,
+            self.conversations,
+            self.handoffs,
+            self.media,
+            self.writer,
+            self.intake,
+            policy=lambda: self.policy,
+            run_id=self.inbox.run_id,
+        )
+        self.regenerations = Regenerations(
+            self.conversations,
+            self.writer,
+            line_up=self.line_up,
+            agent_for=self.agent_turns.agent_for,
+            history_length=HISTORY_LENGTH,
+            max_input_chars=policy.max_input_chars,
+            pending=self.agent_turns.pending,
+        )
         self.gate = Admission(
             self.blocks,
             per_minute=policy.user_messages_per_minute,
             burst=policy.user_burst,
             outage_grace=policy.db_outage_grace,
             catalogue=self.catalogue,
+        )
+        self.commands = Commands(
+            self.inbox,
+            self.conversations,
+            self.handoffs,
+            self.intake,
+            self.agent_turns,
+            line_up=self.line_up,
+            admitted=self._admitted,
+            words=self.words,
+            policy=lambda: self.policy,
+            now=now,
         )
 
     def reconfigure(self, policy: RelayPolicy) -> None:
@@ -352,7 +297,7 @@ class Relay:
         inbound, heard = await self.media.hear(inbound, words)  # first: what was heard is the turn's text
         if heard:
             await send_notice(surface, heard)
-        begun = await self._begin_turn(inbound, receipt, surface, joined, words)
+        begun = await self.agent_turns.begin(inbound, receipt, surface, joined, words)
         if begun is None:  # blocked while it waited
             log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
             return None
@@ -371,102 +316,22 @@ class Relay:
                 origin=origin_of(inbound),
             )
             return None
-        return await self._agent_turn(conversation, inbound, surface, words, history=begun.history)
-
-    async def _begin_turn(
-        self,
-        inbound: Inbound,
-        receipt: Receipt,
-        surface: Surface,
-        joined: Sequence[Follower],
-        words: Phrasebook,
-    ) -> Begun | OverQuota | None:
-        """One transaction before the agent is called (see `Conversations.begin_turn`); a request for a
-        human found past its expiry is closed first (its timer had not run yet) and the user told."""
-        policy = TurnPolicy(
-            idle_timeout=self.policy.idle_timeout,
-            history_length=HISTORY_LENGTH,
-            pending={"instance": self.policy.instance, "run": self.inbox.run_id},
-        )
-        while isinstance(
-            begun := await self.conversations.begin_turn(inbound, receipt, policy, joined), ExpiredRequest
-        ):
-            await self._expire(begun.handoff_id, surface, words)
-        return begun
-
-    async def _expire(self, handoff_id: int, surface: Surface, words: Phrasebook) -> None:
-        """Close a request for a human past its expiry (its timer had not run yet); tell the user."""
-        if await self.handoffs.close(
-            handoff_id, HandoffStatus.EXPIRED, "timer", "timeout", notify_user=False
-        ):
-            await send_notice(surface, words(Notices).handoff_expired)
+        return await self.agent_turns.run(conversation, inbound, surface, words, history=begun.history)
 
     async def reset(self, inbound: Inbound, surface: Surface, *, place: Place | None = None) -> None:
         """Close the current conversation (and any open handoff); the next message starts afresh."""
-        await self._command(inbound, surface, place, "reset")
+        await self.commands.run(inbound, surface, place, "reset")
 
     async def request_human(
         self,
         inbound: Inbound,
         surface: Surface,
-        reason: str = "the user asked for a human",
+        reason: str = HUMAN_ASKED,
         *,
         place: Place | None = None,
     ) -> None:
         """Open a request for a human moderator (the user's `/human`)."""
-        await self._command(inbound, surface, place, "human", reason=reason)
-
-    async def _command(
-        self,
-        inbound: Inbound,
-        surface: Surface,
-        place: Place | None,
-        command: Command,
-        receipt: Receipt | None = None,
-        *,
-        reason: str = "the user asked for a human",
-    ) -> None:
-        """A command waits its turn like a message, recorded first (a crash while it waits loses it
-        not), and is marked handled when its turn comes: a crash while it runs does not repeat it."""
-        words = self.words(inbound)
-        with place or self.line_up(inbound) as taken:
-            if place is None and not await self._admitted(inbound, surface):
-                return
-            try:
-                receipt = receipt or await self.inbox.receive(inbound, taken.number, command)
-                if receipt is None:
-                    return
-                await taken.turn()
-                await self.inbox.mark_handled(receipt)
-                if command == "reset":
-                    answer = Say(await self._reset(inbound, words))
-                else:
-                    answer = await self._human(inbound, surface, reason, words)
-            except DatabaseUnavailable as exc:
-                log.error("dropping /%s of %s:%s: %s", command, inbound.platform, inbound.user_id, exc)
-                answer = Say(words(Notices).db_unavailable)
-        await send_notice(surface, answer.text, answer.buttons)
-
-    async def _reset(self, inbound: Inbound, words: Phrasebook) -> str:
-        conversation, handoff = await self.conversations.current(inbound)
-        if handoff is not None:
-            await self.handoffs.close(
-                handoff.id,
-                HandoffStatus.RETURNED,
-                f"user:{inbound.user_id}",
-                f"{inbound.display_name} (the user, with /reset)",
-                notify_user=False,
-            )
-        if conversation is not None:
-            await self.conversations.close(conversation.id)
-        return words(Notices).reset
-
-    async def _human(self, inbound: Inbound, surface: Surface, reason: str, words: Phrasebook) -> Say:
-        _, handoff = await self.conversations.current(inbound)
-        if handoff is not None and request_expired(handoff, self._now()):
-            await self._expire(handoff.id, surface, words)
-        conversation = await self.conversations.open_for(inbound, self.policy.idle_timeout)
-        return await self.intake.ask(conversation, inbound.user_id, reason, requested_by="user", words=words)
+        await self.commands.run(inbound, surface, place, "human", reason=reason)
 
     async def answer_left_over(self, left: LeftOver, surface: Surface, place: Place) -> None:
         """Answer a message a crash left unanswered (see bridges/recovery.py), in its place in line. A
@@ -481,7 +346,7 @@ class Relay:
                 await place.turn()
                 await self.inbox.give_up(receipt)
         elif left.command is not None:
-            await self._command(inbound, surface, place, cast(Command, left.command), receipt)
+            await self.commands.run(inbound, surface, place, cast(Command, left.command), receipt)
         elif inbound.button is None:
             await self._take_turn(inbound, surface, place, receipt)
         else:
@@ -502,7 +367,7 @@ class Relay:
         async with self.db() as session:
             conversation = await session.get_one(Conversation, conversation_id)
             user = await session.get_one(User, conversation.user_id)
-        if not isinstance(self._agent_for(conversation), Resumable):
+        if not isinstance(self.agent_turns.agent_for(conversation), Resumable):
             return
         inbound = Inbound(
             conversation.platform,
@@ -515,70 +380,7 @@ class Relay:
         )
         with self.line_up(inbound) as place:
             await place.turn()
-            await self._agent_turn(conversation, inbound, surface, self.words(inbound), resume=True)
-
-    async def _agent_turn(
-        self,
-        conversation: Conversation,
-        inbound: Inbound,
-        surface: Surface,
-        words: Phrasebook,
-        *,
-        resume: bool = False,
-        history: tuple[HistoryEntry, ...] | None = None,
-    ) -> RenderResult:
-        """Call the agent and render its reply. `history` comes with a turn begun in one transaction (it
-        also set the pending mark); without it (the bot resuming after a handoff) both are done here."""
-        agent = self._agent_for(conversation)
-        started = time.monotonic()
-        say = words(Notices)
-        offer = await self.media.offer(inbound, agent, words)
-        if offer.notice:
-            await send_notice(surface, offer.notice)
-        if offer.empty and not resume:  # a file alone that it cannot take: the user was told
-            return RenderResult()
-        text = inbound.text
-        if len(text) > self.policy.max_input_chars:
-            text = text[: self.policy.max_input_chars]
-            await send_notice(surface, say.input_shortened.format(limit=self.policy.max_input_chars))
-        turn = Turn(
-            text=text,
-            user_id=inbound.user_id,
-            display_name=inbound.display_name,
-            platform=inbound.platform,
-            provider_state=conversation.provider_state,
-            button=inbound.button,
-            history=history
-            if history is not None
-            else await self.conversations.history(conversation.id, HISTORY_LENGTH),
-            attachments=offer.attachments,
-        )
-        if history is None:
-            await self.conversations.set_pending(conversation.id, self._pending(text))
-
-        events = agent.resume(turn) if resume and isinstance(agent, Resumable) else agent.stream(turn)
-        result = await self.writer.write(
-            conversation.id, agent, inbound, surface, events, started=started, words=words
-        )
-        if result.text:
-            await self.conversations.record(conversation.id, Role.AGENT, result.text, result.message_ids)
-        if result.cut:
-            await send_notice(surface, say.reply_cut)
-        ended = result.session_ended is not None and result.handoff is None
-        spent = (Keys.of(inbound), result.usage) if result.usage is not None else None
-        await self.conversations.finish_turn(conversation.id, result.provider_state, ended=ended, spent=spent)
-        if result.handoff is not None and not result.stopped:
-            said = await self.intake.ask(
-                conversation, inbound.user_id, result.handoff.reason, requested_by="agent", words=words
-            )
-            await send_notice(surface, said.text, said.buttons)
-        elif result.session_ended is not None:
-            await send_notice(surface, say.session_ended)
-        return result
-
-    def _pending(self, asked: str) -> dict[str, str]:
-        """The mark of a reply this process is writing (bridges/recovery.py reports it after a crash)."""
-        return {"instance": self.policy.instance, "run": self.inbox.run_id, "asked": asked[:80]}
+            await self.agent_turns.run(conversation, inbound, surface, self.words(inbound), resume=True)
 
     def stop(self, inbound: Inbound, *, on_message: str | None = None) -> bool:
         """Stop the reply being written for `inbound`'s user in its place (their /stop, or a Stop press
@@ -595,18 +397,6 @@ class Relay:
             await acknowledge(refusal.notice)
             return
         await self.regenerations.regenerate(inbound, surface, acknowledge, words)
-
-    def _agent_for(self, conversation: Conversation) -> Agent:
-        agent = self.agents.get(conversation.agent_name)
-        if agent is None:
-            log.warning(
-                "conversation %s is bound to agent %r, which is no longer configured; using %r",
-                conversation.id,
-                conversation.agent_name,
-                self.policy.default_agent,
-            )
-            agent = self.agents[self.policy.default_agent]
-        return agent
 
 
 def _invisible(text: str) -> bool:

@@ -1,7 +1,7 @@
 """One agent reply written to a surface: the Stop and Regenerate controls, metrics, and the user told
 when the platform would not take it.
 
-Both a turn (bridges/relay.py) and a regeneration (bridges/regenerate.py) write replies this way; what
+Both a turn (bridges/agent_turns.py) and a regeneration (bridges/regenerate.py) write replies this way; what
 the transcript then records is theirs to decide.
 """
 

@@ -49,7 +49,11 @@ class Sla:
         """The due time of a case of `priority` opened at `start` for `desks`, counted in their business
         hours like every timer of a case, or None if it has no target."""
         minutes = self.targets.get(priority or UNLISTED_PRIORITY)
-        return None if minutes is None else self.handoffs.deadline(start, timedelta(minutes=minutes), desks)
+        return (
+            None
+            if minutes is None
+            else self.handoffs.timers.deadline(start, timedelta(minutes=minutes), desks)
+        )
 
     async def tick(self, now: datetime) -> None:
         """Escalate, once each, the open cases not yet answered whose due time has come."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from sqlalchemy import and_, or_, select
 
 from bridges.catalogue import Strings
-from bridges.handoff import UserNotices
+from bridges.handoff_notices import UserNotices
 from bridges.moderation import Moderator, Target
 from bridges.outage import survives_db_outage
 from bridges.relay import Relay

@@ -11,7 +11,7 @@ from typing import Any, Protocol, TypeVar
 import pytest
 
 from agents.base import Agent, AgentError, AgentEvent, Button, HistoryEntry, TextDelta, Turn, TurnEnd
-from bridges.relay import RelayPolicy
+from bridges.relay_policy import RelayPolicy
 
 FAST_RETRIES: dict[str, Any] = {
     "first_event_timeout": 1.0,

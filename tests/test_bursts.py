@@ -20,7 +20,8 @@ from agents.base import Attachment, Button
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.discord.bridge import DiscordBridge
 from bridges.recovery import recover
-from bridges.relay import Relay, RelayPolicy
+from bridges.relay import Relay
+from bridges.relay_policy import RelayPolicy
 from bridges.surface import Inbound
 from fakes.discord import FakeDiscord
 from fakes.openai import FakeOpenAI

@@ -12,7 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridges.cases import CaseNotices, CloseTerms, DeskWords, close_terms
-from bridges.handoff import HandoffService, UserNotices
+from bridges.handoff import HandoffService
+from bridges.handoff_notices import UserNotices
 from models import Handoff, HandoffStatus, TranscriptEntry
 from tests.surfaces import RecordingSurface
 from tests.test_handoff_service import RecordingDesk, World

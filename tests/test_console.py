@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.demo import DemoAgent, DemoSettings
 from bridges.console.bridge import ConsoleBridge, ConsoleSurface, Terminal
 from bridges.console.config import ConsoleConfig
-from bridges.relay import Relay, RelayPolicy
+from bridges.relay import Relay
+from bridges.relay_policy import RelayPolicy
 
 
 class RecordingOutput(io.StringIO):

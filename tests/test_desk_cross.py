@@ -11,7 +11,7 @@ import pytest
 
 from bridges.cases import CaseNotices, DeskWords
 from bridges.discord.desk_commands import CommandReplies
-from bridges.handoff import UserNotices
+from bridges.handoff_notices import UserNotices
 from bridges.telegram.desk import topic_key
 from models import HandoffStatus, utcnow
 from tests.test_discord_desk import fields

@@ -19,7 +19,9 @@ from bridges.cases import DeskWords
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.discord.desk import DeskReplies
-from bridges.handoff import HandoffPolicy, HandoffService, UserNotices
+from bridges.handoff import HandoffService
+from bridges.handoff_notices import UserNotices
+from bridges.handoff_policy import HandoffPolicy
 from bridges.relay import Notices, Relay
 from bridges.surface import Inbound, Surface
 from fakes.discord import MANAGE_GUILD, FakeChannel, FakeDiscord, FakeGuild, FakeMessage, FakeUser

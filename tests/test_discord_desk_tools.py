@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridges.cases import CaseNotices, DeskWords
 from bridges.discord.desk_commands import CommandReplies
-from bridges.handoff import HandoffService, UserNotices
+from bridges.handoff import HandoffService
+from bridges.handoff_notices import UserNotices
 from fakes.discord import FakeChannel, FakeDiscord, FakeMessage, FakeUser
 from models import HandoffStatus
 from tests.test_discord_desk import EPHEMERAL, App, World, fields, texts

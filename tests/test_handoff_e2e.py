@@ -22,9 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.base import Agent
 from agents.convocore_ws import ConvocoreWsAgent, ConvocoreWsSettings
 from agents.voiceflow import VoiceflowAgent, VoiceflowSettings
+from bridges.deliveries import MAX_REFUSALS
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.config import DiscordDeskConfig
-from bridges.handoff import MAX_REFUSALS, HandoffService, UserNotices
+from bridges.handoff import HandoffService
+from bridges.handoff_notices import UserNotices
 from bridges.relay import Notices, Relay
 from bridges.surface import Surface
 from bridges.telegram.bridge import TelegramBridge

@@ -16,7 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import migrations
 from agents.base import AgentEvent, Attachment, HandoffRequested, Message, TextDelta, Turn, TurnEnd
-from bridges.handoff import HandoffPolicy, HandoffService, HandoffView, UserNotices
+from bridges.handoff import HandoffService
+from bridges.handoff_notices import UserNotices
+from bridges.handoff_policy import HandoffPolicy
+from bridges.handoff_timers import HandoffTimers
+from bridges.moderator_desk import HandoffView
 from bridges.relay import Notices, Relay
 from bridges.surface import SurfaceError
 from fakes.telegram.harness import ScriptedAgent
@@ -270,12 +274,14 @@ async def test_a_process_that_cannot_reach_the_user_queues_for_one_that_can(
     for words in ("one", "two", "three"):
         assert await elsewhere.moderator_says(handoff_id, "discord:7", "Maya", words)
     assert world.user.visible_texts() == []
-    assert await elsewhere.deliver_pending() == 0  # still nobody there to deliver
+    assert await elsewhere.deliveries.deliver_pending() == 0  # still nobody there to deliver
 
     twin = HandoffService(  # a second process that can also reach the user: no double delivery
         db, world.handoffs.policy, surfaces=lambda *place: world.user, now=world.clock
     )
-    delivered = await asyncio.gather(world.handoffs.deliver_pending(), twin.deliver_pending())
+    delivered = await asyncio.gather(
+        world.handoffs.deliveries.deliver_pending(), twin.deliveries.deliver_pending()
+    )
     assert sum(delivered) == 4
     assert world.user.visible_texts() == [
         UserNotices.claimed.format(name="Maya"),
@@ -287,7 +293,7 @@ async def test_a_process_that_cannot_reach_the_user_queues_for_one_that_can(
     assert await elsewhere.close(handoff_id, HandoffStatus.RETURNED, "discord:7", "Maya")
     await world.handoffs.tick()  # the timers every process runs deliver it
     assert world.user.visible_texts()[-1] == UserNotices.returned
-    assert await world.handoffs.deliver_pending() == 0
+    assert await world.handoffs.deliveries.deliver_pending() == 0
 
 
 async def test_an_item_taken_by_a_process_that_died_is_taken_over(
@@ -301,10 +307,11 @@ async def test_an_item_taken_by_a_process_that_died_is_taken_over(
     async with db() as session:
         (item_id,) = (await session.scalars(select(PendingDelivery.id))).all()
     dead = HandoffService(db, world.handoffs.policy, now=world.clock)
-    assert await dead._take(item_id, world.clock())  # taken, then the process died before delivering
-    assert await world.handoffs.deliver_pending() == 0
+    # taken, then the process died before delivering:
+    assert await dead.deliveries.take(item_id, world.clock())
+    assert await world.handoffs.deliveries.deliver_pending() == 0
     world.clock.now += timedelta(minutes=2)
-    assert await world.handoffs.deliver_pending() == 1
+    assert await world.handoffs.deliveries.deliver_pending() == 1
     assert world.user.visible_texts() == [UserNotices.claimed.format(name="Maya")]
 
 
@@ -318,7 +325,7 @@ async def test_a_queued_item_whose_send_fails_stays_and_holds_back_later_ones(
     assert (await elsewhere.claim(handoff_id, "discord:7", "Maya")).won
     assert await elsewhere.moderator_says(handoff_id, "discord:7", "Maya", "one")
     world.user.fail_next("send", SurfaceError("network down"))
-    assert await world.handoffs.deliver_pending() == 0
+    assert await world.handoffs.deliveries.deliver_pending() == 0
     async with db() as session:
         kept = [
             (item.text, item.taken_by)
@@ -326,7 +333,7 @@ async def test_a_queued_item_whose_send_fails_stays_and_holds_back_later_ones(
         ]
     assert kept == [(UserNotices.claimed.format(name="Maya"), None), ("Maya (moderator): one", None)]
     assert world.user.visible_texts() == []  # "one" did not jump ahead of the notice that failed
-    assert await world.handoffs.deliver_pending() == 2
+    assert await world.handoffs.deliveries.deliver_pending() == 2
     assert world.user.visible_texts() == [UserNotices.claimed.format(name="Maya"), "Maya (moderator): one"]
 
 
@@ -433,7 +440,7 @@ async def test_lookups_and_timers_stay_indexed_with_twenty_thousand_open_handoff
     assert await service.open_handoff_at("desk", "thread", "bulk-t12345") == 12345
     assert await service.open_handoff_at("desk", "thread", "no-such-thread") is None
 
-    await assert_bounded(db, service.due_requests(clock()), rows=0)
+    await assert_bounded(db, service.timers.due_requests(clock()), rows=0)
     await service.tick()  # nothing is due: no handoff touched, no desk told
     assert desk.updates == [] and desk.logs == []
     for status in ("requested", "claimed"):
@@ -443,25 +450,25 @@ async def test_lookups_and_timers_stay_indexed_with_twenty_thousand_open_handoff
     async with db.begin() as session:  # three requests waited long enough to escalate, one to expire
         for handoff_id, waited in ((2, 4), (4, 5), (6, 6), (8, 11)):
             requested_at = clock() - timedelta(minutes=waited)
-            due_at, expire_at = service.timers(requested_at)
+            due_at, expire_at = service.timers.for_request(requested_at)
             await session.execute(
                 update(Handoff)
                 .where(Handoff.id == handoff_id)
                 .values(requested_at=requested_at, due_at=due_at, expire_at=expire_at)
             )
-    await assert_bounded(db, service.due_requests(clock()), rows=4)
+    await assert_bounded(db, service.timers.due_requests(clock()), rows=4)
     await service.tick()
     assert sorted(view.handoff_id for view in desk.updates if view.escalated) == [2, 4, 6]
     assert [view.handoff_id for view in desk.updates if view.status is HandoffStatus.EXPIRED] == [8]
     async with db() as session:
-        assert [h for h, _ in await session.execute(service.due_requests(clock()))] == []
+        assert [h for h, _ in await session.execute(service.timers.due_requests(clock()))] == []
 
 
 @pytest.mark.slow
 async def test_gauges_count_in_the_database(db: async_sessionmaker[AsyncSession]) -> None:
     """The open-handoff gauges load two numbers, not 20,000 rows; SQLite counts in the index alone."""
     await seed_open_handoffs(db, OPEN_HANDOFFS, utcnow())
-    found = await plan(db, HandoffService.open_counts())
+    found = await plan(db, HandoffTimers.open_counts())
     if isinstance(found, list):
         assert found and all("COVERING INDEX ix_handoffs_status_" in line for line in found), found
     else:

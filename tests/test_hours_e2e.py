@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridges.desk_hours import DeskHours, HoursNotices
-from bridges.handoff import HandoffPolicy, UserNotices
+from bridges.handoff_notices import UserNotices
+from bridges.handoff_policy import HandoffPolicy
 from bridges.hours import BusinessHours, parse_range
 from bridges.relay import Notices
 from fakes.telegram import FakeChat, FakeTelegram, FakeUser

@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import HandoffRequested, Message, TurnEnd
 from bridges.desk_hours import DeskHours, HoursNotices
-from bridges.handoff import HandoffPolicy, HandoffService
+from bridges.handoff import HandoffService
+from bridges.handoff_policy import HandoffPolicy
 from bridges.hours import BusinessHours, parse_range
 from bridges.relay import Notices, Relay
 from fakes.telegram.harness import ScriptedAgent
@@ -118,4 +119,4 @@ async def test_with_desks_on_their_own_hours_time_counts_while_either_is_open(
     await world.ask()
     when = "Tuesday 1 December, 09:00 (Europe/Berlin time)"
     assert world.user.visible_texts()[-1] == HoursNotices.waiting.format(when=when)
-    assert world.handoffs.deadline(berlin(31, 16, 0), timedelta(hours=7)) == berlin(31, 23, 0)
+    assert world.handoffs.timers.deadline(berlin(31, 16, 0), timedelta(hours=7)) == berlin(31, 23, 0)

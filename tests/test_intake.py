@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Button, HandoffRequested, Message, TurnEnd
-from bridges.handoff import HandoffPolicy, HandoffService
+from bridges.handoff import HandoffService
+from bridges.handoff_policy import HandoffPolicy
 from bridges.intake import IntakeNotices
 from bridges.relay import Notices, Relay
 from fakes.telegram.harness import ScriptedAgent

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridges.discord.desk import DeskReplies as DiscordDeskReplies
-from bridges.handoff import HandoffPolicy
+from bridges.handoff_policy import HandoffPolicy
 from bridges.intake import IntakeNotices
 from bridges.relay import Notices
 from bridges.sla import SlaNotices

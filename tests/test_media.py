@@ -21,7 +21,8 @@ from bridges.catalogue import Catalogue
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.config import DiscordConfig
 from bridges.handoff_files import FileNotices
-from bridges.relay import Relay, RelayPolicy
+from bridges.relay import Relay
+from bridges.relay_policy import RelayPolicy
 from bridges.surface import Inbound
 from bridges.transcribe import Transcriber
 from fakes.discord import FakeDiscord

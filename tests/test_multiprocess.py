@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agents.demo import LONG_ANSWER
-from bridges.handoff import UserNotices
+from bridges.handoff_notices import UserNotices
 from bridges.relay import Notices
 from fakes.discord import FakeChannel, FakeDiscord, FakeMessage, FakeUser
 from fakes.telegram import FakeChat, FakeTelegram

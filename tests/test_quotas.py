@@ -20,7 +20,8 @@ from agents.base import AgentEvent, Turn
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.discord.bridge import DiscordBridge
 from bridges.quotas import Keys, QuotaNotices
-from bridges.relay import Relay, RelayPolicy
+from bridges.relay import Relay
+from bridges.relay_policy import RelayPolicy
 from bridges.surface import Inbound
 from fakes.discord import MANAGE_GUILD, FakeDiscord
 from fakes.discord.server import EPHEMERAL

@@ -19,7 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Button
 from bridges.cases import DeskWords
-from bridges.handoff import HandoffPolicy, HandoffService, UserNotices
+from bridges.handoff import HandoffService
+from bridges.handoff_notices import UserNotices
+from bridges.handoff_policy import HandoffPolicy
 from bridges.notices import Notices
 from bridges.ratings import (
     MAX_REPORT_DAYS,
@@ -335,10 +337,11 @@ async def test_a_process_that_cannot_reach_the_user_queues_the_question_after_th
     assert await elsewhere.close(case, HandoffStatus.RESOLVED, "discord:7", "Maya")
     assert world.user.visible_texts() == []
 
-    assert await world.handoffs.deliver_pending() == 3  # the question's first try fails: it stays queued
+    # the question's first try fails: it stays queued
+    assert await world.handoffs.deliveries.deliver_pending() == 3
     assert world.user.visible_texts()[-1] == UserNotices.resolved
-    assert await world.handoffs.deliver_pending() == 2  # the question, then the agent's return
-    assert await world.handoffs.deliver_pending() == 0
+    assert await world.handoffs.deliveries.deliver_pending() == 2  # the question, then the agent's return
+    assert await world.handoffs.deliveries.deliver_pending() == 0
     assert world.user.visible_texts() == [
         UserNotices.claimed.format(name="Maya"),
         "Maya (moderator): Done!",

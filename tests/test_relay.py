@@ -26,7 +26,8 @@ from agents.demo import DemoAgent, DemoSettings
 from bridges.catalogue import Catalogue
 from bridges.controls import Control, ControlNotices, control_button
 from bridges.recovery import recover
-from bridges.relay import Notices, Relay, RelayPolicy
+from bridges.relay import Notices, Relay
+from bridges.relay_policy import RelayPolicy
 from bridges.surface import Inbound
 from fakes.telegram.harness import ScriptedAgent
 from models import (

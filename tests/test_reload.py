@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.demo import DemoAgent, DemoSettings
 from bridges.budget import RateBudget
 from bridges.notices import Notices
-from bridges.relay import Relay, RelayPolicy
+from bridges.relay import Relay
+from bridges.relay_policy import RelayPolicy
 from bridges.surface import Inbound
 from fakes.telegram import FakeTelegram
 from models import Conversation, User, create_engine, session_factory

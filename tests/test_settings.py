@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bridges.discord.config import DiscordConfig
-from bridges.relay import RelayPolicy
+from bridges.relay_policy import RelayPolicy
 from settings import ConfigError, Settings, load_settings
 
 SECRET = "s3cr3t-token-value"

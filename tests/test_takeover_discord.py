@@ -17,7 +17,7 @@ from bridges.cases import DeskWords
 from bridges.controls import ControlNotices
 from bridges.discord.desk import DeskReplies
 from bridges.discord.takeover_commands import TakeoverReplies
-from bridges.handoff import UserNotices
+from bridges.handoff_notices import UserNotices
 from bridges.render import IN_PROGRESS
 from bridges.takeover import TakeoverNotices, TakeoverWords
 from fakes.discord import FakeChannel, FakeDiscord, FakeMessage, FakeUser

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import TextDelta
 from bridges.controls import ControlNotices
-from bridges.handoff import UserNotices
+from bridges.handoff_notices import UserNotices
 from bridges.moderation import Moderator, Target
 from bridges.relay import Relay
 from bridges.takeover import Takeovers, TakeoverWords

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.base import TextDelta
 from bridges.cases import DeskWords
 from bridges.controls import ControlNotices
-from bridges.handoff import UserNotices
+from bridges.handoff_notices import UserNotices
 from bridges.render import IN_PROGRESS
 from bridges.takeover import TakeoverNotices, TakeoverWords
 from bridges.telegram.access import AccessReplies

@@ -21,7 +21,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bridges.cases import CaseNotices, DeskWords
-from bridges.handoff import HandoffPolicy, HandoffView, UserNotices
+from bridges.handoff_notices import UserNotices
+from bridges.handoff_policy import HandoffPolicy
+from bridges.moderator_desk import HandoffView
 from bridges.relay import Notices
 from bridges.telegram.config import TelegramDeskConfig
 from bridges.telegram.desk import DeskReplies, jump_link, notification

@@ -29,8 +29,9 @@ from bridges.discord.config import PING, DiscordDeskConfig
 from bridges.discord.files import UPLOAD_LIMIT, attachments_of, upload
 from bridges.discord.surface import MAX_LENGTH, NO_PINGS, Budgets, surface_errors
 from bridges.discord.views import HandoffAction, HandoffButton
-from bridges.handoff import HandoffService, HandoffView
+from bridges.handoff import HandoffService
 from bridges.mirror import Mirror
+from bridges.moderator_desk import HandoffView
 from bridges.sla import SlaNotices
 from bridges.split import split_text, utf16_length
 from bridges.takeover import CONTACT, TAKEOVER

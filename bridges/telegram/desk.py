@@ -38,8 +38,9 @@ from bridges.budget import acquire_all
 from bridges.cases import PastCase, past_lines
 from bridges.catalogue import Strings
 from bridges.copies import Origin, desk_side
-from bridges.handoff import HandoffService, HandoffView
+from bridges.handoff import HandoffService
 from bridges.mirror import Mirror
+from bridges.moderator_desk import HandoffView
 from bridges.sla import SlaNotices
 from bridges.split import split_text, utf16_length
 from bridges.surface import SurfaceError

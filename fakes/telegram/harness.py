@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from agents.base import Agent, AgentEvent, BaseAgent, TextDelta, Turn, TurnEnd
 from bridges.attachments import Media
 from bridges.catalogue import Catalogue
-from bridges.handoff import HandoffPolicy, HandoffService
-from bridges.relay import Relay, RelayPolicy
+from bridges.handoff import HandoffService
+from bridges.handoff_policy import HandoffPolicy
+from bridges.relay import Relay
+from bridges.relay_policy import RelayPolicy
 from bridges.surface import Surface
 from bridges.telegram.bridge import TelegramBridge
 from bridges.telegram.config import TelegramConfig
