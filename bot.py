@@ -82,9 +82,7 @@ async def run(settings: Settings, config_path: str | None = None) -> None:
             log.warning("no moderator desk is configured: requests for a human will be declined")
         relay = Relay(db, agents, policy, handoffs=handoffs, catalogue=catalogue)
         live = LiveConfig(settings, config_path)
-        live.on_change(lambda new: relay.reconfigure(RelayPolicy.from_settings(new)))
-        live.on_change(lambda new: setattr(handoffs, "policy", HandoffPolicy.from_settings(new.handoff)))
-        live.on_change(lambda new: catalogue.adopt(catalogue_of(new.strings)))
+        take_reloads(live, relay)
         bridges.extend(build_bridge(name, config, relay) for name, config in settings.platforms().items())
         if settings.ops.listen:
             ops = OpsServer(engine, *settings.ops.address, checks={b.platform: b.healthy for b in bridges})
@@ -107,6 +105,13 @@ async def run(settings: Settings, config_path: str | None = None) -> None:
         log.info("serving %s; stop with SIGTERM or Ctrl-C", " and ".join(b.platform for b in bridges))
         if await serve_until_stopped(bridges, reload=live.reload):
             log.warning("shutting down: finishing replies in progress (up to %gs)", grace)
+
+
+def take_reloads(live: LiveConfig, relay: Relay) -> None:
+    """What a reload reaches: the Relay's policy, the handoff service's, and the strings."""
+    live.on_change(lambda new: relay.reconfigure(RelayPolicy.from_settings(new)))
+    live.on_change(lambda new: setattr(relay.handoffs, "policy", HandoffPolicy.from_settings(new.handoff)))
+    live.on_change(lambda new: relay.catalogue.adopt(catalogue_of(new.strings)))
 
 
 def catalogue_of(strings: StringsSettings) -> Catalogue:

@@ -20,7 +20,7 @@ from bridges.handoff import HandoffService
 from bridges.inbox import Receipt
 from bridges.intake import Intake
 from bridges.notices import Notices
-from bridges.quotas import Keys
+from bridges.quotas import spent
 from bridges.relay_policy import RelayPolicy
 from bridges.render import RenderResult
 from bridges.replies import ReplyWriter
@@ -135,9 +135,12 @@ class AgentTurns:
         if result.cut:
             await send_notice(surface, say.reply_cut)
         ended = result.session_ended is not None and result.handoff is None
-        spent = (Keys.of(inbound), result.usage) if result.usage is not None else None
-        await self.conversations.finish_turn(conversation.id, result.provider_state, ended=ended, spent=spent)
-        if result.handoff is not None and not result.stopped:
+        cost = spent(inbound, turn, result)
+        await self.conversations.finish_turn(conversation.id, result.provider_state, ended=ended, spent=cost)
+        # A reply its user stopped still hands over as the agent asked; one a takeover stopped is already
+        # with a moderator.
+        taken_over = result.stopped and await self.conversations.with_human(conversation.id)
+        if result.handoff is not None and not taken_over:
             said = await self.intake.ask(
                 conversation, inbound.user_id, result.handoff.reason, requested_by="agent", words=words
             )

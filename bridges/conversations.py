@@ -202,8 +202,31 @@ class Conversations:
             conversation.pending_reply = None
             if provider_state is not None:
                 conversation.provider_state = provider_state
-            if ended:
+            if ended and conversation.status == ConversationStatus.BOT:  # not one a moderator took over
                 close(conversation, now)
+
+    @survives_db_outage
+    async def with_human(self, conversation_id: int) -> bool:
+        """Whether a moderator holds the conversation now (a takeover may stop a reply mid-turn)."""
+        async with self.db() as session:
+            status = await session.scalar(
+                select(Conversation.status).where(Conversation.id == conversation_id)
+            )
+        return status == ConversationStatus.HUMAN
+
+    @survives_db_outage
+    async def begin_regeneration(
+        self, inbound: Inbound, conversation_id: int, pending: dict[str, str]
+    ) -> str | None:
+        """A regeneration asks the provider again: it counts against the quotas like a message, and its
+        reply is marked as being written, in one transaction. What to tell the user if a limit is
+        reached (then nothing changed)."""
+        async with self.db.begin() as session:
+            refusal = await self.quotas.take(session, Keys.of(inbound), self._now(), locale=inbound.locale)
+            if refusal is None:
+                conversation = await session.get_one(Conversation, conversation_id)
+                conversation.pending_reply = pending
+        return refusal
 
     @survives_db_outage
     async def last_reply(self, inbound: Inbound, message_id: str, length: int) -> LastReply | None:

@@ -84,7 +84,7 @@ class HandoffService:
         """Notes, snippets, transfer, scheduled closes, history: the desks' everyday tools."""
         self.also_on_tick: list[Callable[[], Awaitable[None]]] = []
         """Other timers that run with these (the Relay stops replies a moderator took over elsewhere)."""
-        self.sla = Sla(self, policy.first_response_minutes)
+        self.sla = Sla(self)
         """First-response targets, and the escalation of a case past its own."""
         self.ratings = Ratings(self)
         """The user's rating of a resolved case (`[handoff.ratings]`)."""

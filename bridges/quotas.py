@@ -22,9 +22,10 @@ from typing import Literal
 from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.base import Usage
+from agents.base import Turn, Usage
 from bridges.catalogue import Catalogue, Strings
 from bridges.outage import survives_db_outage
+from bridges.render import RenderResult
 from bridges.surface import Inbound
 from models import UsageCounter
 from models.queries import insert_ignoring_duplicates
@@ -76,6 +77,22 @@ class QuotaNotices(Strings, key="quotas"):
     messages_unit = "messages"
     tokens_unit = "tokens"
     resets = "Counters start again {reset}."
+
+
+CHARS_PER_TOKEN = 4
+"""The usual rule of thumb for English text (OpenAI's "about 4 characters per token"), for a turn whose
+provider never got to report its usage."""
+
+
+def spent(inbound: Inbound, turn: Turn, result: RenderResult) -> tuple[Keys, Usage] | None:
+    """What a turn costs against the token quotas: the usage its provider reported; for a reply left
+    early (stopped, or cut at the length cap), whose stream closed before the provider's report, an
+    estimate from the text sent and shown, so a Stop near the end is no way around a token limit."""
+    usage = result.usage
+    if usage is None and (result.stopped or result.cut):
+        prompt = len(turn.text) + sum(len(entry.text) for entry in turn.history)
+        usage = Usage(-(-prompt // CHARS_PER_TOKEN), -(-len(result.text) // CHARS_PER_TOKEN))
+    return (Keys.of(inbound), usage) if usage is not None else None
 
 
 @dataclass(frozen=True)

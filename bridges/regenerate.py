@@ -19,7 +19,7 @@ from bridges.catalogue import Phrasebook
 from bridges.controls import Control, ControlNotices
 from bridges.conversations import Conversations
 from bridges.notices import Notices
-from bridges.quotas import Keys
+from bridges.quotas import spent
 from bridges.replies import ReplyWriter
 from bridges.split import Measure
 from bridges.surface import Inbound, Surface, SurfaceError, send_notice
@@ -66,10 +66,12 @@ class Regenerations:
             if last is None or not isinstance(agent, Regenerable):
                 await acknowledge(say.too_late)
                 return
-            await acknowledge(None)
             conversation = last.conversation
             text = last.asked[: self.max_input_chars]
-            await self.conversations.set_pending(conversation.id, self._pending(text))
+            over = await self.conversations.begin_regeneration(inbound, conversation.id, self._pending(text))
+            await acknowledge(over)  # None: go ahead; else the quota reached, and nothing is asked
+            if over is not None:
+                return
             turn = Turn(
                 text=text,
                 user_id=inbound.user_id,
@@ -93,9 +95,8 @@ class Regenerations:
                 await self.conversations.replace_reply(last.entry_id, result.text, result.message_ids)
             if result.cut:
                 await send_notice(surface, words(Notices).reply_cut)
-            spent = (Keys.of(inbound), result.usage) if result.usage is not None else None
             await self.conversations.finish_turn(
-                conversation.id, result.provider_state, ended=False, spent=spent
+                conversation.id, result.provider_state, ended=False, spent=spent(inbound, turn, result)
             )
 
 

@@ -392,11 +392,14 @@ class Relay:
     ) -> None:
         """A Regenerate press by the reply's user on `inbound.message_id` (bridges/regenerate.py). It asks
         the provider again, so it is admitted like a message: a blocked user or one over the rate is not."""
-        refusal = await self.admission(inbound)
-        if refusal is not None:
-            await acknowledge(refusal.notice)
-            return
-        await self.regenerations.regenerate(inbound, surface, acknowledge, words)
+        try:
+            refusal = await self.admission(inbound)
+            if refusal is not None:
+                await acknowledge(refusal.notice)
+                return
+            await self.regenerations.regenerate(inbound, surface, acknowledge, words)
+        except DatabaseUnavailable:
+            await send_notice(surface, words(Notices).db_unavailable)
 
 
 def _invisible(text: str) -> bool:

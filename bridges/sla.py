@@ -38,10 +38,14 @@ class SlaNotices(Strings, key="sla"):
 class Sla:
     """The first-response targets of one `HandoffService`, by priority."""
 
-    def __init__(self, handoffs: HandoffService, targets: Mapping[str, float]) -> None:
+    def __init__(self, handoffs: HandoffService) -> None:
         self.handoffs = handoffs
-        self.targets = dict(targets)
-        """Minutes to the first reply, by priority; a priority not listed has no target."""
+
+    @property
+    def targets(self) -> Mapping[str, float]:
+        """Minutes to the first reply, by priority; a priority not listed has no target. Read from the
+        service's policy each time, so a reload changes them for cases opened after it."""
+        return self.handoffs.policy.first_response_minutes
 
     def due(
         self, priority: str | None, start: datetime, desks: Iterable[str] | None = None

@@ -4,6 +4,7 @@ on Discord and Telegram (admins checked where they ask), and token counters in /
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from agents.base import AgentEvent, Turn
+from agents.base import AgentEvent, TextDelta, Turn
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.discord.bridge import DiscordBridge
 from bridges.quotas import Keys, QuotaNotices
@@ -34,6 +35,7 @@ from tests.agent_support import FAST_RETRIES, checked
 from tests.clock import Clock
 from tests.discord_support import discord_config
 from tests.surfaces import RecordingSurface
+from tests.test_relay import AskedAgain
 
 NOON = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GROUP = ("telegram_chat", "group-1")
@@ -335,3 +337,41 @@ async def test_discord_refuses_past_the_limit_and_usage_is_private_and_for_serve
             assert (await fake.answer(elsewhere)).content == QuotaNotices.not_admin  # not in their server
         finally:
             await bridge.close(grace=1.0)
+
+
+async def test_a_regeneration_counts_like_a_message_and_is_refused_past_the_limit(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    agent = AskedAgain()
+    relay = Relay(db, {"scripted": agent}, policy(user=QuotaLimits(messages=2)), now=at(NOON))
+    surface = RecordingSurface()
+    await relay.handle(said("hi", message_id="1"), surface)
+    (reply_id,) = surface.posted
+    answers: list[str | None] = []
+
+    async def acknowledge(notice: str | None) -> None:
+        answers.append(notice)
+
+    press = said("", message_id=reply_id)
+    await relay.regenerate(press, surface, acknowledge, relay.catalogue.words())  # the second message
+    await relay.regenerate(press, surface, acknowledge, relay.catalogue.words())
+    refusal = QuotaNotices.user_messages.format(limit=2, period="today", reset="at 00:00 UTC, in 12 h 0 min")
+    assert answers == [None, refusal]
+    assert [turn.text for turn in agent.turns] == ["hi", "hi"]  # the third ask never reached the agent
+
+
+async def test_a_reply_stopped_before_the_providers_usage_report_counts_an_estimate(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    agent = ScriptedAgent()
+    relay = Relay(db, {"scripted": agent}, policy(user=QuotaLimits(tokens=100)), now=at(NOON))
+    surface = RecordingSurface()
+    feed = agent.feed("write a lot")
+    reply = asyncio.create_task(relay.handle(said("write a lot", message_id="1"), surface))
+    await feed.put(TextDelta("x" * 400))  # 100 tokens' worth, and the usage report never comes
+    await surface.wait_for(lambda: surface.count("send") == 1)
+    assert relay.stop(said(""))
+    await reply
+    assert "106 of 100 tokens" in await report(relay)  # 3 for the question, 103 for the text and mark
+    await relay.handle(said("more", message_id="2"), surface)
+    assert [turn.text for turn in agent.turns] == ["write a lot"]  # the limit holds

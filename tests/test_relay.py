@@ -717,3 +717,34 @@ async def test_regenerate_is_admitted_like_a_message(db: async_sessionmaker[Asyn
     await relay.regenerate(inbound("", message_id=message_id), surface, acknowledge, ENGLISH)
     assert answers == [None, None] and [turn.text for turn in agent.turns] == ["hi", "hi"]
     assert surface.visible_texts() == ["scripted: hi (#2)"] and len(surface.posted) == 1
+
+
+async def test_a_reply_its_user_stops_still_hands_over_as_the_agent_asked(
+    db: async_sessionmaker[AsyncSession], agent: ScriptedAgent
+) -> None:
+    """The agent said it would fetch a human, then kept talking; the user stops the rest. Only a stop
+    by a moderator taking over skips the request (the conversation is with them already)."""
+    relay = Relay(db, {"scripted": agent}, POLICY)
+    surface = RecordingSurface()
+    feed = agent.feed("refund")
+    reply = asyncio.create_task(relay.handle(inbound("refund"), surface))
+    await feed.put(HandoffRequested("refund"))
+    await feed.put(TextDelta("Let me explain while you wait"))
+    await surface.wait_for(lambda: surface.count("send") == 1)
+    assert relay.stop(inbound(""))
+    await reply
+    assert Notices.handoff_requested in surface.visible_texts()
+
+
+async def test_a_session_the_agent_ends_as_a_moderator_takes_over_stays_with_the_moderator(
+    db: async_sessionmaker[AsyncSession], agent: ScriptedAgent
+) -> None:
+    relay = Relay(db, {"scripted": agent}, POLICY)
+    await relay.handle(inbound("hi"), RecordingSurface())
+    conversation, _ = await relay.conversations.current(inbound("hi"))
+    assert conversation is not None
+    async with db.begin() as session:  # a takeover commits while the turn is still finishing
+        (await session.get_one(Conversation, conversation.id)).status = ConversationStatus.HUMAN
+    await relay.conversations.finish_turn(conversation.id, None, ended=True)
+    async with db() as session:
+        assert (await session.get_one(Conversation, conversation.id)).status == ConversationStatus.HUMAN

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.demo import DemoAgent, DemoSettings
+from bot import take_reloads
 from bridges.budget import RateBudget
 from bridges.notices import Notices
 from bridges.relay import Relay
@@ -194,14 +195,16 @@ async def test_a_reload_naming_an_agent_that_is_not_running_changes_nothing(
     agents = {name: DemoAgent(name, DemoSettings()) for name in ("demo", "other")}
     relay = Relay(db, agents, RelayPolicy.from_settings(settings))
     live = LiveConfig(settings, path, environ={})
-    live.on_change(lambda new: relay.reconfigure(RelayPolicy.from_settings(new)))
+    take_reloads(live, relay)
 
     settings_with(
         tmp_path,
         "[limits]\nuser_burst = 7\nuser_messages_per_minute = 30\nburst_window_seconds = 1.5\n\n"
         "[quotas.user]\nmessages = 3\n\n"
         '[[triggers]]\nscope = "global"\nkeywords = ["refund"]\n\n'
-        '[[handoff.intake.reasons]]\nlabel = "Billing"\n',
+        '[[handoff.intake.reasons]]\nlabel = "Billing"\n\n'
+        "[handoff.sla]\nfirst_response_minutes = { normal = 5 }\n\n"
+        '[strings.overrides.en]\n"notices.reset" = "Fresh start!"\n',
     )
     assert live.reload()
     assert (relay.gate.burst, relay.gate.per_minute) == (7, 30)
@@ -209,6 +212,8 @@ async def test_a_reload_naming_an_agent_that_is_not_running_changes_nothing(
     assert relay.quotas.enabled and relay.quotas.settings.user.messages == 3
     assert relay.policy.triggers.reads_unaddressed(["global"])
     assert [reason.label for reason in relay.intake.settings.reasons] == ["Billing"]
+    assert relay.handoffs.sla.targets == {"normal": 5}
+    assert relay.catalogue.words()(Notices).reset == "Fresh start!"
 
     path.write_text(
         '[agents.demo]\nkind = "demo"\n\n[agents.third]\nkind = "demo"\n\n'
