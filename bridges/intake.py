@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Literal, get_args
 
 from sqlalchemy import select
@@ -118,13 +118,11 @@ class Intake:
         requests: HumanRequests,
         conversations: Conversations,
         *,
-        idle_timeout: timedelta,
         now: Callable[[], datetime],
     ) -> None:
         self.settings = settings
         self.requests = requests
         self.conversations = conversations
-        self.idle_timeout = idle_timeout
         self._now = now
 
     async def ask(

@@ -120,9 +120,7 @@ class Relay:
             now=now,
             outage_grace=policy.db_outage_grace,
         )
-        self.intake = Intake(
-            policy.intake, self.requests, self.conversations, idle_timeout=policy.idle_timeout, now=now
-        )
+        self.intake = Intake(policy.intake, self.requests, self.conversations, now=now)
         self.agent_turns = AgentTurns(
             agents,
             self.conversations,
@@ -185,7 +183,7 @@ class Relay:
         )
         self.regenerations.max_input_chars = policy.max_input_chars
         self.bursts.window = timedelta(seconds=policy.burst_window)
-        self.intake.settings, self.intake.idle_timeout = policy.intake, policy.idle_timeout
+        self.intake.settings = policy.intake
 
     def words(self, inbound: Inbound) -> Phrasebook:
         """What to say to this message's user, in their language."""
