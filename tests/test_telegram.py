@@ -286,7 +286,10 @@ async def test_thirty_concurrent_private_chats_without_429s(telegram: Telegram) 
 async def test_commands_are_registered_and_agent_is_for_admins_only(telegram: Telegram) -> None:
     fake = telegram.fake
     assert [c["command"] for c in fake.commands["default"]] == ["start", "reset", "human", "stop", "usage"]
-    (admin_scope,) = (scope for scope in fake.commands if scope != "default")
+    german = {c["command"]: c["description"] for c in fake.commands["default@de"]}  # a menu per language
+    assert german["human"] == "Einen menschlichen Moderator rufen"
+    assert {"default@es", "default@ru"} <= set(fake.commands)
+    (admin_scope,) = (scope for scope in fake.commands if not scope.startswith("default"))
     assert json.loads(admin_scope) == {"type": "chat", "chat_id": ADMIN_ID}
     assert [c["command"] for c in fake.commands[admin_scope]] == [
         "start",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from telegram import BotCommand, BotCommandScopeChat, Update
@@ -12,13 +12,14 @@ from telegram.ext import Application
 
 from bridges.base import BridgeStartError, finish_in_flight, never
 from bridges.buttons import ButtonStore, DatabaseButtonStore
+from bridges.catalogue import shipped_locales
 from bridges.relay import Relay
 from bridges.surface import Surface
 from bridges.telegram.access import AllowList
 from bridges.telegram.config import TelegramConfig
 from bridges.telegram.desk import TelegramDesk
 from bridges.telegram.desk import jump_link as topic_link
-from bridges.telegram.handlers import ADMIN_COMMANDS, CHAT_SCOPE, PUBLIC_COMMANDS, Handlers
+from bridges.telegram.handlers import ADMIN_COMMANDS, CHAT_SCOPE, PUBLIC_COMMANDS, CommandMenu, Handlers
 from bridges.telegram.surface import Surfaces
 from bridges.telegram.webhook import WebhookServer
 from models import Conversation, utcnow
@@ -164,12 +165,19 @@ class TelegramBridge:
         return f"webhook on {config.webhook_listen} for {config.webhook_url}"
 
     async def _register_commands(self) -> None:
-        """Everyone sees /start /reset /human; admins also see /agent in their private chat with the bot."""
-        await self.app.bot.set_my_commands([BotCommand(*command) for command in PUBLIC_COMMANDS])
+        """Everyone sees /start /reset /human /stop /usage; admins also see /agent /block /unblock in their
+        private chat with the bot. The default menu is in the default language; users whose app speaks a
+        shipped language get the menu in it (Telegram picks it by `language_code`)."""
+        catalogue = self.relay.catalogue
+        languages = [None, *(code for code in shipped_locales() if len(code) == 2)]
+        for language in languages:
+            words = catalogue.words(language)(CommandMenu)
+            await self.app.bot.set_my_commands(_menu(PUBLIC_COMMANDS, words), language_code=language)
+        words = catalogue.words()(CommandMenu)
         for admin in self.config.admins:
             try:
                 await self.app.bot.set_my_commands(
-                    [BotCommand(*command) for command in ADMIN_COMMANDS], scope=BotCommandScopeChat(admin)
+                    _menu(ADMIN_COMMANDS, words), scope=BotCommandScopeChat(admin)
                 )
             except TelegramError as exc:  # the admin has not started a chat with the bot yet
                 log.warning("telegram: could not set the admin command menu for %s: %s", admin, exc)
@@ -193,3 +201,7 @@ class TelegramBridge:
         if self.app.running:
             await self.app.stop()
         await self.app.shutdown()
+
+
+def _menu(names: Sequence[str], words: CommandMenu) -> list[BotCommand]:
+    return [BotCommand(name, getattr(words, name)) for name in names]

@@ -57,19 +57,23 @@ from bridges.triggers import Answer, MessageFacts
 log = logging.getLogger(__name__)
 
 PLATFORM = "telegram"
-PUBLIC_COMMANDS = (
-    ("start", "What this bot does"),
-    ("reset", "Start a new conversation"),
-    ("human", "Ask for a human moderator"),
-    ("stop", "Stop the reply being written"),
-    ("usage", "How much of the assistant you have used"),
-)
-ADMIN_COMMANDS = (
-    *PUBLIC_COMMANDS,
-    ("agent", "Choose the agent for this chat (admins)"),
-    ("block", "Ignore a user: /block PLATFORM ID [2h] [reason], or as a reply (moderators)"),
-    ("unblock", "Answer a blocked user again: /unblock PLATFORM ID (moderators)"),
-)
+
+
+class CommandMenu(Strings, key="telegram.commands"):
+    """The command menu's descriptions, one per command (registered in every shipped language)."""
+
+    start = "What this bot does"
+    reset = "Start a new conversation"
+    human = "Ask for a human moderator"
+    stop = "Stop the reply being written"
+    usage = "How much of the assistant you have used"
+    agent = "Choose the agent for this chat (admins)"
+    block = "Ignore a user: /block PLATFORM ID [2h] [reason], or as a reply (moderators)"
+    unblock = "Answer a blocked user again: /unblock PLATFORM ID (moderators)"
+
+
+PUBLIC_COMMANDS = ("start", "reset", "human", "stop", "usage")
+ADMIN_COMMANDS = (*PUBLIC_COMMANDS, "agent", "block", "unblock")
 CHAT_SCOPE = "telegram_chat"
 """Where `/agent` binds an agent (bridges/registry.py declares it): this chat, or this group."""
 

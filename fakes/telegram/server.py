@@ -120,7 +120,8 @@ class FakeTelegram:
         self.drafts: dict[tuple[int, int], FakeDraft] = {}
         self.requests: list[RequestRecord] = []
         self.commands: dict[str, list[dict[str, Any]]] = {}
-        """setMyCommands by scope (the scope's JSON, "default" for none)."""
+        """setMyCommands by scope (the scope's JSON, "default" for none), then "@" and the language code
+        for a menu shown to users of that language."""
         self.callback_answers: dict[str, Params] = {}
         self.refusing: dict[int, ApiError] = {}
         """Chats where sendMessage is answered with this error until removed; see `refuse`."""
@@ -621,10 +622,16 @@ class FakeTelegram:
     async def _set_my_commands(self, params: Params) -> bool:
         commands = _json(params, "commands") or []
         for command in commands:
-            if not str(command.get("command", "")).islower() or not command.get("description"):
+            if (
+                not str(command.get("command", "")).islower()
+                or not 1 <= len(command.get("description") or "") <= 256
+            ):
                 raise ApiError(400, "Bad Request: BOT_COMMAND_INVALID")
-        scope = params.get("scope")
-        self.commands["default" if scope is None else scope] = commands
+        scope, language = params.get("scope"), params.get("language_code")
+        if language is not None and not (len(str(language)) == 2 and str(language).isalpha()):
+            raise ApiError(400, "Bad Request: LANG_CODE_INVALID")  # a two-letter ISO 639-1 code, or none
+        key = "default" if scope is None else str(scope)
+        self.commands[key if language is None else f"{key}@{language}"] = commands
         return True
 
     async def _create_forum_topic(self, params: Params) -> dict[str, Any]:
