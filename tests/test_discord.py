@@ -213,6 +213,13 @@ async def test_slash_commands(
     registered = {c["name"]: c for c in fake.commands["global"]}
     assert set(registered) == {"ask", "reset", "human", "stop", "agent", "block", "unblock", "usage"}
     assert int(registered["agent"]["default_member_permissions"]) == MANAGE_GUILD
+    ask_in = registered["ask"]["description_localizations"]  # each client sees its own language
+    assert (ask_in["de"], ask_in["es-ES"], ask_in["ru"]) == (
+        "Frag den Assistenten etwas",
+        "Pregúntale algo al asistente",
+        "Спросить ассистента",
+    )
+    assert "en-US" not in ask_in and registered["ask"]["options"][0]["description_localizations"]["de"]
 
     ask = await fake.slash(channel, world.alice, "ask", question="what is up?")
     assert (await fake.wait_for_callback(ask))["type"] == 5  # "thinking" first

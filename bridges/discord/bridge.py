@@ -15,6 +15,7 @@ from discord.ext import commands
 from bridges.base import BridgeStartError, finish_in_flight, never
 from bridges.buttons import ButtonStore, DatabaseButtonStore
 from bridges.discord.cog import PLATFORM, SwitchboardCog, track_current
+from bridges.discord.command_words import CatalogueTranslator
 from bridges.discord.config import DiscordConfig
 from bridges.discord.desk import DiscordDesk
 from bridges.discord.desk_commands import DeskCommands
@@ -221,6 +222,7 @@ class DiscordBridge:
 
     async def _sync_commands(self) -> None:
         tree = self.bot.tree
+        await tree.set_translator(CatalogueTranslator(self.relay.catalogue))  # each client's language
         if not self.config.command_guilds:
             await tree.sync()
             return

@@ -31,6 +31,7 @@ from bridges.attachments import with_sticker_words
 from bridges.catalogue import Phrasebook, Strings
 from bridges.controls import Control, ControlNotices
 from bridges.copies import Origin
+from bridges.discord.command_words import CommandWords
 from bridges.discord.config import DiscordConfig, DiscordDeskConfig
 from bridges.discord.files import attachments_of
 from bridges.discord.ratings import DiscordRatings
@@ -212,8 +213,8 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
 
     # -- slash commands ----------------------------------------------------------------------------
 
-    @app_commands.command(name="ask", description="Ask the assistant something")
-    @app_commands.describe(question="Your question")
+    @app_commands.command(name="ask", description=CommandWords.ask)
+    @app_commands.describe(question=CommandWords.ask_question)
     async def ask(self, interaction: discord.Interaction[Any], question: str) -> None:
         begun = await self._begin(interaction, question)
         if begun is None:
@@ -225,14 +226,14 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             asked = self._words(interaction)(Replies).asked.format(question=question[:1990])
             await self._guarded(surface.send(asked), surface, inbound.locale)
 
-    @app_commands.command(name="reset", description="Start a new conversation with the assistant")
+    @app_commands.command(name="reset", description=CommandWords.reset)
     async def reset(self, interaction: discord.Interaction[Any]) -> None:
         begun = await self._begin(interaction, "/reset")
         if begun is not None:
             surface = self.surfaces.interaction(interaction)
             await self._guarded(self.relay.reset(begun[0], surface, place=begun[1]), surface, begun[0].locale)
 
-    @app_commands.command(name="human", description="Ask for a human moderator")
+    @app_commands.command(name="human", description=CommandWords.human)
     async def human(self, interaction: discord.Interaction[Any]) -> None:
         begun = await self._begin(interaction, "/human")
         if begun is not None:
@@ -241,7 +242,7 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
                 self.relay.request_human(begun[0], surface, place=begun[1]), surface, begun[0].locale
             )
 
-    @app_commands.command(name="stop", description="Stop the reply being written for you")
+    @app_commands.command(name="stop", description=CommandWords.stop)
     async def stop(self, interaction: discord.Interaction[Any]) -> None:
         if not self._interaction_allowed(interaction):
             await interaction.response.send_message(

@@ -15,6 +15,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bridges.discord.cog import CHANNEL_SCOPE, PLATFORM, SERVER_SCOPE
+from bridges.discord.command_words import CommandWords
 from bridges.notices import Notices
 from bridges.outage import DatabaseUnavailable
 from bridges.quotas import Keys, QuotaNotices
@@ -26,8 +27,8 @@ class UsageCommand(commands.Cog, name="Usage"):
     def __init__(self, relay: Relay) -> None:
         self.relay = relay
 
-    @app_commands.command(name="usage", description="How much of the assistant you have used")
-    @app_commands.describe(member="Admins: someone else's usage in this server")
+    @app_commands.command(name="usage", description=CommandWords.usage)
+    @app_commands.describe(member=CommandWords.usage_member)
     async def usage(self, interaction: discord.Interaction[Any], member: discord.User | None = None) -> None:
         user = interaction.user
         own = member is None or member.id == user.id

@@ -37,6 +37,12 @@ from fakes.discord.state import (
 )
 from fakes.server import serve
 
+LOCALES = frozenset(
+    "id da de en-GB en-US es-ES es-419 fr hr it lt hu nl no pl pt-BR ro fi sv-SE vi tr cs el bg ru uk hi th "
+    "zh-CN ja zh-TW ko".split()
+)
+"""The locales Discord accepts in `*_localizations` (its developer documentation's Locales table)."""
+
 T = TypeVar("T")
 Handler = Callable[[web.Request, JSON], Awaitable[tuple[int, Any]]]
 
@@ -815,6 +821,13 @@ class FakeDiscord:
 
     async def _put_commands(self, request: web.Request, body: Any) -> tuple[int, Any]:
         scope = request.match_info.get("guild_id", "global")
+        for command in body:  # Discord refuses an unknown locale or a description over 100 characters
+            for described in [command, *command.get("options", ())]:
+                localized = described.get("description_localizations") or {}
+                if any(
+                    locale not in LOCALES or not 1 <= len(text) <= 100 for locale, text in localized.items()
+                ):
+                    raise DiscordError(400, 50035, "Invalid Form Body")
         registered = [  # Discord answers an empty description for user and message commands
             {"description": "", **command, "id": str(snowflake()), "application_id": str(self.application_id)}
             | {"version": "1"}
