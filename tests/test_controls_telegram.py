@@ -4,6 +4,7 @@ OpenAI-compatible agent (httpx) against the fake provider, and the database (SQL
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -88,8 +89,9 @@ async def agent_texts(db: async_sessionmaker[AsyncSession], role: Role = Role.AG
 
 
 async def test_stop_in_a_group_by_the_asker_or_an_admin_hangs_up_on_the_provider(
-    scene: Scene, db: async_sessionmaker[AsyncSession]
+    scene: Scene, db: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="bridges.handoff")
     fake, provider = scene.fake, scene.provider
     group = fake.group("Team")
     bob, carol, admin = fake.user("Bob"), fake.user("Carol"), fake.user("Ada")
@@ -103,6 +105,8 @@ async def test_stop_in_a_group_by_the_asker_or_an_admin_hangs_up_on_the_provider
     assert not provider.disconnected.is_set()
     assert await answered(fake, fake.press(reply, stop_of(bob), admin)) is None
     await scene.telegram.final(group, "Long answer (stopped)")
+    audit = f"telegram user {admin.id} stopped a reply to telegram user {bob.id} in chat {group.id}"
+    assert audit in caplog.text  # a moderator's action is audited (on every desk's log, where there is one)
     await asyncio.wait_for(provider.disconnected.wait(), 5)
     assert data_of(reply) == [regenerate_of(bob)]  # Stop gone with the final edit
     await eventually(lambda: holds(agent_texts(db), ["Long answer (stopped)"]), what="the transcript")

@@ -503,9 +503,12 @@ class SwitchboardCog(commands.Cog, name="Switchboard"):
             if not own and not self._may_stop_others(interaction):
                 await interaction.response.send_message(say.stop_not_yours, ephemeral=True)
             elif self.relay.stop(replace(_inbound_of(interaction, ""), user_id=owner), on_message=message_id):
-                if not own:
-                    log.info("discord: %s stopped a reply to %s", interaction.user.id, owner)
                 await interaction.response.defer()  # the reply's final edit takes the button away
+                if not own:  # a moderator's action: on the desks' log, with who, whom and where
+                    await self.relay.handoffs.audit(
+                        f"⏹ discord user {interaction.user.id} stopped a reply to discord user {owner} "
+                        f"in channel {interaction.channel_id}"
+                    )
             else:
                 await interaction.response.send_message(say.already_finished, ephemeral=True)
             return

@@ -206,9 +206,12 @@ class Handlers:
             if not own and not await self._may_stop_others(query):
                 await query.answer(say.stop_not_yours)
             elif self.relay.stop(inbound, on_message=str(message.message_id)):
-                if not own:
-                    log.info("telegram: %s stopped a reply to %s", query.from_user.id, owner)
                 await query.answer()  # the reply's final edit takes the button away
+                if not own:  # a moderator's action: on the desks' log, with who, whom and where
+                    await self.relay.handoffs.audit(
+                        f"⏹ telegram user {query.from_user.id} stopped a reply to telegram user {owner} "
+                        f"in chat {message.chat.id}"
+                    )
             else:
                 await query.answer(say.already_finished)
             return
