@@ -38,7 +38,7 @@ def config_text(telegram_url: str, *, max_input_chars: int, bound_to: str | None
     return (
         f'[telegram]\nbase_url = "{telegram_url}"\npoll_timeout = 0\npoll_interval = {poll}\n'
         f"drafts = false\n\n"
-        f'[agents.demo]\nkind = "demo"\nfirst_chunk_delay = 0\nchunk_delay = 0.02\n\n'
+        f'[agents.demo]\nkind = "demo"\nfirst_chunk_delay = 0\nchunk_delay = 0.015\n\n'
         f'[agents.other]\nkind = "demo"\nfirst_chunk_delay = 0\nchunk_delay = 0\n\n'
         f"[limits]\nmax_input_chars = {max_input_chars}\n{binding}"
     )
@@ -132,6 +132,8 @@ async def test_a_reload_mid_reply_applies_limits_and_bindings_and_a_bad_file_cha
         assert out.startswith(f"asked process {process.pid} to reload its config")
         warning = await log.wait_for("config reloaded")
         assert "telegram changed and take effect only after a restart" in warning
+        shown = "".join(m.text for m in fake.bot_messages(bob_chat))
+        assert not (shown.count("Part ") == 8 and shown.endswith(LAST_WORDS)), "the reload came mid-reply"
 
         def bobs_reply() -> str:
             return "".join(m.text for m in fake.bot_messages(bob_chat))
