@@ -150,12 +150,7 @@ class DiscordDesk:
         The service escalates a request once (a conditional UPDATE), and it is the only update that
         leaves a request unclaimed, so "requested and escalated" means the escalation is happening now.
         """
-        channel_id = int(refs["channel"])
-        notification = self._client.get_partial_messageable(channel_id).get_partial_message(
-            int(refs["message"])
-        )
-        await self._pace(channel_id)
-        await notification.edit(allowed_mentions=NO_PINGS, **self._card(view))
+        channel_id, notification = await self._redraw(refs, view)
         if view.status == HandoffStatus.REQUESTED:
             if view.escalated:
                 reference = notification.to_reference(fail_if_not_exists=False)
@@ -189,14 +184,19 @@ class DiscordDesk:
 
     async def overdue(self, refs: Mapping[str, Any], view: HandoffView) -> None:
         """Mark the notification as past its first-response target and ping, in reply to it."""
+        channel_id, notification = await self._redraw(refs, view)
+        reference = notification.to_reference(fail_if_not_exists=False)
+        await self._send(channel_id, *self._notice(self.words.overdue, view), reference=reference)
+
+    async def _redraw(self, refs: Mapping[str, Any], view: HandoffView) -> tuple[int, discord.PartialMessage]:
+        """Edit the notification to show `view`; returns its channel and the message."""
         channel_id = int(refs["channel"])
         notification = self._client.get_partial_messageable(channel_id).get_partial_message(
             int(refs["message"])
         )
         await self._pace(channel_id)
         await notification.edit(allowed_mentions=NO_PINGS, **self._card(view))
-        reference = notification.to_reference(fail_if_not_exists=False)
-        await self._send(channel_id, *self._notice(self.words.overdue, view), reference=reference)
+        return channel_id, notification
 
     async def log(self, view: HandoffView, summary: str, transcript: str | None) -> None:
         if self.config.log_channel is None:

@@ -195,18 +195,7 @@ class TelegramDesk:
     async def update(self, refs: Mapping[str, Any], view: HandoffView) -> None:
         """Edit the notification; ping again on escalation (the service escalates a request once, and
         only then updates a request still waiting); close the topic once the handoff is over."""
-        place = _Place.of(refs)
-        await self._call(
-            place.chat_id,
-            lambda: self.bot.edit_message_text(
-                notification(view, self._mention(view)),
-                place.chat_id,
-                place.message_id,
-                parse_mode=ParseMode.HTML,
-                reply_markup=desk_keyboard(view.handoff_id, view.status),
-                link_preview_options=_NO_PREVIEW,
-            ),
-        )
+        place = await self._redraw(refs, view)
         if view.status is HandoffStatus.REQUESTED and view.escalated:
             ping = html.escape(self.words.escalation.format(id=view.handoff_id))
             await self._post(place, f"{ping} {self._mention(view)}".strip())
@@ -216,6 +205,12 @@ class TelegramDesk:
 
     async def overdue(self, refs: Mapping[str, Any], view: HandoffView) -> None:
         """Mark the notification as past its first-response target, and ping in the case's topic."""
+        place = await self._redraw(refs, view)
+        ping = html.escape(self.words.overdue.format(id=view.handoff_id))
+        await self._post(place, f"{ping} {self._mention(view)}".strip())
+
+    async def _redraw(self, refs: Mapping[str, Any], view: HandoffView) -> _Place:
+        """Edit the notification to show `view`; returns where it is."""
         place = _Place.of(refs)
         await self._call(
             place.chat_id,
@@ -228,8 +223,7 @@ class TelegramDesk:
                 link_preview_options=_NO_PREVIEW,
             ),
         )
-        ping = html.escape(self.words.overdue.format(id=view.handoff_id))
-        await self._post(place, f"{ping} {self._mention(view)}".strip())
+        return place
 
     def _mention(self, view: HandoffView) -> str:
         """Whom the case pings: its intake reason's mentions on this desk, else the desk's own."""
