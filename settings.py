@@ -81,9 +81,7 @@ class Binding(Section):
     @field_validator("scope")
     @classmethod
     def _known_scope(cls, value: str) -> str:
-        if value not in registry.binding_scopes():
-            raise ValueError(f"unknown scope (known: {', '.join(registry.binding_scopes())})")
-        return value
+        return registry.known_scope(value)
 
 
 class RoutingSettings(Section):

@@ -61,6 +61,13 @@ def binding_scopes() -> tuple[str, ...]:
     return (GLOBAL_SCOPE, *(scope for p in PLATFORMS.values() for scope in p.binding_scopes))
 
 
+def known_scope(value: str) -> str:
+    """`value` if it is a binding scope (for validating configuration); else a ValueError naming them."""
+    if value not in binding_scopes():
+        raise ValueError(f"unknown scope (known: {', '.join(binding_scopes())})")
+    return value
+
+
 def blockable() -> tuple[str, ...]:
     return tuple(name for name, platform in PLATFORMS.items() if platform.blockable)
 
