@@ -8,13 +8,14 @@ run out by itself (`until`), and carries a reason that moderators see and the bl
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bridges.batches import DATABASE_FAILURES, Batched
 from models import User, utcnow
 from models.queries import user_row
 
@@ -38,14 +39,23 @@ class BlockService:
         self.db = db
         self.now = now
         """The clock that decides whether a block has run out."""
+        self._reading = Batched(self._users, shared=DATABASE_FAILURES)
 
     async def active(self, platform: str, user_id: str) -> Block | None:
-        """The user's block, unless there is none or it has run out."""
-        async with self.db() as session:
-            user = await session.scalar(
-                select(User).where(User.platform == platform, User.external_id == user_id)
-            )
+        """The user's block, unless there is none or it has run out. Asked for every message, so the
+        users of every message arriving meanwhile are read at once (bridges/batches.py)."""
+        user = await self._reading((platform, user_id))
         return self._block_of(user) if user is not None else None
+
+    async def _users(self, keys: Sequence[tuple[str, str]]) -> list[User | None]:
+        async with self.db() as session:
+            found = {
+                (user.platform, user.external_id): user
+                for user in await session.scalars(
+                    select(User).where(tuple_(User.platform, User.external_id).in_(list(set(keys))))
+                )
+            }
+        return [found.get(key) for key in keys]
 
     async def block(
         self, platform: str, user_id: str, *, by: str, until: datetime | None = None, reason: str = ""

@@ -16,17 +16,20 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Button
-from bridges.outage import survives_db_outage
+from bridges.batches import Batched
+from bridges.outage import DatabaseUnavailable, survives_db_outage
 from bridges.surface import Inbound
 from models import InboundMessage
 from models.queries import insert_ignoring_duplicates
 
 log = logging.getLogger(__name__)
 
+PRUNE_EVERY = 1000
+"""Messages recorded between two prunings of old rows."""
 KEPT = timedelta(days=2)
 """Rows older than this are pruned: a platform redelivers within hours, and a crash is noticed sooner."""
 RETAKEN = "*"
@@ -75,49 +78,59 @@ class Inbox:
         self._started: set[Receipt] = set()
         self._starting = [asyncio.Lock() for _ in range(64)]
         """A message's lock (by hash) is held while its turn reads it and while an edit replaces it."""
+        self._recording = Batched(self._record, shared=(DatabaseUnavailable,))
+        self._reading = Batched(self._queued_texts, shared=(DatabaseUnavailable,))
 
-    @survives_db_outage
     async def receive(self, inbound: Inbound, arrival: int, command: str | None = None) -> Receipt | None:
         """Record the message with all it takes to answer it later; None if another process took it
         first, or a restart's recovery did. A retry after a lost acknowledgement finds its own row, so it
         is never mistaken for another process's. Presses and commands get a key of their own, since the
-        platform delivers those to one process already."""
+        platform delivers those to one process already. Every message arriving meanwhile is recorded
+        in the same transaction (bridges/batches.py)."""
         local = command is not None or not inbound.message_id or inbound.button is not None
         receipt = Receipt(
             inbound.platform,
             inbound.chat_id,
             f"local:{uuid.uuid4().hex}" if local else inbound.message_id,
         )
+        row = {
+            **asdict(receipt),
+            "taken_by": self.run_id,
+            "received_at": self._now(),
+            "arrival": arrival,
+            "user_id": inbound.user_id,
+            "display_name": inbound.display_name,
+            "thread_id": inbound.thread_id,
+            "guild_id": inbound.guild_id,
+            "is_dm": inbound.is_dm,
+            "text": inbound.text,
+            "button": asdict(inbound.button) if inbound.button is not None else None,
+            "attachments": [a.metadata() for a in inbound.attachments if a.kind != "sticker"] or None,
+            "command": command,
+        }
+        return receipt if await self._recording(row) else None
+
+    @survives_db_outage
+    async def _record(self, rows: Sequence[dict[str, Any]]) -> list[bool]:
+        """Insert the messages' rows (a duplicate is ignored); for each, whether it is this run's to
+        answer."""
         async with self.db.begin() as session:
             await session.execute(
-                insert_ignoring_duplicates(session, InboundMessage)
-                .values(
-                    **asdict(receipt),
-                    taken_by=self.run_id,
-                    received_at=self._now(),
-                    arrival=arrival,
-                    user_id=inbound.user_id,
-                    display_name=inbound.display_name,
-                    thread_id=inbound.thread_id,
-                    guild_id=inbound.guild_id,
-                    is_dm=inbound.is_dm,
-                    text=inbound.text,
-                    button=asdict(inbound.button) if inbound.button is not None else None,
-                    attachments=[a.metadata() for a in inbound.attachments if a.kind != "sticker"] or None,
-                    command=command,
-                )
-                .on_conflict_do_nothing()
+                insert_ignoring_duplicates(session, InboundMessage).on_conflict_do_nothing(), rows
             )
-            row = (
-                await session.execute(
-                    select(InboundMessage.taken_by, InboundMessage.handled_at).filter_by(**asdict(receipt))
+            mine = {
+                Receipt(found.platform, found.chat_id, found.message_id)
+                for found in await session.execute(
+                    select(InboundMessage.platform, InboundMessage.chat_id, InboundMessage.message_id)
+                    .where(_keys_in([_receipt_of(row) for row in rows]))
+                    .where(InboundMessage.taken_by == self.run_id, InboundMessage.handled_at.is_(None))
                 )
-            ).one()
-            self._received += 1
-            if self._received % 1000 == 0:
+            }
+            self._received += len(rows)
+            if self._received // PRUNE_EVERY != (self._received - len(rows)) // PRUNE_EVERY:
                 cutoff = self._now() - KEPT
                 await session.execute(delete(InboundMessage).where(InboundMessage.received_at < cutoff))
-        return receipt if row.taken_by == self.run_id and row.handled_at is None else None
+        return [_receipt_of(row) in mine for row in rows]
 
     @asynccontextmanager
     async def turn_of(self, inbound: Inbound, receipt: Receipt) -> AsyncIterator[Inbound]:
@@ -125,20 +138,30 @@ class Inbox:
         on no longer change what is answered (see `edit`)."""
         async with self._starting[hash(receipt) % len(self._starting)]:
             self._started.add(receipt)
-            text = await self._queued_text(receipt)
+            text = await self._reading(receipt)
         try:
             yield inbound if text is None or text == inbound.text else replace(inbound, text=text)
         finally:
             self._started.discard(receipt)
 
     @survives_db_outage
-    async def _queued_text(self, receipt: Receipt) -> str | None:
+    async def _queued_texts(self, receipts: Sequence[Receipt]) -> list[str | None]:
+        """The texts of messages not yet taken by a turn (None for one that was), read at once."""
         async with self.db() as session:
-            return await session.scalar(
-                select(InboundMessage.text)
-                .filter_by(**asdict(receipt))
-                .where(InboundMessage.handled_at.is_(None))
-            )
+            found = {
+                Receipt(row.platform, row.chat_id, row.message_id): row.text
+                for row in await session.execute(
+                    select(
+                        InboundMessage.platform,
+                        InboundMessage.chat_id,
+                        InboundMessage.message_id,
+                        InboundMessage.text,
+                    )
+                    .where(_keys_in(receipts))
+                    .where(InboundMessage.handled_at.is_(None))
+                )
+            }
+        return [found.get(receipt) for receipt in receipts]
 
     @survives_db_outage
     async def edit(self, receipt: Receipt, text: str) -> bool:
@@ -157,12 +180,12 @@ class Inbox:
                 )
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
 
-    def handled(self, receipt: Receipt) -> Any:
-        """The statement that marks a message taken by its turn; run it in the transaction that writes
-        the message to the transcript, so a crash can neither lose it nor answer it twice."""
+    def handled(self, *receipts: Receipt) -> Any:
+        """The statement that marks messages taken by their turns; run it in the transaction that writes
+        them to the transcript, so a crash can neither lose one nor answer it twice."""
         return (
             update(InboundMessage)
-            .filter_by(**asdict(receipt))
+            .where(_keys_in(receipts))
             .values(handled_at=self._now(), text="", button=None, attachments=None)
             .execution_options(synchronize_session=False)
         )
@@ -214,6 +237,17 @@ class Inbox:
                 .execution_options(synchronize_session=False)
             )
         return result.rowcount == 1  # type: ignore[attr-defined,no-any-return]
+
+
+def _receipt_of(row: dict[str, Any]) -> Receipt:
+    return Receipt(row["platform"], row["chat_id"], row["message_id"])
+
+
+def _keys_in(receipts: Sequence[Receipt]) -> Any:
+    """The rows of these messages, by their primary key."""
+    return tuple_(InboundMessage.platform, InboundMessage.chat_id, InboundMessage.message_id).in_(
+        [(r.platform, r.chat_id, r.message_id) for r in receipts]
+    )
 
 
 def _arrival_order(rows: Sequence[InboundMessage]) -> Callable[[InboundMessage], tuple[datetime, int]]:
