@@ -15,7 +15,7 @@ from agents.base import Agent, HistoryEntry, Resumable, Turn
 from bridges.attachments import Media
 from bridges.bursts import Follower
 from bridges.catalogue import Phrasebook
-from bridges.conversations import Begun, Conversations, ExpiredRequest, OverQuota, TurnPolicy
+from bridges.conversations import Conversations
 from bridges.handoff import HandoffService
 from bridges.inbox import Receipt
 from bridges.intake import Intake
@@ -25,6 +25,7 @@ from bridges.relay_policy import RelayPolicy
 from bridges.render import RenderResult
 from bridges.replies import ReplyWriter
 from bridges.surface import Inbound, Surface, send_notice
+from bridges.turn_starts import Begun, ExpiredRequest, OverQuota, TurnPolicy, TurnStart, TurnStarts
 from models import Conversation, HandoffStatus, Role
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class AgentTurns:
         self,
         agents: Mapping[str, Agent],
         conversations: Conversations,
+        starts: TurnStarts,
         handoffs: HandoffService,
         media: Media,
         writer: ReplyWriter,
@@ -48,6 +50,7 @@ class AgentTurns:
     ) -> None:
         self.agents = agents
         self.conversations = conversations
+        self.starts = starts
         self.handoffs = handoffs
         self.media = media
         self.writer = writer
@@ -64,8 +67,9 @@ class AgentTurns:
         joined: Sequence[Follower],
         words: Phrasebook,
     ) -> Begun | OverQuota | None:
-        """One transaction before the agent is called (see `Conversations.begin_turn`); a request for a
-        human found past its expiry is closed first (its timer had not run yet) and the user told."""
+        """One transaction before the agent is called, shared with every turn starting now (see
+        `TurnStarts.begin`); a request for a human found past its expiry is closed first (its timer had
+        not run yet) and the user told."""
         policy = self._policy()
         turn_policy = TurnPolicy(
             idle_timeout=policy.idle_timeout,
@@ -73,7 +77,7 @@ class AgentTurns:
             pending={"instance": policy.instance, "run": self._run_id},
         )
         while isinstance(
-            begun := await self.conversations.begin_turn(inbound, receipt, turn_policy, joined),
+            begun := await self.starts.begin(TurnStart(inbound, receipt, turn_policy, joined)),
             ExpiredRequest,
         ):
             await self.expire(begun.handoff_id, surface, words)

@@ -3,7 +3,7 @@ and the most specific place wins (a channel before its server, anything before t
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,6 +14,8 @@ from models import AgentBinding
 
 Place = tuple[str, str]
 """(scope, id): ("global", "") or a place a platform declares, such as a channel."""
+StoredBindings = Mapping[Place, str]
+"""What admins bound with `/agent`, by place."""
 
 
 class Bindings:
@@ -46,18 +48,24 @@ class Bindings:
             else:
                 binding.agent_name, binding.created_by = agent_name, by
 
-    async def agent_for(self, session: AsyncSession, inbound: Inbound) -> str:
-        """The agent a new conversation for this message starts with."""
-        places: list[Place] = [*inbound.binding_scopes, (GLOBAL_SCOPE, "")]
-        stored = {
+    async def stored(self, session: AsyncSession, inbounds: Iterable[Inbound]) -> StoredBindings:
+        """The stored bindings of every place these messages come from, read once for all of them."""
+        scopes = {scope for inbound in inbounds for scope, _ in _places(inbound)}
+        return {
             (binding.scope, binding.scope_id): binding.agent_name
-            for binding in await session.scalars(
-                select(AgentBinding).where(AgentBinding.scope.in_({scope for scope, _ in places}))
-            )
+            for binding in await session.scalars(select(AgentBinding).where(AgentBinding.scope.in_(scopes)))
         }
-        for place in places:
+
+    def agent_for(self, inbound: Inbound, stored: StoredBindings) -> str:
+        """The agent a new conversation for this message starts with (`stored`: see `stored`)."""
+        for place in _places(inbound):
             for source in (stored, self.configured):
                 name = source.get(place)
                 if name is not None and name in self.agents:
                     return name
         return self.default_agent
+
+
+def _places(inbound: Inbound) -> list[Place]:
+    """Where the message comes from, the most specific place first."""
+    return [*inbound.binding_scopes, (GLOBAL_SCOPE, "")]

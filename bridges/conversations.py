@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Attachment, HistoryEntry, Usage
 from bridges.bindings import Bindings
-from bridges.bursts import Follower
 from bridges.controls import ControlNotices
 from bridges.handoff import open_handoff_of
 from bridges.inbox import Inbox, Receipt
@@ -54,90 +53,17 @@ class Conversations:
         return conversation, handoff
 
     @survives_db_outage
-    async def begin_turn(
-        self, inbound: Inbound, receipt: Receipt, policy: TurnPolicy, joined: Sequence[Follower] = ()
-    ) -> Begun | ExpiredRequest | OverQuota | None:
-        """Everything a turn needs before the agent is called, in one transaction: the user not blocked
-        (None if they are; the message is marked handled), their live conversation (opened or renewed),
-        the message in the transcript and marked handled, and for a bot conversation the pending-reply
-        mark and the history the agent reads. An unclaimed request for a human past its expiry is handed
-        back first (`ExpiredRequest`), since closing it tells the desks; the message is not taken then.
-        A message for the agent past a quota is refused (`OverQuota`, marked handled, nothing else).
-        The messages `joined` to this one (bridges/bursts.py) are marked handled with it."""
-        now = self._now()
-        receipts = (receipt, *(follower.receipt for follower in joined))
-        async with self.db.begin() as session:
-            user = await user_row(session, inbound.platform, inbound.user_id, inbound.display_name)
-            if user.blocked_at_time(now):
-                await self._handled(session, receipts)
-                return None
-            current: Conversation | None = await session.scalar(_open_conversation(inbound))
-            if current is not None:
-                handoff = await open_handoff_of(session, current.id)
-                if handoff is not None and request_expired(handoff, now):
-                    return ExpiredRequest(handoff.id)
-            if current is None or current.status == ConversationStatus.BOT:
-                refusal = await self.quotas.take(session, Keys.of(inbound), now, locale=inbound.locale)
-                if refusal is not None:
-                    await self._handled(session, receipts)
-                    return OverQuota(refusal)
-            conversation = await self._live(session, inbound, user, current, policy.idle_timeout, now)
-            await session.flush()  # a new conversation's id, for the transcript entry
-            history: tuple[HistoryEntry, ...] = ()
-            if conversation.status == ConversationStatus.BOT:
-                history = await _history(session, conversation.id, policy.history_length, skip_newest=False)
-                conversation.pending_reply = {**policy.pending, "asked": inbound.text[: policy.asked_chars]}
-            await self._handled(session, receipts)
-            message_ids = [inbound.message_id, *(follower.inbound.message_id for follower in joined)]
-            session.add(_entry(conversation.id, Role.USER, inbound.text, message_ids, inbound.attachments))
-        return Begun(conversation, history)
-
-    async def _handled(self, session: AsyncSession, receipts: Sequence[Receipt]) -> None:
-        for receipt in receipts:
-            await session.execute(self.inbox.handled(receipt))
-
-    @survives_db_outage
     async def open_for(self, inbound: Inbound, idle_timeout: timedelta) -> Conversation:
-        """The live conversation for this user in this place (see `_live`)."""
+        """The live conversation for this user in this place (see `live_conversation`)."""
         async with self.db.begin() as session:
             user = await user_row(session, inbound.platform, inbound.user_id, inbound.display_name)
             current = await session.scalar(_open_conversation(inbound))
-            return await self._live(session, inbound, user, current, idle_timeout, self._now())
-
-    async def _live(
-        self,
-        session: AsyncSession,
-        inbound: Inbound,
-        user: User,
-        conversation: Conversation | None,
-        idle_timeout: timedelta,
-        now: datetime,
-    ) -> Conversation:
-        """`conversation`, unless it is a bot conversation idle for `idle_timeout` (then closed); else a
-        new one, with the agent bound to the place."""
-        if (
-            conversation is not None
-            and conversation.status == ConversationStatus.BOT
-            and conversation.last_activity_at + idle_timeout <= now
-        ):
-            close(conversation, now)
-            conversation = None
-        if conversation is None:
-            conversation = Conversation(
-                user_id=user.id,
-                platform=inbound.platform,
-                chat_id=inbound.chat_id,
-                thread_id=inbound.thread_id,
-                agent_name=await self.bindings.agent_for(session, inbound),
-                provider_state={},
-                status=ConversationStatus.BOT,
-                last_activity_at=now,
+            stored = await self.bindings.stored(session, [inbound])
+            conversation = live_conversation(
+                inbound, user, current, idle_timeout, self._now(), self.bindings.agent_for(inbound, stored)
             )
             session.add(conversation)
-        conversation.last_activity_at = now
-        if inbound.locale and conversation.locale != inbound.locale:
-            conversation.locale = inbound.locale[:35]
-        return conversation
+            return conversation
 
     @survives_db_outage
     async def close(self, conversation_id: int) -> None:
@@ -168,7 +94,7 @@ class Conversations:
         async with self.db.begin() as session:
             if handled is not None:
                 await session.execute(self.inbox.handled(handled))
-            session.add(_entry(conversation_id, role, text, message_ids, attachments, author_id))
+            session.add(transcript_entry(conversation_id, role, text, message_ids, attachments, author_id))
 
     @survives_db_outage
     async def set_pending(
@@ -241,7 +167,7 @@ class Conversations:
             return None
         if rows[1].role != Role.USER:
             return None
-        history = tuple(_history_entry(row) for row in reversed(rows[2:]))
+        history = tuple(history_entry(row) for row in reversed(rows[2:]))
         return LastReply(
             conversation, rows[0].id, rows[0].text, rows[0].platform_message_ids, rows[1].text, history
         )
@@ -253,7 +179,9 @@ class Conversations:
         async with self.db.begin() as session:
             entry = await session.get_one(TranscriptEntry, entry_id)
             session.add(
-                _entry(entry.conversation_id, Role.SYSTEM, ControlNotices.regenerated.format(text=entry.text))
+                transcript_entry(
+                    entry.conversation_id, Role.SYSTEM, ControlNotices.regenerated.format(text=entry.text)
+                )
             )
             entry.text, entry.platform_message_ids = text, [mid for mid in message_ids if mid]
 
@@ -272,22 +200,6 @@ class Conversations:
 
 
 @dataclass(frozen=True)
-class TurnPolicy:
-    idle_timeout: timedelta
-    history_length: int
-    pending: dict[str, Any]
-    """The pending-reply mark (who writes it); `asked` is added from the message."""
-    asked_chars: int = 80
-
-
-@dataclass(frozen=True)
-class Begun:
-    conversation: Conversation
-    history: tuple[HistoryEntry, ...]
-    """What the agent reads besides this message (empty unless the conversation is with the bot)."""
-
-
-@dataclass(frozen=True)
 class LastReply:
     conversation: Conversation
     entry_id: int
@@ -299,18 +211,7 @@ class LastReply:
     """What came before that message."""
 
 
-@dataclass(frozen=True)
-class ExpiredRequest:
-    handoff_id: int
-
-
-@dataclass(frozen=True)
-class OverQuota:
-    notice: str
-    """Which limit was reached and when it resets, for the user."""
-
-
-def _entry(
+def transcript_entry(
     conversation_id: int,
     role: Role,
     text: str,
@@ -335,7 +236,7 @@ async def _history(
     that message is already among them."""
     entries = list(await session.scalars(_newest(conversation_id, length + (1 if skip_newest else 0))))
     rows = entries[1:] if skip_newest else entries
-    return tuple(_history_entry(row) for row in reversed(rows))
+    return tuple(history_entry(row) for row in reversed(rows))
 
 
 def _newest(conversation_id: int, limit: int) -> Select[TranscriptEntry]:
@@ -348,7 +249,7 @@ def _newest(conversation_id: int, limit: int) -> Select[TranscriptEntry]:
     )
 
 
-def _history_entry(row: TranscriptEntry) -> HistoryEntry:
+def history_entry(row: TranscriptEntry) -> HistoryEntry:
     return HistoryEntry(role=row.role.value, text=row.text)  # type: ignore[arg-type]
 
 
@@ -360,6 +261,40 @@ def request_expired(handoff: Handoff, now: datetime) -> bool:
         and handoff.expire_at is not None
         and handoff.expire_at <= now
     )
+
+
+def live_conversation(
+    inbound: Inbound,
+    user: User,
+    conversation: Conversation | None,
+    idle_timeout: timedelta,
+    now: datetime,
+    agent_name: str,
+) -> Conversation:
+    """`conversation`, unless it is a bot conversation idle for `idle_timeout` (then closed); else a
+    new one (add it to the session), with `agent_name`, the agent bound to the place."""
+    if (
+        conversation is not None
+        and conversation.status == ConversationStatus.BOT
+        and conversation.last_activity_at + idle_timeout <= now
+    ):
+        close(conversation, now)
+        conversation = None
+    if conversation is None:
+        conversation = Conversation(
+            user_id=user.id,
+            platform=inbound.platform,
+            chat_id=inbound.chat_id,
+            thread_id=inbound.thread_id,
+            agent_name=agent_name,
+            provider_state={},
+            status=ConversationStatus.BOT,
+            last_activity_at=now,
+        )
+    conversation.last_activity_at = now
+    if inbound.locale and conversation.locale != inbound.locale:
+        conversation.locale = inbound.locale[:35]
+    return conversation
 
 
 def close(conversation: Conversation, now: datetime) -> None:

@@ -28,7 +28,7 @@ from bridges.blocks import BlockService
 from bridges.bursts import Bursts, Follower
 from bridges.catalogue import Catalogue, Phrasebook
 from bridges.commands import HUMAN_ASKED, Command, Commands
-from bridges.conversations import Conversations, OverQuota
+from bridges.conversations import Conversations
 from bridges.copies import Origin, origin_of
 from bridges.edits import Edits
 from bridges.handoff import HandoffService
@@ -45,6 +45,7 @@ from bridges.relay_policy import RelayPolicy
 from bridges.render import RenderResult
 from bridges.replies import ReplyWriter, WriterPolicy, key_of
 from bridges.surface import Inbound, Surface, send_notice
+from bridges.turn_starts import OverQuota, TurnStarts
 from bridges.turns import Place, TurnOrder
 from models import Conversation, ConversationStatus, User, utcnow
 from models.queries import open_handoff_id_of
@@ -124,6 +125,14 @@ class Relay:
         self.agent_turns = AgentTurns(
             agents,
             self.conversations,
+            TurnStarts(
+                db,
+                inbox=self.inbox,
+                bindings=self.bindings,
+                quotas=self.quotas,
+                now=now,
+                outage_grace=policy.db_outage_grace,
+            ),
             self.handoffs,
             self.media,
             self.writer,

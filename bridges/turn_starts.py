@@ -1,0 +1,269 @@
+"""The start of a turn: everything it needs before the agent is called, in one transaction shared by
+every turn that starts at the same moment (bridges/batches.py).
+
+A hundred users writing at once start a hundred turns; each would read its user, conversation,
+handoff and history and write its transcript entry in its own transaction, one after another on
+SQLite's one writer. Here each read is one statement for all of them and each write one statement, so
+a burst costs about as much as one message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from agents.base import HistoryEntry
+from bridges.batches import Batched
+from bridges.bindings import Bindings
+from bridges.bursts import Follower
+from bridges.controls import Key
+from bridges.conversations import history_entry, live_conversation, request_expired, transcript_entry
+from bridges.inbox import Inbox, Receipt
+from bridges.outage import DatabaseUnavailable, survives_db_outage
+from bridges.quotas import Keys, Quotas
+from bridges.replies import key_of
+from bridges.surface import Inbound
+from models import Conversation, ConversationStatus, Handoff, Role, TranscriptEntry, User
+from models.handoff import OPEN_HANDOFF_STATUSES
+from models.queries import insert_ignoring_duplicates
+
+
+@dataclass(frozen=True)
+class TurnPolicy:
+    idle_timeout: timedelta
+    history_length: int
+    pending: dict[str, Any]
+    """The pending-reply mark (who writes it); `asked` is added from the message."""
+    asked_chars: int = 80
+
+
+@dataclass(frozen=True)
+class TurnStart:
+    inbound: Inbound
+    receipt: Receipt
+    policy: TurnPolicy
+    joined: Sequence[Follower] = ()
+    """Messages of the same burst (bridges/bursts.py), taken with this one."""
+
+    @property
+    def receipts(self) -> tuple[Receipt, ...]:
+        return (self.receipt, *(follower.receipt for follower in self.joined))
+
+
+@dataclass(frozen=True)
+class Begun:
+    conversation: Conversation
+    history: tuple[HistoryEntry, ...]
+    """What the agent reads besides this message (empty unless the conversation is with the bot)."""
+
+
+@dataclass(frozen=True)
+class ExpiredRequest:
+    handoff_id: int
+
+
+@dataclass(frozen=True)
+class OverQuota:
+    notice: str
+    """Which limit was reached and when it resets, for the user."""
+
+
+Started = Begun | ExpiredRequest | OverQuota | None
+
+
+class TurnStarts:
+    def __init__(
+        self,
+        db: async_sessionmaker[AsyncSession],
+        *,
+        inbox: Inbox,
+        bindings: Bindings,
+        quotas: Quotas,
+        now: Callable[[], datetime],
+        outage_grace: float,
+    ) -> None:
+        self.db = db
+        self.inbox = inbox
+        self.bindings = bindings
+        self.quotas = quotas
+        self._now = now
+        self.outage_grace = outage_grace
+        self._starting = Batched(self._begin_all, shared=(DatabaseUnavailable,))
+
+    async def begin(self, start: TurnStart) -> Started:
+        """The user not blocked (None if they are; the message is marked handled), their live
+        conversation (opened or renewed), the message in the transcript and marked handled, and for a
+        bot conversation the pending-reply mark and the history the agent reads. An unclaimed request
+        for a human past its expiry is handed back first (`ExpiredRequest`), since closing it tells the
+        desks; the message is not taken then. A message for the agent past a quota is refused
+        (`OverQuota`, marked handled, nothing else). The messages joined to this one are marked handled
+        with it."""
+        return await self._starting(start)
+
+    @survives_db_outage
+    async def _begin_all(self, starts: Sequence[TurnStart]) -> list[Started]:
+        now = self._now()
+        async with self.db.begin() as session:
+            users = await _users(session, [start.inbound for start in starts])
+            current = await _open_conversations(session, users.values())
+            handoffs = await _open_handoffs(session, [c.id for c in current.values()])
+            stored = await self.bindings.stored(session, [start.inbound for start in starts])
+            results: list[Started] = []
+            handled: list[Receipt] = []
+            taken: list[tuple[TurnStart, Conversation]] = []
+            taken_at: list[int] = []
+            for start in starts:
+                inbound, key = start.inbound, key_of(start.inbound)
+                user = users[(inbound.platform, inbound.user_id)]
+                result: Started = None
+                if user.blocked_at_time(now):
+                    handled += start.receipts
+                elif (expired := _expired(handoffs, current.get(key), now)) is not None:
+                    result = expired
+                elif (refusal := await self._over_quota(session, start, current.get(key), now)) is not None:
+                    handled += start.receipts
+                    result = OverQuota(refusal)
+                else:
+                    taken_at.append(len(results))
+                    agent = self.bindings.agent_for(inbound, stored)
+                    conversation = live_conversation(
+                        inbound, user, current.get(key), start.policy.idle_timeout, now, agent
+                    )
+                    session.add(conversation)
+                    current[key] = conversation
+                    handled += start.receipts
+                    taken.append((start, conversation))
+                results.append(result)
+            await session.flush()  # new conversations' ids, for their transcript entries
+            histories = await _histories(session, taken)
+            if handled:
+                await session.execute(self.inbox.handled(*handled))
+            for at, begun in zip(taken_at, self._take(session, taken, histories), strict=True):
+                results[at] = begun
+        return results
+
+    def _take(
+        self,
+        session: AsyncSession,
+        taken: Sequence[tuple[TurnStart, Conversation]],
+        histories: dict[int, tuple[HistoryEntry, ...]],
+    ) -> list[Begun]:
+        """The messages in their transcripts; the pending-reply mark on bot conversations."""
+        begun = []
+        for start, conversation in taken:
+            inbound, policy = start.inbound, start.policy
+            history: tuple[HistoryEntry, ...] = ()
+            if conversation.status == ConversationStatus.BOT:
+                history = histories.get(conversation.id, ())[-policy.history_length :]
+                conversation.pending_reply = {**policy.pending, "asked": inbound.text[: policy.asked_chars]}
+            message_ids = [inbound.message_id, *(follower.inbound.message_id for follower in start.joined)]
+            session.add(
+                transcript_entry(conversation.id, Role.USER, inbound.text, message_ids, inbound.attachments)
+            )
+            begun.append(Begun(conversation, history))
+        return begun
+
+    async def _over_quota(
+        self, session: AsyncSession, start: TurnStart, current: Conversation | None, now: datetime
+    ) -> str | None:
+        """What to tell a user past a quota, for a message to the agent (counted otherwise)."""
+        if current is not None and current.status != ConversationStatus.BOT:
+            return None
+        inbound = start.inbound
+        return await self.quotas.take(session, Keys.of(inbound), now, locale=inbound.locale)
+
+
+def _expired(
+    handoffs: dict[int, Handoff], current: Conversation | None, now: datetime
+) -> ExpiredRequest | None:
+    handoff = handoffs.get(current.id) if current is not None else None
+    return ExpiredRequest(handoff.id) if handoff is not None and request_expired(handoff, now) else None
+
+
+async def _users(session: AsyncSession, inbounds: Sequence[Inbound]) -> dict[tuple[str, str], User]:
+    """The messages' users, created on first contact (a duplicate insert from another process is
+    ignored); a non-empty display name refreshes the stored one."""
+    names = {(inbound.platform, inbound.user_id): inbound.display_name for inbound in inbounds}
+    users = await _users_by_key(session, names)
+    if missing := [key for key in names if key not in users]:
+        await session.execute(
+            insert_ignoring_duplicates(session, User).on_conflict_do_nothing(
+                index_elements=["platform", "external_id"]
+            ),
+            [{"platform": p, "external_id": u, "display_name": names[(p, u)]} for p, u in missing],
+        )
+        users |= await _users_by_key(session, missing)
+    for key, user in users.items():
+        if names[key] and user.display_name != names[key]:
+            user.display_name = names[key]
+    return users
+
+
+async def _users_by_key(
+    session: AsyncSession, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], User]:
+    found = await session.scalars(select(User).where(tuple_(User.platform, User.external_id).in_(list(keys))))
+    return {(user.platform, user.external_id): user for user in found}
+
+
+async def _open_conversations(session: AsyncSession, users: Iterable[User]) -> dict[Key, Conversation]:
+    """Each user's open conversation in each place, the newest if there were ever two."""
+    by_id = {user.id: user for user in users}
+    found = await session.scalars(
+        select(Conversation)
+        .where(Conversation.user_id.in_(list(by_id)), Conversation.status != ConversationStatus.CLOSED)
+        .order_by(Conversation.id)
+    )
+    return {
+        (c.platform, c.chat_id, c.thread_id, by_id[c.user_id].external_id): c
+        for c in found
+        if by_id[c.user_id].platform == c.platform
+    }
+
+
+async def _open_handoffs(session: AsyncSession, conversation_ids: Sequence[int]) -> dict[int, Handoff]:
+    if not conversation_ids:
+        return {}
+    found = await session.scalars(
+        select(Handoff).where(
+            Handoff.conversation_id.in_(conversation_ids), Handoff.status.in_(OPEN_HANDOFF_STATUSES)
+        )
+    )
+    return {handoff.conversation_id: handoff for handoff in found}
+
+
+async def _histories(
+    session: AsyncSession, taken: Sequence[tuple[TurnStart, Conversation]]
+) -> dict[int, tuple[HistoryEntry, ...]]:
+    """The last entries agents read (system lines are not) of every bot conversation taken, oldest
+    first, in one statement."""
+    lengths = {
+        conversation.id: start.policy.history_length
+        for start, conversation in taken
+        if conversation.status == ConversationStatus.BOT
+    }
+    if not lengths:
+        return {}
+    newest_first = func.row_number().over(
+        partition_by=TranscriptEntry.conversation_id, order_by=TranscriptEntry.id.desc()
+    )
+    ranked = (
+        select(TranscriptEntry.id, TranscriptEntry.conversation_id, newest_first.label("rank"))
+        .where(TranscriptEntry.conversation_id.in_(list(lengths)), TranscriptEntry.role != Role.SYSTEM)
+        .subquery()
+    )
+    rows = await session.scalars(
+        select(TranscriptEntry)
+        .join(ranked, ranked.c.id == TranscriptEntry.id)
+        .where(ranked.c.rank <= max(lengths.values()))
+        .order_by(TranscriptEntry.id)
+    )
+    histories: dict[int, list[HistoryEntry]] = {}
+    for row in rows:
+        histories.setdefault(row.conversation_id, []).append(history_entry(row))
+    return {conversation_id: tuple(entries) for conversation_id, entries in histories.items()}

@@ -1,0 +1,106 @@
+"""A burst of users writing at once, on SQLite and PostgreSQL: their turns start in a few shared
+transactions (bridges/turn_starts.py), and each still gets its own conversation, history and limits."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import event, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from bridges.quotas import QuotaNotices
+from bridges.relay import Relay
+from bridges.relay_policy import RelayPolicy
+from bridges.surface import Inbound
+from fakes.telegram.harness import ScriptedAgent
+from models import InboundMessage, Role, TranscriptEntry
+from settings import QuotaLimits, QuotaSettings
+from tests.surfaces import RecordingSurface
+
+NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+POLICY = replace(
+    RelayPolicy(
+        default_agent="scripted",
+        idle_timeout=timedelta(minutes=30),
+        handoff_expiry=timedelta(minutes=10),
+        bindings={},
+    ),
+    quotas=QuotaSettings(user=QuotaLimits(messages=2)),
+    user_burst=1000,
+)
+NEW, RETURNING = 30, 5
+
+
+def said(text: str, user: str, message_id: str) -> Inbound:
+    return Inbound(
+        platform="console",
+        chat_id=f"chat-{user}",
+        user_id=user,
+        display_name=user,
+        text=text,
+        message_id=message_id,
+    )
+
+
+async def test_a_burst_of_users_starts_in_a_few_transactions_each_with_its_own_history_and_limits(
+    engine: AsyncEngine, db: async_sessionmaker[AsyncSession]
+) -> None:
+    gate = asyncio.Event()
+    gate.set()
+    agent = ScriptedAgent(gate=gate)
+    relay = Relay(db, {"scripted": agent}, POLICY, now=lambda: NOON)
+    for n in range(RETURNING):  # users who talked before: their history is theirs alone
+        await relay.handle(said(f"before {n}", f"back-{n}", f"b{n}"), RecordingSurface())
+    for n in range(2):  # a user who has used the day's two messages
+        await relay.handle(said(f"spent {n}", "spent", f"s{n}"), RecordingSurface())
+    earlier = len(agent.turns)
+
+    commits = 0
+
+    def count(_connection: object) -> None:
+        nonlocal commits
+        commits += 1
+
+    event.listen(engine.sync_engine, "commit", count)
+    gate.clear()  # every agent call waits, so the commits counted are those before the agent
+    users = [f"new-{n}" for n in range(NEW)] + [f"back-{n}" for n in range(RETURNING)] + ["spent"]
+    surfaces = {user: RecordingSurface() for user in users}
+    burst = [
+        asyncio.create_task(relay.handle(said(f"now {user}", user, f"m-{user}"), surfaces[user]))
+        for user in users
+    ]
+    async with asyncio.timeout(10):
+        while len(agent.turns) < earlier + NEW + RETURNING:
+            await agent.entered.wait()
+            agent.entered.clear()
+    before_the_agent = commits
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(*burst), 10)
+    event.remove(engine.sync_engine, "commit", count)
+
+    # One message alone takes two commits (recorded on arrival, then its turn): 72 for the burst.
+    assert before_the_agent <= 8, f"{before_the_agent} commits before the agent for {len(users)} messages"
+    histories = {turn.user_id: [(h.role, h.text) for h in turn.history] for turn in agent.turns[earlier:]}
+    assert set(histories) == {user for user in users if user != "spent"}
+    for n in range(RETURNING):
+        assert histories[f"back-{n}"] == [("user", f"before {n}"), ("agent", f"scripted: before {n} (#1)")]
+    assert all(histories[f"new-{n}"] == [] for n in range(NEW))
+    assert surfaces["new-0"].visible_texts() == ["scripted: now new-0 (#1)"]
+    assert surfaces["back-1"].visible_texts() == ["scripted: now back-1 (#2)"]
+    refusal = QuotaNotices.user_messages.format(limit=2, period="today", reset="at 00:00 UTC, in 12 h 0 min")
+    assert surfaces["spent"].visible_texts() == [refusal]
+    async with db() as session:
+        asked = list(
+            await session.scalars(select(TranscriptEntry.text).where(TranscriptEntry.role == Role.USER))
+        )
+        waiting = await session.scalar(
+            select(InboundMessage.message_id).where(InboundMessage.handled_at.is_(None))
+        )
+    assert sorted(asked) == sorted(
+        [f"before {n}" for n in range(RETURNING)]
+        + ["spent 0", "spent 1"]
+        + [f"now {user}" for user in users if user != "spent"]
+    )
+    assert waiting is None  # every message taken, the refused one too
