@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from agents.base import Agent, HistoryEntry, Resumable, Turn
 from bridges.attachments import Media
@@ -25,7 +26,15 @@ from bridges.relay_policy import RelayPolicy
 from bridges.render import RenderResult
 from bridges.replies import ReplyWriter
 from bridges.surface import Inbound, Surface, send_notice
-from bridges.turn_starts import Begun, ExpiredRequest, OverQuota, TurnPolicy, TurnStart, TurnStarts
+from bridges.turn_starts import (
+    Begun,
+    Elsewhere,
+    ExpiredRequest,
+    OverQuota,
+    TurnPolicy,
+    TurnStart,
+    TurnStarts,
+)
 from models import Conversation, HandoffStatus, Role
 
 log = logging.getLogger(__name__)
@@ -66,7 +75,9 @@ class AgentTurns:
         surface: Surface,
         joined: Sequence[Follower],
         words: Phrasebook,
-    ) -> Begun | OverQuota | None:
+        *,
+        unrecorded: dict[str, Any] | None = None,
+    ) -> Begun | OverQuota | Elsewhere | None:
         """One transaction before the agent is called, shared with every turn starting now (see
         `TurnStarts.begin`); a request for a human found past its expiry is closed first (its timer had
         not run yet) and the user told."""
@@ -77,7 +88,7 @@ class AgentTurns:
             pending={"instance": policy.instance, "run": self._run_id},
         )
         while isinstance(
-            begun := await self.starts.begin(TurnStart(inbound, receipt, turn_policy, joined)),
+            begun := await self.starts.begin(TurnStart(inbound, receipt, turn_policy, joined, unrecorded)),
             ExpiredRequest,
         ):
             await self.expire(begun.handoff_id, surface, words)

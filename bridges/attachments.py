@@ -93,13 +93,18 @@ class Media:
     def __init__(self, transcriber: Transcriber | None = None) -> None:
         self.transcriber = transcriber
 
+    @staticmethod
+    def must_hear(inbound: Inbound) -> bool:
+        """Whether `hear` has work to do (or a notice to send) for the message before its turn starts."""
+        return any(a.kind == "voice" for a in inbound.attachments)
+
     async def hear(self, inbound: Inbound, words: Phrasebook) -> tuple[Inbound, str | None]:
         """The message with its voice notes' words as its text (the caption, if any, after them), and
         what to show the user (in `words`' language): the words heard, quoted, or why there are none."""
         say = words(MediaNotices)
-        voices = [a for a in inbound.attachments if a.kind == "voice"]
-        if not voices:
+        if not self.must_hear(inbound):
             return inbound, None
+        voices = [a for a in inbound.attachments if a.kind == "voice"]
         if self.transcriber is None:
             return inbound, say.cannot_listen
         heard: list[str] = []

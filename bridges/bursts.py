@@ -91,10 +91,14 @@ class Bursts:
 
     @asynccontextmanager
     async def started(
-        self, inbound: Inbound, receipt: Receipt, followers: Sequence[Follower]
+        self, inbound: Inbound, receipt: Receipt, followers: Sequence[Follower], *, recorded: bool = True
     ) -> AsyncIterator[tuple[Inbound, list[Follower]]]:
         """The turn's message, joined, and its followers, each with the text of the user's latest edit
-        (`Inbox.turn_of`: edits from here on no longer change what is answered)."""
+        (`Inbox.turn_of`: edits from here on no longer change what is answered). A message its turn
+        records (not `recorded`) was never queued, so nothing has edited it."""
+        if not recorded:
+            yield inbound, []
+            return
         async with AsyncExitStack() as stack:
             latest = await stack.enter_async_context(self.inbox.turn_of(inbound, receipt))
             edited = [

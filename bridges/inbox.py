@@ -83,10 +83,16 @@ class Inbox:
 
     async def receive(self, inbound: Inbound, arrival: int, command: str | None = None) -> Receipt | None:
         """Record the message with all it takes to answer it later; None if another process took it
-        first, or a restart's recovery did. A retry after a lost acknowledgement finds its own row, so it
-        is never mistaken for another process's. Presses and commands get a key of their own, since the
-        platform delivers those to one process already. Every message arriving meanwhile is recorded
-        in the same transaction (bridges/batches.py)."""
+        first, or a restart's recovery did. Every message arriving meanwhile is recorded in the same
+        transaction (bridges/batches.py)."""
+        receipt, row = self.row_of(inbound, arrival, command)
+        return receipt if await self._recording(row) else None
+
+    def row_of(
+        self, inbound: Inbound, arrival: int, command: str | None = None
+    ) -> tuple[Receipt, dict[str, Any]]:
+        """The message's key and row, to record it now (`receive`) or with its turn (`record`). Presses
+        and commands get a key of their own, since the platform delivers those to one process already."""
         local = command is not None or not inbound.message_id or inbound.button is not None
         receipt = Receipt(
             inbound.platform,
@@ -108,28 +114,32 @@ class Inbox:
             "attachments": [a.metadata() for a in inbound.attachments if a.kind != "sticker"] or None,
             "command": command,
         }
-        return receipt if await self._recording(row) else None
+        return receipt, row
 
     @survives_db_outage
     async def _record(self, rows: Sequence[dict[str, Any]]) -> list[bool]:
-        """Insert the messages' rows (a duplicate is ignored); for each, whether it is this run's to
-        answer."""
         async with self.db.begin() as session:
-            await session.execute(
-                insert_ignoring_duplicates(session, InboundMessage).on_conflict_do_nothing(), rows
+            return await self.record(session, rows)
+
+    async def record(self, session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[bool]:
+        """In the caller's transaction, insert the messages' rows (`row_of`; a duplicate is ignored);
+        for each, whether it is this run's to answer. A retry after a lost acknowledgement finds its
+        own row, so it is never mistaken for another process's."""
+        await session.execute(
+            insert_ignoring_duplicates(session, InboundMessage).on_conflict_do_nothing(), rows
+        )
+        mine = {
+            Receipt(found.platform, found.chat_id, found.message_id)
+            for found in await session.execute(
+                select(InboundMessage.platform, InboundMessage.chat_id, InboundMessage.message_id)
+                .where(_keys_in([_receipt_of(row) for row in rows]))
+                .where(InboundMessage.taken_by == self.run_id, InboundMessage.handled_at.is_(None))
             )
-            mine = {
-                Receipt(found.platform, found.chat_id, found.message_id)
-                for found in await session.execute(
-                    select(InboundMessage.platform, InboundMessage.chat_id, InboundMessage.message_id)
-                    .where(_keys_in([_receipt_of(row) for row in rows]))
-                    .where(InboundMessage.taken_by == self.run_id, InboundMessage.handled_at.is_(None))
-                )
-            }
-            self._received += len(rows)
-            if self._received // PRUNE_EVERY != (self._received - len(rows)) // PRUNE_EVERY:
-                cutoff = self._now() - KEPT
-                await session.execute(delete(InboundMessage).where(InboundMessage.received_at < cutoff))
+        }
+        self._received += len(rows)
+        if self._received // PRUNE_EVERY != (self._received - len(rows)) // PRUNE_EVERY:
+            cutoff = self._now() - KEPT
+            await session.execute(delete(InboundMessage).where(InboundMessage.received_at < cutoff))
         return [_receipt_of(row) in mine for row in rows]
 
     @asynccontextmanager

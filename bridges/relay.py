@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -45,7 +45,7 @@ from bridges.relay_policy import RelayPolicy
 from bridges.render import RenderResult
 from bridges.replies import ReplyWriter, WriterPolicy, key_of
 from bridges.surface import Inbound, Surface, send_notice
-from bridges.turn_starts import OverQuota, TurnStarts
+from bridges.turn_starts import Elsewhere, OverQuota, TurnStarts
 from bridges.turns import Place, TurnOrder
 from models import Conversation, ConversationStatus, User, utcnow
 from models.queries import open_handoff_id_of
@@ -243,10 +243,14 @@ class Relay:
     ) -> RenderResult | None:
         """Record the message (unless a recovery brings it recorded), wait for its turn, route it with
         the burst that joined it (bridges/bursts.py); a message an earlier turn joined steps aside. A
-        turn that fails is marked handled, since its user is told (here, or by the bridge)."""
+        message whose turn comes at once is recorded by the turn's own transaction instead. A turn that
+        fails is marked handled, since its user is told (here, or by the bridge)."""
         self.bursts.arrived(place, inbound)
+        unrecorded: dict[str, Any] | None = None
         try:
             with place:
+                if receipt is None and self._starts_at_once(inbound, place):
+                    receipt, unrecorded = self.inbox.row_of(inbound, place.number)
                 receipt = receipt or await self.inbox.receive(inbound, place.number)
                 if receipt is None:
                     log.info("message %s:%s taken by another process", inbound.platform, inbound.message_id)
@@ -257,8 +261,10 @@ class Relay:
                     return None
                 followers = await self.bursts.gather(place)
                 try:
-                    async with self.bursts.started(inbound, receipt, followers) as (latest, joined):
-                        return await self._route(latest, surface, receipt, joined)
+                    async with self.bursts.started(
+                        inbound, receipt, followers, recorded=unrecorded is None
+                    ) as (latest, joined):
+                        return await self._route(latest, surface, receipt, joined, unrecorded)
                 except Exception:
                     for taken in (receipt, *(follower.receipt for follower in followers)):
                         await self.inbox.give_up(taken)
@@ -269,6 +275,12 @@ class Relay:
             return None
         finally:
             self.bursts.forget(place)
+
+    def _starts_at_once(self, inbound: Inbound, place: Place) -> bool:
+        """Whether the message goes straight to its turn's one transaction: nothing ahead of it in its
+        line, no burst window to wait out, no voice note to listen to first. Anything that waits is
+        recorded on arrival, so a crash while it waits loses nothing."""
+        return place.come() and not self.bursts.window and not self.media.must_hear(inbound)
 
     async def edited(self, inbound: Inbound) -> None:
         """A user edited a message they sent (bridges/edits.py); a blocked user's edits change nothing."""
@@ -293,7 +305,12 @@ class Relay:
         return refusal is None
 
     async def _route(
-        self, inbound: Inbound, surface: Surface, receipt: Receipt, joined: Sequence[Follower] = ()
+        self,
+        inbound: Inbound,
+        surface: Surface,
+        receipt: Receipt,
+        joined: Sequence[Follower] = (),
+        unrecorded: dict[str, Any] | None = None,
     ) -> RenderResult | None:
         words = self.words(inbound)
         if (press := Press.of(inbound.button)) is not None:  # the intake menu's, not the agent's
@@ -304,9 +321,12 @@ class Relay:
         inbound, heard = await self.media.hear(inbound, words)  # first: what was heard is the turn's text
         if heard:
             await send_notice(surface, heard)
-        begun = await self.agent_turns.begin(inbound, receipt, surface, joined, words)
+        begun = await self.agent_turns.begin(inbound, receipt, surface, joined, words, unrecorded=unrecorded)
         if begun is None:  # blocked while it waited
             log.info("ignoring a message from blocked user %s:%s", inbound.platform, inbound.user_id)
+            return None
+        if isinstance(begun, Elsewhere):
+            log.info("message %s:%s taken by another process", inbound.platform, inbound.message_id)
             return None
         if isinstance(begun, OverQuota):
             await send_notice(surface, begun.notice)

@@ -49,6 +49,9 @@ class TurnStart:
     policy: TurnPolicy
     joined: Sequence[Follower] = ()
     """Messages of the same burst (bridges/bursts.py), taken with this one."""
+    unrecorded: dict[str, Any] | None = None
+    """The message's inbox row (`Inbox.row_of`) if its turn came the moment it arrived: recorded in
+    the turn's own transaction instead of one of its own."""
 
     @property
     def receipts(self) -> tuple[Receipt, ...]:
@@ -73,7 +76,12 @@ class OverQuota:
     """Which limit was reached and when it resets, for the user."""
 
 
-Started = Begun | ExpiredRequest | OverQuota | None
+@dataclass(frozen=True)
+class Elsewhere:
+    """The message is another process's to answer: it recorded the message first."""
+
+
+Started = Begun | ExpiredRequest | OverQuota | Elsewhere | None
 
 
 class TurnStarts:
@@ -106,9 +114,11 @@ class TurnStarts:
         return await self._starting(start)
 
     @survives_db_outage
-    async def _begin_all(self, starts: Sequence[TurnStart]) -> list[Started]:
+    async def _begin_all(self, every: Sequence[TurnStart]) -> list[Started]:
         now = self._now()
         async with self.db.begin() as session:
+            elsewhere = await self._record(session, every)
+            starts = [start for start in every if id(start) not in elsewhere]
             users = await _users(session, [start.inbound for start in starts])
             current = await _open_conversations(session, users.values())
             handoffs = await _open_handoffs(session, [c.id for c in current.values()])
@@ -145,7 +155,17 @@ class TurnStarts:
                 await session.execute(self.inbox.handled(*handled))
             for at, begun in zip(taken_at, self._take(session, taken, histories), strict=True):
                 results[at] = begun
-        return results
+        started = iter(results)
+        return [Elsewhere() if id(start) in elsewhere else next(started) for start in every]
+
+    async def _record(self, session: AsyncSession, starts: Sequence[TurnStart]) -> set[int]:
+        """Record the messages that came to their turn unrecorded; those another process had recorded
+        first are left to it (their `id`s are returned)."""
+        rows = {id(start): start.unrecorded for start in starts if start.unrecorded is not None}
+        if not rows:
+            return set()
+        mine = await self.inbox.record(session, list(rows.values()))
+        return {key for key, ours in zip(rows, mine, strict=True) if not ours}
 
     def _take(
         self,

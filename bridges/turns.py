@@ -60,6 +60,10 @@ class Place:
         """Wait until every earlier place has left."""
         await self._future
 
+    def come(self) -> bool:
+        """Whether its turn has come: no earlier place is left in its line."""
+        return self._future.done()
+
     def leave(self) -> None:
         if not self._left:
             self._left = True

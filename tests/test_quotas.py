@@ -154,8 +154,8 @@ async def test_messages_to_a_moderator_never_count(db: async_sessionmaker[AsyncS
 async def test_the_count_is_part_of_the_turns_one_write_before_the_agent(
     db: async_sessionmaker[AsyncSession],
 ) -> None:
-    """The message is recorded on arrival, then one transaction begins the turn, the count included:
-    no extra commit before the agent is called."""
+    """One transaction records the message and begins the turn, the count included: no extra commit
+    before the agent is called."""
     engine = db.kw["bind"].sync_engine
     commits: list[str] = []
     listener = lambda connection: commits.append("commit")  # noqa: E731
@@ -173,7 +173,7 @@ async def test_the_count_is_part_of_the_turns_one_write_before_the_agent(
         await relay.handle(said("hello"), RecordingSurface())
     finally:
         event.remove(engine, "commit", listener)
-    assert seen_at_call == [2]
+    assert seen_at_call == [1]
     assert "You today: 1 of 5 messages" in await relay.quotas.report(
         Keys.of(said("")), ENGLISH, user_label=ENGLISH.report_you
     )

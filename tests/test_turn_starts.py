@@ -17,6 +17,7 @@ from bridges.surface import Inbound
 from fakes.telegram.harness import ScriptedAgent
 from models import InboundMessage, Role, TranscriptEntry
 from settings import QuotaLimits, QuotaSettings
+from tests.polling import eventually, holds, queued_text
 from tests.surfaces import RecordingSurface
 
 NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -80,8 +81,8 @@ async def test_a_burst_of_users_starts_in_a_few_transactions_each_with_its_own_h
     await asyncio.wait_for(asyncio.gather(*burst), 10)
     event.remove(engine.sync_engine, "commit", count)
 
-    # One message alone takes two commits (recorded on arrival, then its turn): 72 for the burst.
-    assert before_the_agent <= 8, f"{before_the_agent} commits before the agent for {len(users)} messages"
+    # Each message took two commits before (recorded on arrival, then its turn): 72 for the burst.
+    assert before_the_agent <= 4, f"{before_the_agent} commits before the agent for {len(users)} messages"
     histories = {turn.user_id: [(h.role, h.text) for h in turn.history] for turn in agent.turns[earlier:]}
     assert set(histories) == {user for user in users if user != "spent"}
     for n in range(RETURNING):
@@ -104,3 +105,31 @@ async def test_a_burst_of_users_starts_in_a_few_transactions_each_with_its_own_h
         + [f"now {user}" for user in users if user != "spent"]
     )
     assert waiting is None  # every message taken, the refused one too
+
+
+async def test_a_message_whose_turn_comes_at_once_costs_one_transaction_and_one_that_waits_is_recorded_first(
+    engine: AsyncEngine, db: async_sessionmaker[AsyncSession]
+) -> None:
+    gate = asyncio.Event()
+    agent = ScriptedAgent(gate=gate)
+    relay = Relay(db, {"scripted": agent}, POLICY, now=lambda: NOON)
+    commits = 0
+
+    def count(_connection: object) -> None:
+        nonlocal commits
+        commits += 1
+
+    event.listen(engine.sync_engine, "commit", count)
+    surface = RecordingSurface()
+    first = asyncio.create_task(relay.handle(said("first", "ann", "m1"), surface))
+    await asyncio.wait_for(agent.entered.wait(), 5)
+    assert commits == 1  # recorded, in the transcript and marked handled, all at once
+
+    second = asyncio.create_task(relay.handle(said("second", "ann", "m2"), surface))
+    await eventually(lambda: holds(queued_text(db, "m2"), "second"), what="the waiting message recorded")
+    assert commits == 2
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 10)
+    event.remove(engine.sync_engine, "commit", count)
+    assert surface.visible_texts() == ["scripted: first (#1)", "scripted: second (#2)"]
+    assert await queued_text(db, "m1") is None and await queued_text(db, "m2") is None
