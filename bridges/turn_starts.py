@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import HistoryEntry
 from bridges.batches import Batched
-from bridges.bindings import Bindings
+from bridges.bindings import Bindings, StoredBindings
 from bridges.bursts import Follower
 from bridges.controls import Key
 from bridges.conversations import history_entry, live_conversation, request_expired, transcript_entry
@@ -119,44 +119,52 @@ class TurnStarts:
         async with self.db.begin() as session:
             elsewhere = await self._record(session, every)
             starts = [start for start in every if id(start) not in elsewhere]
-            users = await _users(session, [start.inbound for start in starts])
-            current = await _open_conversations(session, users.values())
-            handoffs = await _open_handoffs(session, [c.id for c in current.values()])
-            stored = await self.bindings.stored(session, [start.inbound for start in starts])
-            results: list[Started] = []
+            read = await self._read(session, starts)
+            decisions: list[Conversation | ExpiredRequest | OverQuota | None] = []
             handled: list[Receipt] = []
             taken: list[tuple[TurnStart, Conversation]] = []
-            taken_at: list[int] = []
-            for start in starts:
-                inbound, key = start.inbound, key_of(start.inbound)
-                user = users[(inbound.platform, inbound.user_id)]
-                result: Started = None
-                if user.blocked_at_time(now):
+            for start in starts:  # in arrival order: each decision sees the ones before it
+                decided = await self._decide(session, start, read, now)
+                if isinstance(decided, Conversation):
+                    taken.append((start, decided))
+                if not isinstance(decided, ExpiredRequest):
                     handled += start.receipts
-                elif (expired := _expired(handoffs, current.get(key), now)) is not None:
-                    result = expired
-                elif (refusal := await self._over_quota(session, start, current.get(key), now)) is not None:
-                    handled += start.receipts
-                    result = OverQuota(refusal)
-                else:
-                    taken_at.append(len(results))
-                    agent = self.bindings.agent_for(inbound, stored)
-                    conversation = live_conversation(
-                        inbound, user, current.get(key), start.policy.idle_timeout, now, agent
-                    )
-                    session.add(conversation)
-                    current[key] = conversation
-                    handled += start.receipts
-                    taken.append((start, conversation))
-                results.append(result)
+                decisions.append(decided)
             await session.flush()  # new conversations' ids, for their transcript entries
             histories = await _histories(session, taken)
             if handled:
                 await session.execute(self.inbox.handled(*handled))
-            for at, begun in zip(taken_at, self._take(session, taken, histories), strict=True):
-                results[at] = begun
-        started = iter(results)
-        return [Elsewhere() if id(start) in elsewhere else next(started) for start in every]
+            begun = iter(self._take(session, taken, histories))
+        results = iter(next(begun) if isinstance(d, Conversation) else d for d in decisions)
+        return [Elsewhere() if id(start) in elsewhere else next(results) for start in every]
+
+    async def _read(self, session: AsyncSession, starts: Sequence[TurnStart]) -> _Read:
+        """What every decision needs, one statement per table for all the messages."""
+        inbounds = [start.inbound for start in starts]
+        users = await _users(session, inbounds)
+        current = await _open_conversations(session, users.values())
+        handoffs = await _open_handoffs(session, [c.id for c in current.values()])
+        return _Read(users, current, handoffs, await self.bindings.stored(session, inbounds))
+
+    async def _decide(
+        self, session: AsyncSession, start: TurnStart, read: _Read, now: datetime
+    ) -> Conversation | ExpiredRequest | OverQuota | None:
+        """The conversation the message is taken into; or None (a blocked user), an expired request
+        to hand back first, or a refusal over a quota."""
+        inbound, key = start.inbound, key_of(start.inbound)
+        user, current = read.users[(inbound.platform, inbound.user_id)], read.current.get(key)
+        if user.blocked_at_time(now):
+            return None
+        handoff = read.handoffs.get(current.id) if current is not None else None
+        if handoff is not None and request_expired(handoff, now):
+            return ExpiredRequest(handoff.id)
+        if (refusal := await self._over_quota(session, start, current, now)) is not None:
+            return OverQuota(refusal)
+        agent = self.bindings.agent_for(inbound, read.stored)
+        conversation = live_conversation(inbound, user, current, start.policy.idle_timeout, now, agent)
+        session.add(conversation)
+        read.current[key] = conversation
+        return conversation
 
     async def _record(self, session: AsyncSession, starts: Sequence[TurnStart]) -> set[int]:
         """Record the messages that came to their turn unrecorded; those another process had recorded
@@ -179,7 +187,7 @@ class TurnStarts:
             inbound, policy = start.inbound, start.policy
             history: tuple[HistoryEntry, ...] = ()
             if conversation.status == ConversationStatus.BOT:
-                history = histories.get(conversation.id, ())[-policy.history_length :]
+                history = _last(histories.get(conversation.id, ()), policy.history_length)
                 conversation.pending_reply = {**policy.pending, "asked": inbound.text[: policy.asked_chars]}
             message_ids = [inbound.message_id, *(follower.inbound.message_id for follower in start.joined)]
             session.add(
@@ -198,11 +206,17 @@ class TurnStarts:
         return await self.quotas.take(session, Keys.of(inbound), now, locale=inbound.locale)
 
 
-def _expired(
-    handoffs: dict[int, Handoff], current: Conversation | None, now: datetime
-) -> ExpiredRequest | None:
-    handoff = handoffs.get(current.id) if current is not None else None
-    return ExpiredRequest(handoff.id) if handoff is not None and request_expired(handoff, now) else None
+@dataclass(frozen=True)
+class _Read:
+    users: dict[tuple[str, str], User]
+    current: dict[Key, Conversation]
+    """Each user's open conversation in each place; a decision that opens one puts it here."""
+    handoffs: dict[int, Handoff]
+    stored: StoredBindings
+
+
+def _last(entries: tuple[HistoryEntry, ...], length: int) -> tuple[HistoryEntry, ...]:
+    return entries[len(entries) - length :] if length < len(entries) else entries
 
 
 async def _users(session: AsyncSession, inbounds: Sequence[Inbound]) -> dict[tuple[str, str], User]:

@@ -14,6 +14,7 @@ from bridges.quotas import QuotaNotices
 from bridges.relay import Relay
 from bridges.relay_policy import RelayPolicy
 from bridges.surface import Inbound
+from bridges.turn_starts import Begun, OverQuota, TurnPolicy, TurnStart
 from fakes.telegram.harness import ScriptedAgent
 from models import InboundMessage, Role, TranscriptEntry
 from settings import QuotaLimits, QuotaSettings
@@ -133,3 +134,29 @@ async def test_a_message_whose_turn_comes_at_once_costs_one_transaction_and_one_
     event.remove(engine.sync_engine, "commit", count)
     assert surface.visible_texts() == ["scripted: first (#1)", "scripted: second (#2)"]
     assert await queued_text(db, "m1") is None and await queued_text(db, "m2") is None
+
+
+async def test_each_message_of_a_batch_gets_its_own_outcome(db: async_sessionmaker[AsyncSession]) -> None:
+    """A user blocked while their message waited, one past a quota and plain ones, started together."""
+    relay = Relay(db, {"scripted": ScriptedAgent()}, POLICY, now=lambda: NOON)
+    for n in range(2):
+        await relay.handle(said(f"spent {n}", "spent", f"s{n}"), RecordingSurface())
+    await relay.blocks.block("console", "blocked", by="console:mod")
+    policy = TurnPolicy(idle_timeout=timedelta(minutes=30), history_length=20, pending={})
+    starts = []
+    for user in ("first", "blocked", "spent", "second"):
+        receipt = await relay.inbox.receive(said(f"hi {user}", user, f"m-{user}"), 0)
+        assert receipt is not None
+        starts.append(TurnStart(said(f"hi {user}", user, f"m-{user}"), receipt, policy))
+    first, blocked, spent, second = await asyncio.gather(
+        *(relay.agent_turns.starts.begin(start) for start in starts)
+    )
+    assert isinstance(first, Begun) and first.conversation.chat_id == "chat-first"
+    assert blocked is None
+    assert isinstance(spent, OverQuota)
+    assert isinstance(second, Begun) and second.conversation.chat_id == "chat-second"
+    async with db() as session:
+        waiting = await session.scalar(
+            select(InboundMessage.message_id).where(InboundMessage.handled_at.is_(None))
+        )
+    assert waiting is None
