@@ -112,11 +112,19 @@ class OpenAICompatAgent(BaseAgent):
             json=self._body(turn),
         ) as batches:
             async for batch in batches:  # one delta per network read, however many chunks it held
-                text = "".join([self._content(event) for event in batch])
-                if text:
-                    yield TextDelta(text)
+                parts: list[str] = []
+                failed: AgentError | None = None
                 for event in batch:
+                    try:
+                        parts.append(self._content(event))
+                    except AgentError as error:  # the text read before it is still shown
+                        failed = error
+                        break
                     usage = _usage(event) or usage
+                if text := "".join(parts):
+                    yield TextDelta(text)
+                if failed is not None:
+                    raise failed
         yield TurnEnd({}, usage=usage)
 
     def regenerate(self, turn: Turn) -> AsyncIterator[AgentEvent]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -204,6 +205,20 @@ async def test_an_error_chunk_mid_stream_ends_the_turn(
     fake.script(content("partial"), stream_error("The model crashed", kind), finish=False)
     seen = await failing(agent, error, "The model crashed")
     assert seen == [TextDelta("partial")]
+
+
+async def test_text_read_together_with_an_error_chunk_is_shown_before_the_error(
+    fake: FakeOpenAI, agent: OpenAICompatAgent
+) -> None:
+    """A busy bot reads several events at once: the text before the error chunk still reaches the user."""
+    error = {"error": {"message": "The model crashed", "type": "server_error"}}
+    one_read = (
+        f"data: {json.dumps(content('partial').data)}\n\n"
+        f"data: {json.dumps(content(' more').data)}\n\ndata: {json.dumps(error)}\n\n"
+    )
+    fake.script(Raw(one_read), finish=False)
+    seen = await failing(agent, AgentUnavailable, "The model crashed")
+    assert seen == [TextDelta("partial more")]
 
 
 async def test_a_reply_that_is_not_an_event_stream(fake: FakeOpenAI, agent: OpenAICompatAgent) -> None:
