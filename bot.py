@@ -15,10 +15,9 @@ import sys
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 
-import httpx
-
 import migrations
 from agents import create_agent
+from agents.http import agent_http_client
 from bridges import registry
 from bridges.base import Bridge, BridgeStartError
 from bridges.catalogue import Catalogue
@@ -60,7 +59,7 @@ async def run(settings: Settings, config_path: str | None = None) -> None:
         stack.push_async_callback(engine.dispose)
         if settings.database.auto_migrate:
             await migrations.upgrade(engine)
-        http = await stack.enter_async_context(httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0)))
+        http = await stack.enter_async_context(agent_http_client())
         agents = {
             name: await stack.enter_async_context(create_agent(name, agent_settings, http=http))
             for name, agent_settings in settings.agents.items()

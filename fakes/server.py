@@ -10,13 +10,17 @@ from typing import Self
 
 from aiohttp import web
 
+BACKLOG = 1024
+
 
 @asynccontextmanager
 async def serve(app: web.Application) -> AsyncIterator[str]:
     """Yield the base URL (http://127.0.0.1:PORT) of `app`, shutting it down afterwards."""
     runner = web.AppRunner(app, shutdown_timeout=0.5)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    # a real service takes hundreds of connections at once; the default backlog of 128 drops the rest's
+    # first SYN, which costs the client a second
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=BACKLOG)
     await site.start()
     server = site._server
     assert isinstance(server, asyncio.Server) and server.sockets

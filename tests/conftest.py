@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 import migrations
+from agents.http import agent_http_client
 from models import create_engine, session_factory
 
 REQUIRE_POSTGRES = os.environ.get("SWITCHBOARD_REQUIRE_POSTGRES") == "1"
@@ -176,8 +177,8 @@ def db(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    """A real httpx client, as bot.py gives the HTTP agent backends one to share."""
-    async with httpx.AsyncClient() as client:
+    """The httpx client bot.py gives the HTTP agent backends to share (on aiohttp's transport)."""
+    async with agent_http_client() as client:
         yield client
 
 

@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Agent
+from agents.http import agent_http_client
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.controls import ControlNotices
 from bridges.discord.bridge import DiscordBridge
@@ -66,7 +66,7 @@ async def scene(db: async_sessionmaker[AsyncSession]) -> AsyncIterator[Scene]:
     async with AsyncExitStack() as stack:
         fake = await stack.enter_async_context(FakeDiscord(message_window=0.25))
         provider = await stack.enter_async_context(FakeOpenAI(api_key=None))
-        http = await stack.enter_async_context(httpx.AsyncClient())
+        http = await stack.enter_async_context(agent_http_client())
         gpt = OpenAICompatAgent(
             "gpt", OpenAICompatSettings(base_url=provider.url, model=provider.model), http
         )

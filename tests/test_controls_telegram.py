@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from agents.http import agent_http_client
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.controls import ControlNotices
 from bridges.render import IN_PROGRESS
@@ -45,7 +45,7 @@ async def scene(db: async_sessionmaker[AsyncSession]) -> AsyncIterator[Scene]:
     """The chats' agent ("scripted", the harness's default) is an OpenAI-compatible one here."""
     async with AsyncExitStack() as stack:
         provider = await stack.enter_async_context(FakeOpenAI(api_key=None))
-        http = await stack.enter_async_context(httpx.AsyncClient())
+        http = await stack.enter_async_context(agent_http_client())
         settings = OpenAICompatSettings(base_url=provider.url, model=provider.model)
         gpt = OpenAICompatAgent("scripted", settings, http)
         telegram = await stack.enter_async_context(running(db, agents={"scripted": gpt}))

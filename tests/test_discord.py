@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,6 +23,7 @@ from agents.base import (
     Turn,
     TurnEnd,
 )
+from agents.http import agent_http_client
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from bridges.discord.bridge import DiscordBridge
 from bridges.discord.cog import Replies
@@ -451,7 +451,7 @@ async def test_a_runaway_reply_is_cut_at_the_cap_and_the_provider_is_hung_up_on(
     endless = sentence * 400
     streamed = [content(endless[i : i + 4]) for i in range(0, 2996, 4)]
     # The rest comes in one piece, so the fake is past writing, and waiting, when the client hangs up.
-    async with FakeOpenAI(api_key=None) as provider, httpx.AsyncClient() as http:
+    async with FakeOpenAI(api_key=None) as provider, agent_http_client() as http:
         provider.script(*streamed, content(endless[2996:]), Hang())
         gpt = OpenAICompatAgent(
             "gpt", OpenAICompatSettings(base_url=provider.url, model=provider.model), http

@@ -18,6 +18,7 @@ from agents.base import Agent, AgentEvent, Button, Message, TextDelta
 from agents.convai import ConvaiAgent, ConvaiSettings
 from agents.convocore_rest import ConvocoreRestAgent, ConvocoreRestSettings
 from agents.convocore_ws import ConvocoreWsAgent, ConvocoreWsSettings
+from agents.http import agent_http_client
 from agents.openai_compat import OpenAICompatAgent, OpenAICompatSettings
 from agents.voiceflow import VoiceflowAgent, VoiceflowSettings
 from fakes import convai as fconvai
@@ -176,7 +177,9 @@ class OpenAIAdapter(_HttpAdapter):
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         super().__init__(http)
-        self._fake = fopenai.FakeOpenAI(api_key=SECRET)
+        # paced like a provider, so events sent apart are read apart (events already buffered together
+        # are one delta)
+        self._fake = fopenai.FakeOpenAI(api_key=SECRET, chunks_per_second=1000)
 
     @property
     def fake(self) -> fopenai.FakeOpenAI:
@@ -388,7 +391,7 @@ ADAPTERS: dict[str, Callable[[httpx.AsyncClient], Adapter]] = {
 @asynccontextmanager
 async def started(kind: str) -> AsyncIterator[Adapter]:
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(httpx.AsyncClient())
+        http = await stack.enter_async_context(agent_http_client())
         adapter = ADAPTERS[kind](http)
         yield await stack.enter_async_context(adapter.running())
 
