@@ -32,7 +32,7 @@ from models.sqlite_lock import NoProcess, SQLiteInUse, running_process, sqlite_s
 from ops.health import OpsServer
 from ops.logs import configure_logging, finish_logging
 from ops.reload import LiveConfig
-from settings import ConfigError, Settings, StringsSettings, load_settings
+from settings import ConfigError, OpsSettings, Settings, StringsSettings, load_settings
 
 log = logging.getLogger("switchboard")
 
@@ -101,9 +101,25 @@ async def run(settings: Settings, config_path: str | None = None) -> None:
         stack.callback(timers.cancel)  # before the bridges close, so no tick meets a closed client
         recovering = asyncio.create_task(recovery.run(handoffs.surface_for), name="recovery")
         stack.push_async_callback(finish_within, recovering, grace)
-        log.info("serving %s; stop with SIGTERM or Ctrl-C", " and ".join(b.platform for b in bridges))
+        log.info(
+            "serving %s on %s's event loop; stop with SIGTERM or Ctrl-C",
+            " and ".join(b.platform for b in bridges),
+            type(asyncio.get_running_loop()).__module__.partition(".")[0],
+        )
         if await serve_until_stopped(bridges, reload=live.reload):
             log.warning("shutting down: finishing replies in progress (up to %gs)", grace)
+
+
+def event_loop(ops: OpsSettings) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when it is installed and not turned off, else None (asyncio's own). Streaming
+    hundreds of replies is mostly network reads, and uvloop's are cheaper (its poller is libuv's, in C)."""
+    if not ops.uvloop:
+        return None
+    try:
+        import uvloop
+    except ImportError:  # not installed (no wheel for Windows): asyncio's loop does the same work
+        return None
+    return uvloop.new_event_loop
 
 
 def take_reloads(live: LiveConfig, relay: Relay) -> None:
@@ -206,8 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 revision = asyncio.run(migrate(settings))
             print(f"database {safe_url(url)} is at revision {revision} (head)")
         else:
-            with sqlite_single_process(url):  # before migrating or recovering cut-off replies
-                asyncio.run(run(settings, args.config))
+            with (
+                sqlite_single_process(url),  # before migrating or recovering cut-off replies
+                asyncio.Runner(loop_factory=event_loop(settings.ops)) as runner,
+            ):
+                runner.run(run(settings, args.config))
     except ConfigError as exc:
         return fail(f"config error: {exc}", 2)
     except (BridgeStartError, SQLiteInUse) as exc:

@@ -102,6 +102,17 @@ def test_info_logs_stay_out_of_the_console_chat_unless_asked_for(tmp_path: Path)
     assert " INFO alembic.runtime.migration: " in verbose.stderr  # the first start migrates
 
 
+def test_the_bot_runs_on_uvloop_unless_turned_off(tmp_path: Path) -> None:
+    """The start line names the loop the bot is really running on."""
+    (tmp_path / "fast").mkdir()
+    (tmp_path / "plain").mkdir()
+    fast = bot(tmp_path / "fast", "-v", stdin="hello\n", env=FAST)
+    plain = bot(tmp_path / "plain", "-v", stdin="hello\n", env={**FAST, "SWITCHBOARD_OPS__UVLOOP": "false"})
+    assert fast.returncode == 0 and plain.returncode == 0, fast.stderr + plain.stderr
+    assert "serving console on uvloop's event loop" in fast.stderr and "bot> Hi **" in fast.stdout
+    assert "serving console on asyncio's event loop" in plain.stderr and "bot> Hi **" in plain.stdout
+
+
 def test_migrate_and_check_config(tmp_path: Path) -> None:
     migrated = bot(tmp_path, "migrate")
     assert migrated.returncode == 0, migrated.stderr
