@@ -85,20 +85,51 @@ async def with_retries(settings: RemoteAgentSettings, provider: str, step: Calla
 async def with_timeouts(
     events: AsyncIterator[T], *, first: float, idle: float, provider: str
 ) -> AsyncIterator[T]:
-    """Re-yield `events`, failing with AgentUnavailable if the first or any later event is too slow."""
-    timeout, what = first, "the reply to start"
+    """Re-yield `events`, failing with AgentUnavailable if the first or any later event is too slow.
+
+    Only the wait for the next event counts. The stream has one timer, not one per event: it moves only
+    when it fires and finds the wait it was set for over, so an event costs a clock reading (a bot
+    streaming hundreds of replies reads thousands of events a second). Iterate it from one task."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None, "with_timeouts runs in a task"
+    limit, what = first, "the reply to start"
+    asked, waiting, expired = loop.time(), False, False
+    timer: asyncio.TimerHandle | None = None
+
+    def check() -> None:
+        nonlocal timer, expired
+        timer = None
+        if not waiting:
+            return  # armed again when the next wait begins
+        if loop.time() < asked + limit:
+            timer = loop.call_at(asked + limit, check)
+        else:
+            expired = True
+            task.cancel()
+
     try:
         while True:
+            asked, waiting = loop.time(), True
+            if timer is None or asked + limit < timer.when():
+                if timer is not None:
+                    timer.cancel()
+                timer = loop.call_at(asked + limit, check)
             try:
-                async with asyncio.timeout(timeout):
-                    event = await anext(events)
+                event = await anext(events)
             except StopAsyncIteration:
                 return
-            except TimeoutError:
-                raise AgentUnavailable(f"{provider}: waited {timeout:g}s for {what}") from None
+            except asyncio.CancelledError:
+                if expired and task.uncancel() == 0:
+                    raise AgentUnavailable(f"{provider}: waited {limit:g}s for {what}") from None
+                raise
+            finally:
+                waiting = False
             yield event
-            timeout, what = idle, "the reply to continue"
+            limit, what = idle, "the reply to continue"
     finally:
+        if timer is not None:
+            timer.cancel()
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await aclose()

@@ -188,6 +188,38 @@ async def test_first_event_timeout(fake: FakeOpenAI, agent: OpenAICompatAgent) -
     assert len(fake.requests) == 1, "a request the server accepted is never sent twice"
 
 
+async def test_a_reply_that_stalls_midway_times_out_after_the_idle_limit(
+    fake: FakeOpenAI, agent: OpenAICompatAgent
+) -> None:
+    """The idle limit (0.3 s here) is shorter than the first-event one (1 s) and applies once text came."""
+    fake.script(content("partial"), Hang(), finish=False)
+    started = time.monotonic()
+    seen = await failing(agent, AgentUnavailable, "waited 0.3s for the reply to continue")
+    assert seen == [TextDelta("partial")] and time.monotonic() - started < 0.9
+
+
+async def test_a_long_reply_arms_one_timeout_timer_not_one_per_read(
+    fake: FakeOpenAI, agent: OpenAICompatAgent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hundreds of streams read thousands of events a second: the timeouts must not cost a timer each."""
+    fake.chunks_per_second = 1000  # every event its own read
+    fake.script(*(content(f"w{i} ") for i in range(40)))
+    loop = asyncio.get_running_loop()
+    armed: list[str] = []
+    call_at = loop.call_at
+
+    def counted(when: float, callback: Any, *args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        armed.append(getattr(callback, "__module__", ""))
+        return call_at(when, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", counted)
+    events = await collect(agent, turn())
+    assert len([e for e in events if isinstance(e, TextDelta)]) > 20, "the events were read apart"
+    assert text_of(events) == "".join(f"w{i} " for i in range(40))
+    timeout_timers = armed.count("agents.remote") + armed.count("asyncio.timeouts")
+    assert timeout_timers < 10, f"{timeout_timers} timeout timers for {len(events)} reads"
+
+
 async def test_connection_dropped_before_an_answer_is_retried(
     fake: FakeOpenAI, agent: OpenAICompatAgent
 ) -> None:
