@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import urlencode
 
@@ -11,6 +12,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.util import await_only
 
 _ASYNC_DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -73,9 +75,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=60000")
     # Write-ahead logging: readers never wait for the writer, so concurrent replies do not queue on
     # every read; NORMAL sync is safe with WAL (a power cut can lose the last commits, never corrupt).
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _enter_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+WAL_RETRIES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+"""Seconds between tries to switch a new database file to WAL while other connections do the same."""
+
+
+def _enter_wal(cursor: Any) -> None:
+    """Switch to WAL (it stays on in the file). On a new file opened by several connections at once,
+    SQLite answers "database is locked" at once to all but one, without waiting (the busy timeout
+    does not apply: waiting could deadlock), so try again, pausing without blocking the event loop."""
+    for pause in WAL_RETRIES:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:  # the driver's OperationalError, adapted for asyncio
+            if "locked" not in str(exc):
+                raise
+            await_only(asyncio.sleep(pause))
+    cursor.execute("PRAGMA journal_mode=WAL")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
