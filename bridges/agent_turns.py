@@ -16,7 +16,7 @@ from agents.base import Agent, HistoryEntry, Resumable, Turn
 from bridges.attachments import Media
 from bridges.bursts import Follower
 from bridges.catalogue import Phrasebook
-from bridges.conversations import Conversations
+from bridges.conversations import Conversations, TurnEnd
 from bridges.handoff import HandoffService
 from bridges.inbox import Receipt
 from bridges.intake import Intake
@@ -35,7 +35,7 @@ from bridges.turn_starts import (
     TurnStart,
     TurnStarts,
 )
-from models import Conversation, HandoffStatus, Role
+from models import Conversation, HandoffStatus
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +145,18 @@ class AgentTurns:
         result = await self.writer.write(
             conversation.id, agent, inbound, surface, events, started=started, words=words
         )
-        if result.text:
-            await self.conversations.record(conversation.id, Role.AGENT, result.text, result.message_ids)
+        await self.conversations.finish_turn(
+            TurnEnd(
+                conversation.id,
+                result.provider_state,
+                ended=result.session_ended is not None and result.handoff is None,
+                reply=result.text,
+                message_ids=result.message_ids,
+                spent=spent(inbound, turn, result),
+            )
+        )
         if result.cut:
             await send_notice(surface, say.reply_cut)
-        ended = result.session_ended is not None and result.handoff is None
-        cost = spent(inbound, turn, result)
-        await self.conversations.finish_turn(conversation.id, result.provider_state, ended=ended, spent=cost)
         # A reply its user stopped still hands over as the agent asked; one a takeover stopped is already
         # with a moderator.
         taken_over = result.stopped and await self.conversations.with_human(conversation.id)

@@ -15,11 +15,12 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from agents.base import Attachment, HistoryEntry, Usage
+from bridges.batches import Batched
 from bridges.bindings import Bindings
 from bridges.controls import ControlNotices
 from bridges.handoff import open_handoff_of
 from bridges.inbox import Inbox, Receipt
-from bridges.outage import survives_db_outage
+from bridges.outage import DatabaseUnavailable, survives_db_outage
 from bridges.quotas import Keys, Quotas
 from bridges.surface import Inbound
 from models import Conversation, ConversationStatus, Handoff, HandoffStatus, Role, TranscriptEntry, User
@@ -43,6 +44,8 @@ class Conversations:
         self.quotas = quotas
         self._now = now
         self.outage_grace = outage_grace
+        self._marking = Batched(self._mark_all, shared=(DatabaseUnavailable,))
+        self._finishing = Batched(self._finish_all, shared=(DatabaseUnavailable,))
 
     @survives_db_outage
     async def current(self, inbound: Inbound) -> tuple[Conversation | None, Handoff | None]:
@@ -96,40 +99,49 @@ class Conversations:
                 await session.execute(self.inbox.handled(handled))
             session.add(transcript_entry(conversation_id, role, text, message_ids, attachments, author_id))
 
-    @survives_db_outage
     async def set_pending(
         self, conversation_id: int, pending: dict[str, Any] | None = None, *, message_id: str = ""
     ) -> None:
         """Mark a reply as being written (who writes it, what was asked, the messages posted so far), so
-        a crash leaves a trace its next start reports."""
-        async with self.db.begin() as session:
-            conversation = await session.get_one(Conversation, conversation_id)
-            current = pending if pending is not None else dict(conversation.pending_reply or {})
-            if message_id:
-                current["message_ids"] = [*current.get("message_ids", []), message_id]
-            conversation.pending_reply = current
+        a crash leaves a trace its next start reports. The marks of every reply posting meanwhile are
+        written in the same transaction (bridges/batches.py)."""
+        await self._marking(_Mark(conversation_id, pending, message_id))
 
     @survives_db_outage
-    async def finish_turn(
-        self,
-        conversation_id: int,
-        provider_state: dict[str, Any] | None,
-        *,
-        ended: bool,
-        spent: tuple[Keys, Usage] | None = None,
-    ) -> None:
-        """Keep the provider state, clear the pending mark, and count the tokens `spent` (as reported)."""
+    async def _mark_all(self, marks: Sequence[_Mark]) -> list[None]:
         async with self.db.begin() as session:
-            conversation = await session.get_one(Conversation, conversation_id)
+            rows = await _by_id(session, {mark.conversation_id for mark in marks})
+            for mark in marks:  # in order: two messages of one reply are both kept
+                conversation = rows[mark.conversation_id]
+                current = mark.pending if mark.pending is not None else dict(conversation.pending_reply or {})
+                if mark.message_id:
+                    current["message_ids"] = [*current.get("message_ids", []), mark.message_id]
+                conversation.pending_reply = current
+        return [None] * len(marks)
+
+    async def finish_turn(self, end: TurnEnd) -> None:
+        """Record the agent's reply, keep the provider state, clear the pending mark, and count the
+        tokens spent (as reported), in one transaction shared with every turn ending meanwhile."""
+        await self._finishing(end)
+
+    @survives_db_outage
+    async def _finish_all(self, ends: Sequence[TurnEnd]) -> list[None]:
+        async with self.db.begin() as session:
+            rows = await _by_id(session, {end.conversation_id for end in ends})
             now = self._now()
-            if spent is not None:
-                await self.quotas.spend(session, *spent, now)
-            conversation.last_activity_at = now
-            conversation.pending_reply = None
-            if provider_state is not None:
-                conversation.provider_state = provider_state
-            if ended and conversation.status == ConversationStatus.BOT:  # not one a moderator took over
-                close(conversation, now)
+            for end in ends:
+                if end.reply:
+                    session.add(transcript_entry(end.conversation_id, Role.AGENT, end.reply, end.message_ids))
+                if end.spent is not None:
+                    await self.quotas.spend(session, *end.spent, now)
+                conversation = rows[end.conversation_id]
+                conversation.last_activity_at = now
+                conversation.pending_reply = None
+                if end.provider_state is not None:
+                    conversation.provider_state = end.provider_state
+                if end.ended and conversation.status == ConversationStatus.BOT:  # not one taken over
+                    close(conversation, now)
+        return [None] * len(ends)
 
     @survives_db_outage
     async def with_human(self, conversation_id: int) -> bool:
@@ -200,6 +212,27 @@ class Conversations:
 
 
 @dataclass(frozen=True)
+class TurnEnd:
+    conversation_id: int
+    provider_state: dict[str, Any] | None
+    """The provider's state after the turn; None keeps the one stored."""
+    ended: bool
+    """The agent ended the session: a bot conversation is closed."""
+    reply: str = ""
+    """The agent's reply, for the transcript (none if it said nothing, or replaced an earlier one)."""
+    message_ids: Sequence[str] = ()
+    spent: tuple[Keys, Usage] | None = None
+    """The tokens the provider reported, counted against the quotas."""
+
+
+@dataclass(frozen=True)
+class _Mark:
+    conversation_id: int
+    pending: dict[str, Any] | None
+    message_id: str
+
+
+@dataclass(frozen=True)
 class LastReply:
     conversation: Conversation
     entry_id: int
@@ -209,6 +242,11 @@ class LastReply:
     """The user's message it answered."""
     history: tuple[HistoryEntry, ...]
     """What came before that message."""
+
+
+async def _by_id(session: AsyncSession, ids: set[int]) -> dict[int, Conversation]:
+    found = await session.scalars(select(Conversation).where(Conversation.id.in_(ids)))
+    return {conversation.id: conversation for conversation in found}
 
 
 def transcript_entry(

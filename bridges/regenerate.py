@@ -17,7 +17,7 @@ from agents.base import Agent, Attachment, Button, Media, Regenerable, Turn
 from bridges.budget import RateBudget, acquire_all
 from bridges.catalogue import Phrasebook
 from bridges.controls import Control, ControlNotices
-from bridges.conversations import Conversations
+from bridges.conversations import Conversations, TurnEnd
 from bridges.notices import Notices
 from bridges.quotas import spent
 from bridges.replies import ReplyWriter
@@ -96,7 +96,9 @@ class Regenerations:
             if result.cut:
                 await send_notice(surface, words(Notices).reply_cut)
             await self.conversations.finish_turn(
-                conversation.id, result.provider_state, ended=False, spent=spent(inbound, turn, result)
+                TurnEnd(
+                    conversation.id, result.provider_state, ended=False, spent=spent(inbound, turn, result)
+                )
             )
 
 

@@ -25,6 +25,7 @@ from agents.base import (
 from agents.demo import DemoAgent, DemoSettings
 from bridges.catalogue import Catalogue
 from bridges.controls import Control, ControlNotices, control_button
+from bridges.conversations import TurnEnd
 from bridges.recovery import recover
 from bridges.relay import Notices, Relay
 from bridges.relay_policy import RelayPolicy
@@ -745,6 +746,6 @@ async def test_a_session_the_agent_ends_as_a_moderator_takes_over_stays_with_the
     assert conversation is not None
     async with db.begin() as session:  # a takeover commits while the turn is still finishing
         (await session.get_one(Conversation, conversation.id)).status = ConversationStatus.HUMAN
-    await relay.conversations.finish_turn(conversation.id, None, ended=True)
+    await relay.conversations.finish_turn(TurnEnd(conversation.id, None, ended=True))
     async with db() as session:
         assert (await session.get_one(Conversation, conversation.id)).status == ConversationStatus.HUMAN

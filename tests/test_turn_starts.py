@@ -46,7 +46,7 @@ def said(text: str, user: str, message_id: str) -> Inbound:
     )
 
 
-async def test_a_burst_of_users_starts_in_a_few_transactions_each_with_its_own_history_and_limits(
+async def test_a_burst_of_users_starts_and_ends_in_a_few_transactions_each_with_its_own_history_and_limits(
     engine: AsyncEngine, db: async_sessionmaker[AsyncSession]
 ) -> None:
     gate = asyncio.Event()
@@ -81,9 +81,12 @@ async def test_a_burst_of_users_starts_in_a_few_transactions_each_with_its_own_h
     gate.set()
     await asyncio.wait_for(asyncio.gather(*burst), 10)
     event.remove(engine.sync_engine, "commit", count)
+    after_the_agent = commits - before_the_agent
 
     # Each message took two commits before (recorded on arrival, then its turn): 72 for the burst.
     assert before_the_agent <= 4, f"{before_the_agent} commits before the agent for {len(users)} messages"
+    # And three per reply after it (its posted message marked, its text recorded, its turn finished).
+    assert after_the_agent <= 6, f"{after_the_agent} commits after the agent for {NEW + RETURNING} replies"
     histories = {turn.user_id: [(h.role, h.text) for h in turn.history] for turn in agent.turns[earlier:]}
     assert set(histories) == {user for user in users if user != "spent"}
     for n in range(RETURNING):
