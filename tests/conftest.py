@@ -1,19 +1,25 @@
 """Shared fixtures: every database test runs on SQLite and on a throwaway PostgreSQL cluster.
 
-The cluster is started once per session from the local PostgreSQL binaries. Without them the Postgres
-cases skip, unless SWITCHBOARD_REQUIRE_POSTGRES=1 (set by .ci/run), in which case they fail loudly.
+The cluster is started once per session (per xdist worker: each has its own) from the local PostgreSQL
+binaries. Without them the Postgres cases skip, unless SWITCHBOARD_REQUIRE_POSTGRES=1 (set by .ci/run), in
+which case they fail loudly. A test that takes `engine` gets a copy of a database migrated once per
+session: running the migrations for every test cost more than most tests themselves.
 """
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 import asyncpg
@@ -80,6 +86,14 @@ class PostgresCluster:
             "-E",
             "UTF8",
         )
+        for _ in range(2):
+            try:
+                self.resume()
+                return
+            except RuntimeError:
+                # Another process (the other xdist worker, a fake server) may have bound the port since
+                # free_port() found it free: try a new one.
+                self.port = free_port()
         self.resume()
 
     def pause(self) -> None:
@@ -143,15 +157,55 @@ async def _admin(cluster: PostgresCluster, statement: str) -> None:
         await conn.close()
 
 
+async def _migrate(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await migrations.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
+def _in_own_loop(work: Coroutine[object, object, None]) -> None:
+    """Run `work` to the end from sync code that a test's running event loop may have called (a session
+    fixture first asked for inside an async one): in a thread, on a loop of its own."""
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, work).result()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session, for `database_url` to copy."""
+    path = tmp_path_factory.mktemp("template") / "switchboard.db"
+    _in_own_loop(_migrate(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_cluster: PostgresCluster) -> str:
+    """A database on the session's cluster migrated to head once, for `database_url` to clone."""
+    name = "switchboard_template"
+    _in_own_loop(_admin(postgres_cluster, f'CREATE DATABASE "{name}"'))
+    _in_own_loop(_migrate(postgres_cluster.url(name)))
+    return name
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """An empty database of each kind, unmigrated."""
+    """A database of each kind: empty, unmigrated; at head when the test also takes `engine`, copied
+    from the session's template (as the migrations would leave it, in a fraction of their time)."""
+    migrated = "engine" in request.fixturenames
     if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'switchboard.db'}"
+        path = tmp_path / "switchboard.db"
+        if migrated:
+            template: Path = request.getfixturevalue("sqlite_template")
+            with closing(sqlite3.connect(template)) as source, closing(sqlite3.connect(path)) as copy:
+                source.backup(copy)
+        yield f"sqlite+aiosqlite:///{path}"
         return
     cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
     name = f"test_{uuid.uuid4().hex[:12]}"
-    await _admin(cluster, f'CREATE DATABASE "{name}"')
+    clone = f' TEMPLATE "{request.getfixturevalue("postgres_template")}"' if migrated else ""
+    await _admin(cluster, f'CREATE DATABASE "{name}"{clone}')
     try:
         yield cluster.url(name)
     finally:
@@ -160,9 +214,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 @pytest.fixture
 async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """A migrated database of each kind."""
+    """A migrated database of each kind (`database_url` copied it from the migrated template)."""
     engine = create_engine(database_url)
-    await migrations.upgrade(engine)
     try:
         yield engine
     finally:
