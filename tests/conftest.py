@@ -133,15 +133,20 @@ class PostgresCluster:
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
 
 
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[PostgresCluster]:
+def postgres_bindir() -> Path:
+    """The PostgreSQL binaries; without them the test skips, or fails when SWITCHBOARD_REQUIRE_POSTGRES=1."""
     bindir = _postgres_bindir()
     if bindir is None:
         message = "PostgreSQL binaries not found (install Debian's postgresql)"
         if REQUIRE_POSTGRES:
             pytest.fail(message + " and SWITCHBOARD_REQUIRE_POSTGRES=1", pytrace=False)
         pytest.skip(message)
-    cluster = PostgresCluster(bindir)
+    return bindir
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster(postgres_bindir())
     cluster.start()
     try:
         yield cluster
@@ -250,12 +255,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.fixture
 def private_postgres() -> Iterator[PostgresCluster]:
     """A cluster of its own, for tests that stop and restart the server."""
-    bindir = _postgres_bindir()
-    if bindir is None:
-        if REQUIRE_POSTGRES:
-            pytest.fail("PostgreSQL binaries not found and SWITCHBOARD_REQUIRE_POSTGRES=1", pytrace=False)
-        pytest.skip("PostgreSQL binaries not found")
-    cluster = PostgresCluster(bindir)
+    cluster = PostgresCluster(postgres_bindir())
     cluster.start()
     try:
         yield cluster
