@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
+import random
 import shutil
 import socket
 import sqlite3
@@ -31,6 +32,7 @@ import migrations
 from models import create_engine, session_factory
 
 REQUIRE_POSTGRES = os.environ.get("SWITCHBOARD_REQUIRE_POSTGRES") == "1"
+_system_random = random.SystemRandom()
 
 
 def _postgres_bindir() -> Path | None:
@@ -50,10 +52,29 @@ def _postgres_bindir() -> Path | None:
     return None
 
 
+def ephemeral_ports() -> range:
+    """The ports the kernel hands out to every bind to port 0 and every outgoing connection."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except OSError:  # not Linux: the IANA range, which macOS and Windows use
+        low, high = 49152, 65535
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, for a server that must be told its port before it binds it.
+
+    Drawn from below the ephemeral range: a port from that range could be handed to any bind to port 0
+    (a fake server in this test, on the other xdist worker) before our server binds it. The choice is
+    random from the system's source, so two workers never draw in step."""
+    while True:
+        port = _system_random.randrange(1024, ephemeral_ports().start)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:  # in use: draw again
+                continue
+        return port
 
 
 class PostgresCluster:

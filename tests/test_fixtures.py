@@ -1,5 +1,6 @@
-"""The suite's own database fixtures, which every database test stands on: what `database_url` and
-`engine` hand a test, and a cluster that still starts when another process took its port."""
+"""The suite's own fixtures, which every database and server test stands on: what `database_url` and
+`engine` hand a test, ports no other server can be given first, and a cluster that still starts when
+another process took its port."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import migrations
 from models import create_engine
-from tests.conftest import PostgresCluster, postgres_bindir
+from tests.conftest import PostgresCluster, ephemeral_ports, free_port, postgres_bindir
 
 
 async def test_engine_is_at_the_head_revision(engine: AsyncEngine) -> None:
@@ -27,6 +28,12 @@ async def test_database_url_alone_is_empty(database_url: str) -> None:
             assert await conn.run_sync(lambda sync: inspect(sync).get_table_names()) == []
     finally:
         await engine.dispose()
+
+
+def test_free_ports_are_never_ones_a_bind_to_port_0_could_be_given() -> None:
+    """Else a fake server started meanwhile (here, or on the other worker) can take the port first."""
+    ephemeral = ephemeral_ports()
+    assert not any(free_port() in ephemeral for _ in range(50))
 
 
 @pytest.mark.slow
