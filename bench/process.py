@@ -122,7 +122,7 @@ async def fresh_database(server_url: str | None, workdir: Path, name: str) -> As
         path = workdir / f"{name}.db"
         path.unlink(missing_ok=True)  # left by an earlier run in a kept directory
         url = f"sqlite+aiosqlite:///{path}"
-        await _migrate(url)
+        await migrations.upgrade_url(url)
         yield url
         return
     database = f"switchboard_bench_{name}_{secrets.token_hex(4)}"
@@ -135,21 +135,12 @@ async def fresh_database(server_url: str | None, workdir: Path, name: str) -> As
         raise HarnessError(f"could not create a database on {safe_url(server_url)}: {exc}") from None
     url = make_url(server_url).set(database=database).render_as_string(hide_password=False)
     try:
-        await _migrate(url)
+        await migrations.upgrade_url(url)
         yield url
     finally:
         async with admin.connect() as connection:
             await connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
         await admin.dispose()
-
-
-async def _migrate(url: str) -> None:
-    """Migrate here, so no bot run spends memory on it that another run does not."""
-    engine = create_engine(url)
-    try:
-        await migrations.upgrade(engine)
-    finally:
-        await engine.dispose()
 
 
 async def seed_sessions(url: str, count: int, *, batch: int = 2_000) -> None:

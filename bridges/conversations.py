@@ -42,7 +42,7 @@ class Conversations:
         self.inbox = inbox
         self.bindings = bindings
         self.quotas = quotas
-        self._now = now
+        self.now = now
         self.outage_grace = outage_grace
         self._marking = Batched(self._mark_all, shared=(DatabaseUnavailable,))
         self._finishing = Batched(self._finish_all, shared=(DatabaseUnavailable,))
@@ -63,7 +63,7 @@ class Conversations:
             current = await session.scalar(_open_conversation(inbound))
             stored = await self.bindings.stored(session, [inbound])
             conversation = live_conversation(
-                inbound, user, current, idle_timeout, self._now(), self.bindings.agent_for(inbound, stored)
+                inbound, user, current, idle_timeout, self.now(), self.bindings.agent_for(inbound, stored)
             )
             session.add(conversation)
             return conversation
@@ -71,7 +71,7 @@ class Conversations:
     @survives_db_outage
     async def close(self, conversation_id: int) -> None:
         async with self.db.begin() as session:
-            close(await session.get_one(Conversation, conversation_id), self._now())
+            close(await session.get_one(Conversation, conversation_id), self.now())
 
     @survives_db_outage
     async def history(self, conversation_id: int, length: int) -> tuple[HistoryEntry, ...]:
@@ -128,7 +128,7 @@ class Conversations:
     async def _finish_all(self, ends: Sequence[TurnEnd]) -> list[None]:
         async with self.db.begin() as session:
             rows = await _by_id(session, {end.conversation_id for end in ends})
-            now = self._now()
+            now = self.now()
             for end in ends:
                 if end.reply:
                     session.add(transcript_entry(end.conversation_id, Role.AGENT, end.reply, end.message_ids))
@@ -160,7 +160,7 @@ class Conversations:
         reply is marked as being written, in one transaction. What to tell the user if a limit is
         reached (then nothing changed)."""
         async with self.db.begin() as session:
-            refusal = await self.quotas.take(session, Keys.of(inbound), self._now(), locale=inbound.locale)
+            refusal = await self.quotas.take(session, Keys.of(inbound), self.now(), locale=inbound.locale)
             if refusal is None:
                 conversation = await session.get_one(Conversation, conversation_id)
                 conversation.pending_reply = pending

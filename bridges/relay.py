@@ -125,14 +125,7 @@ class Relay:
         self.agent_turns = AgentTurns(
             agents,
             self.conversations,
-            TurnStarts(
-                db,
-                inbox=self.inbox,
-                bindings=self.bindings,
-                quotas=self.quotas,
-                now=now,
-                outage_grace=policy.db_outage_grace,
-            ),
+            TurnStarts(self.conversations),
             self.handoffs,
             self.media,
             self.writer,

@@ -9,23 +9,29 @@ a burst costs about as much as one message.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agents.base import HistoryEntry
 from bridges.batches import Batched
-from bridges.bindings import Bindings, StoredBindings
+from bridges.bindings import StoredBindings
 from bridges.bursts import Follower
 from bridges.controls import Key
-from bridges.conversations import history_entry, live_conversation, request_expired, transcript_entry
-from bridges.inbox import Inbox, Receipt
+from bridges.conversations import (
+    Conversations,
+    history_entry,
+    live_conversation,
+    request_expired,
+    transcript_entry,
+)
+from bridges.inbox import Receipt
 from bridges.outage import DatabaseUnavailable, survives_db_outage
-from bridges.quotas import Keys, Quotas
+from bridges.quotas import Keys
 from bridges.replies import key_of
 from bridges.surface import Inbound
 from models import Conversation, ConversationStatus, Handoff, Role, TranscriptEntry, User
@@ -85,22 +91,11 @@ Started = Begun | ExpiredRequest | OverQuota | Elsewhere | None
 
 
 class TurnStarts:
-    def __init__(
-        self,
-        db: async_sessionmaker[AsyncSession],
-        *,
-        inbox: Inbox,
-        bindings: Bindings,
-        quotas: Quotas,
-        now: Callable[[], datetime],
-        outage_grace: float,
-    ) -> None:
-        self.db = db
-        self.inbox = inbox
-        self.bindings = bindings
-        self.quotas = quotas
-        self._now = now
-        self.outage_grace = outage_grace
+    """The start of turns, in the conversation store's database and with its collaborators."""
+
+    def __init__(self, store: Conversations) -> None:
+        self.store = store
+        self.outage_grace = store.outage_grace
         self._starting = Batched(self._begin_all, shared=(DatabaseUnavailable,))
 
     async def begin(self, start: TurnStart) -> Started:
@@ -115,8 +110,8 @@ class TurnStarts:
 
     @survives_db_outage
     async def _begin_all(self, every: Sequence[TurnStart]) -> list[Started]:
-        now = self._now()
-        async with self.db.begin() as session:
+        now = self.store.now()
+        async with self.store.db.begin() as session:
             elsewhere = await self._record(session, every)
             starts = [start for start in every if id(start) not in elsewhere]
             read = await self._read(session, starts)
@@ -133,7 +128,7 @@ class TurnStarts:
             await session.flush()  # new conversations' ids, for their transcript entries
             histories = await _histories(session, taken)
             if handled:
-                await session.execute(self.inbox.handled(*handled))
+                await session.execute(self.store.inbox.handled(*handled))
             begun = iter(self._take(session, taken, histories))
         results = iter(next(begun) if isinstance(d, Conversation) else d for d in decisions)
         return [Elsewhere() if id(start) in elsewhere else next(results) for start in every]
@@ -144,7 +139,7 @@ class TurnStarts:
         users = await _users(session, inbounds)
         current = await _open_conversations(session, users.values())
         handoffs = await _open_handoffs(session, [c.id for c in current.values()])
-        return _Read(users, current, handoffs, await self.bindings.stored(session, inbounds))
+        return _Read(users, current, handoffs, await self.store.bindings.stored(session, inbounds))
 
     async def _decide(
         self, session: AsyncSession, start: TurnStart, read: _Read, now: datetime
@@ -160,7 +155,7 @@ class TurnStarts:
             return ExpiredRequest(handoff.id)
         if (refusal := await self._over_quota(session, start, current, now)) is not None:
             return OverQuota(refusal)
-        agent = self.bindings.agent_for(inbound, read.stored)
+        agent = self.store.bindings.agent_for(inbound, read.stored)
         conversation = live_conversation(inbound, user, current, start.policy.idle_timeout, now, agent)
         session.add(conversation)
         read.current[key] = conversation
@@ -172,7 +167,7 @@ class TurnStarts:
         rows = {id(start): start.unrecorded for start in starts if start.unrecorded is not None}
         if not rows:
             return set()
-        mine = await self.inbox.record(session, list(rows.values()))
+        mine = await self.store.inbox.record(session, list(rows.values()))
         return {key for key, ours in zip(rows, mine, strict=True) if not ours}
 
     def _take(
@@ -203,7 +198,7 @@ class TurnStarts:
         if current is not None and current.status != ConversationStatus.BOT:
             return None
         inbound = start.inbound
-        return await self.quotas.take(session, Keys.of(inbound), now, locale=inbound.locale)
+        return await self.store.quotas.take(session, Keys.of(inbound), now, locale=inbound.locale)
 
 
 @dataclass(frozen=True)

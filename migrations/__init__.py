@@ -17,6 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from models.db import create_engine
+
 SCRIPT_LOCATION = Path(__file__).resolve().parent
 
 
@@ -38,6 +40,15 @@ class MigrationError(RuntimeError):
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     await run_migration(engine, lambda sync: command.upgrade(alembic_config(sync), revision))
+
+
+async def upgrade_url(url: str) -> None:
+    """Upgrade the database at `url` to head with an engine of its own (a fresh test or bench database)."""
+    engine = create_engine(url)
+    try:
+        await upgrade(engine)
+    finally:
+        await engine.dispose()
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:

@@ -184,14 +184,6 @@ async def _admin(cluster: PostgresCluster, statement: str) -> None:
         await conn.close()
 
 
-async def _migrate(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await migrations.upgrade(engine)
-    finally:
-        await engine.dispose()
-
-
 def _in_own_loop(work: Coroutine[object, object, None]) -> None:
     """Run `work` to the end from sync code that a test's running event loop may have called (a session
     fixture first asked for inside an async one): in a thread, on a loop of its own."""
@@ -203,7 +195,7 @@ def _in_own_loop(work: Coroutine[object, object, None]) -> None:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file migrated to head once per session, for `database_url` to copy."""
     path = tmp_path_factory.mktemp("template") / "switchboard.db"
-    _in_own_loop(_migrate(f"sqlite+aiosqlite:///{path}"))
+    _in_own_loop(migrations.upgrade_url(f"sqlite+aiosqlite:///{path}"))
     return path
 
 
@@ -212,7 +204,7 @@ def postgres_template(postgres_cluster: PostgresCluster) -> str:
     """A database on the session's cluster migrated to head once, for `database_url` to clone."""
     name = "switchboard_template"
     _in_own_loop(_admin(postgres_cluster, f'CREATE DATABASE "{name}"'))
-    _in_own_loop(_migrate(postgres_cluster.url(name)))
+    _in_own_loop(migrations.upgrade_url(postgres_cluster.url(name)))
     return name
 
 
