@@ -63,7 +63,9 @@ class Batched(Generic[Item, Result]):
 
     async def _take(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         try:
-            results = await self._step([item for item, _ in batch])
+            results = list(await self._step([item for item, _ in batch]))
+            if len(results) != len(batch):
+                raise RuntimeError(f"{len(results)} results for {len(batch)} items")
         except Exception as exc:
             if len(batch) == 1 or isinstance(exc, self._shared):
                 for _, future in batch:

@@ -91,3 +91,12 @@ async def test_a_caller_that_gives_up_leaves_the_others_their_results() -> None:
     assert await first == 2 and await patient == 6
     with pytest.raises(asyncio.CancelledError):
         await impatient
+
+
+async def test_a_step_that_loses_a_result_fails_the_calls_instead_of_leaving_them_waiting() -> None:
+    async def forgetful(items: Sequence[int]) -> list[int]:
+        return [item * 2 for item in items][1:]
+
+    batched = Batched(forgetful)
+    results = await asyncio.wait_for(asyncio.gather(batched(1), batched(2), return_exceptions=True), 5)
+    assert all(isinstance(result, RuntimeError) for result in results)
