@@ -13,17 +13,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
-
 log = logging.getLogger(__name__)
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
-
-DATABASE_FAILURES: tuple[type[Exception], ...] = (DBAPIError, PoolTimeout, OSError)
-"""What fails a read for every item alike: trying them alone would fail each again (the callers
-retry, `survives_db_outage`)."""
 
 BATCH_LIMIT = 500
 """Calls taken by one run at most, so one transaction stays short."""

@@ -15,7 +15,8 @@ from datetime import datetime
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bridges.batches import DATABASE_FAILURES, Batched
+from bridges.batches import Batched
+from bridges.outage import DATABASE_FAILURES
 from models import User, utcnow
 from models.queries import user_row
 
@@ -40,6 +41,7 @@ class BlockService:
         self.now = now
         """The clock that decides whether a block has run out."""
         self._reading = Batched(self._users, shared=DATABASE_FAILURES)
+        """A read fails for every user alike; the callers retry (`survives_db_outage`)."""
 
     async def active(self, platform: str, user_id: str) -> Block | None:
         """The user's block, unless there is none or it has run out. Asked for every message, so the

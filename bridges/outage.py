@@ -16,6 +16,10 @@ from models.db import is_transient_db_error
 log = logging.getLogger(__name__)
 
 
+DATABASE_FAILURES: tuple[type[Exception], ...] = (DBAPIError, PoolTimeout, OSError)
+"""What a database step can fail with; `is_transient_db_error` tells which of them a retry outlives."""
+
+
 class DatabaseUnavailable(Exception):
     """The database stayed unreachable for longer than the grace period."""
 
@@ -48,7 +52,7 @@ def survives_db_outage(
         while True:
             try:
                 return await step(owner, *args, **kwargs)
-            except (DBAPIError, PoolTimeout, OSError) as exc:
+            except DATABASE_FAILURES as exc:
                 if not is_transient_db_error(exc):
                     raise
                 if loop.time() + delay > deadline:
