@@ -307,7 +307,8 @@ class Relay:
     ) -> RenderResult | None:
         words = self.words(inbound)
         if (press := Press.of(inbound.button)) is not None:  # the intake menu's, not the agent's
-            await self.inbox.mark_handled(receipt)  # like a command: a crash while it runs repeats it not
+            if unrecorded is None:  # like a command: a crash while it runs repeats it not
+                await self.inbox.mark_handled(receipt)
             said = await self.intake.pressed(inbound, press, words)
             await send_notice(surface, said.text, said.buttons)
             return None
